@@ -1,0 +1,288 @@
+"""Classify an inbound message: opt-out, opt-in, help, or an ordinary reply.
+
+Two layers, both driven by the data in compliance/phrases.py:
+1. whole-message keywords (STOP, START, HELP...), the carrier-standard words;
+2. revocation phrases anywhere in the message ("please stop texting me",
+   "no más mensajes"), because the FCC's 2024 order lets a consumer revoke
+   consent "by any reasonable means", not only with the keyword.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from compliance.phrases import (
+    FILLERS,
+    HELP_KEYWORDS,
+    MACROS,
+    NOT_TYPOS,
+    OPT_IN_KEYWORDS,
+    OPT_IN_WHEN_OPTED_OUT,
+    OPT_OUT_KEYWORDS,
+    REVOCATION_PHRASES,
+    SPELLING,
+    Phrase,
+)
+
+Kind = Literal["opt_out", "opt_in", "help"]
+MatchRule = Literal["keyword", "phrase"]
+Tokens = tuple[str, ...]
+
+APOSTROPHES = "'’‘`´ʼ′"  # "don't" -> "dont", not "don t"
+CLAUSE_BREAKS = ".!?;,:\n\r¡¿…|"  # where a clause ends; "stop, who is this" has two
+GAP = 2  # tokens a "*" slot may skip
+_SPLIT_CONTRACTION = re.compile(r"\b(don|can|won|didn|doesn|isn|shouldn|wouldn|couldn)\s+t\b")
+_RUN3 = re.compile(r"(.)\1{2,}")
+_RUN2 = re.compile(r"(.)\1+")
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What an inbound message asks for; all None for an ordinary reply."""
+
+    kind: Kind | None = None
+    keyword: str | None = None  # what matched, normalized ("stop", "stop texting me")
+    rule: MatchRule | None = None
+
+
+ORDINARY = Classification()
+
+
+def _fold(text: str) -> str:
+    """Lowercase, accents stripped, compatibility forms (fullwidth letters) unified."""
+    # NFKD first turns styled letters ("𝘈", "Ｓ") into plain ones to casefold;
+    # again after, because casefolding can compose ("İ" -> "i̇").
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _raw_clauses(text: str) -> list[list[str]]:
+    folded = _fold(text)
+    folded = "".join(ch for ch in folded if ch not in APOSTROPHES)
+    folded = _SPLIT_CONTRACTION.sub(r"\1t", folded)
+    chars = []
+    for ch in folded:
+        if ch.isalnum():
+            chars.append(ch)
+        elif ch in CLAUSE_BREAKS:
+            chars.append("\n")
+        else:
+            chars.append(" ")  # punctuation, symbols, emoji, whitespace
+    return [line.split() for line in "".join(chars).split("\n")]
+
+
+@functools.cache
+def _vocabulary() -> frozenset[str]:
+    words: set[str] = set(FILLERS)
+    for keyword in OPT_OUT_KEYWORDS + OPT_IN_KEYWORDS + OPT_IN_WHEN_OPTED_OUT + HELP_KEYWORDS:
+        words.update(keyword.split())
+    for phrase in REVOCATION_PHRASES:
+        words.update(re.findall(r"[a-z]+", _expand(phrase.pattern)))
+    for value in SPELLING.values():
+        words.update(value.split())
+    return frozenset(words)
+
+
+@functools.cache
+def _typo_targets() -> tuple[str, ...]:
+    # Only long words: short ones ("stop", "end") have too many real neighbours.
+    return tuple(sorted(w for w in _vocabulary() if len(w) >= 7))
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True when a and b differ by one insertion, deletion, substitution or swap."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 1:
+            return True
+        i = diff[0]
+        return len(diff) == 2 and diff[1] == i + 1 and a[i] == b[i + 1] and a[i + 1] == b[i]
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long_[i]:
+        i += 1
+    return short[i:] == long_[i + 1 :]
+
+
+@functools.cache
+def correct(token: str) -> str:
+    """A token with its misspelling fixed (may become several words, e.g. 'optout')."""
+    if token in SPELLING:
+        return SPELLING[token]
+    vocabulary = _vocabulary()
+    if token in vocabulary or token.isdigit():
+        return token
+    if _RUN3.search(token):  # "stooop", "pleeease", "messsages"
+        for squeezed in (_RUN3.sub(r"\1\1", token), _RUN2.sub(r"\1", token)):
+            if squeezed in SPELLING:
+                return SPELLING[squeezed]
+            if squeezed in vocabulary:
+                return squeezed
+    if len(token) >= 6 and token not in NOT_TYPOS:
+        for word in _typo_targets():
+            if _one_edit(token, word):
+                return word
+    return token
+
+
+def clauses(text: str) -> list[Tokens]:
+    """Normalized tokens of each clause of a message (empty clauses dropped)."""
+    out: list[Tokens] = []
+    for raw in _raw_clauses(text):
+        tokens: list[str] = []
+        for token in raw:
+            tokens.extend(correct(token).split())
+        if tokens:
+            out.append(tuple(tokens))
+    return out
+
+
+def normalize(text: str) -> str:
+    """The message as matched: normalized tokens separated by single spaces."""
+    return " ".join(" ".join(c) for c in clauses(text))
+
+
+# ---- phrase matching -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Slot:
+    alternatives: tuple[Tokens, ...]
+    optional: bool = False
+    gap: int = 0
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    text: str
+    slots: tuple[_Slot, ...]
+    at_start: bool
+    at_end: bool
+    not_before: frozenset[str]
+    not_after: frozenset[str]
+
+
+def _expand(pattern: str) -> str:
+    return pattern.format(**MACROS)
+
+
+def _compile(phrase: Phrase) -> _Compiled:
+    pieces = re.findall(r"\[[^\]]*\]|\([^)]*\)|\S+", _expand(phrase.pattern))
+    at_start = bool(pieces) and pieces[0] == "^"
+    at_end = bool(pieces) and pieces[-1] == "$"
+    slots: list[_Slot] = []
+    for piece in pieces:
+        if piece in "^$":
+            continue
+        if piece == "*":
+            slots.append(_Slot((), gap=GAP))
+            continue
+        optional = piece.startswith("[")
+        body = piece[1:-1] if piece[0] in "[(" else piece
+        # A macro inside [...] brings its own (...): alternatives are flat anyway.
+        body = body.replace("(", "").replace(")", "")
+        alternatives = tuple(tuple(alt.split()) for alt in body.split("|") if alt.strip())
+        slots.append(_Slot(alternatives, optional=optional))
+    return _Compiled(
+        text=phrase.pattern,
+        slots=tuple(slots),
+        at_start=at_start,
+        at_end=at_end,
+        not_before=frozenset(phrase.not_before.split()),
+        not_after=frozenset(phrase.not_after.split()),
+    )
+
+
+@functools.cache
+def _phrases() -> tuple[_Compiled, ...]:
+    return tuple(_compile(p) for p in REVOCATION_PHRASES)
+
+
+def _ends(slots: Sequence[_Slot], tokens: Tokens, pos: int) -> Iterator[int]:
+    """Every end position where `slots` match `tokens` from `pos`."""
+    if not slots:
+        yield pos
+        return
+    slot, rest = slots[0], slots[1:]
+    if slot.gap:
+        for skip in range(min(slot.gap, len(tokens) - pos) + 1):
+            yield from _ends(rest, tokens, pos + skip)
+        return
+    if slot.optional:
+        yield from _ends(rest, tokens, pos)
+    for alt in slot.alternatives:
+        if tokens[pos : pos + len(alt)] == alt:
+            yield from _ends(rest, tokens, pos + len(alt))
+
+
+def _find(phrase: _Compiled, tokens: Tokens) -> Tokens | None:
+    starts = range(1) if phrase.at_start else range(len(tokens))
+    for start in starts:
+        if start > 0 and tokens[start - 1] in phrase.not_after:
+            continue
+        ends = [
+            end
+            for end in _ends(phrase.slots, tokens, start)
+            if end > start
+            and (not phrase.at_end or end == len(tokens))
+            and (end == len(tokens) or tokens[end] not in phrase.not_before)
+        ]
+        if ends:
+            return tokens[start : max(ends)]  # report the longest reading
+    return None
+
+
+# ---- classification ----------------------------------------------------------
+
+
+def _strip_fillers(tokens: Tokens) -> Tokens:
+    return tuple(t for t in tokens if t not in FILLERS)
+
+
+def _as_keyword(tokens: Tokens, keywords: Sequence[str]) -> str | None:
+    """The keyword the tokens spell (possibly repeated: 'stop stop'), else None."""
+    core = _strip_fillers(tokens)
+    for keyword in keywords:
+        words = tuple(keyword.split())
+        if core and len(core) % len(words) == 0 and core == words * (len(core) // len(words)):
+            return keyword
+    return None
+
+
+def classify(text: str, *, opted_out: bool = False) -> Classification:
+    """Classify an inbound message (never raises; any text is accepted).
+
+    `opted_out` tells whether the lead is currently opted out: only then is
+    "YES" an opt-in; otherwise it is an ordinary answer.
+    """
+    parts = clauses(text)
+    whole = tuple(token for clause in parts for token in clause)
+    if not whole:
+        return ORDINARY
+    keyword = _as_keyword(whole, OPT_OUT_KEYWORDS)
+    if keyword:
+        return Classification("opt_out", keyword, "keyword")
+    opt_in = OPT_IN_KEYWORDS + (OPT_IN_WHEN_OPTED_OUT if opted_out else ())
+    keyword = _as_keyword(whole, opt_in)
+    if keyword:
+        return Classification("opt_in", keyword, "keyword")
+    keyword = _as_keyword(whole, HELP_KEYWORDS)
+    if keyword:
+        return Classification("help", keyword, "keyword")
+    for clause in parts:
+        keyword = _as_keyword(clause, OPT_OUT_KEYWORDS)
+        if keyword:
+            return Classification("opt_out", keyword, "phrase")
+    for clause in parts:
+        for phrase in _phrases():
+            found = _find(phrase, clause)
+            if found:
+                return Classification("opt_out", " ".join(found), "phrase")
+    return ORDINARY

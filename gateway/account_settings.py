@@ -1,0 +1,111 @@
+"""An account's compliance settings: stored as JSON on the account, validated here."""
+
+from __future__ import annotations
+
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from compliance.notice import has_opt_out_instruction
+from compliance.window import Window
+from gateway.models import Account
+
+# CTIA: one confirmation, no marketing, says how to resubscribe; kept under one SMS segment.
+DEFAULT_OPT_OUT_CONFIRMATION = (
+    "{business}: you are unsubscribed and will get no more messages. Reply START to resubscribe."
+)
+DEFAULT_OPT_IN_CONFIRMATION = (
+    "{business}: you are resubscribed. Msg&data rates may apply. Reply STOP to opt out."
+)
+DEFAULT_HELP_TEXT = (
+    "{business}: for help contact {contact}. Msg&data rates may apply. Reply STOP to opt out."
+)
+# Appended to the first text a lead gets and to one text in every 30 days (gateway/sms/notice.py);
+# it starts with a space because it is appended to the body as is.
+DEFAULT_OPT_OUT_NOTICE = " Reply STOP to opt out."
+# Purchased ("aged") leads are where TCPA suits come from: consent older than this blocks
+# initiated texts and calls (compliance/consent.py). A source rule can set its own.
+DEFAULT_MAX_CONSENT_AGE_DAYS = 90
+
+
+class ComplianceSettings(BaseModel):
+    """What an account may tune; the law's limits are enforced by `compliance/` regardless."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    business_name: str | None = Field(default=None, max_length=100)
+    help_contact: str | None = Field(default=None, max_length=100)
+    opt_out_confirmation: str = Field(default=DEFAULT_OPT_OUT_CONFIRMATION, max_length=320)
+    opt_in_confirmation: str = Field(default=DEFAULT_OPT_IN_CONFIRMATION, max_length=320)
+    help_text: str = Field(default=DEFAULT_HELP_TEXT, max_length=320)
+    timezone: str | None = Field(default=None, description="fallback zone for numbers without one")
+    window_start: time = time(8, 0)
+    window_end: time = time(20, 0)
+    window_days: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4, 5, 6), min_length=1)
+    reply_grace: bool = True
+    # Twilio answers its default keywords itself on long codes and toll-free numbers (and then
+    # refuses sends with 21610); the gateway then records them but sends no second reply. Turn
+    # off only when the Twilio account's default handling is off (Advanced Opt-Out, no keywords).
+    twilio_answers_default_keywords: bool = True
+    opt_out_notice: str = Field(
+        default=DEFAULT_OPT_OUT_NOTICE,
+        min_length=1,
+        max_length=120,
+        description="appended to the first text and one text in every 30 days",
+    )
+    max_consent_age_days: int | None = Field(
+        default=DEFAULT_MAX_CONSENT_AGE_DAYS,
+        ge=1,
+        le=3650,
+        description="initiated texts and calls need consent at most this old; null: no limit",
+    )
+    require_consent: bool = Field(
+        default=False, description="block initiated texts and calls to leads without consent"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("window_days")
+    @classmethod
+    def _days(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(day not in range(7) for day in value):
+            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
+        return tuple(sorted(set(value)))
+
+    @field_validator("opt_out_notice")
+    @classmethod
+    def _notice_says_how(cls, value: str) -> str:
+        if not has_opt_out_instruction(value):
+            raise ValueError('the notice must tell how to opt out, e.g. " Reply STOP to opt out."')
+        return value
+
+    @model_validator(mode="after")
+    def _legal_window(self) -> ComplianceSettings:
+        self.window()  # an account may narrow the window, never widen it past the law
+        return self
+
+    def window(self) -> Window:
+        return Window(
+            start=self.window_start, end=self.window_end, days=frozenset(self.window_days)
+        )
+
+
+def compliance_settings(account: Account) -> ComplianceSettings:
+    return ComplianceSettings.model_validate(account.compliance or {})
+
+
+def render(template: str, account: Account, settings: ComplianceSettings) -> str:
+    """Fill `{business}` and `{contact}` in a confirmation or help template."""
+    business = settings.business_name or account.name
+    contact = settings.help_contact or business
+    return template.replace("{business}", business).replace("{contact}", contact)

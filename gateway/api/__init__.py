@@ -1,0 +1,1 @@
+"""The inbound REST API (`/v1/*`), authenticated by API key."""

@@ -1,0 +1,362 @@
+"""`/v1/plays` (start, read, list, stop) and `POST /v1/leads` (a lead whose source has a rule
+starts that rule's playbook at once).
+
+`POST /v1/plays` honours `Idempotency-Key`: the same key with the same body answers what the
+first request answered (no second lead, play or text); the same key with another body is a
+409. The key is claimed in the transaction that creates the play, so two concurrent requests
+with one key can't both create.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway.clock import now
+from gateway.db import conflict_insert, transaction
+from gateway.engine.jobs import enqueue_advance
+from gateway.engine.records import end, record_activity
+from gateway.engine.starting import RunningPlayExists, start_play
+from gateway.errors import ApiError
+from gateway.leads import LeadIn, LeadPublic, public_leads, upsert_lead
+from gateway.models import (
+    Activity,
+    ActivityType,
+    IdempotencyKey,
+    Message,
+    MessageStatus,
+    Play,
+    PlayState,
+    SourceRule,
+)
+from gateway.reps import assign_rep
+from gateway.state import app_state, current_account
+
+from .openapi import error_with, operation
+from .pagination import next_cursor, page
+from .requests import read_json, read_query
+
+TAGS = ["plays"]
+SettingValue = str | int | float | bool | None
+
+
+class PlayCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    playbook_id: str = Field(min_length=1, max_length=64)
+    lead: LeadIn
+    settings: dict[str, SettingValue] = Field(
+        default_factory=dict, max_length=50, description="overrides of the playbook's settings"
+    )
+
+
+class ActivityOut(BaseModel):
+    id: str
+    type: str
+    label: str
+    note: str | None
+    created_at: datetime
+
+
+class PlayMessageOut(BaseModel):
+    id: str
+    direction: str
+    body: str
+    status: str
+    step_id: str | None
+    created_at: datetime
+
+
+class PlayPublic(BaseModel):
+    id: str
+    lead_id: str
+    playbook_id: str
+    playbook_version: int
+    state: Literal["running", "stopped", "has_outcome", "opted_out"]
+    outcome: str | None
+    step_id: str | None
+    waiting_reply: bool
+    paused: bool
+    settings: dict[str, Any]
+    answers: dict[str, Any]
+    rep_id: str | None
+    source_rule_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    activities: list[ActivityOut] | None = None
+    messages: list[PlayMessageOut] | None = None
+
+
+class PlayList(BaseModel):
+    data: list[PlayPublic]
+    next_cursor: str | None
+
+
+class PlayQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["running", "stopped", "has_outcome", "opted_out"] | None = None
+    lead_id: str | None = Field(default=None, max_length=40)
+    playbook_id: str | None = Field(default=None, max_length=64)
+    since: AwareDatetime | None = None
+    cursor: str | None = Field(default=None, max_length=80)
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class LeadStarted(BaseModel):
+    lead: LeadPublic
+    play: PlayPublic | None = Field(description="the play its source rule started, if any")
+
+
+_PLAY_FIELDS = [n for n in PlayPublic.model_fields if n not in ("activities", "messages")]
+
+
+def _public(play: Play) -> PlayPublic:
+    return PlayPublic.model_validate({name: getattr(play, name) for name in _PLAY_FIELDS})
+
+
+async def _detailed(session: AsyncSession, play: Play) -> PlayPublic:
+    public = _public(play)
+    activities = (
+        await session.exec(
+            select(Activity).where(Activity.play_id == play.id).order_by(col(Activity.id))
+        )
+    ).all()
+    public.activities = [
+        ActivityOut(
+            id=a.public_id, type=a.type, label=a.label, note=a.note, created_at=a.created_at
+        )
+        for a in activities
+    ]
+    messages = (
+        await session.exec(
+            select(Message)
+            .where(Message.account_id == play.account_id, Message.play_id == play.id)
+            .order_by(col(Message.created_at), col(Message.id))
+        )
+    ).all()
+    public.messages = [PlayMessageOut.model_validate(m, from_attributes=True) for m in messages]
+    return public
+
+
+async def _account_play(session: AsyncSession, account_id: str, play_id: str) -> Play:
+    play = (
+        await session.exec(select(Play).where(Play.id == play_id, Play.account_id == account_id))
+    ).first()
+    if play is None:
+        raise ApiError(404, "not_found", "no such play")
+    return play
+
+
+def _request_hash(body: PlayCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _claim_key(
+    session: AsyncSession, account_id: str, key: str, request_hash: str
+) -> JSONResponse | None:
+    """None when the key is new (now claimed); else the answer for a repeated key."""
+    connection = await session.connection()
+    statement = conflict_insert(connection, IdempotencyKey).values(
+        account_id=account_id, key=key, request_hash=request_hash, created_at=now()
+    )
+    result = await connection.execute(
+        statement.on_conflict_do_nothing(index_elements=["account_id", "key"])
+    )
+    if result.rowcount == 1:
+        return None
+    stored = await session.get(IdempotencyKey, (account_id, key))
+    assert stored is not None
+    if stored.request_hash != request_hash:
+        raise ApiError(
+            409, "idempotency_conflict", "Idempotency-Key was used with another body", "lead"
+        )
+    if stored.response is None or stored.status_code is None:
+        raise ApiError(409, "in_progress", "a request with this Idempotency-Key is in progress")
+    return JSONResponse(stored.response, status_code=stored.status_code)
+
+
+@operation(
+    "Start a play",
+    tags=TAGS,
+    description="Creates or updates the lead (one per phone) and starts the playbook's latest "
+    "version on it. Honours `Idempotency-Key`.",
+    request=PlayCreate,
+    response=PlayPublic,
+    status=201,
+    errors={409: "the lead already has a running play of this playbook (`existing_id`), or "
+            "the Idempotency-Key was used with another body"},
+)  # fmt: skip
+async def create_play(request: Request) -> JSONResponse:
+    body = await read_json(request, PlayCreate)
+    account = current_account(request)
+    state = app_state(request)
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise ApiError(400, "bad_request", "Idempotency-Key must be 1-200 characters")
+    async with transaction(state["sessions"]) as session:
+        if key is not None:
+            repeated = await _claim_key(session, account.id, key, _request_hash(body))
+            if repeated is not None:
+                return repeated
+        lead = await upsert_lead(session, account.id, body.lead)
+        try:
+            play = await start_play(
+                session, lead=lead, playbook_id=body.playbook_id, settings=body.settings
+            )
+        except LookupError:
+            raise ApiError(404, "not_found", "no such playbook", "playbook_id") from None
+        except ValueError as exc:
+            raise ApiError(422, "invalid", f"settings: {exc}", "settings") from None
+        except RunningPlayExists as exc:
+            return error_with(
+                409, "conflict", "the lead already has a running play of this playbook",
+                "playbook_id", existing_id=exc.play_id,
+            )  # fmt: skip
+        public = _public(play).model_dump(mode="json")
+        if key is not None:
+            await session.exec(
+                update(IdempotencyKey)
+                .where(col(IdempotencyKey.account_id) == account.id, col(IdempotencyKey.key) == key)
+                .values(status_code=201, response=public)
+            )
+    await enqueue_advance(state["redis"], play.id)
+    return JSONResponse(public, status_code=201)
+
+
+@operation("Get a play", tags=TAGS, response=PlayPublic)
+async def get_play(request: Request) -> JSONResponse:
+    account = current_account(request)
+    async with app_state(request)["sessions"]() as session:
+        play = await _account_play(session, account.id, request.path_params["play_id"])
+        return JSONResponse((await _detailed(session, play)).model_dump(mode="json"))
+
+
+@operation("List plays", tags=TAGS, query=PlayQuery, response=PlayList)
+async def list_plays(request: Request) -> JSONResponse:
+    query = read_query(request, PlayQuery)
+    account = current_account(request)
+    statement = select(Play).where(Play.account_id == account.id)
+    if query.state is not None:
+        statement = statement.where(Play.state == query.state)
+    if query.lead_id is not None:
+        statement = statement.where(Play.lead_id == query.lead_id)
+    if query.playbook_id is not None:
+        statement = statement.where(Play.playbook_id == query.playbook_id)
+    if query.since is not None:
+        statement = statement.where(col(Play.created_at) >= query.since)
+    statement = page(statement, Play, query.cursor, query.limit)
+    async with app_state(request)["sessions"]() as session:
+        plays = list((await session.exec(statement)).all())
+    cursor = next_cursor(plays, query.limit)
+    data = [_public(p).model_dump(mode="json") for p in plays]
+    return JSONResponse({"data": data, "next_cursor": cursor})
+
+
+@operation(
+    "Stop a play",
+    tags=TAGS,
+    description="Ends a running play (`stopped`) and cancels its texts not yet handed to Twilio.",
+    response=PlayPublic,
+    errors={409: "the play is not running"},
+)
+async def stop_play(request: Request) -> JSONResponse:
+    account = current_account(request)
+    async with transaction(app_state(request)["sessions"]) as session:
+        play = await _account_play(session, account.id, request.path_params["play_id"])
+        if play.state != PlayState.RUNNING:
+            raise ApiError(409, "conflict", f"the play is {play.state}, not running")
+        await session.exec(
+            update(Message)
+            .where(
+                col(Message.play_id) == play.id,
+                col(Message.account_id) == account.id,
+                col(Message.status) == MessageStatus.QUEUED,
+            )
+            .values(status=MessageStatus.CANCELED, updated_at=now())
+        )
+        await record_activity(session, play, ActivityType.EVENT, "stopped", "stopped by API")
+        end(session, play, PlayState.STOPPED, "stopped by API")
+        public = await _detailed(session, play)
+    return JSONResponse(public.model_dump(mode="json"))
+
+
+@operation(
+    "Create or update a lead",
+    tags=["leads"],
+    description="Creates or updates the lead; when one of its originators' origin has a source "
+    "rule, that rule's playbook starts at once with a rep assigned by the rule.",
+    request=LeadIn,
+    response=LeadStarted,
+    status=201,
+)
+async def create_lead(request: Request) -> JSONResponse:
+    lead_in = await read_json(request, LeadIn)
+    account = current_account(request)
+    state = app_state(request)
+    started: Play | None = None
+    async with transaction(state["sessions"]) as session:
+        # The upsert writes first: on SQLite a transaction that starts with a write holds the
+        # lock, so the rule lookup and the rep rotation that follow can't be interleaved.
+        lead = await upsert_lead(session, account.id, lead_in)
+        rule = await _rule_for(session, account.id, [o.origin for o in lead_in.originators])
+        rep = await assign_rep(session, rule) if rule is not None else None
+        play: Play | None = None
+        if rule is not None:
+            try:
+                started = play = await start_play(
+                    session,
+                    lead=lead,
+                    playbook_id=rule.playbook_id,
+                    settings=dict(rule.settings),
+                    rep_id=rep.id if rep else None,
+                    source_rule_id=rule.id,
+                )
+            except RunningPlayExists as exc:
+                play = await session.get(Play, exc.play_id)
+            except (LookupError, ValueError) as exc:
+                raise ApiError(
+                    409, "conflict", f"source rule {rule.id} can't start: {exc}", "originators"
+                ) from None
+        [public_lead] = await public_leads(session, [lead])
+        body = LeadStarted(lead=public_lead, play=_public(play) if play else None)
+    if started is not None:
+        await enqueue_advance(state["redis"], started.id)
+    return JSONResponse(body.model_dump(mode="json"), status_code=201)
+
+
+async def _rule_for(
+    session: AsyncSession, account_id: str, origins: list[str]
+) -> SourceRule | None:
+    if not origins:
+        return None
+    rules = (
+        await session.exec(
+            select(SourceRule).where(
+                SourceRule.account_id == account_id, col(SourceRule.origin).in_(origins)
+            )
+        )
+    ).all()
+    by_origin = {rule.origin: rule for rule in rules}
+    return next((by_origin[o] for o in origins if o in by_origin), None)
+
+
+routes = [
+    Route("/v1/plays", list_plays, methods=["GET"]),
+    Route("/v1/plays", create_play, methods=["POST"]),
+    Route("/v1/plays/{play_id}", get_play, methods=["GET"]),
+    Route("/v1/plays/{play_id}/stop", stop_play, methods=["POST"]),
+    Route("/v1/leads", create_lead, methods=["POST"]),
+]

@@ -1,0 +1,155 @@
+"""The Starlette application: `create_app()` with its lifespan, routes and middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from arq import create_pool
+from arq.worker import Worker
+from sqlmodel import select
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route
+
+from gateway.api import (
+    account,
+    docs,
+    emails,
+    leads,
+    messages,
+    numbers,
+    openapi,
+    optouts,
+    party_lines,
+    playbooks,
+    plays,
+    reps,
+    sources,
+    webhooks,
+)
+from gateway.auth import ApiKeyMiddleware
+from gateway.db import SessionFactory, create_engine, session_factory
+from gateway.errors import EXCEPTION_HANDLERS
+from gateway.health import healthz
+from gateway.migrate import upgrade_async
+from gateway.models import SenderNumber
+from gateway.redis_embedded import EmbeddedRedis
+from gateway.sandbox import Sandbox
+from gateway.settings import SANDBOX_PATH, Settings, load_settings
+from gateway.sms import webhooks as sms_webhooks
+from gateway.state import AppState
+from gateway.worker import JOB_COMPLETION_WAIT, build_worker, redis_settings
+from voice import routes as voice_routes
+from voice.links import INBOUND_PATH
+
+log = logging.getLogger(__name__)
+
+
+def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        *account.routes,
+        *optouts.routes,
+        *numbers.routes,
+        *messages.routes,
+        *emails.routes,
+        *playbooks.routes,
+        *reps.routes,
+        *plays.routes,
+        *sources.routes,
+        *leads.routes,
+        *webhooks.routes,
+        *openapi.routes,
+        *docs.routes,
+        *party_lines.routes,
+        *sms_webhooks.routes,
+        *voice_routes.routes,
+    ]
+    if sandbox is not None:
+        routes.append(Mount(SANDBOX_PATH, app=sandbox.app))
+    return routes
+
+
+async def _register_numbers(sandbox: Sandbox, sessions: SessionFactory, base_url: str) -> None:
+    """Tell the built-in sandbox which numbers are ours and where their texts go."""
+    async with sessions() as session:
+        for number in (await session.exec(select(SenderNumber))).all():
+            sandbox.add_number(
+                number.number,
+                sms_url=f"{base_url}/twilio/sms",
+                voice_url=f"{base_url}{INBOUND_PATH}",
+            )
+
+
+async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+    """Stop taking jobs, let running ones finish (bounded), then close."""
+    worker.allow_pick_jobs = False
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_tasks_done(worker), JOB_COMPLETION_WAIT)
+    await worker.close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _tasks_done(worker: Worker) -> None:
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        await asyncio.wait(running)
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> Starlette:
+    """The gateway app. `run_worker` runs the arq worker inside the app's event loop."""
+    settings = settings or load_settings()
+    # No Twilio credentials and no other Twilio URL: the sandbox is served here, under /sandbox.
+    sandbox = (
+        Sandbox(settings.twilio_sid, settings.twilio_token)
+        if settings.uses_sandbox and settings.twilio_api_url is None
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[AppState]:
+        embedded: EmbeddedRedis | None = None
+        redis_url = settings.redis_url
+        if redis_url is None:
+            embedded = await asyncio.to_thread(EmbeddedRedis(settings.data_dir).ensure)
+            redis_url = embedded.url
+        if settings.embedded_database:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            await upgrade_async(settings.database)
+        engine = create_engine(settings.database)
+        sessions = session_factory(engine)
+        redis = await create_pool(redis_settings(redis_url))
+        if sandbox is not None:
+            await _register_numbers(sandbox, sessions, settings.base_url)
+            sandbox.start_realtime()
+        worker: Worker | None = None
+        worker_task: asyncio.Task[None] | None = None
+        if run_worker:
+            worker = build_worker(settings, redis_url, engine=engine, handle_signals=False)
+            worker_task = asyncio.create_task(worker.async_run())
+        try:
+            yield AppState(
+                settings=settings, engine=engine, sessions=sessions, redis=redis, sandbox=sandbox
+            )
+        finally:
+            if worker is not None and worker_task is not None:
+                await _stop_worker(worker, worker_task)
+            if sandbox is not None:
+                await sandbox.aclose()
+            await redis.aclose()
+            await engine.dispose()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+
+    return Starlette(
+        routes=_routes(sandbox),
+        middleware=[Middleware(ApiKeyMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )

@@ -1,0 +1,39 @@
+"""The one clock of the gateway: every "now" comes from here so tests can set time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+_source: Callable[[], datetime] | None = None
+
+
+def now() -> datetime:
+    """Current time, UTC-aware (or the time a test has set)."""
+    if _source is not None:
+        return _source()
+    return datetime.now(UTC)
+
+
+_last_stamp: datetime | None = None
+
+
+def stamp() -> datetime:
+    """`now()`, but strictly later than the previous stamp of this process.
+
+    Rows whose order matters (a lead's texts leave in the order they were written) are ordered
+    by this time; two rows written in the same microsecond, or under a test's frozen clock,
+    still get distinct, increasing times.
+    """
+    global _last_stamp  # noqa: PLW0603 - the point is one sequence per process
+    moment = now()
+    if _last_stamp is not None and moment <= _last_stamp:
+        moment = _last_stamp + timedelta(microseconds=1)
+    _last_stamp = moment
+    return moment
+
+
+def set_clock(source: Callable[[], datetime] | None) -> None:
+    """Replace the clock (tests, simulations); None restores the wall clock."""
+    global _source, _last_stamp
+    _source, _last_stamp = source, None

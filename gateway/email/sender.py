@@ -1,0 +1,269 @@
+"""The `email.send` job: gate the email, claim it, hand it to SMTP once, record the answer.
+
+Idempotent under arq's re-runs: the row moves queued -> sending by compare-and-set before the
+SMTP transaction, under the lead's contact lock (so an opt-out committing at the same moment is
+either seen by the gate or comes after the claim). SMTP has no way to ask whether an earlier,
+interrupted transaction got through, so a row left `sending` past `IN_FLIGHT_GRACE` is sent
+again with the same Message-ID (at least once; receiving systems use the header to spot it).
+
+The cron sweep gives every due queued email, and every `sending` row whose attempt was
+interrupted, a job: Redis only carries jobs, the emails table says what is owed (retries wait
+minutes to hours, longer than Redis should hold a job). arq refuses a job id that is already
+queued or running, so the sweep never doubles a live job.
+
+Without `SMTP_URL` nothing leaves: an email the gate allows is `captured`, stored for
+`GET /v1/emails` to show, which is how the sandbox and development runs see their emails.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway import gate
+from gateway.clock import now
+from gateway.contact_lock import lock_contact
+from gateway.db import SessionFactory, transaction
+from gateway.email.outbox import SEND_JOB, enqueue_email, send_job_id
+from gateway.email.transport import (
+    DeliveryError,
+    Outgoing,
+    deliver,
+    new_message_id,
+    parse_smtp_url,
+)
+from gateway.engine import definitions
+from gateway.engine.records import end, log, record_activity
+from gateway.models import Account, ActivityType, Email, EmailStatus, Lead, Play, PlayState
+from gateway.playbooks import Playbook
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait after the 1st, 2nd, ... transient failure; after the last, the email fails.
+# Seven attempts over about ten hours ride out a mail server's restart or a greylisting 4xx.
+RETRY_DELAYS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600)
+# A `sending` row younger than this may still be talking to the server (connect, commands and
+# DATA each have their own timeout, all inside the worker's job timeout); older ones are resent.
+IN_FLIGHT_GRACE = timedelta(seconds=90)
+SWEEP_LIMIT = 2000
+
+
+def retry_delay(attempts: int) -> float | None:
+    """Seconds before the next try after `attempts` attempts; None when they are used up."""
+    return RETRY_DELAYS[attempts - 1] if 0 < attempts <= len(RETRY_DELAYS) else None
+
+
+async def send(ctx: dict[str, Any], email_id: str) -> str:
+    """Send (or capture) one queued email (arq job `email.send`); what happened, for the log."""
+    settings: Settings = ctx["settings"]
+    sessions: SessionFactory = ctx["sessions"]
+    target = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
+    prepared = await _prepare(sessions, settings, email_id, capture=target is None)
+    if isinstance(prepared, str):
+        return prepared
+    assert target is not None
+    try:
+        answer = await deliver(target, prepared)
+    except DeliveryError as exc:
+        return await _failed(ctx, email_id, exc)
+    async with transaction(sessions) as session:
+        moment = now()
+        await session.exec(
+            update(Email)
+            .where(col(Email.id) == email_id, col(Email.status) == EmailStatus.SENDING)
+            .values(
+                status=EmailStatus.SENT,
+                sent_at=moment,
+                updated_at=moment,
+                error=None,
+                smtp_code=None,
+                send_after=None,
+            )
+        )
+    logger.info("email sent email=%s server=%s", email_id, answer[:100])
+    return "sent"
+
+
+async def _prepare(
+    sessions: SessionFactory, settings: Settings, email_id: str, *, capture: bool
+) -> Outgoing | str:
+    """Gate the email and claim it for one attempt (or capture it); the email, or why not."""
+    async with transaction(sessions) as session:
+        email = await session.get(Email, email_id)
+        if email is None:
+            return "missing"
+        lead = await session.get(Lead, email.lead_id)
+        account = await session.get(Account, email.account_id)
+        if lead is None or account is None or lead.account_id != account.id:
+            return "no lead"
+        await lock_contact(session, account.id, lead.phone)
+        await session.refresh(email)  # as it is now that we hold the contact
+        moment = now()
+        if email.status == EmailStatus.SENDING:
+            started = email.attempt_started_at or email.updated_at
+            if moment - started < IN_FLIGHT_GRACE:
+                return "in flight"  # the sweep comes back once the grace has passed
+        elif email.status != EmailStatus.QUEUED:
+            return f"already {email.status}"
+        if email.send_after is not None and email.send_after > moment:
+            return "not due"
+        playbook = await _playbook(session, email)
+        decision = await gate.check(
+            session,
+            account,
+            channel="email",
+            purpose="initiated",
+            phone=lead.phone,
+            at=moment,
+            email_continues_after_opt_out=playbook is not None and playbook.email_after_opt_out,
+        )
+        if decision.action == "block":
+            email.status, email.gate_reason = EmailStatus.BLOCKED, decision.reason
+            email.error = (decision.detail or decision.reason)[:500]
+            email.updated_at = moment
+            session.add(email)
+            logger.info("email blocked email=%s reason=%s", email.id, decision.reason)
+            return f"blocked: {decision.reason}"
+        if decision.action == "defer":  # email has no quiet hours today; honour a future rule
+            email.send_after, email.gate_reason = decision.until, decision.reason
+            session.add(email)
+            return "deferred"
+        sender = email.from_address or settings.email_from
+        message_id = email.message_id or new_message_id(email.id, sender)
+        if capture:
+            email.status, email.from_address, email.message_id = (
+                EmailStatus.CAPTURED,
+                sender,
+                message_id,
+            )
+            email.updated_at = moment
+            session.add(email)
+            logger.info("email captured (no SMTP_URL) email=%s", email.id)
+            return "captured"
+        claimed = await session.exec(
+            update(Email)
+            .where(
+                col(Email.id) == email.id,
+                col(Email.status) == email.status,
+                col(Email.attempts) == email.attempts,
+            )
+            .values(
+                status=EmailStatus.SENDING,
+                attempts=email.attempts + 1,
+                attempt_started_at=moment,
+                from_address=sender,
+                message_id=message_id,
+                gate_reason=None,
+                updated_at=moment,
+            )
+        )
+        if claimed.rowcount != 1:
+            return "claimed elsewhere"
+        return Outgoing(
+            to=email.to_address,
+            sender=sender,
+            subject=email.subject,
+            body=email.body,
+            message_id=message_id,
+            reply_to=email.reply_to,
+            date=moment,
+        )
+
+
+async def _failed(ctx: dict[str, Any], email_id: str, exc: DeliveryError) -> str:
+    """A transient error waits for the next try on the schedule; a permanent one (or the last
+    try) fails the email, and the playbook's on_failure decides what the play does."""
+    retry_at = None
+    async with transaction(ctx["sessions"]) as session:
+        email = await session.get(Email, email_id)
+        if email is None or email.status != EmailStatus.SENDING:
+            return "not sending"
+        moment = now()
+        delay = retry_delay(email.attempts) if exc.transient else None
+        email.error, email.smtp_code, email.updated_at = str(exc)[:500], exc.code, moment
+        if delay is not None:
+            retry_at = moment + timedelta(seconds=delay)
+            email.status, email.send_after = EmailStatus.QUEUED, retry_at
+        else:
+            email.status = EmailStatus.FAILED
+        session.add(email)
+        if email.status == EmailStatus.FAILED:
+            await apply_on_failure(session, email)
+    if retry_at is not None:
+        logger.warning("email retry email=%s at=%s: %s", email_id, retry_at.isoformat(), exc)
+        await enqueue_email(ctx["redis"], email_id, retry_at)
+        return f"retry at {retry_at.isoformat()}"
+    logger.warning("email failed email=%s code=%s", email_id, exc.code)
+    return f"failed: {exc.code}"
+
+
+async def apply_on_failure(session: AsyncSession, email: Email) -> None:
+    """The email failed for good: `halt` ends its play (event stopped), `skip` goes on."""
+    if email.play_id is None:
+        return
+    lead = await session.get(Lead, email.lead_id)
+    assert lead is not None
+    await lock_contact(session, email.account_id, lead.phone)  # plays change under it
+    play = (
+        await session.exec(
+            select(Play).where(Play.id == email.play_id, Play.account_id == email.account_id)
+        )
+    ).first()
+    if play is None:
+        return
+    await session.refresh(play)
+    playbook = await _playbook(session, email)
+    log(session, play, "failed", email.step_id, email_id=email.id, why=email.error)
+    if play.state != PlayState.RUNNING or playbook is None or playbook.on_failure != "halt":
+        return
+    await record_activity(session, play, ActivityType.EVENT, "stopped", "email failed")
+    end(session, play, PlayState.STOPPED, "email failed (on_failure: halt)")
+
+
+async def _playbook(session: AsyncSession, email: Email) -> Playbook | None:
+    """The playbook version of the email's play (immutable, so as it was when queued)."""
+    if email.play_id is None:
+        return None
+    found = (
+        await session.exec(
+            select(Play.playbook_id, Play.playbook_version).where(
+                Play.id == email.play_id, Play.account_id == email.account_id
+            )
+        )
+    ).first()
+    if found is None:
+        return None
+    return await definitions.load(session, email.account_id, found[0], found[1])
+
+
+async def sweep(ctx: dict[str, Any]) -> int:
+    """Enqueue `email.send` for due emails that have no live job; how many were enqueued."""
+    moment = now()
+    query = (
+        select(Email.id)
+        .where(
+            or_(
+                (col(Email.status) == EmailStatus.QUEUED)
+                & (col(Email.send_after).is_(None) | (col(Email.send_after) <= moment)),
+                (col(Email.status) == EmailStatus.SENDING)
+                & (col(Email.attempt_started_at) <= moment - IN_FLIGHT_GRACE),
+            )
+        )
+        .order_by(col(Email.created_at))
+        .limit(SWEEP_LIMIT)
+    )
+    async with ctx["sessions"]() as session:
+        due = list((await session.exec(query)).all())
+    enqueued = 0
+    for email_id in due:
+        if await ctx["redis"].enqueue_job(SEND_JOB, email_id, _job_id=send_job_id(email_id)):
+            enqueued += 1
+    if enqueued:
+        logger.info("sweep enqueued %d of %d due emails", enqueued, len(due))
+    return enqueued

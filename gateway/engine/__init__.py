@@ -1,0 +1,1 @@
+"""The play engine: runs playbook steps in jobs, reacts to replies, records activities."""

@@ -1,0 +1,33 @@
+"""Loading published playbook versions. A version never changes, so it is parsed once."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.models import PlaybookRecord, PlaybookVersion
+from gateway.playbooks import Playbook
+
+_cache: dict[tuple[str, str, int], Playbook] = {}
+CACHE_LIMIT = 1024
+
+
+async def load(session: AsyncSession, account_id: str, playbook_id: str, version: int) -> Playbook:
+    key = (account_id, playbook_id, version)
+    found = _cache.get(key)
+    if found is None:
+        row = await session.get(PlaybookVersion, (account_id, playbook_id, version))
+        if row is None:
+            raise LookupError(f"playbook {playbook_id} version {version} not found")
+        found = Playbook.model_validate(row.definition)
+        if len(_cache) >= CACHE_LIMIT:
+            _cache.clear()
+        _cache[key] = found
+    return found
+
+
+async def latest_version(session: AsyncSession, account_id: str, playbook_id: str) -> int | None:
+    query = select(PlaybookRecord.latest_version).where(
+        PlaybookRecord.account_id == account_id, PlaybookRecord.id == playbook_id
+    )
+    return (await session.exec(query)).first()

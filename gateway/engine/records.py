@@ -1,0 +1,46 @@
+"""What a play leaves behind: activities (what the business hears about) and the play log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.clock import now
+from gateway.ids import new_id
+from gateway.models import Activity, ActivityType, Play, PlayLog
+from gateway.webhooks import outbox as webhooks_outbox
+
+
+async def record_activity(
+    session: AsyncSession, play: Play, type_: ActivityType, label: str, note: str | None = None
+) -> Activity:
+    """An event or outcome of `play`, in the play's transaction (its webhook deliveries too)."""
+    activity = Activity(
+        public_id=new_id("evt"),
+        account_id=play.account_id,
+        play_id=play.id,
+        lead_id=play.lead_id,
+        playbook_id=play.playbook_id,
+        type=type_,
+        label=label,
+        note=note,
+    )
+    session.add(activity)
+    log(session, play, "activity", None, type=str(type_), label=label, note=note)
+    await session.flush()
+    await webhooks_outbox.on_activity(session, activity)
+    return activity
+
+
+def log(session: AsyncSession, play: Play, what: str, step_id: str | None, **detail: Any) -> None:
+    session.add(PlayLog(play_id=play.id, kind=what, step_id=step_id, detail=detail))
+
+
+def end(session: AsyncSession, play: Play, state: str, why: str) -> None:
+    """Move a play out of `running` (the caller records the matching activities)."""
+    play.state = state  # type: ignore[assignment]
+    play.waiting_reply, play.due_at = False, None
+    play.ended_at = play.updated_at = now()
+    session.add(play)
+    log(session, play, "state", play.step_id, state=state, why=why)

@@ -1,0 +1,176 @@
+"""The gate as the gateway runs it: the account's settings, the ledger's opt-out status and the
+lead's consent evidence fed into `compliance.gate.decide`, at the moment a text, call or email
+is about to leave; and what a consent decision leaves on the play it belongs to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from compliance import consent
+from compliance.gate import Channel, GateDecision, GateRequest, Purpose, decide
+from gateway.account_settings import ComplianceSettings, compliance_settings
+from gateway.clock import now
+from gateway.engine.records import end, log, record_activity
+from gateway.models import (
+    Account,
+    ActivityType,
+    Consent,
+    Play,
+    PlayLog,
+    PlayState,
+    SourceRule,
+)
+from gateway.optouts import is_opted_out
+
+logger = logging.getLogger(__name__)
+
+# A source rule's settings may carry its own limit; 0 there means "no limit" (settings are
+# scalars, so null can't say it), e.g. for the business's own web form.
+SOURCE_RULE_SETTING = "max_consent_age_days"
+CONSENT_BLOCKS = (consent.CONSENT_EXPIRED, consent.CONSENT_MISSING)
+NO_EVIDENCE_LOG = "no_consent_evidence"
+
+
+async def check(
+    session: AsyncSession,
+    account: Account,
+    *,
+    channel: Channel,
+    purpose: Purpose,
+    phone: str,
+    at: datetime | None = None,
+    state: str | None = None,
+    postal_code: str | None = None,
+    initiated_contacts_last_24h: Sequence[datetime] = (),
+    last_inbound_at: datetime | None = None,
+    email_continues_after_opt_out: bool = False,
+    play_id: str | None = None,
+) -> GateDecision:
+    """Allow, defer (until T) or block one contact. Call it when sending, not when scheduling:
+    an opt-out recorded a second ago must stop a message queued an hour ago.
+
+    `play_id`: the play the contact belongs to, whose source rule may set its own consent age.
+    """
+    settings = compliance_settings(account)
+    consent_at: datetime | None = None
+    max_age: timedelta | None = None
+    if consent.applies(channel, purpose):  # spare the queries for replies, confirmations, email
+        consent_at = await latest_consent(session, account.id, phone)
+        max_age = await max_consent_age(session, account.id, settings, play_id)
+    request = GateRequest(
+        channel=channel,
+        purpose=purpose,
+        phone=phone,
+        at=at or now(),
+        opted_out=await is_opted_out(session, account.id, phone),
+        email_continues_after_opt_out=email_continues_after_opt_out,
+        state=state,
+        postal_code=postal_code,
+        fallback_tz=settings.timezone,
+        window=settings.window(),
+        initiated_contacts_last_24h=initiated_contacts_last_24h,
+        last_inbound_at=last_inbound_at,
+        reply_grace_enabled=settings.reply_grace,
+        consent_captured_at=consent_at,
+        max_consent_age=max_age,
+        require_consent=settings.require_consent,
+    )
+    return decide(request)
+
+
+async def latest_consent(session: AsyncSession, account_id: str, phone: str) -> datetime | None:
+    """When the lead last consented, by the evidence on record (None: none).
+
+    By phone: evidence recorded before the lead existed (lead_id null) is the lead's too, and
+    the newest consent is the one that counts.
+    """
+    query = select(func.max(Consent.captured_at)).where(
+        Consent.account_id == account_id, Consent.phone == phone
+    )
+    # MAX() keeps the column's type, so the answer is UTC-aware on SQLite and PostgreSQL alike.
+    return (await session.exec(query)).first()
+
+
+async def max_consent_age(
+    session: AsyncSession, account_id: str, settings: ComplianceSettings, play_id: str | None
+) -> timedelta | None:
+    """The limit for this contact: the play's source rule's, else the account's (None: none)."""
+    days = settings.max_consent_age_days
+    rule = await _source_rule(session, account_id, play_id)
+    if rule is not None and SOURCE_RULE_SETTING in rule.settings:
+        value = rule.settings[SOURCE_RULE_SETTING]
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            days = value or None
+        else:
+            logger.warning(
+                "source rule %s: %s=%r is not a whole number of days; the account's applies",
+                rule.id,
+                SOURCE_RULE_SETTING,
+                value,
+            )
+    return timedelta(days=days) if days else None
+
+
+async def _source_rule(
+    session: AsyncSession, account_id: str, play_id: str | None
+) -> SourceRule | None:
+    if play_id is None:
+        return None
+    play = await session.get(Play, play_id)
+    if play is None or play.account_id != account_id or play.source_rule_id is None:
+        return None
+    rule = await session.get(SourceRule, play.source_rule_id)
+    return rule if rule is not None and rule.account_id == account_id else None
+
+
+async def note_on_play(
+    session: AsyncSession,
+    play_id: str | None,
+    decision: GateDecision,
+    *,
+    step_id: str | None = None,
+    message_id: str | None = None,
+) -> None:
+    """Leave the gate's consent view on the play, in the sender's transaction.
+
+    A consent block (expired or missing) is logged, recorded as a `stopped` event whose note
+    gives the reason, and ends the running play: every later text or call would be blocked the
+    same way. A contact allowed without consent evidence is logged once per play.
+    """
+    if play_id is None:
+        return
+    play = await session.get(Play, play_id)
+    if play is None:
+        return
+    if decision.action == "block" and decision.reason in CONSENT_BLOCKS:
+        log(
+            session,
+            play,
+            "blocked",
+            step_id,
+            reason=decision.reason,
+            detail=decision.detail,
+            message_id=message_id,
+        )
+        if play.state == PlayState.RUNNING:
+            note = f"{decision.reason}: {decision.detail}"
+            await record_activity(session, play, ActivityType.EVENT, "stopped", note)
+            end(session, play, PlayState.STOPPED, note)
+        return
+    if decision.consent_evidence is False and not await _logged_no_evidence(session, play_id):
+        log(session, play, NO_EVIDENCE_LOG, step_id, message_id=message_id)
+        await session.flush()
+
+
+async def _logged_no_evidence(session: AsyncSession, play_id: str) -> bool:
+    query = select(PlayLog.id).where(
+        PlayLog.play_id == play_id, col(PlayLog.kind) == NO_EVIDENCE_LOG
+    )
+    return (await session.exec(query.limit(1))).first() is not None

@@ -1,0 +1,317 @@
+"""Leads: the payload the API takes for a lead (`LeadIn`), creating or updating one lead per
+account and phone (`upsert_lead`), and the public form with originators and consent evidence.
+
+`additional_info` merges: keys given replace stored ones, a key given as null is deleted, keys
+not given stay. The same rule applies to `POST /v1/plays`, `POST /v1/leads` and
+`PATCH /v1/leads/{id}`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from compliance.zones import normalize_state
+from gateway.clock import now
+from gateway.db import conflict_insert
+from gateway.errors import ApiError
+from gateway.ids import new_id
+from gateway.models import Consent, Lead, LeadOriginator, PhoneStatus
+from gateway.phones import Phone
+
+MAX_ADDITIONAL_INFO = 16_000  # bytes of JSON; a lead's free data, not a document store
+MAX_ORIGINATORS = 20
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_POSTAL_CODE = re.compile(r"^[0-9]{5}(-[0-9]{4})?$")
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    if not _EMAIL.match(value):
+        raise ValueError("not an email address")
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def _state(value: str) -> str:
+    state = normalize_state(value)
+    if state is None:
+        raise ValueError("not a US state: use its 2-letter code, e.g. TX")
+    return state
+
+
+def _postal_code(value: str) -> str:
+    value = value.strip()
+    if not _POSTAL_CODE.match(value):
+        raise ValueError("not a US ZIP code: 12345 or 12345-6789")
+    return value
+
+
+def check_additional_info(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse additional_info larger than MAX_ADDITIONAL_INFO bytes of JSON."""
+    try:
+        # allow_nan=False: PostgreSQL's JSON refuses NaN and infinities (Python reads them).
+        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False))
+    except ValueError:
+        raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if size > MAX_ADDITIONAL_INFO:
+        raise ValueError(f"larger than {MAX_ADDITIONAL_INFO} bytes of JSON")
+    return value
+
+
+Email = Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_email)]
+UsState = Annotated[
+    str, Field(min_length=2, max_length=40, description="2-letter US state"), AfterValidator(_state)
+]
+PostalCode = Annotated[str, Field(max_length=10), AfterValidator(_postal_code)]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+AdditionalInfo = Annotated[
+    dict[str, Any],
+    Field(description="free JSON object; merged into the stored one, a null value deletes a key"),
+    AfterValidator(check_additional_info),
+]
+
+
+class OriginatorIn(BaseModel):
+    """(origin, key): the lead source's name and its id for the lead."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    origin: str = Field(min_length=1, max_length=100, examples=["EverQuote"])
+    key: str = Field(min_length=1, max_length=200, examples=["eq-123"])
+
+
+class ConsentIn(BaseModel):
+    """Evidence of the consent the lead gave, as the business captured it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    captured_at: AwareDatetime = Field(description="when the lead consented; not in the future")
+    source: str | None = Field(default=None, max_length=200, description="form, page, vendor")
+    text: str | None = Field(default=None, max_length=5000, description="the words agreed to")
+    url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
+
+    @field_validator("captured_at")
+    @classmethod
+    def _not_future(cls, value: datetime) -> datetime:
+        if value > now():
+            raise ValueError("must not be in the future")
+        return value
+
+
+class LeadIn(BaseModel):
+    """A lead as POST /v1/plays and POST /v1/leads take it; only `phone` is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Phone
+    first_name: Name | None = None
+    last_name: Name | None = None
+    email: Email | None = None
+    state: UsState | None = None
+    postal_code: PostalCode | None = None
+    additional_info: AdditionalInfo | None = None
+    originators: list[OriginatorIn] = Field(default_factory=list, max_length=MAX_ORIGINATORS)
+    consent: ConsentIn | None = None
+
+
+class OriginatorOut(BaseModel):
+    origin: str
+    key: str
+
+
+class ConsentOut(BaseModel):
+    id: str
+    captured_at: datetime
+    source: str | None
+    text: str | None
+    url: str | None
+    recorded_at: datetime
+
+
+class LeadPublic(BaseModel):
+    """A lead as the API shows it."""
+
+    id: str
+    phone: str
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    state: str | None
+    postal_code: str | None
+    additional_info: dict[str, Any]
+    phone_status: PhoneStatus
+    originators: list[OriginatorOut]
+    consents: list[ConsentOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+_FROM_ROW = [name for name in LeadPublic.model_fields if name not in ("originators", "consents")]
+
+
+class OriginatorConflict(ApiError):
+    """An (origin, key) given for a lead already names another lead of the account."""
+
+    def __init__(self, index: int, origin: str, key: str, other_lead_id: str) -> None:
+        super().__init__(
+            409,
+            "conflict",
+            f"originator ({origin!r}, {key!r}) already belongs to lead {other_lead_id}",
+            f"originators[{index}]",
+        )
+        self.other_lead_id = other_lead_id
+
+
+def merge_additional_info(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Given keys replace stored ones; a null value deletes the key."""
+    merged = {**stored, **given}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+async def _insert_ignoring_conflict(
+    session: AsyncSession, model: Any, values: dict[str, Any], key: list[str]
+) -> None:
+    # INSERT ... ON CONFLICT DO NOTHING, then read: concurrent requests for the same phone or
+    # originator both succeed and see the one row, on SQLite and PostgreSQL alike.
+    connection = await session.connection()
+    await connection.execute(
+        conflict_insert(connection, model).values(values).on_conflict_do_nothing(index_elements=key)
+    )
+
+
+async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadIn) -> Lead:
+    """The account's lead for `lead_in.phone`, created or updated with the fields given.
+
+    Adds new originators (OriginatorConflict, a 409, when one names another lead) and stores
+    consent evidence as a Consent row. Nothing is committed: the caller's transaction is.
+    """
+    moment = now()
+    await _insert_ignoring_conflict(
+        session,
+        Lead,
+        {
+            "id": new_id("lead"),
+            "account_id": account_id,
+            "phone": lead_in.phone,
+            "additional_info": {},
+            "phone_status": PhoneStatus.OK,
+            "created_at": moment,
+            "updated_at": moment,
+        },
+        ["account_id", "phone"],
+    )
+    lead = (
+        await session.exec(
+            select(Lead)
+            .where(Lead.account_id == account_id, Lead.phone == lead_in.phone)
+            .execution_options(populate_existing=True)
+        )
+    ).one()
+    for name in ("first_name", "last_name", "email", "state", "postal_code"):
+        value = getattr(lead_in, name)
+        if value is not None:
+            setattr(lead, name, value)
+    if lead_in.additional_info:
+        merged = merge_additional_info(lead.additional_info, lead_in.additional_info)
+        try:
+            lead.additional_info = check_additional_info(merged)
+        except ValueError as exc:
+            raise ApiError(422, "invalid", f"additional_info: {exc}", "additional_info") from None
+    lead.updated_at = now()
+    session.add(lead)
+    await add_originators(session, lead, lead_in.originators)
+    if lead_in.consent is not None:
+        session.add(
+            Consent(
+                id=new_id("cns"),
+                account_id=account_id,
+                phone=lead.phone,
+                lead_id=lead.id,
+                **lead_in.consent.model_dump(),
+            )
+        )
+    await session.flush()
+    return lead
+
+
+async def add_originators(
+    session: AsyncSession, lead: Lead, originators: Sequence[OriginatorIn]
+) -> None:
+    """Attach originators to the lead; one already naming another lead is a 409."""
+    for index, given in enumerate(originators):
+        await _insert_ignoring_conflict(
+            session,
+            LeadOriginator,
+            {
+                "account_id": lead.account_id,
+                "lead_id": lead.id,
+                "origin": given.origin,
+                "key": given.key,
+            },
+            ["account_id", "origin", "key"],
+        )
+        owner = (
+            await session.exec(
+                select(LeadOriginator.lead_id).where(
+                    LeadOriginator.account_id == lead.account_id,
+                    LeadOriginator.origin == given.origin,
+                    LeadOriginator.key == given.key,
+                )
+            )
+        ).one()
+        if owner != lead.id:
+            raise OriginatorConflict(index, given.origin, given.key, owner)
+
+
+async def public_leads(session: AsyncSession, leads: Iterable[Lead]) -> list[LeadPublic]:
+    """Leads with their originators and consent evidence (three queries for any number)."""
+    leads = list(leads)
+    if not leads:
+        return []
+    account_id = leads[0].account_id
+    ids = [lead.id for lead in leads]
+    originators: dict[str, list[OriginatorOut]] = {i: [] for i in ids}
+    for row in (
+        await session.exec(
+            select(LeadOriginator)
+            .where(LeadOriginator.account_id == account_id, col(LeadOriginator.lead_id).in_(ids))
+            .order_by(col(LeadOriginator.id))
+        )
+    ).all():
+        originators[row.lead_id].append(OriginatorOut(origin=row.origin, key=row.key))
+    # Consent recorded for the phone before the lead existed (lead_id null) is still its evidence.
+    by_phone = {lead.phone: lead.id for lead in leads}
+    consents: dict[str, list[ConsentOut]] = {i: [] for i in ids}
+    for consent in (
+        await session.exec(
+            select(Consent)
+            .where(
+                Consent.account_id == account_id,
+                or_(col(Consent.lead_id).in_(ids), col(Consent.phone).in_(list(by_phone))),
+            )
+            .order_by(col(Consent.recorded_at), col(Consent.id))
+        )
+    ).all():
+        owner = consent.lead_id if consent.lead_id in consents else by_phone.get(consent.phone)
+        if owner is not None:
+            consents[owner].append(ConsentOut.model_validate(consent, from_attributes=True))
+    return [
+        LeadPublic.model_validate(
+            {
+                **{name: getattr(lead, name) for name in _FROM_ROW},
+                "originators": originators[lead.id],
+                "consents": consents[lead.id],
+            }
+        )
+        for lead in leads
+    ]

@@ -1,0 +1,171 @@
+"""The Sandbox: a local Twilio for tests, `gateway run` and benchmarks.
+
+sandbox = Sandbox(account_sid, auth_token)
+sandbox.add_number("+15005550006", sms_url=".../twilio/sms", voice_url=".../twilio/voice")
+sandbox.phones.script("+15551230001", answer_after=2, digits=["1"])
+# serve sandbox.app (ASGI); point build_twilio_client(..., api_base_url=<its URL>) at it
+await sandbox.advance(5)   # or sandbox.start_realtime()
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+
+from starlette.applications import Starlette
+
+from gateway.sandbox.calls import Call, Calls
+from gateway.sandbox.conferences import Conferences
+from gateway.sandbox.control import ControlApi
+from gateway.sandbox.faults import Faults
+from gateway.sandbox.messaging import Message, Messaging
+from gateway.sandbox.phones import PhoneBook
+from gateway.sandbox.record import Record
+from gateway.sandbox.rest import RestApi
+from gateway.sandbox.scheduler import Scheduler, VirtualClock
+from gateway.sandbox.twiml import Twiml
+from gateway.sandbox.webhooks import Webhooks
+
+
+@dataclass
+class OwnedNumber:
+    """A number the gateway owns on the sandbox, with its webhooks (as in Twilio's console)."""
+
+    number: str
+    sms_url: str | None = None
+    sms_method: str = "POST"
+    voice_url: str | None = None
+    voice_method: str = "POST"
+    voice_status_callback: str | None = None
+    messaging_service_sid: str | None = None
+
+
+class Sandbox:
+    """A local Twilio: REST API, scripted phones, signed callbacks, virtual time."""
+
+    def __init__(
+        self,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        *,
+        start: datetime | None = None,
+        check_line_type: bool = False,
+        advanced_opt_out: bool = False,
+        rate_limit: float | None = None,
+        realtime: bool = False,
+        speed: float = 1.0,
+        callback_timeout: float = 15.0,
+    ) -> None:
+        """`rate_limit`: REST requests per virtual second before 20429; `realtime`:
+        drive time from the wall clock once the app starts (standalone serving)."""
+        self.account_sid = account_sid or "AC" + secrets.token_hex(16)
+        self.auth_token = auth_token or secrets.token_hex(16)
+        self.check_line_type = check_line_type
+        self.advanced_opt_out = advanced_opt_out
+        self.rate_limit = rate_limit
+        self.numbers: dict[str, OwnedNumber] = {}
+        self.clock = VirtualClock(start)
+        self.scheduler = Scheduler(self.clock)
+        self.record = Record()
+        self.faults = Faults()
+        self.phones = PhoneBook()
+        self.webhooks = Webhooks(
+            self.auth_token, self.record, self.faults, self.scheduler, callback_timeout
+        )
+        self.messaging = Messaging(self)
+        self.calls = Calls(self)
+        self.conferences = Conferences(self)
+        self.twiml = Twiml(self)
+        self._realtime, self._speed = realtime, speed
+        self.app = Starlette(
+            routes=[*RestApi(self).routes(), *ControlApi(self).routes()],
+            lifespan=self._lifespan,
+        )
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self._realtime:
+            self.start_realtime(self._speed)
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    # -- wiring -------------------------------------------------------------
+
+    def add_number(
+        self,
+        number: str,
+        *,
+        sms_url: str | None = None,
+        sms_method: str = "POST",
+        voice_url: str | None = None,
+        voice_method: str = "POST",
+        voice_status_callback: str | None = None,
+        messaging_service_sid: str | None = None,
+    ) -> OwnedNumber:
+        """Give the account a number and set where its inbound SMS and calls go."""
+        owned = OwnedNumber(
+            number,
+            sms_url,
+            sms_method,
+            voice_url,
+            voice_method,
+            voice_status_callback,
+            messaging_service_sid,
+        )
+        self.numbers[number] = owned
+        return owned
+
+    # -- acting as the phones -----------------------------------------------
+
+    def send_sms(
+        self, from_: str, to: str, body: str, media_urls: list[str] | None = None
+    ) -> Message:
+        """A phone texts one of our numbers (STOP here puts it on the opt-out list)."""
+        return self.messaging.receive(from_, to, body, media_urls)
+
+    def place_call(self, from_: str, to: str) -> Call:
+        """A phone calls one of our numbers; its voice URL's TwiML runs."""
+        return self.calls.receive(from_, to)
+
+    # -- time -----------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """Virtual now; pass `sandbox.now` to `gateway.clock.set_clock` to share it."""
+        return self.clock.now()
+
+    async def advance(self, seconds: float) -> None:
+        """Run everything due in the next `seconds` of virtual time, callbacks included."""
+        await self.scheduler.advance(seconds)
+
+    async def settle(self, limit_seconds: float = 24 * 3600.0) -> None:
+        """Run until nothing is left to do (bounded by `limit_seconds` of virtual time)."""
+        await self.scheduler.settle(limit_seconds)
+
+    def start_realtime(self, speed: float = 1.0) -> None:
+        """Let virtual time follow the wall clock (times `speed`) from now on."""
+        self.scheduler.start_realtime(speed)
+
+    # -- lifetime -------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop processes and the real-time driver, release hanging requests, close HTTP."""
+        self.faults.released.set()
+        await self.scheduler.aclose()
+        await self.webhooks.aclose()
+
+    async def __aenter__(self) -> Sandbox:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,1 @@
+"""The SMS path: Twilio's webhooks in, the outbound send pipeline out."""

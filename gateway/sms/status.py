@@ -1,0 +1,97 @@
+"""Message statuses only move forward: a late `sent` never overwrites `delivered`."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.clock import now
+from gateway.models import Message, MessageEvent, MessageStatus
+
+RANK: dict[MessageStatus, int] = {
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENDING: 1,
+    MessageStatus.ACCEPTED: 2,
+    MessageStatus.SENT: 3,
+    MessageStatus.DELIVERED: 4,
+    MessageStatus.UNDELIVERED: 4,
+    MessageStatus.FAILED: 4,
+    MessageStatus.READ: 5,
+    MessageStatus.BLOCKED: 9,
+    MessageStatus.CANCELED: 9,
+    MessageStatus.RECEIVED: 9,
+}
+FINAL = frozenset(
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.UNDELIVERED,
+        MessageStatus.FAILED,
+        MessageStatus.READ,
+        MessageStatus.BLOCKED,
+        MessageStatus.CANCELED,
+    }
+)
+# Twilio's statuses, as they arrive in callbacks and REST answers, mapped onto ours.
+FROM_TWILIO: dict[str, MessageStatus] = {
+    "accepted": MessageStatus.ACCEPTED,
+    "scheduled": MessageStatus.ACCEPTED,
+    "queued": MessageStatus.ACCEPTED,
+    "sending": MessageStatus.ACCEPTED,
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.READ,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+    "canceled": MessageStatus.CANCELED,
+}
+
+
+def lower_statuses(status: MessageStatus) -> list[str]:
+    return [str(s) for s, rank in RANK.items() if rank < RANK[status]]
+
+
+async def advance(
+    session: AsyncSession,
+    message_id: str,
+    status: MessageStatus,
+    *,
+    error_code: int | None = None,
+    error_message: str | None = None,
+    twilio_sid: str | None = None,
+    detail: str | None = None,
+) -> bool:
+    """Move a message to `status` if that is forward (compare-and-set); True when it moved.
+
+    The history row is written either way, so a late or duplicate callback still shows up.
+    """
+    values: dict[str, object] = {"status": status, "updated_at": now()}
+    if error_code is not None:
+        values["error_code"] = error_code
+    if error_message is not None:
+        values["error_message"] = error_message[:500]
+    if status in (MessageStatus.SENT, MessageStatus.DELIVERED):
+        values["sent_at"] = now()
+    statement = (
+        update(Message)
+        .where(col(Message.id) == message_id, col(Message.status).in_(lower_statuses(status)))
+        .values(**values)
+    )
+    result = await session.exec(statement)
+    moved = bool(result.rowcount == 1)
+    if twilio_sid is not None:
+        # The SID may arrive here first (a callback racing the commit of the create).
+        await session.exec(
+            update(Message)
+            .where(col(Message.id) == message_id, col(Message.twilio_sid).is_(None))
+            .values(twilio_sid=twilio_sid)
+        )
+    session.add(
+        MessageEvent(
+            message_id=message_id,
+            status=status if moved else f"{status} (late)",
+            error_code=error_code,
+            detail=detail,
+        )
+    )
+    return moved

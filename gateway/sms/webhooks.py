@@ -1,0 +1,200 @@
+"""Twilio's SMS webhooks: inbound texts (`/twilio/sms`) and status callbacks
+(`/twilio/sms/status`). Each is signature-checked, claimed once, recorded, and answered fast;
+sending is left to jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.claims import claim
+from gateway.clock import now
+from gateway.db import transaction
+from gateway.engine.jobs import enqueue_reply
+from gateway.engine.starting import on_opt_out
+from gateway.ids import new_id
+from gateway.models import (
+    Account,
+    Direction,
+    Lead,
+    Message,
+    MessageEvent,
+    MessageStatus,
+    Purpose,
+    SenderNumber,
+)
+from gateway.phones import InvalidPhone, to_e164
+from gateway.sms import errors
+from gateway.sms.keyword_replies import handle as handle_keywords
+from gateway.sms.outbox import enqueue_send, queue_message
+from gateway.sms.sender import apply_error_policy
+from gateway.sms.status import FROM_TWILIO, advance
+from gateway.state import app_state
+from gateway.twilio_signature import required, verified_params
+
+log = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+def _twiml() -> Response:
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+def _text(params: dict[str, Any], name: str) -> str:
+    value = params.get(name, "")
+    return value if isinstance(value, str) else " ".join(value)
+
+
+def _int(params: dict[str, Any], name: str) -> int | None:
+    text = _text(params, name)
+    return int(text) if text.isdigit() and len(text) < 10 else None
+
+
+async def _sender(session: AsyncSession, params: dict[str, Any], to: str) -> SenderNumber | None:
+    found = (await session.exec(select(SenderNumber).where(SenderNumber.number == to))).first()
+    service = _text(params, "MessagingServiceSid")
+    if found is None and service:
+        query = select(SenderNumber).where(SenderNumber.messaging_service_sid == service)
+        found = (await session.exec(query)).first()
+    return found
+
+
+async def inbound_sms(request: Request) -> Response:
+    params = await verified_params(request)
+    sid, from_raw, to = required(params, "MessageSid", "From", "To")
+    body = _text(params, "Body")
+    media = [_text(params, f"MediaUrl{i}") for i in range(min(_int(params, "NumMedia") or 0, 10))]
+    state = app_state(request)
+    reply: Message | None = None
+    async with transaction(state["sessions"]) as session:
+        if not await claim(session, "sms_in", sid, params):
+            return _twiml()  # a redelivery: processed already
+        number = await _sender(session, params, to)
+        if number is None:
+            log.warning("inbound sms sid=%s to unregistered number %s: stored as a claim", sid, to)
+            return _twiml()
+        account = await session.get(Account, number.account_id)
+        assert account is not None
+        try:
+            phone = to_e164(from_raw)
+        except InvalidPhone:
+            phone = from_raw[:20]  # short codes and alphanumeric senders are kept as they came
+        lead = (
+            await session.exec(
+                select(Lead).where(Lead.account_id == account.id, Lead.phone == phone)
+            )
+        ).first()
+        message = Message(
+            id=new_id("msg"),
+            account_id=account.id,
+            lead_id=lead.id if lead else None,
+            lead_phone=phone,
+            direction=Direction.INBOUND,
+            from_number=phone,
+            to_number=to,
+            body=body[:1600],
+            media=media,
+            purpose=Purpose.REPLY,
+            reason="inbound",
+            status=MessageStatus.RECEIVED,
+            twilio_sid=sid,
+            num_segments=_int(params, "NumSegments"),
+        )
+        session.add(message)
+        session.add(MessageEvent(message_id=message.id, status=MessageStatus.RECEIVED))
+        await session.flush()
+        result = await handle_keywords(
+            session,
+            account,
+            phone=phone,
+            text=body,
+            message_sid=sid,
+            inbound_number=to,
+            lead_id=message.lead_id,
+            opt_out_type=_text(params, "OptOutType") or None,
+        )
+        reply = result.reply
+        if result.kind == "opt_out":
+            await on_opt_out(session, account.id, phone)
+        for_plays = result.kind is None and lead is not None
+        if not for_plays:
+            message.dispatched_at = now()
+            session.add(message)
+        log.info(
+            "inbound sms sid=%s account=%s lead=%s keyword=%s%s",
+            sid,
+            account.id,
+            message.lead_id,
+            result.kind,
+            "" if lead else " (unknown number)",
+        )
+    if reply is not None:
+        await enqueue_send(state["redis"], reply.id)
+    if for_plays:
+        await enqueue_reply(state["redis"], message.id)
+    return _twiml()
+
+
+async def sms_status(request: Request) -> Response:
+    params = await verified_params(request)
+    sid, status_text = required(params, "MessageSid", "MessageStatus")
+    status = FROM_TWILIO.get(status_text.lower())
+    error_code = _int(params, "ErrorCode")
+    message_id = request.query_params.get("message_id")
+    state = app_state(request)
+    resend: Message | None = None
+    async with transaction(state["sessions"]) as session:
+        if not await claim(session, "sms_status", f"{sid}:{status_text}", params):
+            return Response(status_code=204)
+        message = await session.get(Message, message_id) if message_id else None
+        if message is None:
+            query = select(Message).where(Message.twilio_sid == sid)
+            message = (await session.exec(query)).first()
+        if message is None or status is None:
+            log.warning("status %s for unknown message sid=%s", status_text, sid)
+            return Response(status_code=204)
+        await advance(session, message.id, status, error_code=error_code, twilio_sid=sid)
+        if status in (MessageStatus.UNDELIVERED, MessageStatus.FAILED) and error_code:
+            message.error_code = error_code
+            resend = await _after_failure(session, message, error_code)
+    if resend is not None:
+        await enqueue_send(state["redis"], resend.id, resend.send_after)
+    return Response(status_code=204)
+
+
+async def _after_failure(session: AsyncSession, message: Message, code: int) -> Message | None:
+    policy = errors.policy_for(code)
+    if policy.action != errors.Action.RETRY_LATER:
+        await apply_error_policy(session, message, policy)
+        return None
+    root = message.retry_of or message.id
+    tries = len((await session.exec(select(Message.id).where(Message.retry_of == root))).all())
+    delay = errors.retry_delay(errors.RETRY_LATER_DELAYS, tries + 1)
+    if delay is None:
+        return None
+    return await queue_message(
+        session,
+        account_id=message.account_id,
+        phone=message.lead_phone,
+        body=message.body,
+        purpose=message.purpose,
+        reason=f"resend after {code}",
+        lead_id=message.lead_id,
+        send_after=now() + timedelta(seconds=delay),
+        retry_of=root,
+    )
+
+
+routes = [
+    Route("/twilio/sms", inbound_sms, methods=["POST"]),
+    Route("/twilio/sms/status", sms_status, methods=["POST"]),
+]

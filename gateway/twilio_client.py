@@ -1,0 +1,92 @@
+"""The real `twilio` library, pointed at Twilio or at the local sandbox.
+
+The library has no base-URL setting, so the sandbox is reached through an HTTP
+client subclass that rewrites `https://api.twilio.com` to the sandbox's URL.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+TWILIO_API = "https://api.twilio.com"
+
+
+def _rewrite(url: str, base_url: str) -> str:
+    if url.startswith(TWILIO_API):
+        return base_url.rstrip("/") + url[len(TWILIO_API) :]
+    return url
+
+
+class SandboxAsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """Async HTTP client for the twilio library; sends api.twilio.com requests to
+    `base_url` when one is given (None: real Twilio)."""
+
+    def __init__(self, base_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base_url = base_url
+
+    # Same signature as the library's method it overrides, hence the positional arguments.
+    async def request(  # noqa: PLR0917
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+        allow_redirects: bool = False,
+    ) -> Response:
+        if self.base_url is not None:
+            url = _rewrite(url, self.base_url)
+        if auth is not None:
+            # aiohttp 3.14 deprecates its BasicAuth object, which the library passes;
+            # the header it would have produced is sent instead.
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers = {**(headers or {}), "Authorization": f"Basic {token}"}
+        # The library's async client ignores its own `timeout` setting; apply it here.
+        seconds = timeout if timeout is not None else self.timeout
+        return await super().request(
+            method, url, params, data, headers, None, seconds, allow_redirects
+        )
+
+
+class SandboxHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """Sync variant, for scripts and the CLI."""
+
+    def __init__(self, base_url: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base_url = base_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        return super().request(method, _rewrite(url, self.base_url), *args, **kwargs)
+
+
+def build_twilio_client(
+    account_sid: str,
+    auth_token: str,
+    *,
+    api_base_url: str | None = None,
+    timeout: float | None = None,
+) -> Client:
+    """An async-capable twilio Client; `api_base_url` None means real Twilio.
+
+    Call it inside a running event loop (aiohttp binds its session to the loop),
+    and close it with `await client.http_client.close()` when done.
+    """
+    http_client = SandboxAsyncHttpClient(api_base_url, timeout=timeout)
+    return Client(account_sid, auth_token, http_client=http_client)
+
+
+def build_sync_twilio_client(
+    account_sid: str, auth_token: str, *, api_base_url: str | None = None
+) -> Client:
+    """A blocking twilio Client (requests-based) with the same rewriting."""
+    http_client = TwilioHttpClient() if api_base_url is None else SandboxHttpClient(api_base_url)
+    return Client(account_sid, auth_token, http_client=http_client)

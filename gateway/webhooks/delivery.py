@@ -1,0 +1,329 @@
+"""The `webhooks.deliver` job: one attempt of one delivery, and what its outcome means.
+
+2xx: delivered. 410: the endpoint is gone; the subscription is disabled and what it was owed
+is cancelled. Anything else (other statuses, timeouts, refused addresses): retried on
+`policy.RETRY_SCHEDULE` with jitter, Retry-After as a floor, then dead-lettered.
+
+Idempotent under arq's re-runs: a delivery that is no longer pending is left alone; a crash
+after the POST and before the record sends the same event id again (at-least-once; receivers
+deduplicate on `Gateway-Event-Id`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from arq import Retry
+from arq.connections import ArqRedis
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.clock import now
+from gateway.db import SessionFactory, transaction
+from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from gateway.webhooks import concurrency, outbox, policy, sending, signing
+from gateway.webhooks.addresses import allows_private
+from gateway.webhooks.sweep import due_deliveries
+
+log = logging.getLogger(__name__)
+
+HTTP_CLIENT = "webhooks_http"  # the worker context key of the shared httpx client
+# Clock skew between the worker that scheduled a retry and the one running it.
+DUE_TOLERANCE = timedelta(seconds=1)
+
+
+async def start(ctx: dict[str, Any]) -> None:
+    """Worker startup: one HTTP client per worker; kick deliveries committed in this loop."""
+    ctx[HTTP_CLIENT] = sending.new_client()
+    outbox.register(ctx["redis"])
+
+
+async def stop(ctx: dict[str, Any]) -> None:
+    outbox.unregister(ctx["redis"])
+    await outbox.flush_kicks()
+    await ctx[HTTP_CLIENT].aclose()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    status: DeliveryStatus
+    retry_in: float | None = None
+    breaker_closed: bool = False
+
+
+async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
+    """Attempt one delivery (arq job `webhooks.deliver`); returns what happened, for the log."""
+    sessions: SessionFactory = ctx["sessions"]
+    redis: ArqRedis = ctx["redis"]
+    moment = now()
+    async with sessions() as session:
+        delivery = await session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.status != DeliveryStatus.PENDING:
+            return "not pending"
+        subscription = await session.get(WebhookSubscription, delivery.subscription_id)
+        if subscription is None or subscription.account_id != delivery.account_id:
+            return "no subscription"
+        if delivery.next_attempt_at is not None and delivery.next_attempt_at > moment + (
+            DUE_TOLERANCE
+        ):
+            return "not due"
+        allow_private = await allows_private(session, delivery.account_id)
+        waiting_on = await _earlier_owed(session, delivery)
+    if not subscription.enabled or delivery.expires_at <= moment:
+        final = DeliveryStatus.CANCELLED if not subscription.enabled else DeliveryStatus.DEAD
+        await _close_unsent(sessions, delivery, final)
+        await _kick_next(sessions, redis, delivery)
+        return str(final)
+    if waiting_on is not None:
+        # An earlier activity of the same play is still owed: it goes first. Soon-due: poll;
+        # otherwise its own completion (or the sweep) brings this one back.
+        if waiting_on <= moment + timedelta(seconds=policy.MAX_DEFER_SECONDS):
+            raise Retry(defer=policy.BUSY_RETRY_SECONDS)
+        return "waiting for an earlier activity of the play"
+    token = await concurrency.acquire(redis, subscription.id)
+    if token is None:
+        raise Retry(defer=policy.BUSY_RETRY_SECONDS)
+    try:
+        if subscription.breaker_probe_at is not None and not await _claim_probe(
+            sessions, subscription, moment
+        ):
+            return "breaker open"
+        client: httpx.AsyncClient = ctx[HTTP_CLIENT]
+        outcome = await sending.post(
+            client,
+            subscription.url,
+            delivery.payload,
+            signing_secrets=signing.valid_secrets(subscription, now()),
+            delivery_id=delivery.id,
+            https_required=ctx["settings"].environment != "development",
+            allow_private=allow_private,
+        )
+    finally:
+        await concurrency.release(redis, subscription.id, token)
+    recorded = await _record(sessions, delivery.id, subscription.id, outcome)
+    log.info(
+        "webhook delivery=%s event=%s subscription=%s account=%s: %s -> %s",
+        delivery.id,
+        delivery.event_id,
+        subscription.id,
+        delivery.account_id,
+        sending.describe(outcome),
+        recorded.status,
+    )
+    if recorded.breaker_closed:
+        async with sessions() as session:
+            due = await due_deliveries(session, now(), subscription_id=subscription.id)
+        await outbox.enqueue(redis, due)
+    if recorded.status != DeliveryStatus.PENDING:
+        await _kick_next(sessions, redis, delivery)
+    elif recorded.retry_in is not None and recorded.retry_in <= policy.MAX_DEFER_SECONDS:
+        raise Retry(defer=recorded.retry_in)
+    return f"{sending.describe(outcome)}: {recorded.status}"
+
+
+async def _earlier_owed(session: AsyncSession, delivery: WebhookDelivery) -> datetime | None:
+    """When the earliest still-owed delivery of an earlier activity of the same play is due."""
+    if delivery.order_key is None:
+        return None
+    query = (
+        select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+        .where(
+            WebhookDelivery.account_id == delivery.account_id,
+            WebhookDelivery.subscription_id == delivery.subscription_id,
+            WebhookDelivery.order_key == delivery.order_key,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            col(WebhookDelivery.activity_id) < delivery.activity_id,
+        )
+        .order_by(col(WebhookDelivery.activity_id))
+        .limit(1)
+    )
+    row = (await session.exec(query)).first()
+    if row is None:
+        return None
+    return row[1] or now()
+
+
+async def _claim_probe(
+    sessions: SessionFactory, subscription: WebhookSubscription, moment: datetime
+) -> bool:
+    """Breaker open: whoever moves the probe time forward sends the one probe."""
+    async with transaction(sessions) as session:
+        claimed = await session.exec(
+            update(WebhookSubscription)
+            .where(
+                col(WebhookSubscription.id) == subscription.id,
+                col(WebhookSubscription.breaker_probe_at).is_not(None),
+                col(WebhookSubscription.breaker_probe_at) <= moment,
+            )
+            .values(breaker_probe_at=moment + policy.BREAKER_PROBE_EVERY)
+        )
+    return claimed.rowcount == 1
+
+
+async def _close_unsent(
+    sessions: SessionFactory, delivery: WebhookDelivery, status: DeliveryStatus
+) -> None:
+    why = "subscription disabled" if status == DeliveryStatus.CANCELLED else "retry window ended"
+    async with transaction(sessions) as session:
+        await session.exec(
+            update(WebhookDelivery)
+            .where(
+                col(WebhookDelivery.id) == delivery.id,
+                col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+            )
+            .values(status=status, next_attempt_at=None, last_error=why, updated_at=now())
+        )
+
+
+async def _record(
+    sessions: SessionFactory, delivery_id: str, subscription_id: str, outcome: sending.Outcome
+) -> Recorded:
+    """Write the attempt's outcome onto the delivery and the subscription's health.
+
+    The subscription row is only locked for a 410 (rare); its failure counter moves by atomic
+    UPDATEs, so deliveries to one busy subscription don't queue on its row.
+    """
+    moment = now()
+    async with transaction(sessions) as session:
+        subscription = await session.get(
+            WebhookSubscription, subscription_id, with_for_update=outcome.gone
+        )
+        delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+        if subscription is None or delivery is None or delivery.status != DeliveryStatus.PENDING:
+            return Recorded(delivery.status if delivery else DeliveryStatus.CANCELLED)
+        delivery.attempts += 1
+        delivery.total_attempts += 1
+        delivery.last_attempt_at = delivery.updated_at = moment
+        delivery.last_status_code = outcome.status_code
+        delivery.last_response = outcome.excerpt
+        delivery.last_error = outcome.error
+        if outcome.delivered:
+            delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, moment
+            delivery.next_attempt_at = None
+            recorded = Recorded(
+                DeliveryStatus.DELIVERED, breaker_closed=subscription.breaker_probe_at is not None
+            )
+            await _healthy(session, subscription_id, moment)
+        elif outcome.gone:
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.CANCELLED, None
+            await _disable(session, subscription, moment)
+            recorded = Recorded(DeliveryStatus.CANCELLED)
+        else:
+            await _failed(session, subscription, moment, outcome.retry_after)
+            delay = policy.retry_delay(delivery.attempts, outcome.retry_after)
+            if delay is None:
+                delivery.status, delivery.next_attempt_at = DeliveryStatus.DEAD, None
+                delivery.last_error = f"{sending.describe(outcome)}; retries exhausted"[:500]
+                recorded = Recorded(DeliveryStatus.DEAD)
+            else:
+                delivery.next_attempt_at = moment + timedelta(seconds=delay)
+                recorded = Recorded(DeliveryStatus.PENDING, retry_in=delay)
+        session.add(delivery)
+    return recorded
+
+
+async def _healthy(session: AsyncSession, subscription_id: str, moment: datetime) -> None:
+    """A success resets the failure count and closes the breaker (no write when healthy)."""
+    await session.exec(
+        update(WebhookSubscription)
+        .where(
+            col(WebhookSubscription.id) == subscription_id,
+            (col(WebhookSubscription.consecutive_failures) != 0)
+            | col(WebhookSubscription.breaker_probe_at).is_not(None),
+        )
+        .values(
+            consecutive_failures=0, breaker_opened_at=None, breaker_probe_at=None, updated_at=moment
+        )
+    )
+
+
+async def _failed(
+    session: AsyncSession,
+    subscription: WebhookSubscription,
+    moment: datetime,
+    retry_after: float | None,
+) -> None:
+    """Count a failure; the one that reaches BREAKER_THRESHOLD opens the breaker."""
+    counted = await session.exec(
+        update(WebhookSubscription)
+        .where(col(WebhookSubscription.id) == subscription.id)
+        .values(
+            consecutive_failures=col(WebhookSubscription.consecutive_failures) + 1,
+            updated_at=moment,
+        )
+        .returning(col(WebhookSubscription.consecutive_failures))
+    )
+    failures = int(counted.scalar_one())
+    if failures < policy.BREAKER_THRESHOLD:
+        return
+    wait = max(policy.BREAKER_PROBE_EVERY.total_seconds(), retry_after or 0.0)
+    opened = await session.exec(
+        update(WebhookSubscription)
+        .where(
+            col(WebhookSubscription.id) == subscription.id,
+            col(WebhookSubscription.breaker_probe_at).is_(None),
+        )
+        .values(breaker_opened_at=moment, breaker_probe_at=moment + timedelta(seconds=wait))
+    )
+    if opened.rowcount == 1:
+        log.warning(
+            "webhook breaker open subscription=%s account=%s after %d failures",
+            subscription.id,
+            subscription.account_id,
+            failures,
+        )
+
+
+async def _disable(
+    session: AsyncSession, subscription: WebhookSubscription, moment: datetime
+) -> None:
+    """410 Gone: stop sending; what was owed is cancelled (replayable once re-enabled)."""
+    subscription.enabled = False
+    subscription.disabled_reason = f"the endpoint answered 410 Gone at {moment.isoformat()}"
+    log.warning("webhook subscription=%s disabled by 410 Gone", subscription.id)
+    await cancel_owed(session, subscription, moment, "subscription disabled: endpoint 410 Gone")
+
+
+async def cancel_owed(
+    session: AsyncSession, subscription: WebhookSubscription, moment: datetime, why: str
+) -> None:
+    """Cancel every delivery still owed to `subscription`."""
+    await session.exec(
+        update(WebhookDelivery)
+        .where(
+            col(WebhookDelivery.account_id) == subscription.account_id,
+            col(WebhookDelivery.subscription_id) == subscription.id,
+            col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+        )
+        .values(
+            status=DeliveryStatus.CANCELLED, next_attempt_at=None, last_error=why, updated_at=moment
+        )
+    )
+
+
+async def _kick_next(sessions: SessionFactory, redis: ArqRedis, delivery: WebhookDelivery) -> None:
+    """This delivery is settled: the next owed activity of its play to its subscription may go."""
+    if delivery.order_key is None:
+        return
+    async with sessions() as session:
+        following = (
+            await session.exec(
+                select(WebhookDelivery.id)
+                .where(
+                    WebhookDelivery.account_id == delivery.account_id,
+                    WebhookDelivery.subscription_id == delivery.subscription_id,
+                    WebhookDelivery.order_key == delivery.order_key,
+                    WebhookDelivery.status == DeliveryStatus.PENDING,
+                    col(WebhookDelivery.next_attempt_at) <= now(),
+                )
+                .order_by(col(WebhookDelivery.activity_id))
+                .limit(1)
+            )
+        ).first()
+    if following is not None:
+        await outbox.enqueue(redis, [following])

@@ -1,0 +1,160 @@
+"""The arq worker: job functions, cron, and the per-job database session.
+
+Jobs take ids, not objects, and are idempotent: arq may run a job again after a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypedDict, cast
+
+from arq import cron, func
+from arq.connections import RedisSettings
+from arq.cron import CronJob
+from arq.typing import WorkerCoroutine
+from arq.worker import Function, Worker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.accounts import mark_key_used
+from gateway.db import SessionFactory, create_engine, session_factory, transaction
+from gateway.email import sender as email_sender
+from gateway.email.outbox import SEND_JOB as EMAIL_SEND_JOB
+from gateway.engine import jobs as plays
+from gateway.settings import Settings
+from gateway.sms import sender, sweep
+from gateway.sms.outbox import SEND_JOB
+from gateway.sms.ratelimit import SenderRateLimiter
+from gateway.twilio_client import build_twilio_client
+from gateway.webhooks import delivery as webhooks
+from gateway.webhooks import sweep as webhooks_sweep
+from gateway.webhooks.outbox import DELIVER_JOB
+from voice import jobs as party_lines
+
+log = logging.getLogger(__name__)
+
+# On SIGTERM the worker stops taking jobs and lets running ones finish for this long; a job
+# still running after it is cancelled and arq runs it again later (every job is idempotent).
+JOB_COMPLETION_WAIT = 25
+JOB_TIMEOUT = 60
+# Twilio answers in well under a second; a request hanging this long is treated as unknown.
+TWILIO_TIMEOUT = 15.0
+SWEEP_EVERY_SECONDS = 10
+
+
+class WorkerContext(TypedDict):
+    settings: Settings
+    engine: AsyncEngine
+    sessions: SessionFactory
+    owns_engine: bool
+
+
+def job_context(ctx: dict[str, Any]) -> WorkerContext:
+    return cast(WorkerContext, ctx)
+
+
+async def keys_mark_used(ctx: dict[str, Any], key_id: str) -> None:
+    """Record that an API key was used (deduplicated by job id, so at most one in the queue)."""
+    async with transaction(job_context(ctx)["sessions"]) as session:
+        await mark_key_used(session, key_id)
+
+
+FUNCTIONS: list[Function] = [
+    # keep_result=0 frees the job id at once, so the same id can be enqueued again right away.
+    func(cast(WorkerCoroutine, keys_mark_used), name="keys.mark_used", keep_result=0),
+    # Deferrals and back-offs re-run the job (arq Retry); the row counts real attempts.
+    func(cast(WorkerCoroutine, sender.send), name=SEND_JOB, keep_result=0, max_tries=1000),
+    func(cast(WorkerCoroutine, plays.advance), name=plays.ADVANCE_JOB, keep_result=0),
+    func(cast(WorkerCoroutine, plays.reply), name=plays.REPLY_JOB, keep_result=0),
+    # Waits for a slot or an earlier delivery are arq Retries; the row counts real attempts.
+    func(
+        cast(WorkerCoroutine, webhooks.deliver), name=DELIVER_JOB, keep_result=0, max_tries=10_000
+    ),
+    func(cast(WorkerCoroutine, email_sender.send), name=EMAIL_SEND_JOB, keep_result=0),
+    func(cast(WorkerCoroutine, party_lines.run), name=party_lines.RUN_JOB, keep_result=0),
+]
+
+
+# The database sweeps that re-create lost work, and the second (mod 10) each starts at, so
+# they don't all hit the database in the same instant.
+SWEEPS: list[tuple[str, Any, int]] = [
+    ("sms.sweep", sweep.sweep, 0),
+    ("email.sweep", email_sender.sweep, 2),
+    ("webhooks.sweep", webhooks_sweep.sweep, 3),
+    ("plays.sweep", plays.sweep, 5),
+    (party_lines.SWEEP_JOB, party_lines.sweep, 7),
+]
+
+
+def cron_jobs() -> list[CronJob]:
+    """Fresh cron entries per worker: arq keeps each entry's next run on the object itself."""
+    return [
+        cron(
+            cast(WorkerCoroutine, job),
+            name=name,
+            second=set(range(offset, 60, SWEEP_EVERY_SECONDS)),
+            run_at_startup=True,
+            keep_result=0,
+        )
+        for name, job, offset in SWEEPS
+    ]
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 5
+    settings.conn_retries = 10
+    return settings
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    if "engine" not in ctx:
+        ctx["engine"] = create_engine(settings.database)
+        ctx["sessions"] = session_factory(ctx["engine"])
+        ctx["owns_engine"] = True
+    ctx["twilio"] = build_twilio_client(
+        settings.twilio_sid,
+        settings.twilio_token,
+        api_base_url=settings.twilio_api_base_url,
+        timeout=TWILIO_TIMEOUT,
+    )
+    ctx["rate_limiter"] = SenderRateLimiter(ctx["redis"])
+    await webhooks.start(ctx)  # the webhooks' httpx client (10 s timeout)
+    log.info("worker started")
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["twilio"].http_client.close()
+    await webhooks.stop(ctx)
+    if ctx.get("owns_engine"):
+        await ctx["engine"].dispose()
+    log.info("worker stopped")
+
+
+def build_worker(
+    settings: Settings,
+    redis_url: str,
+    *,
+    engine: AsyncEngine | None = None,
+    handle_signals: bool = True,
+    burst: bool = False,
+    **overrides: Any,
+) -> Worker:
+    """A worker for these settings; pass `engine` to share the app's pool inside one process."""
+    ctx: dict[str, Any] = {"settings": settings, "owns_engine": False}
+    if engine is not None:
+        ctx.update(engine=engine, sessions=session_factory(engine))
+    return Worker(
+        functions=FUNCTIONS,
+        cron_jobs=cron_jobs(),
+        redis_settings=redis_settings(redis_url),
+        ctx=ctx,
+        on_startup=_startup,
+        on_shutdown=_shutdown,
+        handle_signals=handle_signals,
+        job_completion_wait=JOB_COMPLETION_WAIT,
+        job_timeout=JOB_TIMEOUT,
+        burst=burst,
+        poll_delay=0.05,
+        **overrides,
+    )

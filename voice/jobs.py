@@ -1,0 +1,110 @@
+"""The party line's jobs: `party_lines.run` (timers due, then the outbox) and the sweep.
+
+`party_lines.run` is idempotent and may run twice at once: every change happens under the
+party line's row lock, an outbox item is marked in flight before its request (a second run
+leaves it alone), and only a request whose outcome is known is fed back. Its job id carries
+the row's version, so every change that leaves work gets its own job, and a job that finds
+nothing to do just returns.
+
+The sweep (cron) re-creates lost work from the database: party lines whose `wake_at` has
+come (outbox work, a lead retry or gate deferral due, the watchdog, an in-flight item whose
+job died).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlmodel import col, select
+
+from gateway.clock import now
+from gateway.db import SessionFactory, transaction
+from gateway.models import PartyLineRecord
+from gateway.sms.outbox import enqueue_send
+from voice.outbox import OutcomeUnknown, carry_out
+from voice.runner import AfterCommit, Runner
+
+log = logging.getLogger(__name__)
+
+RUN_JOB = "party_lines.run"
+SWEEP_JOB = "party_lines.sweep"
+ADVANCE_JOB = "plays.advance"  # gateway.engine.jobs.ADVANCE_JOB (the engine imports us)
+SEND_JOB_PREFIX = "sms:"
+MAX_ITEMS_PER_RUN = 50
+SWEEP_LIMIT = 2000
+
+
+async def enqueue_run(redis: ArqRedis, party_line_id: str, version: int) -> None:
+    """Ask the worker to run the party line; losing this loses nothing (the sweep finds it)."""
+    try:
+        await redis.enqueue_job(RUN_JOB, party_line_id, _job_id=f"pl:{party_line_id}:{version}")
+    except Exception:
+        log.warning("could not enqueue party line %s; the sweep will", party_line_id, exc_info=True)
+
+
+async def publish(redis: ArqRedis, party_line_id: str, version: int, after: AfterCommit) -> None:
+    """Hand the committed work to the worker: the run job, texts, plays to advance."""
+    if after.run_job:
+        await enqueue_run(redis, party_line_id, version)
+    for message_id in after.messages:
+        await enqueue_send(redis, message_id)
+    for play_id in after.plays:
+        try:
+            await redis.enqueue_job(ADVANCE_JOB, play_id, _job_id=f"play:{play_id}")
+        except Exception:
+            log.warning("could not enqueue play %s; the sweep will", play_id, exc_info=True)
+
+
+async def run(ctx: dict[str, Any], party_line_id: str) -> str:
+    """Feed due timers, then carry out the outbox one request at a time (job `party_lines.run`)."""
+    sessions: SessionFactory = ctx["sessions"]
+    base_url: str = ctx["settings"].base_url
+    redis: ArqRedis = ctx["redis"]
+    done = 0
+    for _ in range(MAX_ITEMS_PER_RUN):
+        async with transaction(sessions) as session:
+            runner = await Runner.load(session, party_line_id, base_url)
+            if runner is None:
+                return "missing"
+            await runner.fire_due()
+            item = await runner.take()
+            after, links, from_number = runner.after, runner.links, runner.row.from_number
+        after.run_job = False  # this run goes on with the outbox itself
+        await publish(redis, party_line_id, 0, after)
+        if item is None:
+            return f"{done} requests"
+        try:
+            event = await carry_out(ctx["twilio"], item, links=links, from_number=from_number)
+        except OutcomeUnknown as exc:
+            # Left in flight: after the grace the sweep repeats it, or (a call) leaves it to
+            # the callbacks and the watchdog.
+            log.warning("party line %s: %s outcome unknown: %s", party_line_id, item["kind"], exc)
+            return f"{done} requests, one unknown"
+        async with transaction(sessions) as session:
+            runner = await Runner.load(session, party_line_id, base_url)
+            if runner is None:
+                return "missing"
+            await runner.finish(item, event)
+            after = runner.after
+        after.run_job = False
+        await publish(redis, party_line_id, 0, after)
+        done += 1
+    await enqueue_run(ctx["redis"], party_line_id, -done)  # more than one run's worth: go on
+    return f"{done} requests, more to do"
+
+
+async def sweep(ctx: dict[str, Any]) -> int:
+    """Enqueue `party_lines.run` for party lines whose wake time has come (cron)."""
+    query = (
+        select(PartyLineRecord.id, PartyLineRecord.version)
+        .where(col(PartyLineRecord.wake_at) <= now())
+        .order_by(col(PartyLineRecord.wake_at))
+        .limit(SWEEP_LIMIT)
+    )
+    async with ctx["sessions"]() as session:
+        due = list((await session.exec(query)).all())
+    for party_line_id, version in due:
+        await enqueue_run(ctx["redis"], party_line_id, version)
+    return len(due)

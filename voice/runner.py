@@ -1,0 +1,429 @@
+"""The runner: feeds one party line's events to the machine and carries out its actions.
+
+A `Runner` lives for one transaction. `Runner.load` takes the party line's row lock (a write
+first: a row lock on PostgreSQL, the write lock on SQLite), so callbacks, jobs and the API
+apply events to one party line one at a time, in the order they got the lock, and each sees
+the state the previous one stored.
+
+Actions that only touch the database are done at once, in the same transaction: the gate,
+holding and releasing reps, activities, the opt-out ledger, a text back, the end of the
+party line (and what it means for the play). TwiML for the call whose request is being
+answered becomes the answer; every other Twilio request goes to the row's outbox for the
+`party_lines.run` job, so no lock is held while we wait for Twilio.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway import gate, optouts
+from gateway.clock import now
+from gateway.contact_lock import lock_contact
+from gateway.engine import definitions
+from gateway.engine.records import end, record_activity
+from gateway.engine.records import log as play_log
+from gateway.engine.starting import on_opt_out
+from gateway.engine.stepper import move_to
+from gateway.models import (
+    Account,
+    ActivityType,
+    Channel,
+    Lead,
+    LedgerEvent,
+    LedgerSource,
+    PartyLineRecord,
+    Play,
+    PlayState,
+    Purpose,
+)
+from gateway.sms.outbox import queue_message
+from voice import rep_pool, twiml
+from voice.actions import (
+    Action,
+    CallLead,
+    CallRep,
+    CancelCall,
+    CheckGate,
+    ChooseRep,
+    End,
+    Hangup,
+    JoinConference,
+    LeaveVoicemail,
+    OfferCallback,
+    RecordActivity,
+    RecordOptOut,
+    ReleaseRep,
+    SendTextBack,
+)
+from voice.events import (
+    CallNotPlaced,
+    Event,
+    GateDecided,
+    LeadRetryDue,
+    NoRepAvailable,
+    RepChosen,
+    Start,
+    WatchdogFired,
+)
+from voice.links import Links
+from voice.machine import step
+from voice.outbox import call_item, cancel_item, repeatable, twiml_item
+from voice.policy import Policy
+from voice.states import PartyLine
+from voice.steps import WAITING
+
+log = logging.getLogger(__name__)
+
+# An outbox item taken by a job this long ago without a result: that job died.
+IN_FLIGHT_GRACE = timedelta(seconds=30)
+MAX_STEPS_PER_FEED = 50  # events our own actions answer (gate, reps): a guard against loops
+OUTCOME_OF_END = {"completed": "party_line_completed", "callback_requested": "callback_requested"}
+TEXT_BACK = "Sorry we missed you! This is {business}. Reply here and we'll get right back to you."
+TwimlAction = JoinConference | Hangup | LeaveVoicemail | OfferCallback
+
+
+@dataclass
+class AfterCommit:
+    """Work to hand to Redis once the transaction committed."""
+
+    run_job: bool = False  # the outbox has work: enqueue `party_lines.run`
+    messages: list[str] = field(default_factory=list)  # texts to send
+    plays: list[str] = field(default_factory=list)  # plays to advance
+
+
+class Runner:
+    """One party line, locked, for the length of one transaction."""
+
+    def __init__(
+        self,
+        *,
+        session: AsyncSession,
+        row: PartyLineRecord,
+        play: Play,
+        lead: Lead,
+        account: Account,
+        base_url: str,
+    ) -> None:
+        self.session, self.row, self.play, self.lead, self.account = (
+            session,
+            row,
+            play,
+            lead,
+            account,
+        )
+        self.state = PartyLine.from_json(row.state)
+        self.policy = Policy.from_json(row.policy)
+        self.links = Links(base_url, row.id)
+        self.after = AfterCommit()
+        self.reply: str | None = None  # TwiML answering the request being handled
+
+    @classmethod
+    async def load(cls, session: AsyncSession, party_line_id: str, base_url: str) -> Runner | None:
+        """The party line under its row lock, or None if there is no such party line."""
+        locked = await session.exec(
+            update(PartyLineRecord)
+            .where(col(PartyLineRecord.id) == party_line_id)
+            .values(version=col(PartyLineRecord.version) + 1)
+        )
+        if locked.rowcount != 1:
+            return None
+        row = (
+            await session.exec(
+                select(PartyLineRecord)
+                .where(PartyLineRecord.id == party_line_id)
+                .execution_options(populate_existing=True)
+            )
+        ).one()
+        play = await session.get(Play, row.play_id, populate_existing=True)
+        lead = await session.get(Lead, row.lead_id)
+        account = await session.get(Account, row.account_id)
+        assert play is not None and lead is not None and account is not None
+        return cls(
+            session=session, row=row, play=play, lead=lead, account=account, base_url=base_url
+        )
+
+    # -- events -------------------------------------------------------------------
+
+    async def feed(self, event: Event, *, request_call: str | None = None) -> None:
+        """Apply `event` and everything our own actions answer; `request_call` is the call
+        whose TwiML request is being answered (its TwiML goes to `reply`)."""
+        pending: deque[Event] = deque([event])
+        for _ in range(MAX_STEPS_PER_FEED):
+            if not pending:
+                break
+            current = pending.popleft()
+            self.state, actions = step_machine(self.state, current, self.policy)
+            for action in actions:
+                follow = await self._do(action, request_call)
+                if follow is not None:
+                    pending.append(follow)
+        self._store()
+
+    async def fire_due(self) -> None:
+        """Start a new party line; feed a lead retry or the watchdog whose time has come."""
+        moment = now()
+        if self.state.phase == "gate_pending":
+            await self.feed(Start())
+        if self.state.retry_at is not None and self.state.retry_at <= moment:
+            await self.feed(LeadRetryDue())
+        if self.state.watchdog_at is not None and self.state.watchdog_at <= moment:
+            await self.feed(WatchdogFired())
+        self._store()
+
+    # -- the outbox -----------------------------------------------------------------
+
+    async def take(self) -> dict[str, Any] | None:
+        """The next outbox item, marked in flight; None when empty or another run has one."""
+        while (item := self._take()) is not None:
+            leg = self.state.leg_by_id(str(item.get("leg"))) if item["kind"] == "call" else None
+            if leg is None or not (self.state.ended or leg.result is not None):
+                return item
+            # Decided, then overtaken (the lead hung up, pressed 9): nobody wants this call.
+            self.row.in_flight, self.row.in_flight_at = None, None
+            await self.feed(CallNotPlaced(leg.leg_id, None, "no longer needed"))
+        return None
+
+    def _take(self) -> dict[str, Any] | None:
+        row, moment = self.row, now()
+        if row.in_flight is not None:
+            assert row.in_flight_at is not None
+            if moment - row.in_flight_at < IN_FLIGHT_GRACE:
+                return None
+            stale = row.in_flight
+            row.in_flight, row.in_flight_at = None, None
+            if repeatable(stale):
+                row.outbox = [stale, *row.outbox]
+            else:
+                # We can't know whether Twilio placed it: its callbacks (which name the leg)
+                # will say so, and the watchdog ends the party line if they never come.
+                log.warning("party line %s: outcome of %s unknown", row.id, stale.get("leg"))
+        if not row.outbox:
+            self._store()
+            return None
+        item, row.outbox = row.outbox[0], list(row.outbox[1:])
+        row.in_flight, row.in_flight_at = item, moment
+        self._store()
+        return item
+
+    async def finish(self, item: dict[str, Any], event: Event | None) -> None:
+        """The item's request is done; feed what Twilio answered."""
+        if self.row.in_flight == item:
+            self.row.in_flight, self.row.in_flight_at = None, None
+        if event is not None:
+            await self.feed(event)
+        self._store()
+
+    # -- TwiML answers -----------------------------------------------------------------
+
+    def lead_document(self, leg_id: str) -> str:
+        """The lead's answer: greeting with "press 9", then the conference; or goodbye."""
+        lead = self.state.lead
+        if lead is None or lead.leg_id != leg_id or self.state.phase not in WAITING:
+            return twiml.hangup()
+        return twiml.lead_answer(
+            greeting=self.row.greeting,
+            opt_out_prompt=self.policy.opt_out_prompt,
+            gather_url=self.links.lead_gather(leg_id, "greeting"),
+            room=self.links.room(self.state.conference_name),
+        )
+
+    def rep_document(self, leg_id: str) -> str:
+        """The rep's answer: the whisper with "press 1"; or, for a stale attempt, goodbye."""
+        rep = self.state.rep
+        if rep is None or rep.leg_id != leg_id or rep.result is not None:
+            return twiml.hangup("Sorry, this caller is no longer waiting. Goodbye.")
+        if self.state.phase not in WAITING:
+            return twiml.hangup("Sorry, this caller is no longer waiting. Goodbye.")
+        return twiml.rep_whisper(
+            whisper=self.row.whisper,
+            gather_url=self.links.rep_gather(leg_id),
+            timeout=self.policy.whisper_timeout,
+        )
+
+    # -- actions ---------------------------------------------------------------------
+
+    async def _do(self, action: Action, request_call: str | None) -> Event | None:
+        match action:
+            case CheckGate():
+                return await self._check_gate()
+            case CallLead() | CallRep():
+                self.row.outbox = [*self.row.outbox, call_item(action)]
+            case ChooseRep():
+                held = await rep_pool.choose(
+                    self.session,
+                    self.play,
+                    self.row.id,
+                    attempt=action.attempt,
+                    exclude=action.exclude,
+                )
+                if held is None:
+                    return NoRepAvailable(action.attempt)
+                return RepChosen(held.rep_id, held.phone, action.attempt)
+            case ReleaseRep():
+                await rep_pool.release(
+                    self.session, self.row.account_id, action.rep_id, self.row.id
+                )
+            case JoinConference() | Hangup() | LeaveVoicemail() | OfferCallback():
+                self._twiml(action, request_call)
+            case CancelCall():
+                if action.call_sid == request_call and self.reply is None:
+                    self.reply = twiml.hangup()
+                else:
+                    self.row.outbox = [
+                        *self.row.outbox,
+                        cancel_item(action.call_sid, action.reason),
+                    ]
+            case RecordActivity():
+                await record_activity(
+                    self.session, self.play, ActivityType(action.kind), action.label, action.note
+                )
+            case RecordOptOut():
+                await self._opt_out(action.call_sid)
+            case SendTextBack():
+                await self._text_back(action.reason)
+            case End():
+                await self._ended(action)
+        return None  # ScheduleLeadRetry / ScheduleWatchdog: `wake_at` carries them
+
+    def _twiml(self, action: TwimlAction, request_call: str | None) -> None:
+        leg = self.state.leg_by_sid(action.call_sid)
+        gather = self.links.lead_gather(leg.leg_id if leg else "lead-1", "fallback")
+        document = twiml.for_action(
+            action, room=self.links.room(self.state.conference_name), gather_url=gather
+        )
+        if action.call_sid == request_call and self.reply is None:
+            self.reply = document
+        else:
+            self.row.outbox = [*self.row.outbox, twiml_item(action.call_sid, document)]
+
+    async def _check_gate(self) -> Event:
+        decision = await gate.check(
+            self.session,
+            self.account,
+            channel="call",
+            purpose="initiated",
+            phone=self.lead.phone,
+            state=self.lead.state,
+            postal_code=self.lead.postal_code,
+            initiated_contacts_last_24h=await self._calls_last_day(),
+            play_id=self.play.id,
+        )
+        await gate.note_on_play(self.session, self.play.id, decision, step_id=self.row.step_id)
+        play_log(self.session, self.play, "party_line_gate", self.row.step_id,
+            party_line_id=self.row.id, action=decision.action, reason=decision.reason)  # fmt: skip
+        return GateDecided(decision.action, decision.reason, decision.until)
+
+    async def _calls_last_day(self) -> list[datetime]:
+        since = now() - timedelta(hours=24)
+        rows = (
+            await self.session.exec(
+                select(PartyLineRecord.state).where(
+                    PartyLineRecord.account_id == self.row.account_id,
+                    PartyLineRecord.lead_id == self.row.lead_id,
+                    col(PartyLineRecord.created_at) >= since - timedelta(hours=24),
+                )
+            )
+        ).all()
+        times = []
+        for data in rows:
+            for leg in data.get("lead_legs", ()):
+                at = datetime.fromisoformat(leg["requested_at"])
+                if at >= since:
+                    times.append(at)
+        return times
+
+    async def _opt_out(self, call_sid: str) -> None:
+        account_id, phone = self.row.account_id, self.lead.phone
+        await lock_contact(self.session, account_id, phone)
+        if await optouts.is_opted_out(self.session, account_id, phone):
+            return
+        await optouts.record(
+            self.session,
+            account_id=account_id,
+            phone=phone,
+            event=LedgerEvent.OPT_OUT,
+            channel=Channel.VOICE,
+            source=LedgerSource.KEYPRESS,
+            keyword="9",
+            call_sid=call_sid,
+            inbound_number=self.row.from_number,
+            note=f"pressed 9 on party line {self.row.id}",
+        )
+        await on_opt_out(self.session, account_id, phone)
+
+    async def _text_back(self, reason: str) -> None:
+        message = await queue_message(
+            self.session,
+            account_id=self.row.account_id,
+            phone=self.lead.phone,
+            body=TEXT_BACK.format(business=self.policy.business_name),
+            purpose=Purpose.INITIATED if self.play.last_lead_reply_at is None else Purpose.REPLY,
+            reason=f"party line {reason}",
+            lead_id=self.lead.id,
+        )
+        message.play_id = self.play.id
+        self.session.add(message)
+        self.after.messages.append(message.id)
+
+    async def _ended(self, action: End) -> None:
+        row, play = self.row, self.play
+        row.end_reason, row.ended_at = action.reason, row.ended_at or now()
+        await rep_pool.release_all(self.session, row.account_id, row.id)
+        play_log(self.session, play, "party_line_end", row.step_id,
+            party_line_id=row.id, reason=action.reason, note=action.note)  # fmt: skip
+        if play.state != PlayState.RUNNING or row.step_id is None:
+            return  # started by the API, or the play is over (an opt-out ended it)
+        if not play.paused or play.step_id != row.step_id:
+            return  # the play moved on already (a provisional end, corrected later)
+        outcome = OUTCOME_OF_END.get(action.reason)
+        if outcome is not None:
+            # The machine recorded the outcome activity itself; the play ends with it.
+            play.outcome = outcome
+            await record_activity(self.session, play, ActivityType.EVENT, "completed", outcome)
+            end(self.session, play, PlayState.HAS_OUTCOME, f"party line {action.reason}")
+            return
+        playbook = await definitions.load(
+            self.session, play.account_id, play.playbook_id, play.playbook_version
+        )
+        play.paused = False
+        move_to(play, playbook.next_step(row.step_id))
+        if play.step_id is None:
+            play.due_at = now()  # the end of the playbook: the engine closes the play
+        self.session.add(play)
+        self.after.plays.append(play.id)
+
+    def _store(self) -> None:
+        row, state = self.row, self.state
+        row.state = state.to_json()
+        row.phase = state.phase
+        row.end_reason = state.end_reason or row.end_reason
+        if state.ended and row.ended_at is None:
+            row.ended_at = state.ended_at or now()
+        row.conference_sid = state.conference_sid
+        row.connected_rep_id = state.connected_rep_id
+        row.wake_at = self._wake_at()
+        row.updated_at = now()
+        self.after.run_job = bool(row.outbox) and row.in_flight is None
+        self.session.add(row)
+
+    def _wake_at(self) -> datetime | None:
+        row, state = self.row, self.state
+        times = [t for t in (state.retry_at, state.watchdog_at) if t is not None]
+        if row.in_flight is not None and row.in_flight_at is not None:
+            times.append(row.in_flight_at + IN_FLIGHT_GRACE)
+        elif row.outbox or state.phase == "gate_pending":
+            times.append(now())
+        return min(times) if times else None
+
+
+def step_machine(state: PartyLine, event: Event, policy: Policy) -> tuple[PartyLine, list[Action]]:
+    """`voice.machine.step` at the gateway's clock."""
+    return step(state, event, now=now(), policy=policy)
