@@ -19,15 +19,15 @@ from typing import Any
 import httpx
 from arq import Retry
 from arq.connections import ArqRedis
-from sqlalchemy import update
+from sqlalchemy import and_, update
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
-from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from gateway.models import DeliveryStatus, WebhookDelivery, WebhookPolicy, WebhookSubscription
 from gateway.webhooks import concurrency, outbox, policy, sending, signing
-from gateway.webhooks.addresses import allows_private
 from gateway.webhooks.sweep import due_deliveries
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ class Recorded:
     status: DeliveryStatus
     retry_in: float | None = None
     breaker_closed: bool = False
+    # The next owed delivery of the same play to the same subscription, now free to go.
+    following: tuple[str, ...] = ()
 
 
 async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
@@ -62,22 +64,15 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     redis: ArqRedis = ctx["redis"]
     moment = now()
     async with sessions() as session:
-        delivery = await session.get(WebhookDelivery, delivery_id)
-        if delivery is None or delivery.status != DeliveryStatus.PENDING:
-            return "not pending"
-        subscription = await session.get(WebhookSubscription, delivery.subscription_id)
-        if subscription is None or subscription.account_id != delivery.account_id:
-            return "no subscription"
-        if delivery.next_attempt_at is not None and delivery.next_attempt_at > moment + (
-            DUE_TOLERANCE
-        ):
-            return "not due"
-        allow_private = await allows_private(session, delivery.account_id)
-        waiting_on = await _earlier_owed(session, delivery)
+        loaded = await _load(session, delivery_id)
+    if loaded is None:
+        return "not pending"
+    delivery, subscription, allow_private, waiting_on = loaded
+    if delivery.next_attempt_at is not None and delivery.next_attempt_at > moment + DUE_TOLERANCE:
+        return "not due"
     if not subscription.enabled or delivery.expires_at <= moment:
         final = DeliveryStatus.CANCELLED if not subscription.enabled else DeliveryStatus.DEAD
-        await _close_unsent(sessions, delivery, final)
-        await _kick_next(sessions, redis, delivery)
+        await outbox.enqueue(redis, await _close_unsent(sessions, delivery, final))
         return str(final)
     if waiting_on is not None:
         # An earlier activity of the same play is still owed: it goes first. Soon-due: poll;
@@ -105,7 +100,7 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         )
     finally:
         await concurrency.release(redis, subscription.id, token)
-    recorded = await _record(sessions, delivery.id, subscription.id, outcome)
+    recorded = await _record(sessions, delivery, subscription, outcome)
     log.info(
         "webhook delivery=%s event=%s subscription=%s account=%s: %s -> %s",
         delivery.id,
@@ -119,33 +114,65 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         async with sessions() as session:
             due = await due_deliveries(session, now(), subscription_id=subscription.id)
         await outbox.enqueue(redis, due)
-    if recorded.status != DeliveryStatus.PENDING:
-        await _kick_next(sessions, redis, delivery)
-    elif recorded.retry_in is not None and recorded.retry_in <= policy.MAX_DEFER_SECONDS:
+    await outbox.enqueue(redis, recorded.following)
+    if recorded.retry_in is not None and recorded.retry_in <= policy.MAX_DEFER_SECONDS:
         raise Retry(defer=recorded.retry_in)
     return f"{sending.describe(outcome)}: {recorded.status}"
 
 
-async def _earlier_owed(session: AsyncSession, delivery: WebhookDelivery) -> datetime | None:
-    """When the earliest still-owed delivery of an earlier activity of the same play is due."""
-    if delivery.order_key is None:
-        return None
-    query = (
-        select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+async def _load(
+    session: AsyncSession, delivery_id: str
+) -> tuple[WebhookDelivery, WebhookSubscription, bool, datetime | None] | None:
+    """In one round trip: the pending delivery, its subscription (same account), whether the
+    account may reach private addresses, and when the earliest still-owed delivery of an
+    earlier activity of the same play is due (None when nothing earlier is owed)."""
+    earlier = aliased(WebhookDelivery)
+    earlier_owed = (
+        select(earlier.id)
         .where(
-            WebhookDelivery.account_id == delivery.account_id,
-            WebhookDelivery.subscription_id == delivery.subscription_id,
-            WebhookDelivery.order_key == delivery.order_key,
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-            col(WebhookDelivery.activity_id) < delivery.activity_id,
+            col(earlier.account_id) == col(WebhookDelivery.account_id),
+            col(earlier.subscription_id) == col(WebhookDelivery.subscription_id),
+            col(earlier.order_key) == col(WebhookDelivery.order_key),
+            col(earlier.status) == DeliveryStatus.PENDING,
+            col(earlier.activity_id) < col(WebhookDelivery.activity_id),
         )
-        .order_by(col(WebhookDelivery.activity_id))
+        .order_by(col(earlier.activity_id))
         .limit(1)
+        .correlate(WebhookDelivery)
+        .scalar_subquery()
     )
-    row = (await session.exec(query)).first()
+    row = (
+        await session.exec(
+            select(
+                WebhookDelivery,
+                WebhookSubscription,
+                WebhookPolicy.allow_private_addresses,
+                earlier_owed,
+            )
+            .join(
+                WebhookSubscription,
+                and_(
+                    col(WebhookSubscription.id) == col(WebhookDelivery.subscription_id),
+                    col(WebhookSubscription.account_id) == col(WebhookDelivery.account_id),
+                ),
+            )
+            .outerjoin(
+                WebhookPolicy, col(WebhookPolicy.account_id) == col(WebhookDelivery.account_id)
+            )
+            .where(
+                col(WebhookDelivery.id) == delivery_id,
+                col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+            )
+        )
+    ).first()
     if row is None:
         return None
-    return row[1] or now()
+    delivery, subscription, allow_private, earlier_id = row
+    waiting_on: datetime | None = None
+    if earlier_id is not None:
+        owed = await session.get(WebhookDelivery, earlier_id)
+        waiting_on = (owed.next_attempt_at if owed else None) or now()
+    return delivery, subscription, bool(allow_private), waiting_on
 
 
 async def _claim_probe(
@@ -167,7 +194,8 @@ async def _claim_probe(
 
 async def _close_unsent(
     sessions: SessionFactory, delivery: WebhookDelivery, status: DeliveryStatus
-) -> None:
+) -> tuple[str, ...]:
+    """Settle a delivery that will not be sent; returns what may go after it."""
     why = "subscription disabled" if status == DeliveryStatus.CANCELLED else "retry window ended"
     async with transaction(sessions) as session:
         await session.exec(
@@ -178,53 +206,106 @@ async def _close_unsent(
             )
             .values(status=status, next_attempt_at=None, last_error=why, updated_at=now())
         )
+        return await _following(session, delivery)
 
 
 async def _record(
-    sessions: SessionFactory, delivery_id: str, subscription_id: str, outcome: sending.Outcome
+    sessions: SessionFactory,
+    delivery: WebhookDelivery,
+    subscription: WebhookSubscription,
+    outcome: sending.Outcome,
 ) -> Recorded:
     """Write the attempt's outcome onto the delivery and the subscription's health.
 
-    The subscription row is only locked for a 410 (rare); its failure counter moves by atomic
-    UPDATEs, so deliveries to one busy subscription don't queue on its row.
+    A success (the common case) is one conditional UPDATE of the delivery plus the health reset,
+    which writes nothing while the subscription is healthy. The subscription row is only locked
+    for a 410 (rare); its failure counter moves by atomic UPDATEs, so deliveries to one busy
+    subscription don't queue on its row.
     """
     moment = now()
+    attempt = {
+        "attempts": col(WebhookDelivery.attempts) + 1,
+        "total_attempts": col(WebhookDelivery.total_attempts) + 1,
+        "last_attempt_at": moment,
+        "updated_at": moment,
+        "last_status_code": outcome.status_code,
+        "last_response": outcome.excerpt,
+        "last_error": outcome.error,
+    }
+    still_pending = (
+        col(WebhookDelivery.id) == delivery.id,
+        col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+    )
     async with transaction(sessions) as session:
-        subscription = await session.get(
-            WebhookSubscription, subscription_id, with_for_update=outcome.gone
-        )
-        delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
-        if subscription is None or delivery is None or delivery.status != DeliveryStatus.PENDING:
-            return Recorded(delivery.status if delivery else DeliveryStatus.CANCELLED)
-        delivery.attempts += 1
-        delivery.total_attempts += 1
-        delivery.last_attempt_at = delivery.updated_at = moment
-        delivery.last_status_code = outcome.status_code
-        delivery.last_response = outcome.excerpt
-        delivery.last_error = outcome.error
         if outcome.delivered:
-            delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, moment
-            delivery.next_attempt_at = None
-            recorded = Recorded(
-                DeliveryStatus.DELIVERED, breaker_closed=subscription.breaker_probe_at is not None
+            done = await session.exec(
+                update(WebhookDelivery)
+                .where(*still_pending)
+                .values(
+                    **attempt,
+                    status=DeliveryStatus.DELIVERED,
+                    delivered_at=moment,
+                    next_attempt_at=None,
+                )
             )
-            await _healthy(session, subscription_id, moment)
-        elif outcome.gone:
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.CANCELLED, None
-            await _disable(session, subscription, moment)
-            recorded = Recorded(DeliveryStatus.CANCELLED)
-        else:
-            await _failed(session, subscription, moment, outcome.retry_after)
-            delay = policy.retry_delay(delivery.attempts, outcome.retry_after)
-            if delay is None:
-                delivery.status, delivery.next_attempt_at = DeliveryStatus.DEAD, None
-                delivery.last_error = f"{sending.describe(outcome)}; retries exhausted"[:500]
-                recorded = Recorded(DeliveryStatus.DEAD)
-            else:
-                delivery.next_attempt_at = moment + timedelta(seconds=delay)
-                recorded = Recorded(DeliveryStatus.PENDING, retry_in=delay)
-        session.add(delivery)
-    return recorded
+            if done.rowcount != 1:  # settled meanwhile (replayed, cancelled): leave it be
+                return Recorded(await _status(session, delivery.id))
+            await _healthy(session, subscription.id, moment)
+            return Recorded(
+                DeliveryStatus.DELIVERED,
+                breaker_closed=subscription.breaker_probe_at is not None,
+                following=await _following(session, delivery),
+            )
+        locked = await session.get(
+            WebhookSubscription, subscription.id, with_for_update=outcome.gone
+        )
+        counted = (
+            await session.exec(
+                update(WebhookDelivery)
+                .where(*still_pending)
+                .values(**attempt)
+                .returning(col(WebhookDelivery.attempts))
+            )
+        ).first()
+        if locked is None or counted is None:
+            return Recorded(await _status(session, delivery.id))
+        attempts = int(counted[0])
+        if outcome.gone:
+            await _settle(session, delivery.id, DeliveryStatus.CANCELLED, moment)
+            await _disable(session, locked, moment)
+            return Recorded(DeliveryStatus.CANCELLED)
+        await _failed(session, locked, moment, outcome.retry_after)
+        delay = policy.retry_delay(attempts, outcome.retry_after)
+        if delay is None:
+            why = f"{sending.describe(outcome)}; retries exhausted"[:500]
+            await _settle(session, delivery.id, DeliveryStatus.DEAD, moment, why)
+            return Recorded(DeliveryStatus.DEAD, following=await _following(session, delivery))
+        await session.exec(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id) == delivery.id)
+            .values(next_attempt_at=moment + timedelta(seconds=delay))
+        )
+        return Recorded(DeliveryStatus.PENDING, retry_in=delay)
+
+
+async def _status(session: AsyncSession, delivery_id: str) -> DeliveryStatus:
+    found = await session.get(WebhookDelivery, delivery_id)
+    return found.status if found is not None else DeliveryStatus.CANCELLED
+
+
+async def _settle(
+    session: AsyncSession,
+    delivery_id: str,
+    status: DeliveryStatus,
+    moment: datetime,
+    why: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"status": status, "next_attempt_at": None, "updated_at": moment}
+    if why is not None:
+        values["last_error"] = why
+    await session.exec(
+        update(WebhookDelivery).where(col(WebhookDelivery.id) == delivery_id).values(**values)
+    )
 
 
 async def _healthy(session: AsyncSession, subscription_id: str, moment: datetime) -> None:
@@ -306,24 +387,22 @@ async def cancel_owed(
     )
 
 
-async def _kick_next(sessions: SessionFactory, redis: ArqRedis, delivery: WebhookDelivery) -> None:
-    """This delivery is settled: the next owed activity of its play to its subscription may go."""
+async def _following(session: AsyncSession, delivery: WebhookDelivery) -> tuple[str, ...]:
+    """This delivery is settled: the next owed, due activity of its play to its subscription."""
     if delivery.order_key is None:
-        return
-    async with sessions() as session:
-        following = (
-            await session.exec(
-                select(WebhookDelivery.id)
-                .where(
-                    WebhookDelivery.account_id == delivery.account_id,
-                    WebhookDelivery.subscription_id == delivery.subscription_id,
-                    WebhookDelivery.order_key == delivery.order_key,
-                    WebhookDelivery.status == DeliveryStatus.PENDING,
-                    col(WebhookDelivery.next_attempt_at) <= now(),
-                )
-                .order_by(col(WebhookDelivery.activity_id))
-                .limit(1)
+        return ()
+    following = (
+        await session.exec(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.account_id == delivery.account_id,
+                WebhookDelivery.subscription_id == delivery.subscription_id,
+                WebhookDelivery.order_key == delivery.order_key,
+                WebhookDelivery.status == DeliveryStatus.PENDING,
+                col(WebhookDelivery.next_attempt_at) <= now(),
             )
-        ).first()
-    if following is not None:
-        await outbox.enqueue(redis, [following])
+            .order_by(col(WebhookDelivery.activity_id))
+            .limit(1)
+        )
+    ).first()
+    return () if following is None else (following,)
