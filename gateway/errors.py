@@ -6,6 +6,9 @@ import logging
 from collections.abc import Mapping
 from http import HTTPStatus
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -56,8 +59,35 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, _code_for(exc.status_code), message, headers=exc.headers)
 
 
+# A database or Redis that can't be reached (restarting, failing over, locked) is an outage, not
+# a bug: the client is told to come back, and nothing was changed (the transaction rolled back).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+RETRY_AFTER_SECONDS = 5
+
+
 async def unhandled(request: Request, exc: Exception) -> Response:
-    # Anything reaching here is a bug; the client gets the documented shape, the log the details.
+    if isinstance(exc, UNAVAILABLE):
+        log.warning(
+            "backend unavailable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            exc,
+        )
+        return error_response(
+            503,
+            "service_unavailable",
+            "a backend (database or Redis) is unavailable; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    # Anything else reaching here is a bug; the client gets the documented shape, the log the
+    # details.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error; it has been logged")
 
