@@ -25,6 +25,7 @@ from gateway.api import (
     openapi,
     optouts,
     party_lines,
+    play_log,
     playbooks,
     plays,
     reps,
@@ -66,6 +67,7 @@ def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
         *openapi.routes,
         *docs.routes,
         *party_lines.routes,
+        *play_log.routes,
         *sms_webhooks.routes,
         *voice_routes.routes,
     ]

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from sqlmodel import col, select
 
+from gateway.api.play_log import PlayLogEntry
 from gateway.clock import now
-from gateway.models import Activity, Message, PlayLog
+from gateway.models import Activity, Message
 from tests.e2e.conftest import LEAD, Stack, stack
 
 __all__ = ["stack"]  # the fixture, re-exported for this folder
@@ -89,10 +90,19 @@ async def lead_from(
     return str(play["id"])
 
 
-async def play_log(stack: Stack, play_id: str) -> list[PlayLog]:
-    async with stack.sessions() as session:
-        query = select(PlayLog).where(PlayLog.play_id == play_id).order_by(col(PlayLog.id))
-        return list((await session.exec(query)).all())
+async def play_log(stack: Stack, play_id: str) -> list[PlayLogEntry]:
+    """The play's log as the API shows it, read two entries a page to walk the pages too."""
+    entries: list[PlayLogEntry] = []
+    after: int | None = None
+    while True:
+        params = {"limit": "2", **({"after": str(after)} if after is not None else {})}
+        response = await stack.api.get(f"/v1/plays/{play_id}/log", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        entries += [PlayLogEntry.model_validate(entry) for entry in page["data"]]
+        if page["next_after"] is None:
+            return entries
+        after = page["next_after"]
 
 
 async def activities(stack: Stack, play_id: str) -> list[Activity]:

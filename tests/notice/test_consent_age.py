@@ -3,7 +3,10 @@ at send time, and what the play, its activities and the message row show."""
 
 from __future__ import annotations
 
-from gateway import gate
+import httpx
+
+from gateway import accounts, gate
+from gateway.db import transaction
 from gateway.models import Account
 from tests.e2e.conftest import LEAD, Stack
 from tests.notice.conftest import (
@@ -138,3 +141,15 @@ async def test_calls_are_blocked_and_email_is_not(stack: Stack) -> None:
         )
     assert (call.action, call.reason) == ("block", "consent_expired")
     assert (email.action, email.reason) == ("allow", "email_not_time_restricted")
+
+
+async def test_the_play_log_is_the_accounts_own(stack: Stack) -> None:
+    await publish_hello(stack)
+    await source_rule(stack, "Vendor")
+    play_id = await lead_from(stack, "Vendor", consent_days=None)
+    async with transaction(stack.sessions) as session:
+        _other, key = await accounts.create_account(session, "Other")
+    async with httpx.AsyncClient(base_url=stack.url, headers={"Authorization": key.secret}) as b:
+        assert (await b.get(f"/v1/plays/{play_id}/log")).status_code == 404
+    bad = await stack.api.get(f"/v1/plays/{play_id}/log", params={"limit": "0"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "limit"
