@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -244,11 +245,9 @@ async def get_play(request: Request) -> JSONResponse:
         return JSONResponse((await _detailed(session, play)).model_dump(mode="json"))
 
 
-@operation("List plays", tags=TAGS, query=PlayQuery, response=PlayList)
-async def list_plays(request: Request) -> JSONResponse:
-    query = read_query(request, PlayQuery)
-    account = current_account(request)
-    statement = select(Play).where(Play.account_id == account.id)
+def list_statement(account_id: str, query: PlayQuery) -> SelectOfScalar[Play]:
+    """The query behind `GET /v1/plays` (bench/scale.py times and explains this very one)."""
+    statement = select(Play).where(Play.account_id == account_id)
     if query.state is not None:
         statement = statement.where(Play.state == query.state)
     if query.lead_id is not None:
@@ -257,7 +256,14 @@ async def list_plays(request: Request) -> JSONResponse:
         statement = statement.where(Play.playbook_id == query.playbook_id)
     if query.since is not None:
         statement = statement.where(col(Play.created_at) >= query.since)
-    statement = page(statement, Play, query.cursor, query.limit)
+    return page(statement, Play, query.cursor, query.limit)
+
+
+@operation("List plays", tags=TAGS, query=PlayQuery, response=PlayList)
+async def list_plays(request: Request) -> JSONResponse:
+    query = read_query(request, PlayQuery)
+    account = current_account(request)
+    statement = list_statement(account.id, query)
     async with app_state(request)["sessions"]() as session:
         plays = list((await session.exec(statement)).all())
     cursor = next_cursor(plays, query.limit)

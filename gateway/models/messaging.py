@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Index, String, UniqueConstraint, text
 from sqlmodel import Column, Field, SQLModel
 
 from gateway.clock import now
@@ -70,6 +70,15 @@ class Message(SQLModel, table=True):
         Index("ix_messages_account_lead", "account_id", "lead_id", "id"),
         Index("ix_messages_due", "status", "send_after"),
         Index("ix_messages_account_phone", "account_id", "lead_phone", "created_at"),
+        # The plays sweep: inbound texts not yet handed to their plays, oldest first (see
+        # migration 0011 for why it is partial).
+        Index(
+            "ix_messages_undispatched",
+            "direction",
+            "created_at",
+            sqlite_where=text("dispatched_at IS NULL"),
+            postgresql_where=text("dispatched_at IS NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=40)

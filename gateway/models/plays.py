@@ -79,6 +79,10 @@ class Play(SQLModel, table=True):
         ),
         Index("ix_plays_due", "state", "due_at"),
         Index("ix_plays_account_created", "account_id", "created_at", "id"),
+        # GET /v1/plays filters, in its (created_at, id) order; the lead's also serves replies.
+        Index("ix_plays_account_state", "account_id", "state", "created_at", "id"),
+        Index("ix_plays_account_playbook", "account_id", "playbook_id", "created_at", "id"),
+        Index("ix_plays_account_lead", "account_id", "lead_id"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
