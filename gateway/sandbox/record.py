@@ -6,6 +6,7 @@ so entries keep repeated form keys and the virtual time they happened at.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,8 @@ class RequestEntry:
     status: int = 0
     sid: str | None = None  # SID of the resource the request created or touched
     error_code: int | None = None
+    # Wall-clock arrival (epoch seconds): `at` is virtual time; benchmarks time the real path.
+    received: float = field(default_factory=time.time)
 
     def get(self, name: str) -> str | None:
         """First value of a parameter (Twilio name or snake_case)."""
@@ -51,6 +54,7 @@ class RequestEntry:
             "status": self.status,
             "sid": self.sid,
             "error_code": self.error_code,
+            "received": self.received,
         }
 
 

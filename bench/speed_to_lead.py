@@ -1,0 +1,154 @@
+"""Speed to lead: from the API's 201 for a new play to the first Messages.create for that lead.
+
+    .venv/bin/python -m bench.speed_to_lead [--rates 10,100] [--duration 60] [--runs 3]
+                                            [--database-url postgresql://...]
+
+Per run: a fresh database (default: the embedded defaults, SQLite and the embedded Redis),
+`gateway web` with the built-in sandbox under /sandbox, and `gateway worker` as a separate
+process, SMS rate limits off. The example playbook `examples/mortgage-qualification.yaml` is
+published; then leads are POSTed to /v1/plays at each rate for --duration seconds on an open
+schedule (a slow answer does not delay the next lead), each a new phone inside its local
+contact window. For every lead: the wall-clock time its 201 arrived here, and the wall-clock
+time the sandbox received that lead's first Messages.create (the sandbox's record keeps both
+virtual and wall time). Both clocks are this machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from bench import support
+
+PLAYBOOK = support.REPO / "examples" / "mortgage-qualification.yaml"
+SETTLE_TIMEOUT = 180.0  # seconds to wait for the last leads' texts after the last POST
+
+
+async def post_leads(
+    api: httpx.AsyncClient, phones: list[str], rate: float
+) -> tuple[dict[str, float], list[float], int]:
+    """POST one play per phone on an open schedule; (phone -> 201 wall time, API latencies,
+    failures)."""
+    answered: dict[str, float] = {}
+    latencies: list[float] = []
+    failures = [0]
+
+    async def one(phone: str, due: float) -> None:
+        body = {
+            "playbook_id": "mortgage-qualification",
+            "lead": {"phone": phone, "first_name": "Kai"},
+            "settings": {"partner_name": "Bench Lending"},
+        }
+        try:
+            answer = await api.post("/v1/plays", json=body)
+        except httpx.HTTPError:
+            failures[0] += 1
+            return
+        wall, done = time.time(), time.perf_counter()
+        if answer.status_code != 201:
+            failures[0] += 1
+            print(f"  POST /v1/plays {answer.status_code}: {answer.text[:200]}", file=sys.stderr)
+            return
+        answered[phone] = wall
+        latencies.append(done - due)
+
+    tasks = []
+    start = time.perf_counter() + 0.05
+    for i, phone in enumerate(phones):
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(phone, due)))
+    await asyncio.gather(*tasks)
+    return answered, latencies, failures[0]
+
+
+async def first_creates(run: support.Target, phones: set[str]) -> dict[str, float]:
+    """Wait until the sandbox has a Messages.create for every phone (bounded); phone -> wall
+    time of the first."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        first: dict[str, float] = {}
+        for entry in await run.sandbox_creates():
+            to = next((v for k, v in entry["params"] if k == "To"), None)
+            if to in phones:
+                first[to] = min(first.get(to, entry["received"]), entry["received"])
+        if len(first) >= len(phones) or time.monotonic() > deadline:
+            return first
+        await asyncio.sleep(1.0)
+
+
+async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str, Any]]:
+    results: dict[float, dict[str, Any]] = {}
+    async with support.target(args.database_url, args.redis_url) as run:
+        tenant = await support.create_tenant(run)
+        await run.web()
+        await run.workers(1)
+        async with run.api(tenant) as api:
+            published = await api.put(
+                "/v1/playbooks/mortgage-qualification",
+                content=PLAYBOOK.read_bytes(),
+                headers={"Content-Type": "application/yaml"},
+            )
+            published.raise_for_status()
+            offset = 0
+            for rate in args.rates:
+                count = int(rate * args.duration)
+                phones = support.lead_phones(count, start=offset)
+                offset += count
+                answered, api_latencies, failures = await post_leads(api, phones, rate)
+                created = await first_creates(run, set(answered))
+                delays = [created[p] - answered[p] for p in answered if p in created]
+                result = {
+                    "leads": count,
+                    "created": len(delays),
+                    "failures": failures,
+                    "missing": len(answered) - len(delays),
+                    "p50_ms": support.percentile(delays, 50) * 1000,
+                    "p99_ms": support.percentile(delays, 99) * 1000,
+                    "max_ms": max(delays) * 1000 if delays else float("nan"),
+                    "api_p50_ms": support.percentile(api_latencies, 50) * 1000,
+                    "api_p99_ms": support.percentile(api_latencies, 99) * 1000,
+                }
+                results[rate] = result
+                print(
+                    f"  run {number} {rate:g} leads/s: {result['created']}/{count} texted, "
+                    f"201->create p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms "
+                    f"max {result['max_ms']:.1f} ms; POST p50 {result['api_p50_ms']:.1f} ms "
+                    f"p99 {result['api_p99_ms']:.1f} ms; failures {failures}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await asyncio.sleep(2.0)  # the worker finishes the last plays' bookkeeping
+    return results
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
+    parser.add_argument("--redis-url", default=None, help="default: the embedded Redis")
+    parser.add_argument("--rates", default="10,100", help="leads per second, comma-separated")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    args.rates = [float(r) for r in args.rates.split(",")]
+    runs = [await one_run(args, n + 1) for n in range(args.runs)]
+    db = support.database_label(args.database_url)
+    fmt = support.fmt_runs
+    print(f"# speed to lead on {db}, worker in its own process; {support.machine()}")
+    for rate in args.rates:
+        each = [r[rate] for r in runs]
+        missing = sum(r["missing"] + r["failures"] for r in each)
+        print(
+            f"speed_to_lead {db} {rate:g} leads/s for {args.duration:g} s: 201 -> first "
+            f"Messages.create p50 {fmt([r['p50_ms'] for r in each], 1)} ms, "
+            f"p99 {fmt([r['p99_ms'] for r in each], 1)} ms; not texted or failed: {missing}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
