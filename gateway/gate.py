@@ -22,11 +22,15 @@ from gateway.models import (
     Account,
     ActivityType,
     Consent,
+    Lead,
+    Message,
+    PartyLineRecord,
     Play,
     PlayLog,
     PlayState,
     SourceRule,
 )
+from gateway.models import Purpose as MessagePurpose
 from gateway.optouts import is_opted_out
 
 logger = logging.getLogger(__name__)
@@ -83,6 +87,48 @@ async def check(
         require_consent=settings.require_consent,
     )
     return decide(request)
+
+
+# Texts that went to Twilio count as contacts; queued, canceled and blocked ones never left.
+TEXT_CONTACT_STATUSES = ("sending", "accepted", "sent", "delivered", "read", "undelivered")
+CAP_PERIOD = timedelta(hours=24)
+
+
+async def initiated_contacts(
+    session: AsyncSession, account_id: str, phone: str, moment: datetime
+) -> list[datetime]:
+    """When the account initiated a text or a call to `phone` in the 24 hours before `moment`.
+
+    One list for both channels: a state's cap counts every initiated contact, so three texts
+    hold back a call and three call attempts hold back a text (compliance/frequency.py).
+    """
+    since = moment - CAP_PERIOD
+    texts = select(Message.attempt_started_at).where(
+        Message.account_id == account_id,
+        Message.lead_phone == phone,
+        Message.purpose == MessagePurpose.INITIATED,
+        col(Message.status).in_(TEXT_CONTACT_STATUSES),
+        col(Message.attempt_started_at) >= since,
+    )
+    times = [at for at in (await session.exec(texts)).all() if at is not None]
+    # A party line's lead attempts are in its state; one created up to a day before `since`
+    # may still have retried inside the period.
+    lines = (
+        select(PartyLineRecord.state)
+        .join(Lead, col(Lead.id) == col(PartyLineRecord.lead_id))
+        .where(
+            PartyLineRecord.account_id == account_id,
+            Lead.account_id == account_id,
+            Lead.phone == phone,
+            col(PartyLineRecord.created_at) >= since - CAP_PERIOD,
+        )
+    )
+    for state in (await session.exec(lines)).all():
+        for leg in state.get("lead_legs", ()):
+            at = datetime.fromisoformat(leg["requested_at"])
+            if at >= since:
+                times.append(at)
+    return times
 
 
 async def latest_consent(session: AsyncSession, account_id: str, phone: str) -> datetime | None:

@@ -7,6 +7,7 @@ client subclass that rewrites `https://api.twilio.com` to the sandbox's URL.
 from __future__ import annotations
 
 import base64
+from contextvars import ContextVar
 from typing import Any
 
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -14,7 +15,19 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from gateway.retry_after import parse_retry_after
+
 TWILIO_API = "https://api.twilio.com"
+
+# The library raises TwilioRestException without the response's headers; the HTTP client
+# keeps the last answer's Retry-After here, in the caller's own context (task), so a sender can
+# honour it. None when the last answer carried none.
+_retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
+
+
+def last_retry_after() -> float | None:
+    """Seconds Twilio asked us to wait in the last answer this task received, if it did."""
+    return _retry_after.get()
 
 
 def _rewrite(url: str, base_url: str) -> str:
@@ -52,9 +65,12 @@ class SandboxAsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             headers = {**(headers or {}), "Authorization": f"Basic {token}"}
         # The library's async client ignores its own `timeout` setting; apply it here.
         seconds = timeout if timeout is not None else self.timeout
-        return await super().request(
+        response: Response = await super().request(
             method, url, params, data, headers, None, seconds, allow_redirects
         )
+        found = (response.headers or {}).get("Retry-After")
+        _retry_after.set(parse_retry_after(found))
+        return response
 
 
 class SandboxHttpClient(TwilioHttpClient):  # type: ignore[misc]

@@ -313,32 +313,15 @@ class Runner:
             phone=self.lead.phone,
             state=self.lead.state,
             postal_code=self.lead.postal_code,
-            initiated_contacts_last_24h=await self._calls_last_day(),
+            initiated_contacts_last_24h=await gate.initiated_contacts(
+                self.session, self.row.account_id, self.lead.phone, now()
+            ),
             play_id=self.play.id,
         )
         await gate.note_on_play(self.session, self.play.id, decision, step_id=self.row.step_id)
         play_log(self.session, self.play, "party_line_gate", self.row.step_id,
             party_line_id=self.row.id, action=decision.action, reason=decision.reason)  # fmt: skip
         return GateDecided(decision.action, decision.reason, decision.until)
-
-    async def _calls_last_day(self) -> list[datetime]:
-        since = now() - timedelta(hours=24)
-        rows = (
-            await self.session.exec(
-                select(PartyLineRecord.state).where(
-                    PartyLineRecord.account_id == self.row.account_id,
-                    PartyLineRecord.lead_id == self.row.lead_id,
-                    col(PartyLineRecord.created_at) >= since - timedelta(hours=24),
-                )
-            )
-        ).all()
-        times = []
-        for data in rows:
-            for leg in data.get("lead_legs", ()):
-                at = datetime.fromisoformat(leg["requested_at"])
-                if at >= since:
-                    times.append(at)
-        return times
 
     async def _opt_out(self, call_sid: str) -> None:
         account_id, phone = self.row.account_id, self.lead.phone

@@ -14,7 +14,9 @@ RestAction = Literal["error500", "hang", "rate_limit"]
 class CallbackFault:
     """Applies to the next `times` callbacks that match every given filter.
 
-    duplicate: sent twice; drop: never sent (recorded with fault="drop");
+    duplicate: sent twice (a TwiML fetch, e.g. `gather.action`: asked twice, as Twilio does
+    when an answer is lost, and the second answer is followed; other actions don't apply to
+    fetches); drop: never sent (recorded with fault="drop");
     delay: sent `delay` virtual seconds late (so later ones overtake it);
     reorder: held back until the next matching callback has been sent.
     """
@@ -37,7 +39,8 @@ class CallbackFault:
 class RestFault:
     """Makes REST requests of a kind (or all) fail: for `times` requests or until `until`.
 
-    error500: answers 500 (code 20500); rate_limit: 429 (code 20429);
+    error500: answers 500 (code 20500); rate_limit: 429 (code 20429), with a Retry-After
+    header of `retry_after` seconds when that is set;
     hang: never answers, until the fault is cleared or the sandbox closes
     (the client's own timeout is what the test exercises).
     """
@@ -46,6 +49,7 @@ class RestFault:
     kind: str | None = None  # "messages.create", ...; None = every request
     times: int | None = 1  # None = no count limit
     until: float | None = None  # virtual seconds since the clock's start
+    retry_after: int | None = None  # whole seconds, as HTTP has it
 
     def matches(self, kind: str, now: float) -> bool:
         if self.kind is not None and kind != self.kind:
@@ -75,6 +79,15 @@ class Faults:
     def take_callback(self, kind: str, params: dict[str, str]) -> CallbackFault | None:
         for fault in self.callback_faults:
             if fault.matches(kind, params):
+                fault.times -= 1
+                return fault
+        return None
+
+    def take_fetch(self, kind: str, params: dict[str, str]) -> CallbackFault | None:
+        """A `duplicate` naming this TwiML fetch's kind; faults without a kind are left to
+        callbacks, as before fetches could be faulted."""
+        for fault in self.callback_faults:
+            if fault.action == "duplicate" and fault.kind == kind and fault.matches(kind, params):
                 fault.times -= 1
                 return fault
         return None

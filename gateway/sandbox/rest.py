@@ -165,7 +165,7 @@ class RestApi:
                 body, status = handler(dict(request.path_params), Form(items))
             except TwilioError as error:
                 entry.status, entry.error_code = error.status, error.code
-                return JSONResponse(error.body(), status_code=error.status)
+                return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
             entry.status = status
             if body is not None:
                 entry.sid = body.get("sid") or body.get("call_sid")
@@ -202,7 +202,9 @@ class RestApi:
                 raise TwilioError(20500, status=500)
             if fault.action == "error500":
                 raise TwilioError(20500, status=500)
-            raise TwilioError(20429, status=429)
+            wait = fault.retry_after
+            headers = {} if wait is None else {"Retry-After": str(wait)}
+            raise TwilioError(20429, status=429, headers=headers)
         if sb.rate_limit is not None:
             # A one-second sliding window of virtual time, per account.
             while self._recent and self._recent[0] <= now - 1.0:

@@ -86,10 +86,13 @@ class _Blank(dict[str, str]):
 class TwilioError(Exception):
     """An error the REST API answers in Twilio's body shape."""
 
-    def __init__(self, code: int, status: int = 400, **fmt: str) -> None:
+    def __init__(
+        self, code: int, status: int = 400, headers: dict[str, str] | None = None, **fmt: str
+    ) -> None:
         template = MESSAGES.get(code, "Error {code}")
         self.code = code
         self.status = status
+        self.headers = headers or {}
         self.message = template.format_map(_Blank(code=str(code), **fmt))
         super().__init__(self.message)
 

@@ -35,6 +35,8 @@ RETRY_DELAYS: tuple[float, ...] = (2, 10, 30, 120, 600)
 # A handset that is off or out of coverage (30003/30008) gets a few hours to come back.
 RETRY_LATER_DELAYS: tuple[float, ...] = (300, 1800, 7200)
 JITTER = 0.2
+# Twilio's Retry-After is honoured up to this: a bad header must not park a text for a day.
+MAX_RETRY_AFTER = 600.0
 
 POLICIES: dict[int, ErrorPolicy] = {
     20429: ErrorPolicy(Action.RETRY, note="too many requests"),
@@ -75,4 +77,4 @@ def retry_delay(
         return None
     base = schedule[attempt - 1]
     delay = base * random.uniform(1 - JITTER, 1 + JITTER)  # not a secret: jitter
-    return max(delay, retry_after or 0.0)
+    return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))

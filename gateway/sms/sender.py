@@ -49,6 +49,7 @@ from gateway.sms import notice as sms_notice
 from gateway.sms.outbox import enqueue_send
 from gateway.sms.ratelimit import SenderRateLimiter, rate_for
 from gateway.sms.status import advance
+from gateway.twilio_client import last_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 IN_FLIGHT_GRACE = timedelta(seconds=30)
 RECONCILE_WINDOW = timedelta(minutes=2)
 RATE_SLOT = "rate_slot"  # gate_reason of a message waiting for its reserved sender slot
-CONTACT_STATUSES = ("sending", "accepted", "sent", "delivered", "read", "undelivered")
+BEHIND_EARLIER = "behind_earlier_text"  # gate_reason: waits for the lead's earlier text
 
 
 @dataclass
@@ -109,8 +110,19 @@ async def _prepare(sc: SendContext, message_id: str) -> Message | str:
         account = await session.get(Account, message.account_id)
         assert account is not None
         await lock_contact(session, account.id, message.lead_phone)
-        if await _earlier_pending(session, message):
-            raise Retry(defer=1)  # keep the lead's messages in order
+        ahead = await _earlier_pending(session, message, moment)
+        if ahead is not None and ahead <= moment:
+            raise Retry(defer=1)  # the lead's earlier text goes first, and it is due now
+        if ahead is not None:
+            # The earlier text waits (quiet hours, the cap, a rate slot): this one waits as long
+            # instead of asking again every second, and is looked at again when it may go.
+            message.send_after, message.gate_reason = ahead, BEHIND_EARLIER
+            message.updated_at = moment
+            session.add(message)
+            await session.flush()
+            # Enqueued for a later moment, so the commit just below lands first.
+            await enqueue_send(sc.redis, message.id, ahead)
+            return f"behind an earlier text until {ahead.isoformat()}"
         lead = await session.get(Lead, message.lead_id) if message.lead_id else None
         if lead is not None and lead.phone_status != PhoneStatus.OK:
             await _finish(session, message, MessageStatus.FAILED, f"phone is {lead.phone_status}")
@@ -125,7 +137,9 @@ async def _prepare(sc: SendContext, message_id: str) -> Message | str:
             at=moment,
             state=lead.state if lead else None,
             postal_code=lead.postal_code if lead else None,
-            initiated_contacts_last_24h=await _initiated_last_day(session, message, moment),
+            initiated_contacts_last_24h=await gate.initiated_contacts(
+                session, message.account_id, message.lead_phone, moment
+            ),
             last_inbound_at=await _last_inbound(session, message),
             play_id=message.play_id,
         )
@@ -225,7 +239,9 @@ async def _deliver(sc: SendContext, message: Message) -> str:
             to=message.lead_phone, from_=message.from_number, body=message.body, **options
         )
     except TwilioRestException as exc:
-        return await _failed(sc, message, exc.code, exc.status, str(exc.msg))
+        return await _failed(
+            sc, message, exc.code, exc.status, str(exc.msg), retry_after=last_retry_after()
+        )
     except (aiohttp.ClientError, TimeoutError) as exc:
         # Did Twilio get it? Unknown: leave it `sending`; the next run reconciles.
         log.warning("sms.send outcome unknown message=%s: %s", message.id, exc)
@@ -251,11 +267,17 @@ async def _deliver(sc: SendContext, message: Message) -> str:
 
 
 async def _failed(
-    sc: SendContext, message: Message, code: int | None, http_status: int | None, text: str
+    sc: SendContext,
+    message: Message,
+    code: int | None,
+    http_status: int | None,
+    text: str,
+    *,
+    retry_after: float | None = None,
 ) -> str:
     policy = errors.policy_for(code, http_status)
     if policy.action == errors.Action.RETRY:
-        delay = errors.retry_delay(errors.RETRY_DELAYS, message.attempts)
+        delay = errors.retry_delay(errors.RETRY_DELAYS, message.attempts, retry_after)
         if delay is not None:
             async with transaction(sc.sessions) as session:
                 await _requeue(session, message.id, f"Twilio {code}: {policy.note}", code)
@@ -375,8 +397,12 @@ async def _finish(session: AsyncSession, message: Message, status: MessageStatus
     session.add(MessageEvent(message_id=message.id, status=status, detail=why[:500]))
 
 
-async def _earlier_pending(session: AsyncSession, message: Message) -> bool:
-    query = select(Message.id).where(
+async def _earlier_pending(
+    session: AsyncSession, message: Message, moment: datetime
+) -> datetime | None:
+    """When the earliest text still queued for this lead before `message` may go (`moment` if
+    it is due now), or None when nothing is ahead of it."""
+    query = select(Message.send_after).where(
         Message.account_id == message.account_id,
         Message.lead_phone == message.lead_phone,
         Message.direction == Direction.OUTBOUND,
@@ -387,20 +413,10 @@ async def _earlier_pending(session: AsyncSession, message: Message) -> bool:
     # A deferred confirmation never waits behind marketing; anything else keeps its order.
     if message.purpose == Purpose.CONFIRMATION:
         query = query.where(Message.purpose == Purpose.CONFIRMATION)
-    return (await session.exec(query.limit(1))).first() is not None
-
-
-async def _initiated_last_day(
-    session: AsyncSession, message: Message, moment: datetime
-) -> list[datetime]:
-    query = select(Message.attempt_started_at).where(
-        Message.account_id == message.account_id,
-        Message.lead_phone == message.lead_phone,
-        Message.purpose == Purpose.INITIATED,
-        col(Message.status).in_(CONTACT_STATUSES),
-        col(Message.attempt_started_at) >= moment - timedelta(hours=24),
-    )
-    return [at for at in (await session.exec(query)).all() if at is not None]
+    ahead = (await session.exec(query)).all()
+    if not ahead:
+        return None
+    return min(moment if at is None or at <= moment else at for at in ahead)
 
 
 async def _last_inbound(session: AsyncSession, message: Message) -> datetime | None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from gateway.clock import now
+from gateway.retry_after import parse_retry_after
 from gateway.webhooks import policy, signing
 from gateway.webhooks.addresses import AddressRefused, check_url
 from gateway.webhooks.payloads import encode
@@ -48,22 +47,6 @@ def new_client() -> httpx.AsyncClient:
         follow_redirects=False,
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
     )
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - now()).total_seconds(), 0.0)
 
 
 async def post(

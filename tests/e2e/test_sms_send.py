@@ -73,6 +73,21 @@ async def test_twilio_429_for_a_while_then_everything_sent_once(
         assert (await stack.api.get(f"/v1/messages/{message_id}")).json()["status"] == "delivered"
 
 
+async def test_twilio_retry_after_is_honoured(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 429 with Retry-After: 2 holds the retry back 2 s, though the schedule says 10 ms."""
+    monkeypatch.setattr(errors, "RETRY_DELAYS", (0.01, 0.01, 0.01))
+    fault = RestFault("rate_limit", kind="messages.create", times=1, retry_after=2)
+    stack.sandbox.faults.add_rest(fault)
+    await stack.api.post("/v1/messages", json={"phone": LEAD, "body": "wait for it"})
+    await stack.work()
+    refused, accepted = stack.creates(To=LEAD)
+    assert (refused.status, accepted.status) == (429, 201)
+    # A lower bound, not a speed: the retry did not go before Twilio said it may.
+    assert accepted.received - refused.received >= 2.0
+
+
 async def test_interrupted_send_is_reconciled_not_repeated(stack: Stack) -> None:
     """The worker dies after Twilio accepted the text and before the SID was committed."""
     message = (await stack.api.post("/v1/messages", json={"phone": LEAD, "body": "once"})).json()
@@ -141,10 +156,47 @@ async def test_rate_limit_spaces_a_burst_from_one_long_code(stack: Stack) -> Non
     # inside it count towards max_burst_jobs. The spacing below is what this test is about.
     assert len(waiting) >= 450
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(waiting)]
-    # Redis hands out slots exactly 1 s apart; each send_after carries a few ms of round trip.
-    assert min(gaps) >= 0.9 and max(gaps) <= 1.1, (min(gaps), max(gaps))
+    # Redis hands out slots exactly 1 s apart; each send_after is the gateway's clock plus the
+    # wait Redis gave, so it also carries that pass's scheduling delay (tens of ms, more on a
+    # loaded machine). Each gap is about a second and the whole span is one second per slot.
+    assert min(gaps) >= 0.5 and max(gaps) <= 1.5, (min(gaps), max(gaps))
     span = (waiting[-1] - waiting[0]).total_seconds()
-    assert abs(span - (len(waiting) - 1)) < 0.2, span
+    assert abs(span - (len(waiting) - 1)) < 1.0, span
     assert (waiting[-1] - now()) >= timedelta(seconds=450)  # the burst is spread over minutes
     # Nothing waiting went to Twilio early.
     assert len(stack.creates()) == len(sent_now)
+
+
+async def test_a_text_behind_a_deferred_one_waits_with_it(stack: Stack) -> None:
+    """The lead's first text waits two hours (as a gate deferral leaves it); the second waits
+    as long behind it instead of asking every second, then both go, in order."""
+    async with transaction(stack.sessions) as session:
+        first, second = [
+            await queue_message(
+                session,
+                account_id=stack.account_id,
+                phone=LEAD,
+                body=body,
+                purpose=Purpose.INITIATED,
+                reason="test",
+            )
+            for body in ("one", "two")
+        ]
+        first.send_after, first.gate_reason = now() + timedelta(hours=2), "quiet_hours"
+        session.add(first)
+    redis = await create_pool(redis_settings(stack.settings.redis_url or ""))
+    try:
+        await enqueue_send(redis, second.id)
+    finally:
+        await redis.aclose()
+    worker = await stack.run_worker()
+    assert worker.jobs_retried == 0  # it did not poll
+    assert stack.creates(To=LEAD) == []
+    async with stack.sessions() as session:
+        held = await session.get(Message, second.id)
+    assert held is not None and held.gate_reason == sender.BEHIND_EARLIER
+    assert held.send_after == first.send_after
+    await stack.sandbox.advance(2 * 3600 + 60)
+    await stack.work()
+    bodies = [r.get("Body") or "" for r in stack.creates(To=LEAD)]
+    assert [b.split()[0] for b in bodies] == ["one", "two"]
