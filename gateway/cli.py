@@ -15,7 +15,7 @@ import uvicorn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance import quiet_hours
-from gateway import accounts, migrate, optouts
+from gateway import accounts, demo, migrate, optouts
 from gateway.app import create_app
 from gateway.clock import now
 from gateway.db import create_engine, session_factory, transaction
@@ -25,7 +25,7 @@ from gateway.phones import InvalidPhone, to_e164
 from gateway.redis_embedded import EmbeddedRedis
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.webhooks.addresses import set_private_allowed
-from gateway.worker import build_worker
+from gateway.worker import run_until_stopped
 
 T = TypeVar("T")
 
@@ -36,6 +36,10 @@ def _configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # The twilio library logs every request's headers and body at INFO (a dozen lines a text);
+    # the gateway logs what it sent itself. LOG_LEVEL=DEBUG shows them again.
+    if settings.log_level != "DEBUG":
+        logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 async def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -91,7 +95,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         embedded = EmbeddedRedis(settings.data_dir).ensure()
         redis_url = embedded.url
     try:
-        build_worker(settings, redis_url, burst=args.burst).run()
+        run_until_stopped(settings, redis_url, burst=args.burst)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -234,6 +238,61 @@ def cmd_webhooks_private(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_party_line(settings: Settings, args: argparse.Namespace) -> int:
+    url = (args.url or f"http://127.0.0.1:{settings.port}").rstrip("/")
+    scenario = demo.Scenario(
+        lead_answers=args.lead_answers,
+        reps=args.reps,
+        first_rep=args.first_rep,
+        rep_timeout=args.rep_timeout,
+        talk=args.talk,
+        timeout=args.timeout,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo tells its own story
+    try:
+        # Refuse before touching any database: no server, or a server without the sandbox.
+        server_now = demo.check_server(url)
+        print(f"gateway demo: a party line on {url} (Twilio sandbox)", flush=True)
+        key = args.key
+        if key is None:
+            # The same code path as `gateway accounts create`, on this machine's database.
+            account, issued = asyncio.run(
+                _with_session(settings, lambda s: accounts.create_account(s, "Party-line demo"))
+            )
+            key = issued.secret
+            print(f"{'created':<11} account {account.id} with an API key", flush=True)
+        return demo.party_line(url, key, scenario, server_now=server_now, out=sys.stdout)
+    except demo.DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
@@ -311,6 +370,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     private.add_argument("--account", required=True, help="account id")
     private.add_argument("--off", action="store_true", help="refuse them again")
+
+    demos = commands.add_parser(
+        "demo", help="demos against a running `gateway run`", description="demos"
+    )
+    demo_cmds = demos.add_subparsers(dest="demo_command", required=True, metavar="COMMAND")
+    pl = command(
+        demo_cmds,
+        "party-line",
+        cmd_demo_party_line,
+        "call a scripted lead and reps on a running `gateway run` (sandbox) and tell each "
+        "event, outcome and call leg as it happens",
+    )
+    pl.add_argument("--url", help="the running gateway (default http://127.0.0.1:$PORT)")
+    pl.add_argument("--key", help="an API key to use (default: a new demo account)")
+    pl.add_argument(
+        "--lead-answers", choices=demo.LEAD_ANSWERS, default="human", help="default human"
+    )
+    pl.add_argument(
+        "--reps", type=_int_in(1, demo.MAX_REPS), default=2, help="reps to try (default 2)"
+    )
+    pl.add_argument(
+        "--first-rep",
+        choices=demo.FIRST_REP,
+        default="no-answer",
+        help="what rep 1 does (default no-answer); the others answer and press 1",
+    )
+    pl.add_argument(
+        "--rep-timeout", type=_int_in(5, 60), default=10, help="seconds a rep rings (default 10)"
+    )
+    pl.add_argument(
+        "--talk", type=_seconds, default=5.0, help="seconds of talk before the rep hangs up"
+    )
+    pl.add_argument(
+        "--timeout", type=_seconds, default=180.0, help="give up after this long (default 180)"
+    )
     return parser
 
 

@@ -5,7 +5,10 @@ Jobs take ids, not objects, and are idempotent: arq may run a job again after a 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from typing import Any, TypedDict, cast
 
 from arq import cron, func
@@ -13,6 +16,7 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounts import mark_key_used
@@ -39,6 +43,10 @@ JOB_TIMEOUT = 60
 # Twilio answers in well under a second; a request hanging this long is treated as unknown.
 TWILIO_TIMEOUT = 15.0
 SWEEP_EVERY_SECONDS = 10
+# arq's worker ends when Redis goes away (its poll loop does not retry); `gateway worker` then
+# starts a new one after this pause, and the sweeps re-enqueue whatever Redis lost.
+REDIS_RETRY_SECONDS = 1.0
+REDIS_LOST = (RedisError, OSError, TimeoutError)
 
 
 class WorkerContext(TypedDict):
@@ -120,14 +128,21 @@ async def _startup(ctx: dict[str, Any]) -> None:
     )
     ctx["rate_limiter"] = SenderRateLimiter(ctx["redis"])
     await webhooks.start(ctx)  # the webhooks' httpx client (10 s timeout)
+    ctx["started"] = True
     log.info("worker started")
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["twilio"].http_client.close()
-    await webhooks.stop(ctx)
-    if ctx.get("owns_engine"):
-        await ctx["engine"].dispose()
+    # Once only, and only what _startup opened: after a lost Redis it runs from
+    # run_until_stopped, and the webhooks' flush may fail without leaking the rest.
+    if not ctx.pop("started", False):
+        return
+    try:
+        await webhooks.stop(ctx)
+    finally:
+        await ctx["twilio"].http_client.close()
+        if ctx.get("owns_engine"):
+            await ctx["engine"].dispose()
     log.info("worker stopped")
 
 
@@ -158,3 +173,30 @@ def build_worker(
         poll_delay=0.05,
         **overrides,
     )
+
+
+def run_until_stopped(settings: Settings, redis_url: str, *, burst: bool = False) -> None:
+    """`gateway worker`: run arq workers one after another until a signal stops one (or its
+    burst ends). A worker that lost Redis is replaced, so a Redis restart stops nothing."""
+    while True:
+        worker = build_worker(settings, redis_url, burst=burst)
+        try:
+            worker.run()
+            return
+        except REDIS_LOST as exc:
+            log.warning(
+                "worker lost Redis (%s: %s); starting a new one in %.0f s",
+                type(exc).__name__,
+                exc,
+                REDIS_RETRY_SECONDS,
+            )
+            worker.loop.run_until_complete(_wind_down(worker))
+        time.sleep(REDIS_RETRY_SECONDS)
+
+
+async def _wind_down(worker: Worker) -> None:
+    """Let a worker that lost Redis finish the jobs it runs (each bounded by its timeout),
+    then close what it opened."""
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    with contextlib.suppress(*REDIS_LOST):
+        await _shutdown(worker.ctx)
