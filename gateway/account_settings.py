@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import time
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from compliance.notice import has_opt_out_instruction
 from compliance.window import Window
@@ -28,6 +29,20 @@ DEFAULT_OPT_OUT_NOTICE = " Reply STOP to opt out."
 # initiated texts and calls (compliance/consent.py). A source rule can set its own.
 DEFAULT_MAX_CONSENT_AGE_DAYS = 90
 
+# A wall-clock time of day without an offset ("08:00", "20:00:00"). JSON Schema's `format: time`
+# (what pydantic says for `time`) is RFC 3339's full-time, which requires an offset, so the
+# document would contradict every answer; the pattern says what is sent and accepted.
+ClockTime = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+            "description": "local time of day, HH:MM or HH:MM:SS",
+        }
+    ),
+]
+
 
 class ComplianceSettings(BaseModel):
     """What an account may tune; the law's limits are enforced by `compliance/` regardless."""
@@ -40,8 +55,8 @@ class ComplianceSettings(BaseModel):
     opt_in_confirmation: str = Field(default=DEFAULT_OPT_IN_CONFIRMATION, max_length=320)
     help_text: str = Field(default=DEFAULT_HELP_TEXT, max_length=320)
     timezone: str | None = Field(default=None, description="fallback zone for numbers without one")
-    window_start: time = time(8, 0)
-    window_end: time = time(20, 0)
+    window_start: ClockTime = time(8, 0)
+    window_end: ClockTime = time(20, 0)
     window_days: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4, 5, 6), min_length=1)
     reply_grace: bool = True
     # Twilio answers its default keywords itself on long codes and toll-free numbers (and then

@@ -127,6 +127,7 @@ async def _public(session: AsyncSession, messages: list[Message]) -> list[dict[s
     request=MessageCreate,
     response=MessagePublic,
     status=201,
+    errors={404: "`lead_id` names no lead of this account"},
 )
 async def create_message(request: Request) -> JSONResponse:
     body = await read_json(request, MessageCreate)

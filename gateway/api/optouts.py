@@ -161,7 +161,12 @@ async def create_opt_out(request: Request) -> JSONResponse:
     return JSONResponse(as_dict(optouts.LedgerRow(event, None)), status_code=201)
 
 
-@operation("A phone's opt-out status and history", tags=["opt-outs"], response=OptOutStatus)
+@operation(
+    "A phone's opt-out status and history",
+    tags=["opt-outs"],
+    response=OptOutStatus,
+    errors={422: "the path is not a phone number (`field` is `phone`)"},
+)
 async def opt_out_status(request: Request) -> JSONResponse:
     try:
         phone = to_e164(request.path_params["phone"])

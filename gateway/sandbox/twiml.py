@@ -82,6 +82,9 @@ class Twiml:
             return None
         params = {**call.params(), **(extra or {})}
         entry = await self._sb.webhooks.fetch(kind, url, params, method)
+        if self._sb.faults.take_fetch(kind, params) is not None:
+            # Twilio asks again when an answer is lost; the call follows the second answer.
+            entry = await self._sb.webhooks.fetch(kind, url, params, method, fault="duplicate")
         if entry.status is None or not 200 <= entry.status < 300:
             return None
         return entry.body

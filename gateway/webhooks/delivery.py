@@ -76,8 +76,10 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         return str(final)
     if waiting_on is not None:
         # An earlier activity of the same play is still owed: it goes first. Soon-due: poll;
-        # otherwise its own completion (or the sweep) brings this one back.
-        if waiting_on <= moment + timedelta(seconds=policy.MAX_DEFER_SECONDS):
+        # otherwise its own completion (or the sweep) brings this one back. With the breaker
+        # open the earlier one waits for the probe, however due it is: polling would spin.
+        soon = waiting_on <= moment + timedelta(seconds=policy.MAX_DEFER_SECONDS)
+        if soon and subscription.breaker_probe_at is None:
             raise Retry(defer=policy.BUSY_RETRY_SECONDS)
         return "waiting for an earlier activity of the play"
     token = await concurrency.acquire(redis, subscription.id)
