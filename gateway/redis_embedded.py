@@ -26,6 +26,19 @@ START_TIMEOUT = 10.0
 MAX_SOCKET_PATH = 100
 
 
+def answers(socket_path: Path) -> bool:
+    """Whether a Redis server answers PING on this unix socket."""
+    if not socket_path.exists():
+        return False
+    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 class EmbeddedRedisError(RuntimeError):
     """The embedded Redis server could not be started."""
 
@@ -95,15 +108,7 @@ class EmbeddedRedis:
         raise EmbeddedRedisError(f"embedded redis did not answer within {START_TIMEOUT:.0f}s")
 
     def _ping(self) -> bool:
-        if not self.socket_path.exists():
-            return False
-        client = redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return answers(self.socket_path)
 
     def stop(self) -> None:
         process, self._process = self._process, None

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from arq import Retry
 from arq.connections import ArqRedis
-from sqlalchemy import and_, update
+from sqlalchemy import update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,7 +28,7 @@ from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookPolicy, WebhookSubscription
 from gateway.webhooks import concurrency, outbox, policy, sending, signing
-from gateway.webhooks.sweep import due_deliveries
+from gateway.webhooks.sweep import due_deliveries, subscription_of_delivery
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +151,7 @@ async def _load(
                 WebhookPolicy.allow_private_addresses,
                 earlier_owed,
             )
-            .join(
-                WebhookSubscription,
-                and_(
-                    col(WebhookSubscription.id) == col(WebhookDelivery.subscription_id),
-                    col(WebhookSubscription.account_id) == col(WebhookDelivery.account_id),
-                ),
-            )
+            .join(WebhookSubscription, subscription_of_delivery())
             .outerjoin(
                 WebhookPolicy, col(WebhookPolicy.account_id) == col(WebhookDelivery.account_id)
             )

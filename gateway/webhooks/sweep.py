@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, update
+from sqlalchemy import ColumnElement, and_, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,6 +26,14 @@ from gateway.webhooks.outbox import enqueue
 log = logging.getLogger(__name__)
 
 SWEEP_LIMIT = 5000
+
+
+def subscription_of_delivery() -> ColumnElement[bool]:
+    """The join of a delivery to its subscription, within the delivery's own account."""
+    return and_(
+        col(WebhookSubscription.id) == col(WebhookDelivery.subscription_id),
+        col(WebhookSubscription.account_id) == col(WebhookDelivery.account_id),
+    )
 
 
 async def due_deliveries(
@@ -51,13 +59,7 @@ async def due_deliveries(
             WebhookDelivery.subscription_id,
             WebhookSubscription.breaker_probe_at,
         )
-        .join(
-            WebhookSubscription,
-            and_(
-                col(WebhookSubscription.id) == col(WebhookDelivery.subscription_id),
-                col(WebhookSubscription.account_id) == col(WebhookDelivery.account_id),
-            ),
-        )
+        .join(WebhookSubscription, subscription_of_delivery())
         .where(
             WebhookDelivery.status == DeliveryStatus.PENDING,
             col(WebhookDelivery.next_attempt_at) <= moment,

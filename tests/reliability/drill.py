@@ -120,6 +120,19 @@ class Drill:
     def creates(self) -> list[Any]:
         return self.sandbox.record.requests("messages.create")
 
+    async def until_creates(self, at: int, deadline: float) -> None:
+        """Wait for the `at`-th Messages.create (the moment a drill strikes)."""
+
+        async def reached() -> bool:
+            return len(self.creates()) >= at
+
+        await wait_for(
+            f"Messages.create number {at}",
+            reached,
+            deadline,
+            lambda: f"{len(self.creates())} creates so far\n{self.worker.log_tail()}",
+        )
+
     async def post_burst(self, phones: list[str], deadline: float) -> Burst:
         """POST one text per phone, CONCURRENT_POSTS at a time, like a client that retries.
 

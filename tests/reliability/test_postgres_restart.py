@@ -39,16 +39,7 @@ async def test_postgres_restarted_mid_burst_service_recovers_nothing_lost(
     posting_met_outage = False
     try:
         for at, mode in zip(moments, RESTARTS, strict=True):
-
-            async def reached(at: int = at) -> bool:
-                return len(drill.creates()) >= at
-
-            await wait_for(
-                f"Messages.create number {at}",
-                reached,
-                deadline,
-                lambda: f"{len(drill.creates())} creates\n{drill.worker.log_tail()}",
-            )
+            await drill.until_creates(at, deadline)
             posting_met_outage |= not posting.done()
             await asyncio.to_thread(server.stop, mode)
             down = await drill.api.get("/healthz")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.reliability.drill import FULL, Drill, lead_phones, wait_for
+from tests.reliability.drill import FULL, Drill, lead_phones
 from tests.reliability.private_services import PrivateRedis
 
 pytestmark = pytest.mark.reliability
@@ -35,16 +35,7 @@ async def test_redis_lost_mid_burst_every_text_still_sent_once(
     lost_jobs: list[int] = []
     try:
         for at in moments:
-
-            async def reached(at: int = at) -> bool:
-                return len(drill.creates()) >= at
-
-            await wait_for(
-                f"Messages.create number {at}",
-                reached,
-                deadline,
-                lambda: f"{len(drill.creates())} creates\n{drill.worker.log_tail()}",
-            )
+            await drill.until_creates(at, deadline)
             lost_jobs.append(len(private_redis.keys("arq:job:sms:*")))
             await asyncio.to_thread(private_redis.restart_empty, DOWNTIME_SECONDS)
         burst = await rest

@@ -47,15 +47,7 @@ async def kill_inside_answer(drill: Drill, at: int, deadline: float) -> None:
 async def kill_after(drill: Drill, at: int, deadline: float) -> None:
     """SIGKILL the worker a random few milliseconds after the `at`-th Messages.create."""
 
-    async def reached() -> bool:
-        return len(drill.creates()) >= at
-
-    await wait_for(
-        f"Messages.create number {at}",
-        reached,
-        deadline,
-        lambda: f"{len(drill.creates())} creates so far\n{drill.worker.log_tail()}",
-    )
+    await drill.until_creates(at, deadline)
     await asyncio.sleep(drill.rng.uniform(0.0, 0.05))
     drill.worker.kill()
 
