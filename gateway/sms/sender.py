@@ -59,6 +59,9 @@ IN_FLIGHT_GRACE = timedelta(seconds=30)
 RECONCILE_WINDOW = timedelta(minutes=2)
 RATE_SLOT = "rate_slot"  # gate_reason of a message waiting for its reserved sender slot
 BEHIND_EARLIER = "behind_earlier_text"  # gate_reason: waits for the lead's earlier text
+# A text whose lead has an earlier one due or being sent comes back after this long (a lead's
+# queued texts leave a few a second, in order).
+EARLIER_TEXT_POLL_SECONDS = 0.25
 
 
 @dataclass
@@ -112,7 +115,9 @@ async def _prepare(sc: SendContext, message_id: str) -> Message | str:
         await lock_contact(session, account.id, message.lead_phone)
         ahead = await _earlier_pending(session, message, moment)
         if ahead is not None and ahead <= moment:
-            raise Retry(defer=1)  # the lead's earlier text goes first, and it is due now
+            # The lead's earlier text goes first, and it is due now: look again in a moment
+            # (its own job is running or about to).
+            raise Retry(defer=EARLIER_TEXT_POLL_SECONDS)
         if ahead is not None:
             # The earlier text waits (quiet hours, the cap, a rate slot): this one waits as long
             # instead of asking again every second, and is looked at again when it may go.
