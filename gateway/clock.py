@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime
+
+# Times a client may give: far enough to hold any real consent or query bound, close enough that
+# converting to UTC and adding the gateway's offsets (days, retry windows) never overflows.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
 
 _source: Callable[[], datetime] | None = None
 
@@ -37,3 +45,18 @@ def set_clock(source: Callable[[], datetime] | None) -> None:
     """Replace the clock (tests, simulations); None restores the wall clock."""
     global _source, _last_stamp
     _source, _last_stamp = source, None
+
+
+def _utc_in_range(value: datetime) -> datetime:
+    try:
+        # 0001-01-01T00:00+14:00 is a valid datetime whose UTC is before year 1.
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range: between 1900 and 2999") from None
+    if not EARLIEST <= utc <= LATEST:
+        raise ValueError("out of range: between 1900 and 2999")
+    return utc
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
+"""A time a client gives: with its offset, between 1900 and 2999, returned in UTC."""

@@ -14,15 +14,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.zones import normalize_state
-from gateway.clock import now
+from gateway.clock import Instant, now
 from gateway.db import conflict_insert
 from gateway.errors import ApiError
 from gateway.ids import new_id
+from gateway.json_bounds import json_bounds_error
 from gateway.models import Consent, Lead, LeadOriginator, PhoneStatus
 from gateway.phones import Phone
 
@@ -55,7 +56,10 @@ def _postal_code(value: str) -> str:
 
 
 def check_additional_info(value: dict[str, Any]) -> dict[str, Any]:
-    """Refuse additional_info larger than MAX_ADDITIONAL_INFO bytes of JSON."""
+    """Refuse additional_info nested too deeply or larger than MAX_ADDITIONAL_INFO bytes of JSON."""
+    problem = json_bounds_error(value)
+    if problem is not None:
+        raise ValueError(problem)
     try:
         # allow_nan=False: PostgreSQL's JSON refuses NaN and infinities (Python reads them).
         size = len(json.dumps(value, separators=(",", ":"), allow_nan=False))
@@ -95,7 +99,7 @@ class ConsentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    captured_at: AwareDatetime = Field(description="when the lead consented; not in the future")
+    captured_at: Instant = Field(description="when the lead consented; not in the future")
     source: str | None = Field(default=None, max_length=200, description="form, page, vendor")
     text: str | None = Field(default=None, max_length=5000, description="the words agreed to")
     url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from gateway import optouts
-from gateway.clock import now
+from gateway.clock import Instant, now
 from gateway.db import transaction
 from gateway.errors import ApiError
 from gateway.exports import as_dict, encode
@@ -25,8 +25,8 @@ from .requests import read_json, read_query
 class LedgerQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
     phone: Phone | None = None
     channel: Channel | None = None
 
@@ -52,7 +52,7 @@ class OptOutCreate(BaseModel):
 
     phone: Phone
     channel: Channel = Channel.API
-    received_at: AwareDatetime | None = Field(
+    received_at: Instant | None = Field(
         default=None, description="when the lead asked; default now; not in the future"
     )
     text: str | None = Field(default=None, max_length=2000, description="the lead's words")

@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.clock import now
+from gateway.clock import Instant, now
 from gateway.db import conflict_insert, transaction
 from gateway.engine.jobs import enqueue_advance
 from gateway.engine.records import end, record_activity
@@ -110,7 +110,7 @@ class PlayQuery(BaseModel):
     state: Literal["running", "stopped", "has_outcome", "opted_out"] | None = None
     lead_id: str | None = Field(default=None, max_length=40)
     playbook_id: str | None = Field(default=None, max_length=64)
-    since: AwareDatetime | None = None
+    since: Instant | None = None
     cursor: str | None = Field(default=None, max_length=80)
     limit: int = Field(default=50, ge=1, le=200)
 

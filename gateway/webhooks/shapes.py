@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.clock import Instant
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from gateway.playbooks.activities import Label
 from gateway.webhooks.payloads import WebhookPayload
@@ -112,8 +113,8 @@ class DeliveryQuery(BaseModel):
 class ReplayQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: AwareDatetime = Field(description="activities recorded at or after this time")
-    until: AwareDatetime | None = Field(default=None, description="and before this time")
+    since: Instant = Field(description="activities recorded at or after this time")
+    until: Instant | None = Field(default=None, description="and before this time")
 
 
 class ReplayResult(BaseModel):
