@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -44,6 +44,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# How long a SQLite writer waits for another one before "database is locked"; long enough for
+# a burst of short write transactions queued ahead of it.
+SQLITE_BUSY_SECONDS = 20
+# Execution option set by `transaction()`: on SQLite its BEGIN takes the write lock at once.
+_IMMEDIATE = "gateway_begin_immediate"
+
+
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # WAL lets the web and the worker read while one of them writes; busy_timeout makes
     # concurrent writers wait instead of failing with "database is locked".
@@ -51,16 +58,28 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.close()
+    # The driver's own BEGIN is off: `_sqlite_begin` says BEGIN itself (SQLAlchemy's recipe).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # A deferred transaction that reads, then writes after another writer has committed, fails
+    # at once with "database is locked" (SQLITE_BUSY_SNAPSHOT) whatever the busy timeout: the
+    # busy handler is not even called. A unit of work therefore takes the write lock at BEGIN
+    # and waits its turn there; plain read sessions stay deferred and never block a writer.
+    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for the URL, with SQLite tuned for a web and a worker side by side."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 10})
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
@@ -71,9 +90,13 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
 
 @asynccontextmanager
 async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """One unit of work: commits when the block succeeds, rolls back when it raises."""
+    """One unit of work: commits when the block succeeds, rolls back when it raises.
+
+    On SQLite it holds the write lock from its first statement to its end: keep it short.
+    """
     async with factory() as session:
         try:
+            await session.connection(execution_options={_IMMEDIATE: True})
             yield session
             await session.commit()
         except BaseException:
