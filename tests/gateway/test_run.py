@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-START_LIMIT = 10.0
+START_LIMIT = 60.0  # generous: a busy CI machine starts slowly; only a broken start waits it out
 
 
 def _free_port() -> int:
@@ -44,7 +44,9 @@ def test_gateway_run_serves_healthz_and_stops_on_sigterm(tmp_path: Path) -> None
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        assert status == 200, "gateway run did not answer /healthz with 200 within 10 s"
+        assert status == 200, (
+            f"gateway run did not answer /healthz with 200 within {START_LIMIT:.0f} s"
+        )
         assert response.json()["checks"] == {"database": "ok", "redis": "ok"}
     finally:
         process.send_signal(signal.SIGTERM)

@@ -112,11 +112,16 @@ async def test_volume_none_lost_none_doubled(
     ids = [r["id"] for r in received]
     assert all(r["event_id_header"] == r["id"] for r in received)
     assert set(ids) == {a.public_id for a in activities}  # none lost
-    # Repeats exist only where a try failed, and carry the same id (never a new one).
+    # Repeats carry the same id (never a new one), and exist only where a try failed: every
+    # event the receiver failed came again, and no event arrived more often than the gateway
+    # recorded tries for it. (On a loaded machine a try can also fail by timing out after the
+    # receiver got it: the gateway recorded that try, so it counts, and the repeat is honest.)
     counts = Counter(ids)
-    repeats = {event_id for event_id, count in counts.items() if count > 1}
-    assert repeats == {e for e in counts if fails_first_try(e, FAIL_EVERY)}
-    assert all(counts[e] == 2 for e in repeats)
+    tries = {d.event_id: d.total_attempts for d in rows}
+    assert all(counts[e] >= 2 for e in counts if fails_first_try(e, FAIL_EVERY))
+    assert all(counts[e] <= tries[e] for e in counts), [
+        (e, counts[e], tries[e]) for e in counts if counts[e] > tries[e]
+    ]
     # In order per play: first arrivals follow the activities' order.
     by_play: dict[str, list[str]] = {}
     for r in received:
