@@ -169,6 +169,11 @@ def build_worker(
         handle_signals=handle_signals,
         job_completion_wait=JOB_COMPLETION_WAIT,
         job_timeout=JOB_TIMEOUT,
+        # Worker-wide too, not only per function: arq stores the failure of a job it cannot run
+        # ("job expired": its data was lost in a Redis flush; max tries exceeded) under this
+        # default (an hour), and while that result lives `enqueue_job` refuses the id, so the
+        # sweep could not re-enqueue the work the database still owes.
+        keep_result=0,
         burst=burst,
         poll_delay=0.05,
         **overrides,

@@ -21,6 +21,7 @@ from sqlmodel import col, select
 
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
+from gateway.job_results import forget_results
 from gateway.models import PartyLineRecord
 from gateway.sms.outbox import enqueue_send
 from voice.outbox import OutcomeUnknown, carry_out
@@ -36,10 +37,14 @@ MAX_ITEMS_PER_RUN = 50
 SWEEP_LIMIT = 2000
 
 
+def run_job_id(party_line_id: str, version: int) -> str:
+    return f"pl:{party_line_id}:{version}"
+
+
 async def enqueue_run(redis: ArqRedis, party_line_id: str, version: int) -> None:
     """Ask the worker to run the party line; losing this loses nothing (the sweep finds it)."""
     try:
-        await redis.enqueue_job(RUN_JOB, party_line_id, _job_id=f"pl:{party_line_id}:{version}")
+        await redis.enqueue_job(RUN_JOB, party_line_id, _job_id=run_job_id(party_line_id, version))
     except Exception:
         log.warning("could not enqueue party line %s; the sweep will", party_line_id, exc_info=True)
 
@@ -105,6 +110,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
     )
     async with ctx["sessions"]() as session:
         due = list((await session.exec(query)).all())
+    await forget_results(ctx["redis"], [run_job_id(i, v) for i, v in due])
     for party_line_id, version in due:
         await enqueue_run(ctx["redis"], party_line_id, version)
     return len(due)

@@ -39,6 +39,7 @@ from gateway.email.transport import (
 )
 from gateway.engine import definitions
 from gateway.engine.records import end, log, record_activity
+from gateway.job_results import forget_results
 from gateway.models import Account, ActivityType, Email, EmailStatus, Lead, Play, PlayState
 from gateway.playbooks import Playbook
 from gateway.settings import Settings
@@ -260,6 +261,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
     )
     async with ctx["sessions"]() as session:
         due = list((await session.exec(query)).all())
+    await forget_results(ctx["redis"], map(send_job_id, due))
     enqueued = 0
     for email_id in due:
         if await ctx["redis"].enqueue_job(SEND_JOB, email_id, _job_id=send_job_id(email_id)):

@@ -17,6 +17,7 @@ from gateway.db import transaction
 from gateway.email.outbox import enqueue_pending
 from gateway.engine.replies import on_reply
 from gateway.engine.stepper import run_due
+from gateway.job_results import forget_results
 from gateway.models import Direction, Lead, Message, Play, PlayState
 from gateway.sms.outbox import MAX_DEFER_SECONDS, enqueue_send
 from voice.jobs import enqueue_run
@@ -138,6 +139,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
     async with ctx["sessions"]() as session:
         due = list((await session.exec(query)).all())
         owed = list((await session.exec(replies)).all())
+    await forget_results(ctx["redis"], [f"play:{i}" for i in due] + [f"reply:{i}" for i in owed])
     enqueued = 0
     for play_id in due:
         if await ctx["redis"].enqueue_job(ADVANCE_JOB, play_id, _job_id=f"play:{play_id}"):

@@ -14,6 +14,7 @@ from typing import Any
 from sqlmodel import col, or_, select
 
 from gateway.clock import now
+from gateway.job_results import forget_results
 from gateway.models import Message, MessageStatus
 from gateway.sms.outbox import SEND_JOB, send_job_id
 
@@ -41,6 +42,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
     )
     async with ctx["sessions"]() as session:
         due = list((await session.exec(query)).all())
+    await forget_results(ctx["redis"], map(send_job_id, due))
     enqueued = 0
     for message_id in due:
         if await ctx["redis"].enqueue_job(SEND_JOB, message_id, _job_id=send_job_id(message_id)):

@@ -20,8 +20,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.db import transaction
+from gateway.job_results import forget_results
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from gateway.webhooks.outbox import enqueue
+from gateway.webhooks.outbox import deliver_job_id, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
         expired = await expire(session, moment)
     async with ctx["sessions"]() as session:
         due = await due_deliveries(session, moment)
+    await forget_results(ctx["redis"], map(deliver_job_id, due))
     enqueued = await enqueue(ctx["redis"], due)
     if enqueued or expired:
         log.info(

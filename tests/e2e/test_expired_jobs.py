@@ -1,0 +1,128 @@
+"""A job whose data a Redis flush took ("job expired" in arq) holds nothing back: the next sweep
+enqueues the owed work again at once and it runs (issue 18).
+
+The flush is reproduced the way it happens mid-run: the job's entry is in arq's queue (a
+running job's `Retry` puts it back there with ZINCRBY even after a flush) but its data key
+`arq:job:<id>` is gone. A real worker then meets the id, logs "job … expired" and records the
+failure; the old worker kept that failure for an hour under the worker-wide `keep_result`, and
+`enqueue_job` refuses an id with a kept result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
+from arq.worker import Worker
+from sqlmodel import col, select
+
+from gateway.db import transaction
+from gateway.engine import jobs as plays
+from gateway.models import Direction, Message, MessageStatus, Purpose
+from gateway.sms import sweep as sms_sweep
+from gateway.sms.outbox import enqueue_send, queue_message, send_job_id
+from gateway.worker import FUNCTIONS, build_worker
+from tests.e2e.conftest import LEAD, Stack
+from tests.e2e.test_plays import begin, publish
+
+
+async def run_without_cron(stack: Stack) -> Worker:
+    """A burst worker with no cron, so no sweep runs before the test asks for one."""
+    redis_url = stack.settings.redis_url
+    assert redis_url is not None
+    worker = build_worker(stack.settings, redis_url, burst=True, handle_signals=False)
+    worker.cron_jobs = []
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    return worker
+
+
+async def lose_job_data(stack: Stack, job_id: str) -> None:
+    """What a flush leaves behind mid-run: the id queued and due, its data gone."""
+    redis = stack.api_redis
+    assert await redis.zscore(default_queue_name, job_id) is not None
+    assert await redis.delete(job_key_prefix + job_id) == 1
+
+
+def sweep_context(stack: Stack) -> dict[str, Any]:
+    return {"sessions": stack.sessions, "redis": stack.api_redis}
+
+
+async def outbound(stack: Stack) -> list[Message]:
+    async with stack.sessions() as session:
+        query = select(Message).where(col(Message.direction) == Direction.OUTBOUND)
+        return list((await session.exec(query)).all())
+
+
+async def test_an_expired_job_of_every_kind_keeps_no_result(stack: Stack) -> None:
+    """Every job function: after "job expired" its id is free at once, nothing is kept."""
+    redis = stack.api_redis
+    ids = [f"{function.name}:lost" for function in FUNCTIONS]
+    for function, job_id in zip(FUNCTIONS, ids, strict=True):
+        assert await redis.enqueue_job(function.name, "x", _job_id=job_id)
+        await lose_job_data(stack, job_id)
+    worker = await run_without_cron(stack)
+    assert worker.jobs_failed == len(FUNCTIONS)  # every one met the "expired" path
+    assert [k async for k in redis.scan_iter(result_key_prefix + "*")] == []
+    for function, job_id in zip(FUNCTIONS, ids, strict=True):
+        assert await redis.enqueue_job(function.name, "x", _job_id=job_id), job_id
+
+
+async def test_an_expired_send_is_enqueued_again_by_the_next_sweep(stack: Stack) -> None:
+    async with transaction(stack.sessions) as session:
+        message = await queue_message(
+            session,
+            account_id=stack.account_id,
+            phone=LEAD,
+            body="hello",
+            purpose=Purpose.INITIATED,
+            reason="test",
+        )
+    await enqueue_send(stack.api_redis, message.id)
+    await lose_job_data(stack, send_job_id(message.id))
+    expired = await run_without_cron(stack)
+    assert expired.jobs_failed == 1
+    assert [m.status for m in await outbound(stack)] == [MessageStatus.QUEUED]
+
+    assert await sms_sweep.sweep(sweep_context(stack)) == 1  # at once, not in an hour
+    await stack.work()
+    [sent] = await outbound(stack)
+    assert sent.status in (MessageStatus.ACCEPTED, MessageStatus.SENT, MessageStatus.DELIVERED)
+    assert len(stack.creates()) == 1
+
+
+async def test_an_expired_play_is_enqueued_again_by_the_next_sweep(stack: Stack) -> None:
+    await publish(stack, "mortgage-qualification")
+    play_id = await begin(stack, "mortgage-qualification")  # enqueues `play:<id>`
+    await lose_job_data(stack, f"play:{play_id}")
+    expired = await run_without_cron(stack)
+    assert expired.jobs_failed == 1
+    assert await outbound(stack) == []
+
+    assert await plays.sweep(sweep_context(stack)) == 1
+    await stack.work()
+    assert len(await outbound(stack)) == 1  # the play's first text
+    assert len(stack.creates()) == 1
+
+
+async def test_a_result_kept_by_an_older_worker_does_not_block_the_sweep(stack: Stack) -> None:
+    """A failure an older release's worker kept for an hour under a still-owed row's job id."""
+    async with transaction(stack.sessions) as session:
+        message = await queue_message(
+            session,
+            account_id=stack.account_id,
+            phone=LEAD,
+            body="hello",
+            purpose=Purpose.INITIATED,
+            reason="test",
+        )
+    stale = result_key_prefix + send_job_id(message.id)
+    await stack.api_redis.set(stale, b"a failed result", px=3_600_000)
+
+    assert await sms_sweep.sweep(sweep_context(stack)) == 1
+    await stack.work()
+    [sent] = await outbound(stack)
+    assert sent.status in (MessageStatus.ACCEPTED, MessageStatus.SENT, MessageStatus.DELIVERED)
+    assert len(stack.creates()) == 1
