@@ -7,8 +7,8 @@ Rules, in order of how a reply is read:
   ("yesss", "noooo" = "yes", "no"; a run of three or more identical letters is needed).
 - Keywords match whole words (or whole word sequences for "not now"), anywhere in the reply:
   "Yes please" matches `yes`; "yesterday" does not.
-- Patterns are Python regexes searched (case-insensitive) in the reply as written
-  (NFKC-normalized, trimmed).
+- Patterns are RE2 regexes (linear-time, see patterns.py) searched case-insensitively in the
+  reply as written (NFKC-normalized, trimmed).
 - A capture choice also needs its parser to read a value; a capture choice without keywords
   or patterns matches any reply its parser can read.
 - Priority is deterministic: the first declared choice that matches wins, so put narrower
@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.playbooks import patterns
 from gateway.playbooks.capture import CaptureValue, parse_capture
 
 if TYPE_CHECKING:
@@ -98,11 +99,6 @@ def _contains(words: Sequence[str], phrase: Sequence[str]) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
-
-
 def _pattern_text(text: str) -> str:
     return unicodedata.normalize("NFKC", text[:MAX_REPLY]).strip()
 
@@ -119,7 +115,7 @@ class ReplyMatch:
 def _matches(choice: Choice, words: tuple[str, ...], raw: str) -> bool:
     if any(_contains(words, keyword_tokens(k)) for k in choice.keywords):
         return True
-    return any(_compiled(p).search(raw) for p in choice.patterns)
+    return any(patterns.search(p, raw) for p in choice.patterns)
 
 
 def read_reply(ask: AskStep, text: str) -> ReplyMatch | None:

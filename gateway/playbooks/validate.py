@@ -2,12 +2,11 @@
 
 Everything a play could trip over at run time is an error here, so the engine can trust a
 published playbook: step ids resolve, labels are declared, every template variable exists at
-the step that uses it, no loop runs without the lead, patterns compile.
+the step that uses it, no loop runs without the lead, patterns run on RE2 (linear time).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,8 @@ from pydantic import ValidationError
 from gateway.playbooks import graph
 from gateway.playbooks.activities import BUILTIN_EVENTS, ENGINE_OUTCOMES, STANDARD_OUTCOMES
 from gateway.playbooks.definition import Playbook
+from gateway.playbooks.limits import count_issues
+from gateway.playbooks.patterns import pattern_error
 from gateway.playbooks.report import (
     Issue,
     ValidationReport,
@@ -34,10 +35,6 @@ from gateway.playbooks.steps import (
     WaitStep,
 )
 
-# A group holding a quantifier, itself repeated: "(a+)+", "(\w*,?)*". The classic shape of
-# catastrophic backtracking; lead replies are untrusted input, so warn about it.
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
-
 
 def validate_playbook(data: Any) -> ValidationReport:
     """Validate a decoded playbook document (a dict from YAML or JSON): errors and warnings.
@@ -48,6 +45,9 @@ def validate_playbook(data: Any) -> ValidationReport:
     if not isinstance(data, dict):
         report.add([error("", "a playbook is a mapping of fields (name, steps, ...)", "invalid")])
         return report
+    report.add(count_issues(data))
+    if report.errors:
+        return report  # too big to be worth building: the limits come first
     try:
         playbook = Playbook.model_validate(data)
     except ValidationError as exc:
@@ -134,11 +134,12 @@ def _step_fields(playbook: Playbook) -> Iterator[Issue]:
                         "outcome_and_goto",
                     )
                 for k, pattern in enumerate(choice.patterns):
-                    if _NESTED_QUANTIFIER.search(pattern):
-                        yield warning(
+                    reason = pattern_error(pattern)
+                    if reason is not None:
+                        yield error(
                             f"{path}.patterns[{k}]",
-                            "nested quantifiers like (a+)+ can make matching very slow",
-                            "slow_pattern",
+                            f"step {step.id!r}, choice {j + 1}: {reason}",
+                            "bad_pattern",
                         )
     if playbook.reengagement is not None and not playbook.reengagement.after:
         yield error(
