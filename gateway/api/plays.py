@@ -4,7 +4,8 @@ starts that rule's playbook at once).
 `POST /v1/plays` honours `Idempotency-Key`: the same key with the same body answers what the
 first request answered (no second lead, play or text); the same key with another body is a
 409. The key is claimed in the transaction that creates the play, so two concurrent requests
-with one key can't both create.
+with one key can't both create. Only a success is remembered: a refused request (4xx) or a
+failure (5xx) rolls back with its claim, changes nothing, and leaves its key free to retry.
 """
 
 from __future__ import annotations
@@ -222,6 +223,9 @@ async def create_play(request: Request) -> JSONResponse:
         except ValueError as exc:
             raise ApiError(422, "invalid", f"settings: {exc}", "settings") from None
         except RunningPlayExists as exc:
+            # A refused request changes nothing: undo the lead's upsert and the key's claim, so
+            # the same key can be used again once the running play has ended.
+            await session.rollback()
             return error_with(
                 409, "conflict", "the lead already has a running play of this playbook",
                 "playbook_id", existing_id=exc.play_id,
