@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.accounts import authenticate
 from gateway.db import transaction
-from gateway.errors import error_response
+from gateway.errors import error_response, is_unavailable, service_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,18 @@ class ApiKeyMiddleware:
             await response(scope, receive, send)
             return
         state = scope["state"]
-        async with transaction(state["sessions"]) as session:
-            found = await authenticate(session, secret)
+        try:
+            async with transaction(state["sessions"]) as session:
+                found = await authenticate(session, secret)
+        except Exception as exc:
+            # This middleware runs outside Starlette's ExceptionMiddleware: an outage raised
+            # here would be answered 503 by ServerErrorMiddleware and then re-raised to uvicorn,
+            # which logs it as a crash with its traceback. Answer it here, in one log line.
+            if not is_unavailable(exc):
+                raise
+            response = service_unavailable(scope["method"], scope["path"], exc)
+            await response(scope, receive, send)
+            return
         if found is None:
             response = error_response(
                 401,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
 
+import asyncpg  # type: ignore[import-untyped]
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -62,37 +64,97 @@ async def http_exception(request: Request, exc: Exception) -> Response:
 # A database or Redis that can't be reached (restarting, failing over, locked) is an outage, not
 # a bug: the client is told to come back, and nothing was changed (the transaction rolled back).
 UNAVAILABLE: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    OSError,
+    ConnectionError,  # refused or reset while connecting (asyncpg raises these unwrapped)
+    TimeoutError,
     RedisConnectionError,
     RedisTimeoutError,
+    OperationalError,
+    InterfaceError,
+)
+# SQLite's primary result codes of a database that is busy or can't be used right now; any
+# other OperationalError (SQLITE_ERROR: "no such column", ...) is a bug, not an outage.
+SQLITE_UNAVAILABLE = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+# PostgreSQL errors asyncpg raises that SQLAlchemy wraps as a plain DBAPIError: the server is
+# shutting down or starting up (57P0x), out of connections or resources (53xxx), or the
+# connection failed (08xxx).
+ASYNCPG_UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.PostgresConnectionError,
 )
 RETRY_AFTER_SECONDS = 5
 
 
-async def unhandled(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, UNAVAILABLE):
-        log.warning(
-            "backend unavailable on %s %s: %s: %s",
-            request.method,
-            request.url.path,
-            type(exc).__name__,
-            exc,
-        )
-        return error_response(
-            503,
-            "service_unavailable",
-            "a backend (database or Redis) is unavailable; retry shortly",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-    # Anything else reaching here is a bug; the client gets the documented shape, the log the
-    # details.
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says a backend can't be reached or used right now (an outage)."""
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        if isinstance(orig, sqlite3.Error):
+            return (orig.sqlite_errorcode & 0xFF) in SQLITE_UNAVAILABLE
+        if isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated:
+            return True
+        # asyncpg's own error, under SQLAlchemy's adapted one
+        return orig is not None and isinstance(orig.__cause__, ASYNCPG_UNAVAILABLE)
+    return isinstance(exc, UNAVAILABLE)
+
+
+def _describe(exc: BaseException) -> str:
+    # The driver's own message: SQLAlchemy's text adds the statement and its parameters (key
+    # hashes, message bodies) over several lines, and an outage is logged as one line.
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return " ".join(f"{type(exc).__name__}: {cause}".split())
+
+
+def service_unavailable(method: str, path: str, exc: BaseException) -> JSONResponse:
+    """The 503 of an outage, and its one log line (no traceback: nothing here is a bug)."""
+    log.warning("backend unavailable on %s %s: %s", method, path, _describe(exc))
+    return error_response(
+        503,
+        "service_unavailable",
+        "a backend (database or Redis) is unavailable; retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def internal_error(request: Request) -> JSONResponse:
+    # A bug: the client gets the documented shape, the log the details.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error; it has been logged")
 
 
+async def backend_error(request: Request, exc: Exception) -> Response:
+    """A database or Redis error raised by a route. Handled here, inside Starlette's
+    ExceptionMiddleware, so the answer is final: the catch-all `Exception` handler below runs
+    in ServerErrorMiddleware, which re-raises after answering, and uvicorn then logs
+    "Exception in ASGI application" with the whole traceback for a handled outage."""
+    if is_unavailable(exc):
+        return service_unavailable(request.method, request.url.path, exc)
+    return internal_error(request)
+
+
+async def unhandled(request: Request, exc: Exception) -> Response:
+    if is_unavailable(exc):  # from a middleware, outside ExceptionMiddleware
+        return service_unavailable(request.method, request.url.path, exc)
+    return internal_error(request)
+
+
 EXCEPTION_HANDLERS: dict[int | type[Exception], ExceptionHandler] = {
     HTTPException: http_exception,
+    DBAPIError: backend_error,
+    ConnectionError: backend_error,
+    TimeoutError: backend_error,
+    RedisConnectionError: backend_error,
+    RedisTimeoutError: backend_error,
     Exception: unhandled,
 }
