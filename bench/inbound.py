@@ -41,7 +41,6 @@ from bench import support
 from gateway.db import transaction
 from gateway.ids import new_id
 from gateway.models import Direction, Lead, Message, MessageStatus
-from gateway.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN
 
 KINDS = ("bare", "inbound", "status")
 LEADS = 1000
@@ -90,10 +89,12 @@ class Requests:
     leads: list[str]
     sessions: Any
     account_id: str
-    validator: RequestValidator = field(
-        default_factory=lambda: RequestValidator(SANDBOX_AUTH_TOKEN)
-    )
+    sandbox_auth: tuple[str, str]  # the sandbox's (account SID, auth token) of this DATA_DIR
     serial: int = 0
+    validator: RequestValidator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.validator = RequestValidator(self.sandbox_auth[1])
 
     def _raw(self, path_and_query: str, params: dict[str, str]) -> bytes:
         signature = self.validator.compute_signature(self.base_url + path_and_query, params)
@@ -123,7 +124,7 @@ class Requests:
                 "To": support.OUR_NUMBER,
                 "NumSegments": "1",
                 "MessageSid": sid,
-                "AccountSid": SANDBOX_ACCOUNT_SID,
+                "AccountSid": self.sandbox_auth[0],
                 "From": self.leads[(self.serial + i) % len(self.leads)],
                 "ApiVersion": "2010-04-01",
             }
@@ -158,7 +159,7 @@ class Requests:
                 "MessageStatus": "delivered",
                 "To": row.lead_phone,
                 "MessageSid": row.twilio_sid,
-                "AccountSid": SANDBOX_ACCOUNT_SID,
+                "AccountSid": self.sandbox_auth[0],
                 "From": support.OUR_NUMBER,
                 "ApiVersion": "2010-04-01",
             }
@@ -276,7 +277,9 @@ async def one_run(args: argparse.Namespace, gen: LoadGen) -> dict[str, KindResul
             for kind in args.kinds.split(","):
                 server = bare if kind == "bare" else web
                 port = bare_port if kind == "bare" else run.port
-                requests = Requests(run.base_url, port, phones, sessions, tenant.account_id)
+                requests = Requests(
+                    run.base_url, port, phones, sessions, tenant.account_id, run.sandbox_auth
+                )
                 results[kind] = await measure(kind, server, requests, gen, args)
             return results
 

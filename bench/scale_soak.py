@@ -39,7 +39,6 @@ from starlette.routing import Route
 
 from gateway.db import create_engine, session_factory, transaction
 from gateway.sandbox import Sandbox
-from gateway.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN
 from gateway.webhooks.addresses import set_private_allowed
 from voice.links import INBOUND_PATH
 
@@ -47,7 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 OUR_NUMBER = "+18085550100"
 PLAYBOOK = ROOT / "examples" / "mortgage-qualification.yaml"
-SANDBOX_AUTH = (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN)
+# The soak's own sandbox (a scratch process on a free local port) and the gateway talk with
+# these, passed to the gateway as its Twilio credentials (TWILIO_API_URL points at the sandbox).
+SANDBOX_AUTH = ("AC" + "b3" * 16, "soak-sandbox-token")
 
 
 def free_port() -> int:
@@ -88,7 +89,7 @@ def rss_mb(pid: int) -> float:
 
 def serve_sandbox(port: int) -> None:
     """The sandbox on its own (realtime), with the gateway's sandbox credentials."""
-    sandbox = Sandbox(SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, realtime=True)
+    sandbox = Sandbox(*SANDBOX_AUTH, realtime=True)
     uvicorn.run(sandbox.app, host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -135,6 +136,8 @@ async def start_web(database_url: str, redis_url: str, logs: Path) -> Stack:
         "REDIS_URL": redis_url,
         "PORT": str(web_port),
         "TWILIO_API_URL": sandbox_base,
+        "TWILIO_ACCOUNT_SID": SANDBOX_AUTH[0],
+        "TWILIO_AUTH_TOKEN": SANDBOX_AUTH[1],
         "SMS_RATE_LIMITS": "false",
         "LOG_LEVEL": "WARNING",
         "DATA_DIR": str(logs / "data"),
@@ -182,6 +185,17 @@ async def prepare(
     """Playbooks for both accounts (their seeded plays name it), our number on the sandbox,
     a webhook subscription of account A to the local receiver."""
     playbook = PLAYBOOK.read_bytes()
+    # The Twilio account owns the number before an account registers it (the gateway asks).
+    async with httpx.AsyncClient(base_url=stack.sandbox_base, auth=SANDBOX_AUTH) as sandbox:
+        answer = await sandbox.post(
+            "/_sandbox/numbers",
+            json={
+                "number": OUR_NUMBER,
+                "sms_url": f"{stack.base}/twilio/sms",
+                "voice_url": f"{stack.base}{INBOUND_PATH}",
+            },
+        )
+        answer.raise_for_status()
     async with httpx.AsyncClient(base_url=stack.base, timeout=30) as client:
         for _account_id, key in accounts:
             answer = await client.put(
@@ -210,16 +224,6 @@ async def prepare(
         await engine.dispose()
         answer = await client.post(
             "/v1/webhooks", json={"url": receiver_url}, headers={"Authorization": key_a}
-        )
-        answer.raise_for_status()
-    async with httpx.AsyncClient(base_url=stack.sandbox_base, auth=SANDBOX_AUTH) as sandbox:
-        answer = await sandbox.post(
-            "/_sandbox/numbers",
-            json={
-                "number": OUR_NUMBER,
-                "sms_url": f"{stack.base}/twilio/sms",
-                "voice_url": f"{stack.base}{INBOUND_PATH}",
-            },
         )
         answer.raise_for_status()
 

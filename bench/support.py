@@ -39,7 +39,8 @@ from gateway.ids import new_id
 from gateway.migrate import upgrade_async
 from gateway.models import SenderNumber
 from gateway.redis_embedded import EmbeddedRedis
-from gateway.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, SANDBOX_PATH, load_settings
+from gateway.sandbox_credentials import load_or_create
+from gateway.settings import SANDBOX_PATH, load_settings
 from gateway.webhooks.addresses import set_private_allowed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,8 +50,6 @@ START_TIMEOUT = 60.0
 # The command that runs the gateway's processes; BENCH_GATEWAY runs the same benchmark
 # against another build or a patched entry point (an experiment), e.g. "python /tmp/x.py".
 GATEWAY = shlex.split(os.environ.get("BENCH_GATEWAY", str(BIN / "gateway")))
-# The sandbox served inside `gateway web` (no Twilio credentials configured).
-SANDBOX_AUTH = (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN)
 
 # Area codes with one time zone each, tried in order: leads must be inside 08:00-20:00 local
 # time (the gate defers everything else), so the benchmark picks a zone where it is day now.
@@ -221,6 +220,12 @@ class Target:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def sandbox_auth(self) -> tuple[str, str]:
+        """The credentials of the sandbox inside `gateway web`: its DATA_DIR's (shared file)."""
+        creds = load_or_create(self.data_dir)
+        return creds.account_sid, creds.auth_token
+
     def overrides(self) -> dict[str, object]:
         values: dict[str, object] = {"data_dir": self.data_dir, "port": self.port}
         if self.database_url:
@@ -290,7 +295,8 @@ class Target:
 
     async def sandbox_creates(self) -> list[dict[str, Any]]:
         """Every Messages.create the built-in sandbox received (with wall-clock `received`)."""
-        async with httpx.AsyncClient(base_url=self.base_url, auth=SANDBOX_AUTH, timeout=60) as c:
+        auth = self.sandbox_auth
+        async with httpx.AsyncClient(base_url=self.base_url, auth=auth, timeout=60) as c:
             answer = await c.get(
                 f"{SANDBOX_PATH}/_sandbox/record/requests", params={"kind": "messages.create"}
             )

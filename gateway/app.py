@@ -84,6 +84,7 @@ async def _register_numbers(sandbox: Sandbox, sessions: SessionFactory, base_url
                 number.number,
                 sms_url=f"{base_url}/twilio/sms",
                 voice_url=f"{base_url}{INBOUND_PATH}",
+                messaging_service_sid=number.messaging_service_sid,
             )
 
 
@@ -109,7 +110,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     settings = settings or load_settings()
     # No Twilio credentials and no other Twilio URL: the sandbox is served here, under /sandbox.
     sandbox = (
-        Sandbox(settings.twilio_sid, settings.twilio_token)
+        Sandbox(
+            settings.twilio_sid,
+            settings.twilio_token,
+            callback_base=lambda: settings.base_url,  # read late: tests set it once serving
+        )
         if settings.uses_sandbox and settings.twilio_api_url is None
         else None
     )

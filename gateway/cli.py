@@ -23,6 +23,7 @@ from gateway.exports import encode
 from gateway.models import Account
 from gateway.phones import InvalidPhone, to_e164
 from gateway.redis_embedded import EmbeddedRedis
+from gateway.sandbox_credentials import read as read_sandbox_credentials
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.webhooks.addresses import set_private_allowed
 from gateway.worker import run_until_stopped
@@ -76,7 +77,33 @@ def _serve(settings: Settings, host: str, *, run_worker: bool) -> int:
         f"worker {'in this process' if run_worker else 'separate'})",
         flush=True,
     )
+    if settings.uses_sandbox and settings.twilio_api_url is None:
+        _print_sandbox_credentials(settings)
     uvicorn.Server(config).run()
+    return 0
+
+
+def _print_sandbox_credentials(settings: Settings) -> None:
+    creds = settings.sandbox_credentials
+    print(
+        f"twilio sandbox at {settings.base_url}/sandbox: account SID {creds.account_sid}, "
+        f"auth token {creds.auth_token} (kept in {settings.data_dir}; "
+        "`gateway sandbox credentials` shows them again)",
+        flush=True,
+    )
+
+
+def cmd_sandbox_credentials(settings: Settings, args: argparse.Namespace) -> int:
+    """The built-in sandbox's credentials for this DATA_DIR (curl -u SID:TOKEN)."""
+    if not settings.uses_sandbox:
+        print("error: Twilio credentials are configured; there is no sandbox", file=sys.stderr)
+        return 1
+    creds = settings.sandbox_credentials
+    if args.curl:
+        print(f"{creds.account_sid}:{creds.auth_token}")
+    else:
+        print(f"account SID {creds.account_sid}")
+        print(f"auth token  {creds.auth_token}")
     return 0
 
 
@@ -251,7 +278,11 @@ def cmd_demo_party_line(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo tells its own story
     try:
         # Refuse before touching any database: no server, or a server without the sandbox.
-        server_now = demo.check_server(url)
+        # Read only: a missing file is the sandbox refusing, not a new DATA_DIR made here.
+        creds = read_sandbox_credentials(settings.data_dir)
+        server_now = demo.check_server(url, creds)
+        if creds is None:  # not reached: the sandbox refuses a request without them
+            raise demo.DemoError("no sandbox credentials in this DATA_DIR")
         print(f"gateway demo: a party line on {url} (Twilio sandbox)", flush=True)
         key = args.key
         if key is None:
@@ -261,7 +292,9 @@ def cmd_demo_party_line(settings: Settings, args: argparse.Namespace) -> int:
             )
             key = issued.secret
             print(f"{'created':<11} account {account.id} with an API key", flush=True)
-        return demo.party_line(url, key, scenario, server_now=server_now, out=sys.stdout)
+        return demo.party_line(
+            url, key, scenario, creds=creds, server_now=server_now, out=sys.stdout
+        )
     except demo.DemoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -370,6 +403,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     private.add_argument("--account", required=True, help="account id")
     private.add_argument("--off", action="store_true", help="refuse them again")
+
+    sandbox = commands.add_parser(
+        "sandbox", help="the built-in Twilio sandbox", description="the built-in Twilio sandbox"
+    )
+    sandbox_cmds = sandbox.add_subparsers(dest="sandbox_command", required=True, metavar="COMMAND")
+    creds = command(
+        sandbox_cmds,
+        "credentials",
+        cmd_sandbox_credentials,
+        "show the sandbox's account SID and auth token (random per DATA_DIR, kept there)",
+    )
+    creds.add_argument("--curl", action="store_true", help="print SID:TOKEN for `curl -u`")
 
     demos = commands.add_parser(
         "demo", help="demos against a running `gateway run`", description="demos"

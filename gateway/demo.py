@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from compliance import quiet_hours
-from gateway.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, SANDBOX_PATH
+from gateway.sandbox_credentials import SandboxCredentials
+from gateway.settings import SANDBOX_PATH
 
 LeadAnswers = Literal["human", "machine", "no-answer", "busy"]
 FirstRep = Literal["no-answer", "busy", "declines", "answers"]
@@ -31,8 +32,6 @@ LEAD_ANSWERS: tuple[LeadAnswers, ...] = ("human", "machine", "no-answer", "busy"
 FIRST_REP: tuple[FirstRep, ...] = ("no-answer", "busy", "declines", "answers")
 
 CONTROL = f"{SANDBOX_PATH}/_sandbox"
-TWILIO_CALLS = f"{SANDBOX_PATH}/2010-04-01/Accounts/{SANDBOX_ACCOUNT_SID}/Calls"
-SANDBOX_AUTH = (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN)
 PLAYBOOK_ID = "party-line-demo"
 # A play that just waits: it stays running (a party line needs one) and sends nothing itself.
 PLAYBOOK = """\
@@ -107,8 +106,13 @@ def _error_text(response: httpx.Response) -> str:
     return str(body)[:200]
 
 
-def check_server(url: str) -> datetime:
-    """Refuse (DemoError) unless a gateway answers at `url` with the sandbox mounted.
+def _auth(creds: SandboxCredentials | None) -> tuple[str, str] | None:
+    return None if creds is None else (creds.account_sid, creds.auth_token)
+
+
+def check_server(url: str, creds: SandboxCredentials | None) -> datetime:
+    """Refuse (DemoError) unless a gateway answers at `url` with the sandbox mounted and
+    `creds` (its DATA_DIR's sandbox credentials) open it.
 
     Returns the server's clock (its `Date` header), which decides quiet hours.
     """
@@ -121,13 +125,18 @@ def check_server(url: str) -> datetime:
     if health.status_code != 200:
         raise DemoError(f"the gateway at {url} is not healthy: /healthz answered {health.text}")
     try:
-        clock = httpx.get(f"{url}{CONTROL}/clock", auth=SANDBOX_AUTH, timeout=5)
+        clock = httpx.get(f"{url}{CONTROL}/clock", auth=_auth(creds), timeout=5)
     except httpx.TransportError as exc:
         raise DemoError(f"the gateway at {url} stopped answering ({type(exc).__name__})") from None
     if clock.status_code == 404:
         raise DemoError(
             f"the gateway at {url} is not in sandbox mode (it has Twilio credentials); "
             "the demo only runs against the built-in sandbox"
+        )
+    if clock.status_code == 401:
+        raise DemoError(
+            f"the sandbox at {url}{SANDBOX_PATH} refused this DATA_DIR's credentials: run the "
+            "demo with the gateway's DATA_DIR"
         )
     if clock.status_code != 200:
         raise DemoError(f"the sandbox at {url}{SANDBOX_PATH} refused: {_error_text(clock)}")
@@ -138,11 +147,12 @@ def check_server(url: str) -> datetime:
 class Api:
     """The gateway's API with the demo account's key; any unexpected answer is a DemoError."""
 
-    def __init__(self, url: str, key: str) -> None:
+    def __init__(self, url: str, key: str, creds: SandboxCredentials) -> None:
         self.client = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=15
         )
-        self.control = httpx.Client(base_url=url, auth=SANDBOX_AUTH, timeout=15)
+        self.control = httpx.Client(base_url=url, auth=_auth(creds), timeout=15)
+        self.calls_path = f"{SANDBOX_PATH}/2010-04-01/Accounts/{creds.account_sid}/Calls"
 
     def call(
         self, method: str, path: str, *, expect: tuple[int, ...] = (200, 201), **kw: Any
@@ -264,11 +274,12 @@ def party_line(
     key: str,
     scenario: Scenario,
     *,
+    creds: SandboxCredentials,
     server_now: datetime,
     out: TextIO,
 ) -> int:
     """Set up the scenario, start the party line and tell it until it ends; the exit code."""
-    api = Api(url, key)
+    api = Api(url, key, creds)
     account = api.call("GET", "/v1/account", expect=(200, 401))
     if "error" in account:
         raise DemoError(
@@ -418,7 +429,7 @@ def _rep_hangs_up(api: Api, teller: Teller, line: dict[str, Any]) -> bool:
     if leg is None or not leg["call_sid"]:
         return False
     teller.say(f"demo      {teller.rep_names.get(rep_id, 'the rep')} hangs up (sandbox Calls API)")
-    api.sandbox("POST", f"{TWILIO_CALLS}/{leg['call_sid']}.json", data={"Status": "completed"})
+    api.sandbox("POST", f"{api.calls_path}/{leg['call_sid']}.json", data={"Status": "completed"})
     return True
 
 

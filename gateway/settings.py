@@ -12,13 +12,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.email.transport import parse_smtp_url
+from gateway.sandbox_credentials import SandboxCredentials, load_or_create
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
-# The built-in sandbox's credentials: fixed so a separate `gateway worker` process talks to the
-# sandbox inside `gateway web` without sharing a secret. They open nothing outside this machine.
-SANDBOX_ACCOUNT_SID = "AC" + "5a" * 16
-SANDBOX_AUTH_TOKEN = "sandbox-auth-token"
 SANDBOX_PATH = "/sandbox"
 
 
@@ -136,6 +133,12 @@ class Settings(BaseSettings):
         if bool(self.twilio_account_sid) != bool(self.twilio_auth_token):
             missing = "TWILIO_AUTH_TOKEN" if self.twilio_account_sid else "TWILIO_ACCOUNT_SID"
             raise ValueError(f"{missing} must be set together with the other Twilio credential")
+        if self.environment == "production" and not self.twilio_account_sid:
+            # The built-in sandbox would answer in Twilio's place: nothing would reach a lead.
+            raise ValueError(
+                "ENVIRONMENT=production requires TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
+                "(the built-in Twilio sandbox is for development only)"
+            )
         return self
 
     @cached_property
@@ -158,14 +161,19 @@ class Settings(BaseSettings):
         """True when no Twilio credentials are configured: the built-in sandbox stands in."""
         return not self.twilio_account_sid
 
+    @cached_property
+    def sandbox_credentials(self) -> SandboxCredentials:
+        """The built-in sandbox's credentials: random per DATA_DIR, stored there (0600)."""
+        return load_or_create(self.data_dir)
+
     @property
     def twilio_sid(self) -> str:
-        return self.twilio_account_sid or SANDBOX_ACCOUNT_SID
+        return self.twilio_account_sid or self.sandbox_credentials.account_sid
 
     @property
     def twilio_token(self) -> str:
         """The token Twilio (or the sandbox) signs webhooks with and we authenticate with."""
-        return self.twilio_auth_token or SANDBOX_AUTH_TOKEN
+        return self.twilio_auth_token or self.sandbox_credentials.auth_token
 
     @property
     def twilio_api_base_url(self) -> str | None:

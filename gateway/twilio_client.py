@@ -18,6 +18,8 @@ from twilio.rest import Client
 from gateway.retry_after import parse_retry_after
 
 TWILIO_API = "https://api.twilio.com"
+# Messaging Services (v1) live on their own host; the sandbox serves both under one base URL.
+TWILIO_MESSAGING_API = "https://messaging.twilio.com"
 
 # The library raises TwilioRestException without the response's headers; the HTTP client
 # keeps the last answer's Retry-After here, in the caller's own context (task), so a sender can
@@ -31,8 +33,9 @@ def last_retry_after() -> float | None:
 
 
 def _rewrite(url: str, base_url: str) -> str:
-    if url.startswith(TWILIO_API):
-        return base_url.rstrip("/") + url[len(TWILIO_API) :]
+    for host in (TWILIO_API, TWILIO_MESSAGING_API):
+        if url.startswith(host):
+            return base_url.rstrip("/") + url[len(host) :]
     return url
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -14,7 +15,8 @@ from starlette.routing import Route
 from gateway.db import transaction
 from gateway.errors import ApiError
 from gateway.ids import new_id
-from gateway.models import NumberKind, SenderNumber
+from gateway.models import MessagingService, NumberKind, SenderNumber
+from gateway.number_ownership import OwnershipUnknown, twilio_refusal
 from gateway.phones import Phone
 from gateway.state import app_state, current_account
 
@@ -46,31 +48,96 @@ def _public(number: SenderNumber) -> dict[str, object]:
     return NumberPublic.model_validate(number, from_attributes=True).model_dump(mode="json")
 
 
+# One answer for "another account has it" and "the Twilio account doesn't own it": a refusal
+# must not tell an account that a number or service is in use elsewhere on this gateway.
+NUMBER_UNAVAILABLE = ("number is not available to this account", "number")
+SERVICE_UNAVAILABLE = (
+    "messaging service is not available to this account",
+    "messaging_service_sid",
+)
+
+
+def _unavailable(what: tuple[str, str]) -> ApiError:
+    return ApiError(409, "unavailable", what[0], what[1])
+
+
+async def _check_with_twilio(request: Request, body: NumberCreate) -> None:
+    """Refuse a number (or service) the Twilio account we send with does not own. The built-in
+    sandbox of `gateway run` sells any number: it is provisioned once registered."""
+    state = app_state(request)
+    if state.get("sandbox") is not None:
+        return
+    try:
+        refusal = await twilio_refusal(state["settings"], body.number, body.messaging_service_sid)
+    except OwnershipUnknown:
+        raise ApiError(
+            503, "twilio_unavailable", "could not check the number with Twilio; retry shortly"
+        ) from None
+    if refusal == "number":
+        raise _unavailable(NUMBER_UNAVAILABLE)
+    if refusal == "messaging_service_sid":
+        raise _unavailable(SERVICE_UNAVAILABLE)
+
+
 @operation(
     "Register a sending number",
     tags=["numbers"],
     request=NumberCreate,
     response=NumberPublic,
     status=201,
-    errors={409: "the number is already registered"},
+    errors={
+        409: "the number is already registered to this account, or the number or messaging "
+        "service is not available to this account (not owned by the gateway's Twilio account, "
+        "or registered to another account)",
+        503: "Twilio could not be asked whether it owns the number",
+    },
 )
 async def create_number(request: Request) -> JSONResponse:
     body = await read_json(request, NumberCreate)
     account = current_account(request)
     state = app_state(request)
+    # Twilio first, whatever the database holds: the answer for another account's number comes
+    # after the same lookup as for an unowned one.
+    await _check_with_twilio(request, body)
     number = SenderNumber(id=new_id("num"), account_id=account.id, **body.model_dump())
     try:
         async with transaction(state["sessions"]) as session:
-            session.add(number)
+            await _claim(session, account.id, number)
     except IntegrityError:
-        raise ApiError(409, "conflict", "number is already registered", "number") from None
+        # A registration racing this one took the number or the service first.
+        raise _unavailable(NUMBER_UNAVAILABLE) from None
     sandbox = state.get("sandbox")
     if sandbox is not None:
         base_url = state["settings"].base_url
         sandbox.add_number(
-            number.number, sms_url=f"{base_url}/twilio/sms", voice_url=f"{base_url}/twilio/voice"
+            number.number,
+            sms_url=f"{base_url}/twilio/sms",
+            voice_url=f"{base_url}/twilio/voice",
+            messaging_service_sid=number.messaging_service_sid,
         )
     return JSONResponse(_public(number), status_code=201)
+
+
+async def _claim(session: AsyncSession, account_id: str, number: SenderNumber) -> None:
+    """Add the number and claim its service for the account, or refuse without a trace."""
+    holder = (
+        await session.exec(
+            select(SenderNumber.account_id).where(SenderNumber.number == number.number)
+        )
+    ).first()
+    if holder == account_id:
+        raise ApiError(409, "conflict", "number is already registered", "number")
+    if holder is not None:
+        raise _unavailable(NUMBER_UNAVAILABLE)
+    sid = number.messaging_service_sid
+    if sid is not None:
+        service = await session.get(MessagingService, sid)
+        if service is None:
+            session.add(MessagingService(sid=sid, account_id=account_id))
+        elif service.account_id != account_id:
+            raise _unavailable(SERVICE_UNAVAILABLE)
+    session.add(number)
+    await session.flush()
 
 
 @operation("List sending numbers", tags=["numbers"], response=NumberList)
@@ -101,7 +168,25 @@ async def delete_number(request: Request) -> Response:
         if number is None:
             raise ApiError(404, "not_found", "no such number")
         await session.delete(number)
+        await _release_service(session, account.id, number.messaging_service_sid)
     return Response(status_code=204)
+
+
+async def _release_service(session: AsyncSession, account_id: str, sid: str | None) -> None:
+    """The account's last number of a service is gone: the service is free for another."""
+    if sid is None:
+        return
+    await session.flush()
+    left = (
+        await session.exec(
+            select(SenderNumber.id).where(
+                SenderNumber.account_id == account_id, SenderNumber.messaging_service_sid == sid
+            )
+        )
+    ).first()
+    service = await session.get(MessagingService, sid)
+    if left is None and service is not None and service.account_id == account_id:
+        await session.delete(service)
 
 
 routes = [

@@ -37,6 +37,17 @@ class SenderNumber(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
 
 
+class MessagingService(SQLModel, table=True):
+    """A Twilio Messaging Service and the one account it belongs to: the primary key is what
+    keeps a service out of two accounts (its numbers are the account's SenderNumbers)."""
+
+    __tablename__ = "messaging_services"
+
+    sid: str = Field(primary_key=True, max_length=34)
+    account_id: str = Field(foreign_key="accounts.id", max_length=40, index=True)
+    created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
+
+
 class Direction(StrEnum):
     OUTBOUND = "outbound"
     INBOUND = "inbound"

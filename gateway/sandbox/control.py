@@ -68,6 +68,10 @@ class ControlApi:
         return endpoint
 
     async def add_number(self, request: Request, body: dict[str, Any]) -> Any:
+        for name in ("sms_url", "voice_url", "voice_status_callback"):
+            if not self._sb.callback_allowed(body.get(name)):
+                # 21205 as Twilio answers a bad Url; the sandbox calls only the gateway back.
+                raise TwilioError(21205, value=f"{name} must be under {self._sb.callback_base}")
         owned = self._sb.add_number(
             body["number"],
             sms_url=body.get("sms_url"),

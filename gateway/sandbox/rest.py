@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.sandbox import numbers
 from gateway.sandbox.record import RequestEntry
 from gateway.sandbox.wire import API_VERSION, Form, TwilioError, page
 
@@ -137,12 +138,46 @@ class RestApi:
                 "participants.delete",
                 lambda p, f: confs.kick(p["sid"], p["call"]),
             ),
+            (
+                "GET",
+                "IncomingPhoneNumbers.json",
+                "incoming_phone_numbers.list",
+                lambda p, f: list_of(
+                    "incoming_phone_numbers",
+                    numbers.list_numbers(sb, f),
+                    "IncomingPhoneNumbers.json",
+                    f,
+                ),
+            ),
+            (
+                "POST",
+                "IncomingPhoneNumbers.json",
+                "incoming_phone_numbers.create",
+                lambda p, f: (numbers.buy_number(sb, f), 201),
+            ),
+            (
+                "GET",
+                "IncomingPhoneNumbers/{sid}.json",
+                "incoming_phone_numbers.fetch",
+                lambda p, f: (numbers.fetch_number(sb, p["sid"]), 200),
+            ),
         ]
         by_path: dict[str, dict[str, tuple[str, Handler]]] = {}
         for method, path, kind, handler in handlers:
-            by_path.setdefault(path, {})[method] = (kind, handler)
+            by_path.setdefault(f"{ACCOUNT}/{path}", {})[method] = (kind, handler)
+        # Messaging v1 lives on messaging.twilio.com; the client rewrites that host here too.
+        service = f"{numbers.MESSAGING_V1}/{{sid}}"
+        by_path[service] = {
+            "GET": ("services.fetch", lambda p, f: (numbers.service_json(sb, p["sid"]), 200))
+        }
+        by_path[f"{service}/PhoneNumbers"] = {
+            "GET": (
+                "services.phone_numbers.list",
+                lambda p, f: (numbers.service_numbers_page(sb, p["sid"]), 200),
+            )
+        }
         return [
-            Route(f"{ACCOUNT}/{path}", self._endpoint(methods), methods=list(methods))
+            Route(path, self._endpoint(methods), methods=list(methods))
             for path, methods in by_path.items()
         ]
 
@@ -187,7 +222,8 @@ class RestApi:
         ok = (
             hmac.compare_digest(user, sb.account_sid)
             and hmac.compare_digest(password, sb.auth_token)
-            and request.path_params.get("account") == sb.account_sid
+            # Messaging v1 paths name no account: the credentials alone say whose it is.
+            and request.path_params.get("account", sb.account_sid) == sb.account_sid
         )
         if not ok:
             raise TwilioError(20003, status=401)

@@ -10,9 +10,9 @@ await sandbox.advance(5)   # or sandbox.start_realtime()
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 
@@ -28,7 +28,7 @@ from gateway.sandbox.record import Record
 from gateway.sandbox.rest import RestApi
 from gateway.sandbox.scheduler import Scheduler, VirtualClock
 from gateway.sandbox.twiml import Twiml
-from gateway.sandbox.webhooks import Webhooks
+from gateway.sandbox.webhooks import Webhooks, under_base
 
 
 @dataclass
@@ -42,6 +42,16 @@ class OwnedNumber:
     voice_method: str = "POST"
     voice_status_callback: str | None = None
     messaging_service_sid: str | None = None
+    sid: str = field(default_factory=lambda: "PN" + secrets.token_hex(16))
+
+
+@dataclass
+class MessagingService:
+    """A Messaging Service of the account and the numbers in its sender pool."""
+
+    sid: str
+    friendly_name: str = ""
+    numbers: list[str] = field(default_factory=list)
 
 
 class Sandbox:
@@ -59,22 +69,33 @@ class Sandbox:
         realtime: bool = False,
         speed: float = 1.0,
         callback_timeout: float = 15.0,
+        callback_base: str | Callable[[], str] | None = None,
     ) -> None:
         """`rate_limit`: REST requests per virtual second before 20429; `realtime`:
-        drive time from the wall clock once the app starts (standalone serving)."""
+        drive time from the wall clock once the app starts (standalone serving);
+        `callback_base`: the only URL prefix callbacks may go to (the gateway's own public
+        URL when it serves the sandbox, or a function that reads it), so nobody can point the
+        sandbox elsewhere."""
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
         self.check_line_type = check_line_type
         self.advanced_opt_out = advanced_opt_out
         self.rate_limit = rate_limit
+        self._callback_base = callback_base
         self.numbers: dict[str, OwnedNumber] = {}
+        self.services: dict[str, MessagingService] = {}
         self.clock = VirtualClock(start)
         self.scheduler = Scheduler(self.clock)
         self.record = Record()
         self.faults = Faults()
         self.phones = PhoneBook()
         self.webhooks = Webhooks(
-            self.auth_token, self.record, self.faults, self.scheduler, callback_timeout
+            self.auth_token,
+            self.record,
+            self.faults,
+            self.scheduler,
+            callback_timeout,
+            callback_base=lambda: self.callback_base,
         )
         self.messaging = Messaging(self)
         self.calls = Calls(self)
@@ -108,7 +129,9 @@ class Sandbox:
         voice_status_callback: str | None = None,
         messaging_service_sid: str | None = None,
     ) -> OwnedNumber:
-        """Give the account a number and set where its inbound SMS and calls go."""
+        """Give the account a number (bought, as in Twilio's console) and set where its inbound
+        SMS and calls go; with `messaging_service_sid`, the number joins that service's pool."""
+        before = self.numbers.get(number)
         owned = OwnedNumber(
             number,
             sms_url,
@@ -118,8 +141,31 @@ class Sandbox:
             voice_status_callback,
             messaging_service_sid,
         )
+        if before is not None:
+            owned.sid = before.sid  # the same number keeps its PN SID when reconfigured
         self.numbers[number] = owned
+        if messaging_service_sid is not None:
+            service = self.add_service(messaging_service_sid)
+            if number not in service.numbers:
+                service.numbers.append(number)
         return owned
+
+    def add_service(self, sid: str | None = None, friendly_name: str = "") -> MessagingService:
+        """Give the account a Messaging Service (or return the one it has with this SID)."""
+        sid = sid or "MG" + secrets.token_hex(16)
+        if sid not in self.services:
+            self.services[sid] = MessagingService(sid, friendly_name or sid)
+        return self.services[sid]
+
+    @property
+    def callback_base(self) -> str | None:
+        """The URL prefix every callback must start with; None: anywhere (tests' receivers)."""
+        base = self._callback_base
+        return base() if callable(base) else base
+
+    def callback_allowed(self, url: str | None) -> bool:
+        """May the sandbox call this URL back? Any URL without a `callback_base`."""
+        return not url or self.callback_base is None or under_base(url, self.callback_base)
 
     # -- acting as the phones -----------------------------------------------
 

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 import httpx
 from twilio.request_validator import RequestValidator
@@ -46,8 +46,11 @@ class Webhooks:
         faults: Faults,
         scheduler: Scheduler,
         timeout: float = 15.0,
+        *,
+        callback_base: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._validator = RequestValidator(auth_token)
+        self._callback_base = callback_base
         self._record = record
         self._faults = faults
         self._scheduler = scheduler
@@ -176,6 +179,13 @@ class Webhooks:
             kind, url, method, dict(params), signature, self._scheduler.clock.now(), fault=fault
         )
         self._record.add_callback(entry)
+        base = self._callback_base()
+        if base is not None and not under_base(url, base):
+            # Whatever set this URL (a status callback of a REST create, a TwiML action), the
+            # sandbox inside the gateway calls back only the gateway's own routes.
+            entry.error = f"refused: not under {base}"
+            _log.warning("sandbox %s callback to %s refused: not the gateway", kind, url)
+            return entry
         headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"}
         try:
             if method == "GET":
@@ -195,3 +205,24 @@ def _with_query(url: str, params: dict[str, str]) -> str:
     if not params:
         return url
     return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+
+
+def under_base(url: str, base: str) -> bool:
+    """Is `url` the base itself or a path below it (same scheme, host and port, no userinfo)?"""
+    try:
+        given, allowed = urlsplit(url), urlsplit(base)
+        same_port = given.port == allowed.port
+    except ValueError:  # a port that is not a number
+        return False
+    if (
+        given.scheme.lower() != allowed.scheme.lower()
+        or given.username is not None
+        or given.password is not None
+        or (given.hostname or "") != (allowed.hostname or "")
+        or not same_port
+    ):
+        return False
+    if any(part in (".", "..") for part in unquote(given.path).split("/")):
+        return False  # /base/../elsewhere climbs out of the base on the receiving server
+    prefix = allowed.path.rstrip("/")
+    return given.path == prefix or given.path.startswith(prefix + "/")

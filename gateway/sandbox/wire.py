@@ -42,6 +42,8 @@ MESSAGES = {
     21614: "'To' number is not a valid mobile number",
     21210: "The source phone number provided, {value}, is not yet verified for your account.",
     21220: "Call is not in-progress. Cannot redirect.",
+    21421: "PhoneNumber is invalid: {value}",
+    21422: "PhoneNumber is not available: {value}",
 }
 
 

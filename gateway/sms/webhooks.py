@@ -28,6 +28,7 @@ from gateway.models import (
     Message,
     MessageEvent,
     MessageStatus,
+    MessagingService,
     Purpose,
     SenderNumber,
 )
@@ -62,16 +63,32 @@ def _int(params: dict[str, Any], name: str) -> int | None:
 async def _sender(
     session: AsyncSession, params: dict[str, Any], to: str
 ) -> tuple[SenderNumber, Account] | None:
-    """The number the text came in on and its account, in one query (this runs per text)."""
-    query = select(SenderNumber, Account).join(
-        Account, col(Account.id) == col(SenderNumber.account_id)
-    )
-    found = (await session.exec(query.where(SenderNumber.number == to))).first()
+    """The number the text came in on and its account, in one query (this runs per text).
+
+    Routing never guesses: only a registered `To` routes (never the service SID alone, which
+    once sent a lead's STOP to another account), and a `MessagingServiceSid` that another
+    account registered contradicts it, so the text goes nowhere."""
     service = _text(params, "MessagingServiceSid")
-    if found is None and service:
-        by_service = query.where(SenderNumber.messaging_service_sid == service)
-        found = (await session.exec(by_service)).first()
-    return found
+    query = (
+        select(SenderNumber, Account, MessagingService.account_id)
+        .join(Account, col(Account.id) == col(SenderNumber.account_id))
+        .outerjoin(MessagingService, col(MessagingService.sid) == service)
+        .where(SenderNumber.number == to)
+    )
+    found = (await session.exec(query)).first()
+    if found is None:
+        return None
+    number, account, service_owner = found
+    if service_owner is not None and service_owner != account.id:
+        log.warning(
+            "inbound sms to %s (account %s) names messaging service %s of account %s: not routed",
+            to,
+            account.id,
+            service,
+            service_owner,
+        )
+        return None
+    return number, account
 
 
 async def inbound_sms(request: Request) -> Response:

@@ -80,6 +80,12 @@ async def test_gateway_requests_match_twilios_schema(client: tuple[Client, Sandb
     assert msg.sid.startswith("SM")
     await _accepted(twilio, "messages.fetch", twilio.messages(msg.sid).fetch_async())
     await _accepted(twilio, "messages.list", twilio.messages.list_async(to=LEAD, limit=20))
+    # Registering a number asks whether the account owns it (gateway/number_ownership.py).
+    await _accepted(
+        twilio,
+        "incoming_phone_numbers.list",
+        twilio.incoming_phone_numbers.list_async(phone_number=FROM, limit=20),
+    )
 
     call = await _accepted(
         twilio,

@@ -81,9 +81,10 @@ async def stack(
                     account, key = await accounts.create_account(session, "Acme Lending")
                 headers = {"Authorization": f"Bearer {key.secret}"}
                 async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as api:
+                    # The Twilio account owns the number before the account registers it.
+                    sandbox.add_number(OUR_NUMBER, sms_url=f"{url}/twilio/sms")
                     created = await api.post("/v1/numbers", json={"number": OUR_NUMBER})
                     assert created.status_code == 201, created.text
-                    sandbox.add_number(OUR_NUMBER, sms_url=f"{url}/twilio/sms")
                     redis = await create_pool(redis_settings(settings.redis_url or ""))
                     try:
                         yield Stack(
