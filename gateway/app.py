@@ -33,6 +33,7 @@ from gateway.api import (
     webhooks,
 )
 from gateway.auth import ApiKeyMiddleware
+from gateway.body_limit import BodyLimitMiddleware
 from gateway.db import SessionFactory, create_engine, session_factory
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import healthz
@@ -156,7 +157,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
 
     return Starlette(
         routes=_routes(sandbox),
-        middleware=[Middleware(ApiKeyMiddleware)],
+        middleware=[Middleware(BodyLimitMiddleware), Middleware(ApiKeyMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

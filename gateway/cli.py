@@ -15,7 +15,7 @@ import uvicorn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance import quiet_hours
-from gateway import accounts, demo, migrate, optouts
+from gateway import accounts, demo, logs, migrate, optouts
 from gateway.app import create_app
 from gateway.clock import now
 from gateway.db import create_engine, session_factory, transaction
@@ -32,15 +32,7 @@ T = TypeVar("T")
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # The twilio library logs every request's headers and body at INFO (a dozen lines a text);
-    # the gateway logs what it sent itself. LOG_LEVEL=DEBUG shows them again.
-    if settings.log_level != "DEBUG":
-        logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+    logs.configure(settings.log_level)  # quiets the libraries that log URLs, tokens and headers
 
 
 async def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
+from gateway.twilio_params import optional_count
 from voice.states import CALL_STATUSES, CallStatus
 
 AnsweredBy = Literal[
@@ -58,16 +59,9 @@ def _required(params: Mapping[str, str], name: str) -> str:
 
 
 def _optional_int(params: Mapping[str, str], name: str) -> int | None:
-    raw = params.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must not be negative")
-    return value
+    # ASCII digits only, in an INTEGER column's range (InvalidParameter is a ValueError that
+    # names the field): int() alone takes "٣" and "1_0" and overflows the column.
+    return optional_count(params, name)
 
 
 # -- Twilio callbacks ----------------------------------------------------------

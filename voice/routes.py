@@ -73,7 +73,7 @@ def _parse(build: Callable[[], Event]) -> Event:
     try:
         return build()
     except ValueError as exc:
-        raise ApiError(400, "bad_request", str(exc)) from None
+        raise ApiError(400, "bad_request", str(exc), getattr(exc, "field", None)) from None
 
 
 async def _apply(

@@ -20,6 +20,7 @@ from gateway.clock import now
 from gateway.db import transaction
 from gateway.engine.jobs import enqueue_reply
 from gateway.engine.starting import on_opt_out
+from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.models import (
     Account,
@@ -39,11 +40,17 @@ from gateway.sms.outbox import enqueue_send, queue_message
 from gateway.sms.sender import apply_error_policy
 from gateway.sms.status import FROM_TWILIO, advance
 from gateway.state import app_state
+from gateway.twilio_params import InvalidParameter, optional_count
 from gateway.twilio_signature import required, verified_params
 
 log = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+# Generous bounds on Twilio's numbers (10 media, 10 segments for 1,600 characters, 5-digit
+# error codes): a value past them is not from Twilio.
+MAX_NUM_MEDIA = 100
+MAX_NUM_SEGMENTS = 1000
+MAX_ERROR_CODE = 999_999
 
 
 def _twiml() -> Response:
@@ -55,9 +62,12 @@ def _text(params: dict[str, Any], name: str) -> str:
     return value if isinstance(value, str) else " ".join(value)
 
 
-def _int(params: dict[str, Any], name: str) -> int | None:
-    text = _text(params, name)
-    return int(text) if text.isdigit() and len(text) < 10 else None
+def _int(params: dict[str, Any], name: str, maximum: int) -> int | None:
+    """A whole-number parameter (ASCII digits within range); 400 naming the field otherwise."""
+    try:
+        return optional_count(params, name, maximum=maximum)
+    except InvalidParameter as exc:
+        raise ApiError(400, "bad_request", str(exc), exc.field) from None
 
 
 async def _sender(
@@ -95,7 +105,9 @@ async def inbound_sms(request: Request) -> Response:
     params = await verified_params(request)
     sid, from_raw, to = required(params, "MessageSid", "From", "To")
     body = _text(params, "Body")
-    media = [_text(params, f"MediaUrl{i}") for i in range(min(_int(params, "NumMedia") or 0, 10))]
+    num_media = _int(params, "NumMedia", MAX_NUM_MEDIA)
+    num_segments = _int(params, "NumSegments", MAX_NUM_SEGMENTS)
+    media = [_text(params, f"MediaUrl{i}") for i in range(min(num_media or 0, 10))]
     state = app_state(request)
     reply: Message | None = None
     async with transaction(state["sessions"]) as session:
@@ -129,7 +141,7 @@ async def inbound_sms(request: Request) -> Response:
             reason="inbound",
             status=MessageStatus.RECEIVED,
             twilio_sid=sid,
-            num_segments=_int(params, "NumSegments"),
+            num_segments=num_segments,
         )
         session.add(message)
         session.add(MessageEvent(message_id=message.id, status=MessageStatus.RECEIVED))
@@ -170,7 +182,7 @@ async def sms_status(request: Request) -> Response:
     params = await verified_params(request)
     sid, status_text = required(params, "MessageSid", "MessageStatus")
     status = FROM_TWILIO.get(status_text.lower())
-    error_code = _int(params, "ErrorCode")
+    error_code = _int(params, "ErrorCode", MAX_ERROR_CODE)
     message_id = request.query_params.get("message_id")
     state = app_state(request)
     resend: Message | None = None
