@@ -363,9 +363,9 @@ async def test_webhook(request: Request) -> JSONResponse:
                 )
         allow_private = await allows_private(session, account_id)
     payload = sample_payload(account_id, label, kind_of(known, label), info_keys)
-    async with sending.new_client() as client:
+    async with sending.new_client() as clients:
         outcome = await sending.post(
-            client,
+            clients,
             found.url,
             payload,
             signing_secrets=signing.valid_secrets(found, now()),

@@ -1,8 +1,10 @@
 """The `webhooks.deliver` job: one attempt of one delivery, and what its outcome means.
 
 2xx: delivered. 410: the endpoint is gone; the subscription is disabled and what it was owed
-is cancelled. Anything else (other statuses, timeouts, refused addresses): retried on
-`policy.RETRY_SCHEDULE` with jitter, Retry-After as a floor, then dead-lettered.
+is cancelled. A URL that can never work (refused by its text, e.g. a stored URL with a line
+break): dead-lettered at once, with the reason. Anything else (other statuses, timeouts, refused
+addresses): retried on `policy.RETRY_SCHEDULE` with jitter, Retry-After as a floor, then
+dead-lettered.
 
 Idempotent under arq's re-runs: a delivery that is no longer pending is left alone; a crash
 after the POST and before the record sends the same event id again (at-least-once; receivers
@@ -16,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from arq import Retry
 from arq.connections import ArqRedis
 from sqlalchemy import update
@@ -32,13 +33,13 @@ from gateway.webhooks.sweep import due_deliveries, subscription_of_delivery
 
 log = logging.getLogger(__name__)
 
-HTTP_CLIENT = "webhooks_http"  # the worker context key of the shared httpx client
+HTTP_CLIENT = "webhooks_http"  # the worker context key of the shared `sending.Clients`
 # Clock skew between the worker that scheduled a retry and the one running it.
 DUE_TOLERANCE = timedelta(seconds=1)
 
 
 async def start(ctx: dict[str, Any]) -> None:
-    """Worker startup: one HTTP client per worker; kick deliveries committed in this loop."""
+    """Worker startup: one set of HTTP clients per worker; kick deliveries committed here."""
     ctx[HTTP_CLIENT] = sending.new_client()
     outbox.register(ctx["redis"])
 
@@ -90,9 +91,9 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
             sessions, subscription, moment
         ):
             return "breaker open"
-        client: httpx.AsyncClient = ctx[HTTP_CLIENT]
+        clients: sending.Clients = ctx[HTTP_CLIENT]
         outcome = await sending.post(
-            client,
+            clients,
             subscription.url,
             delivery.payload,
             signing_secrets=signing.valid_secrets(subscription, now()),
@@ -271,9 +272,12 @@ async def _record(
             await _disable(session, locked, moment)
             return Recorded(DeliveryStatus.CANCELLED)
         await _failed(session, locked, moment, outcome.retry_after)
-        delay = policy.retry_delay(attempts, outcome.retry_after)
+        delay = None if outcome.permanent else policy.retry_delay(attempts, outcome.retry_after)
         if delay is None:
-            why = f"{sending.describe(outcome)}; retries exhausted"[:500]
+            end = (
+                "not retried: the URL can never work" if outcome.permanent else "retries exhausted"
+            )
+            why = f"{sending.describe(outcome)}; {end}"[:500]
             await _settle(session, delivery.id, DeliveryStatus.DEAD, moment, why)
             return Recorded(DeliveryStatus.DEAD, following=await _following(session, delivery))
         await session.exec(
