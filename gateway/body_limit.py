@@ -16,7 +16,7 @@ from gateway.errors import error_response
 from gateway.settings import SANDBOX_PATH
 
 # Twilio's webhooks are a few KB of form fields; the API's JSON and playbook documents stay
-# under 1 MB (the same figure gateway.api.requests.MAX_BODY checks); the sandbox takes Twilio
+# under 1 MB (gateway.api.requests checks the same figure); the sandbox takes Twilio
 # REST parameters (a text is at most 1,600 characters) and small control documents.
 TWILIO_LIMIT = 64 * 1024
 API_LIMIT = 1_000_000

@@ -8,11 +8,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from gateway.body_limit import API_LIMIT
 from gateway.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_BODY = 1_000_000
+# The body-limit middleware refuses larger bodies before they are read; this is its figure.
+MAX_BODY = API_LIMIT
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
