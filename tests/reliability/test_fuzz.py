@@ -20,7 +20,7 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -168,7 +168,12 @@ PLAUSIBLE = [
     "21610", "30003", "30007", "-1", "0", "99999999999999999999999", "1e9", "NaN",
     "SM" + "0" * 32, "CA" + "f" * 32, "CF" + "1" * 32, "\x00", "a\x00b", "%00", "\u2028",
     "Tue, 18 Nov 2026 20:00:00 +0000", "not a date",
+    # Digits int() reads but Twilio never sends: superscript, Arabic-Indic, full-width.
+    "\u00b2", "\u0663", "\uff11\uff12", "1_000", " 7", "+7",
 ]  # fmt: skip
+
+
+SUPERSCRIPT_TWO = ("NumSegments", "\u00b2")  # int() read it and raised: a 500
 
 
 def _values(call_sids: list[str]) -> st.SearchStrategy[str]:
@@ -272,6 +277,21 @@ async def test_signed_random_twilio_webhooks_never_500(stack: Stack) -> None:
 
             @fuzz_settings(TWILIO_EXAMPLES)
             @given(path=st.sampled_from(paths), form=_forms(call_sids))
+            @example(path="/twilio/sms", form=[*_bases(call_sids)[0].items(), SUPERSCRIPT_TWO])
+            @example(
+                path="/twilio/sms/status",
+                form=[
+                    *{
+                        **_bases(call_sids)[1],
+                        "MessageStatus": "failed",
+                        "ErrorCode": "\u00b2",
+                    }.items()
+                ],
+            )
+            @example(
+                path=f"{CONFERENCE_PATH}?pl={party_line_id}",
+                form=[*_bases(call_sids)[3].items(), ("SequenceNumber", "\u0663")],
+            )
             def post(path: str, form: list[tuple[str, str]]) -> None:
                 before = fingerprint()
                 signature = _sign(token, stack.url + path, form)
