@@ -16,6 +16,7 @@ from gateway.db import transaction
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.models import MessagingService, NumberKind, SenderNumber
+from gateway.models.messaging import SenderStatus
 from gateway.number_ownership import OwnershipUnknown, twilio_refusal
 from gateway.phones import Phone
 from gateway.state import app_state, current_account
@@ -37,6 +38,11 @@ class NumberPublic(BaseModel):
     number: str
     kind: NumberKind
     messaging_service_sid: str | None
+    status: SenderStatus = Field(
+        description="`unavailable`: Twilio refused it as a sender (see `status_code`); texts "
+        "for it are held and tried again until it works"
+    )
+    status_code: int | None
     created_at: datetime
 
 

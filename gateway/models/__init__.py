@@ -21,6 +21,7 @@ from gateway.models.messaging import (
     NumberKind,
     Purpose,
     SenderNumber,
+    SenderStatus,
     WebhookClaim,
 )
 from gateway.models.plays import (
@@ -81,6 +82,7 @@ __all__ = [
     "Rep",
     "RepReservation",
     "SenderNumber",
+    "SenderStatus",
     "SourceRule",
     "WebhookClaim",
     "WebhookDelivery",

@@ -18,7 +18,7 @@ class PhoneStatus(StrEnum):
 
     OK = "ok"
     LANDLINE = "landline"  # 21614 / 30006: texts can't reach it
-    INVALID = "invalid"  # 21211 / 21612 / 21606 / 30005: the number can't be texted at all
+    INVALID = "invalid"  # 21211 / 30005: the number can't be texted at all
 
 
 class Lead(SQLModel, table=True):

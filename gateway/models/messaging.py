@@ -21,6 +21,15 @@ class NumberKind(StrEnum):
     SHORT_CODE = "short_code"
 
 
+class SenderStatus(StrEnum):
+    """Whether Twilio accepts a sender number as `From` (see gateway/sms/sender_status.py)."""
+
+    OK = "ok"
+    # Twilio refused it as a sender (21606 not SMS-capable / not this account's, 30032
+    # unverified toll-free, 30034 unregistered 10DLC): the account must fix its set-up.
+    UNAVAILABLE = "unavailable"
+
+
 class SenderNumber(SQLModel, table=True):
     """A Twilio number (or messaging service) an account sends from and receives on."""
 
@@ -34,6 +43,13 @@ class SenderNumber(SQLModel, table=True):
         default=NumberKind.LONG_CODE, sa_column=Column(String(12), nullable=False)
     )
     messaging_service_sid: str | None = Field(default=None, max_length=34)
+    status: SenderStatus = Field(
+        default=SenderStatus.OK,
+        sa_column=Column(String(12), nullable=False, server_default=SenderStatus.OK.value),
+    )
+    status_code: int | None = Field(default=None, description="the Twilio error that flagged it")
+    # When it was last flagged: texts held for it are tried again a while after this.
+    status_changed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
 
 

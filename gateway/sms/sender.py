@@ -42,9 +42,10 @@ from gateway.models import (
     PhoneStatus,
     Purpose,
     SenderNumber,
+    SenderStatus,
 )
 from gateway.settings import Settings
-from gateway.sms import errors
+from gateway.sms import errors, sender_status
 from gateway.sms import notice as sms_notice
 from gateway.sms.outbox import enqueue_send
 from gateway.sms.ratelimit import SenderRateLimiter, rate_for
@@ -173,8 +174,24 @@ async def _prepare(sc: SendContext, message_id: str) -> Message | str:
                     session, message, MessageStatus.FAILED, "account has no sender number"
                 )
                 return "no sender"
-            wait = await _rate_slot(sc, message, sender)
-            if wait > 0:
+            held_until = sender_status.wait_until(sender, message, moment)
+            wait = 0.0 if held_until is not None else await _rate_slot(sc, message, sender)
+            if held_until is not None:
+                # Twilio refused this sender lately and the account has no other: wait for the
+                # number's next try rather than ask again (gateway/sms/sender_status.py).
+                message.send_after = held_until
+                message.gate_reason = sender_status.SENDER_UNAVAILABLE
+                message.updated_at = moment
+                session.add(message)
+                session.add(
+                    MessageEvent(
+                        message_id=message.id,
+                        status="deferred",
+                        detail=f"sender {sender.number} unavailable ({sender.status_code})",
+                    )
+                )
+                deferred_until = held_until
+            elif wait > 0:
                 message.send_after = now() + timedelta(seconds=wait)
                 message.gate_reason, message.updated_at = RATE_SLOT, moment
                 session.add(message)
@@ -186,7 +203,16 @@ async def _prepare(sc: SendContext, message_id: str) -> Message | str:
                     await _finish(session, message, MessageStatus.FAILED, notice.failure)
                     return "too long"
                 return await _claim(
-                    session, message, sender, decision.validity_period, moment, notice=notice.values
+                    session,
+                    message,
+                    sender,
+                    decision.validity_period,
+                    moment,
+                    notice=notice.values,
+                    # A try on a flagged number keeps its reason, so its success clears the flag.
+                    gate_reason=None
+                    if sender.status == SenderStatus.OK
+                    else sender_status.SENDER_UNAVAILABLE,
                 )
     await enqueue_send(sc.redis, message_id, deferred_until)
     return f"deferred until {deferred_until.isoformat()}"
@@ -210,6 +236,7 @@ async def _claim(
     moment: datetime,
     *,
     notice: dict[str, Any],
+    gate_reason: str | None = None,
 ) -> Message | str:
     """queued -> sending, by compare-and-set: of two runs, one wins (with its notice columns)."""
     claimed = await session.exec(
@@ -221,7 +248,7 @@ async def _claim(
             attempts=Message.attempts + 1,
             attempt_started_at=moment,
             validity_period=validity_period,
-            gate_reason=None,
+            gate_reason=gate_reason,
             updated_at=moment,
             **notice,
         )
@@ -267,6 +294,13 @@ async def _deliver(sc: SendContext, message: Message) -> str:
             )
         await _confirm_ledger(session, message, result.sid)
         await on_message_accepted(session, message)
+        released = (
+            await sender_status.recovered(session, message)
+            if message.gate_reason == sender_status.SENDER_UNAVAILABLE
+            else []
+        )
+    for held_id in released:
+        await enqueue_send(sc.redis, held_id)
     log.info("sms sent message=%s sid=%s account=%s", message.id, result.sid, message.account_id)
     return "sent"
 
@@ -287,19 +321,28 @@ async def _failed(
             async with transaction(sc.sessions) as session:
                 await _requeue(session, message.id, f"Twilio {code}: {policy.note}", code)
             raise Retry(defer=delay)
+    if policy.action == errors.Action.SENDER:
+        async with transaction(sc.sessions) as session:
+            retry_at = await sender_status.hold(session, message, code, text, policy.note)
+        if retry_at is not None:
+            await enqueue_send(sc.redis, message.id, retry_at)
+            return f"held: sender {message.from_number} refused ({code})"
     async with transaction(sc.sessions) as session:
         await advance(
             session, message.id, MessageStatus.FAILED, error_code=code, error_message=text
         )
-        await apply_error_policy(session, message, policy)
+        await apply_error_policy(session, message, policy, code)
     return f"failed: {code}"
 
 
 async def apply_error_policy(
-    session: AsyncSession, message: Message, policy: errors.ErrorPolicy
+    session: AsyncSession, message: Message, policy: errors.ErrorPolicy, code: int | None
 ) -> None:
     """What a failed message teaches us about the lead (opt-out, landline, invalid number),
-    and what its play does about it."""
+    and what its play does about it.
+
+    `code` is the error just recorded: the in-memory `message` may predate it.
+    """
     if policy.action != errors.Action.OPT_OUT:
         await on_message_failed(session, message)
     else:
@@ -312,7 +355,7 @@ async def apply_error_policy(
                 event=LedgerEvent.OPT_OUT,
                 channel=Channel.SMS,
                 source=LedgerSource.CARRIER_21610
-                if message.error_code in (None, 21610)
+                if code in (None, 21610)
                 else LedgerSource.CARRIER,
                 message_sid=message.twilio_sid,
                 inbound_number=message.from_number,
@@ -325,7 +368,7 @@ async def apply_error_policy(
             .where(col(Lead.id) == message.lead_id)
             .values(
                 phone_status=policy.phone_status,
-                phone_status_code=message.error_code,
+                phone_status_code=code,
                 updated_at=now(),
             )
         )
@@ -334,6 +377,14 @@ async def apply_error_policy(
             "carrier filtering (30007) account=%s message=%s: review content and registration",
             message.account_id,
             message.id,
+        )
+    elif policy.action == errors.Action.ACCOUNT:
+        log.error(
+            "Twilio account set-up account=%s message=%s code=%s: %s",
+            message.account_id,
+            message.id,
+            code,
+            policy.note,
         )
 
 
@@ -451,6 +502,8 @@ async def _choose_sender(session: AsyncSession, message: Message) -> SenderNumbe
     )
     if not numbers:
         return None
+    # A number Twilio refused lately is passed over while another works (sender_status.py).
+    numbers = [n for n in numbers if n.status == SenderStatus.OK] or numbers
     by_number = {n.number: n for n in numbers}
     last = (
         await session.exec(

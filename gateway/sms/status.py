@@ -1,4 +1,7 @@
-"""Message statuses only move forward: a late `sent` never overwrites `delivered`."""
+"""Message statuses only move forward: a late `sent` never overwrites `delivered`, and nothing
+moves a message out of a final status (a late `undelivered` or `failed` after `delivered`, a
+`canceled` after anything sent). The one step after a final status is `delivered` -> `read`,
+Twilio's own order for channels that report reads (queued -> sent -> delivered -> read)."""
 
 from __future__ import annotations
 
@@ -48,7 +51,13 @@ FROM_TWILIO: dict[str, MessageStatus] = {
 
 
 def lower_statuses(status: MessageStatus) -> list[str]:
-    return [str(s) for s, rank in RANK.items() if rank < RANK[status]]
+    """The statuses a message may move to `status` from: lower in rank and not final."""
+    return [
+        str(s)
+        for s, rank in RANK.items()
+        if rank < RANK[status]
+        and (s not in FINAL or (s == MessageStatus.DELIVERED and status == MessageStatus.READ))
+    ]
 
 
 async def advance(
@@ -63,7 +72,8 @@ async def advance(
 ) -> bool:
     """Move a message to `status` if that is forward (compare-and-set); True when it moved.
 
-    The history row is written either way, so a late or duplicate callback still shows up.
+    The history row is written either way, so a late or duplicate callback still shows up; a
+    message that did not move keeps its error code, and the caller must not act on the status.
     """
     values: dict[str, object] = {"status": status, "updated_at": now()}
     if error_code is not None:
