@@ -1,0 +1,355 @@
+"""Abuse replay: the stalls, the sandbox-in-production holes and the 500s of issue 13, sent to a
+real `gateway run` (web app and worker in one event loop, the embedded defaults) while a prober
+asks `/healthz` every 20 ms.
+
+    .venv/bin/python -m bench.abuse [--database-url postgresql://...] [--repeat 3]
+
+For each attack it prints one line: the statuses it got (all must be 4xx), the slowest
+`/healthz` answer while it ran, and the CPU the gateway process spent on it. The first line is
+the baseline: the same prober with no attack, in the same run. A line ends in `ok` when every
+status is a 4xx and `/healthz` stayed under 100 ms; the script exits 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from bench import support
+from gateway.settings import SANDBOX_PATH
+
+HEALTHZ_LIMIT_MS = 100.0
+PROBE_EVERY = 0.02
+SETTLE = 1.0  # seconds of probing after an attack's last answer: work it left behind shows too
+REDOS = "ReDoS pattern"
+PUBLISHED_SANDBOX_AUTH = ("AC" + "5a" * 16, "sandbox-auth-token")  # the old fixed credentials
+
+
+@dataclass
+class Outcome:
+    name: str
+    statuses: list[int | str]
+    healthz_max_ms: float
+    cpu_ms: float
+    expect_4xx: bool = True
+
+    @property
+    def ok(self) -> bool:
+        codes_ok = not self.expect_4xx or all(
+            isinstance(s, int) and 400 <= s < 500 for s in self.statuses
+        )
+        return codes_ok and self.healthz_max_ms < HEALTHZ_LIMIT_MS
+
+
+@dataclass
+class Prober:
+    """GET /healthz on its own connection every PROBE_EVERY seconds; keeps the slowest answer."""
+
+    url: str
+    latencies: list[float] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            while not stop.is_set():
+                started = time.perf_counter()
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.get(self.url + "/healthz")
+                self.latencies.append(time.perf_counter() - started)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), PROBE_EVERY)
+
+
+Attack = Callable[[], Awaitable[list[int | str]]]
+
+
+async def measure(
+    name: str, attack: Attack, run: support.Target, pid: int, *, expect_4xx: bool = True
+) -> Outcome:
+    prober = Prober(run.base_url)
+    stop = asyncio.Event()
+    probing = asyncio.create_task(prober.run(stop))
+    await asyncio.sleep(0.1)  # the prober is connected and answering before the attack
+    cpu_before = support.cpu_seconds(pid)
+    statuses = await attack()
+    await asyncio.sleep(SETTLE)
+    cpu = support.cpu_seconds(pid) - cpu_before
+    stop.set()
+    await probing
+    worst = max(prober.latencies) * 1000 if prober.latencies else float("inf")
+    return Outcome(name, statuses, worst, cpu * 1000, expect_4xx)
+
+
+# -- raw HTTP, for bodies no client library would send whole --------------------------------
+
+
+async def raw_post(
+    port: int, path: str, headers: dict[str, str], chunks: int, chunk: bytes, *, chunked: bool
+) -> int | str:
+    """POST `chunks` x `chunk` bytes, stopping as soon as the server answers; its status."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    head.append(
+        "Transfer-Encoding: chunked" if chunked else f"Content-Length: {chunks * len(chunk)}"
+    )
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    answer = asyncio.create_task(reader.readline())
+    try:
+        for _ in range(chunks):
+            if answer.done():
+                break
+            writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk)
+            await writer.drain()
+        else:
+            if chunked:
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+    except (ConnectionError, OSError):
+        pass  # the server closed its end after answering: what it answered is in `answer`
+    try:
+        status_line = await asyncio.wait_for(answer, 30)
+    except (TimeoutError, ConnectionError):
+        return "no answer"
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    parts = status_line.split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else "closed"
+
+
+# -- the attacks ------------------------------------------------------------------------------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def _redos_playbook() -> str:
+    return """\
+name: ReDoS
+activities:
+  outcomes: [qualified]
+steps:
+  - id: hi
+    kind: ask
+    text: "Reply with a's"
+    choices:
+      - patterns: ["^(a|a)*$"]
+        outcome: qualified
+"""
+
+
+async def attacks(
+    run: support.Target, tenant: support.Tenant, api: httpx.AsyncClient, port: int
+) -> list[tuple[str, Attack]]:
+    token = run.sandbox_auth[1]
+    validator = RequestValidator(token)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def signed(path: str, params: dict[str, str]) -> tuple[str, dict[str, str]]:
+        signature = validator.compute_signature(run.base_url + path, params)
+        return urlencode(params), {**form, "X-Twilio-Signature": signature}
+
+    async def post_signed(path: str, params: dict[str, str]) -> list[int | str]:
+        body, headers = signed(path, params)
+        return [(await api.post(path, content=body, headers=headers)).status_code]
+
+    async def many_fields() -> list[int | str]:
+        body = "&".join(f"f{i}=" for i in range(8000))
+        headers = {**form, "X-Twilio-Signature": "junk"}
+        return [(await api.post("/twilio/sms", content=body, headers=headers)).status_code]
+
+    async def huge_body_with_length() -> list[int | str]:
+        headers = {**form, "X-Twilio-Signature": "junk"}
+        return [await raw_post(port, "/twilio/sms", headers, 256, b"a" * 2**20, chunked=False)]
+
+    async def huge_body_chunked() -> list[int | str]:
+        headers = {**form, "X-Twilio-Signature": "junk"}
+        return [await raw_post(port, "/twilio/sms", headers, 256, b"a" * 2**20, chunked=True)]
+
+    async def huge_playbook() -> list[int | str]:
+        keys = "\n".join(f"  k{i}: v" for i in range(80_000))
+        document = f"name: Big\nsettings:\n{keys}\nsteps: []\n"
+        headers = {"Content-Type": "application/yaml"}
+        answer = await api.put("/v1/playbooks/big", content=document, headers=headers)
+        return [answer.status_code]
+
+    async def redos() -> list[int | str]:
+        headers = {"Content-Type": "application/yaml"}
+        published = await api.put("/v1/playbooks/redos", content=_redos_playbook(), headers=headers)
+        statuses: list[int | str] = [published.status_code]
+        if published.status_code >= 300:
+            return statuses  # refused at publish: nothing for a lead to trigger
+        phone = support.lead_phones(1, start=500)[0]
+        started = await api.post(
+            "/v1/plays", json={"playbook_id": "redos", "lead": {"phone": phone}}
+        )
+        await asyncio.sleep(2)  # the first text leaves; the play waits for the reply
+        async with httpx.AsyncClient(base_url=run.base_url, auth=run.sandbox_auth) as sandbox:
+            sms = await sandbox.post(
+                f"{SANDBOX_PATH}/_sandbox/sms",
+                json={"from": phone, "to": tenant.number, "body": "a" * 40 + "!"},
+            )
+        await asyncio.sleep(2)  # the reply job runs in this process's loop meanwhile
+        # Publishing may be allowed (re2 runs the pattern in linear time): then what counts is
+        # that the lead's text stalls nothing, so this attack's statuses are not held to 4xx.
+        return [started.status_code, sms.status_code]
+
+    async def sandbox_published_credentials() -> list[int | str]:
+        async with httpx.AsyncClient(base_url=run.base_url, auth=PUBLISHED_SANDBOX_AUTH) as c:
+            sid = PUBLISHED_SANDBOX_AUTH[0]
+            answer = await c.get(f"{SANDBOX_PATH}/2010-04-01/Accounts/{sid}/Messages.json")
+        return [answer.status_code]
+
+    async def sandbox_callback_elsewhere() -> list[int | str]:
+        async with httpx.AsyncClient(base_url=run.base_url, auth=run.sandbox_auth) as sandbox:
+            answer = await sandbox.post(
+                f"{SANDBOX_PATH}/_sandbox/numbers",
+                json={"number": "+18085550177", "sms_url": "http://127.0.0.1:1/steal"},
+            )
+        return [answer.status_code]
+
+    async def unicode_digits() -> list[int | str]:
+        statuses: list[int | str] = []
+        for name in ("NumSegments", "NumMedia", "ErrorCode"):
+            params = {
+                "MessageSid": "SM" + "7" * 32,
+                "AccountSid": run.sandbox_auth[0],
+                "From": support.lead_phones(1, start=600)[0],
+                "To": tenant.number,
+                "Body": "hi",
+                "MessageStatus": "undelivered",
+                name: "\u00b2",
+            }
+            path = "/twilio/sms/status" if name == "ErrorCode" else "/twilio/sms"
+            statuses += await post_signed(path, params)
+        return statuses
+
+    async def datetime_edges() -> list[int | str]:
+        statuses: list[int | str] = []
+        for edge in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+            q = quote(edge)
+            statuses.append((await api.get(f"/v1/plays?since={q}")).status_code)
+            statuses.append((await api.get(f"/v1/opt-outs?since={q}&until={q}")).status_code)
+            statuses.append((await api.get(f"/v1/opt-outs/export?until={q}")).status_code)
+            body = {"phone": support.lead_phones(1, start=700)[0], "received_at": edge}
+            statuses.append((await api.post("/v1/opt-outs", json=body)).status_code)
+            lead = {"phone": support.lead_phones(1, start=701)[0], "consent": {"captured_at": edge}}
+            statuses.append((await api.post("/v1/leads", json=lead)).status_code)
+        return statuses
+
+    async def deep_additional_info() -> list[int | str]:
+        lead = {"phone": support.lead_phones(1, start=800)[0], "additional_info": _nested(900)}
+        created = await api.post("/v1/leads", json=lead)
+        listed = await api.get("/v1/leads")
+        # The lead is refused, and the account's leads can still be listed (a 500 shows here).
+        return [created.status_code] + ([] if listed.status_code == 200 else [listed.status_code])
+
+    async def yaml_tags() -> list[int | str]:
+        headers = {"Content-Type": "application/yaml"}
+        statuses: list[int | str] = []
+        for tag in ("!!binary aGVsbG8=", "!!set {a, b}"):
+            document = f"name: Tags\nsettings:\n  x: {tag}\nsteps: []\n"
+            answer = await api.put("/v1/playbooks/tags", content=document, headers=headers)
+            statuses.append(answer.status_code)
+        return statuses
+
+    async def crlf_webhook() -> list[int | str]:
+        body = {"url": "http://8.8.8.8/x\r\nX-Injected: 1"}
+        return [(await api.post("/v1/webhooks", json=body)).status_code]
+
+    return [
+        ("1. 8,000 form fields, junk signature", many_fields),
+        ("1. 256 MB body, Content-Length", huge_body_with_length),
+        ("1. 256 MB body, chunked", huge_body_chunked),
+        ("1. playbook with 80,000 settings keys", huge_playbook),
+        (f"1. {REDOS}; lead texts 40 a's and !", redos),
+        ("3. sandbox with published credentials", sandbox_published_credentials),
+        ("3. sandbox callback to another address", sandbox_callback_elsewhere),
+        ("4. Unicode digits in Twilio integers", unicode_digits),
+        ("4. datetimes at the edge of the range", datetime_edges),
+        ("4. additional_info nested 900 deep", deep_additional_info),
+        ("4. YAML !!binary and !!set", yaml_tags),
+        ("4. webhook URL with CR/LF", crlf_webhook),
+    ]
+
+
+def production_without_credentials(run: support.Target) -> tuple[int, str]:
+    """`ENVIRONMENT=production gateway web` with no Twilio credentials: exit code, last line."""
+    env = run.env(ENVIRONMENT="production", PORT=str(support.free_port()))
+    done = subprocess.run(
+        [*support.GATEWAY, "web", "--host", "127.0.0.1"],
+        env=env,
+        cwd=support.REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return done.returncode, lines[-1] if lines else ""
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    print(f"# {support.machine()}; {support.database_label(args.database_url)}", file=sys.stderr)
+    failed = False
+    async with support.target(args.database_url) as run:
+        code, line = production_without_credentials(run)
+        refused = code != 0
+        print(f"3. production without Twilio credentials: exit {code}: {line}")
+        failed |= not refused
+        tenant = await support.create_tenant(run)
+        service = run.start("run", [*support.GATEWAY, "run", "--host", "127.0.0.1"], run.base_url)
+        await support.wait_ready(service)
+        async with run.api(tenant) as api:
+            baseline = await measure("baseline: no attack", _no_attack, run, service.pid)
+            print(_line(baseline))
+            for name, attack in await attacks(run, tenant, api, run.port):
+                for i in range(args.repeat):
+                    label = name if args.repeat == 1 else f"{name} (#{i + 1})"
+                    outcome = await measure(
+                        label, attack, run, service.pid, expect_4xx=REDOS not in name
+                    )
+                    print(_line(outcome))
+                    failed |= not outcome.ok
+    return 1 if failed else 0
+
+
+async def _no_attack() -> list[int | str]:
+    await asyncio.sleep(1)
+    return []
+
+
+def _line(outcome: Outcome) -> str:
+    verdict = "ok" if outcome.ok else "NOT OK"
+    statuses = ",".join(str(s) for s in outcome.statuses) or "-"
+    return (
+        f"{outcome.name:<48} status {statuses:<34} healthz max {outcome.healthz_max_ms:7.1f} ms"
+        f"  gateway CPU {outcome.cpu_ms:7.0f} ms  {verdict}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=None, help="PostgreSQL server URL")
+    parser.add_argument("--repeat", type=int, default=1, help="times to send each attack")
+    sys.exit(asyncio.run(main_async(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
