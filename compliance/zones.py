@@ -27,6 +27,7 @@ class ZoneTable:
     """The generated data file, typed."""
 
     area_code_zones: dict[str, tuple[str, ...]]
+    area_code_drop_zones: dict[str, frozenset[str]]
     area_code_states: dict[str, str]
     state_names: dict[str, str]
     state_zones: dict[str, tuple[str, ...]]
@@ -51,6 +52,7 @@ def table() -> ZoneTable:
             zip5[zip_code] = (state, zone)
     return ZoneTable(
         area_code_zones={k: tuple(v) for k, v in raw["area_code_zones"].items()},
+        area_code_drop_zones={k: frozenset(v) for k, v in raw["area_code_drop_zones"].items()},
         area_code_states=dict(raw["area_code_states"]),
         state_names={k.lower(): v for k, v in raw["state_names"].items()},
         state_zones={k: tuple(v) for k, v in raw["state_zones"].items()},
@@ -88,6 +90,8 @@ def phone_zones(phone: str) -> tuple[str, ...]:
     code = area_code(phone)
     if code is not None:
         zones.update(table().area_code_zones.get(code, ()))
+        # A zone no place of the area code keeps would only block lawful hours.
+        zones.difference_update(table().area_code_drop_zones.get(code, ()))
     zones.discard(UNKNOWN_ZONE)
     return tuple(sorted(zones))
 

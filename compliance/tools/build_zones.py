@@ -23,6 +23,16 @@ How it is derived:
   phonenumbers never gives for it. At run time the entry is added to the
   zones of the number, so the result only widens (more zones = a narrower
   contact window = the compliant side).
+- But a zone no place of the area code keeps is no safety margin: it blocks
+  lawful contact for part of the day (phonenumbers puts Pacific/Honolulu, no
+  DST, in 907: Alaska's westernmost zone is America/Adak, which has DST, so in
+  summer the 8am start was pushed an hour later). Every zone of a US code is
+  checked against the states the code serves (the geocoder's states of its
+  exchanges and its home state): a zone that keeps the clock of none of their
+  zones (same UTC offset at every hour of CHECK_YEARS, so America/Detroit and
+  America/New_York agree) goes to `area_code_drop_zones` and is removed at run
+  time, unless SERVED_ZONE_EXCEPTIONS records, with its source, why a place
+  served by the code keeps that clock anyway.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import sys
 import zoneinfo
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +58,21 @@ OUTPUT = Path(__file__).resolve().parent.parent / "data" / "area_code_zones.json
 # lists PR, VI, GU, MP and AS as "states").
 US_NUMBERING_REGIONS = frozenset({"US", "PR", "VI", "GU", "MP", "AS"})
 CANADA = "CA"
+
+# Zones an area code's places keep although the ZIP data puts none of its state there; each
+# with its source. Checked by tests/compliance/test_zones.py.
+SERVED_ZONE_EXCEPTIONS: dict[str, dict[str, str]] = {
+    "775": {
+        # 49 CFR 71.9(c): the city of West Wendover, Elko County, Nevada, is in the mountain
+        # zone (US DOT, 1999); Jackpot, Owyhee and Mountain City keep Mountain time by custom
+        # (they live off Idaho and Utah). phonenumbers gives both names for 775 exchanges.
+        "America/Boise": "49 CFR 71.9(c) (West Wendover, NV in the mountain zone); Jackpot, "
+        "Owyhee and Mountain City, NV keep Mountain time by custom",
+        "America/Denver": "49 CFR 71.9(c) (West Wendover, NV in the mountain zone)",
+    },
+}
+# Two zones keep the same clock when their UTC offsets agree at every hour of these years.
+CHECK_YEARS = (2026, 2027)
 
 
 def _nanp_codes() -> list[str]:
@@ -116,6 +142,41 @@ def _abbreviations(codes: list[str]) -> dict[str, str]:
     return {abbr: names.most_common(1)[0][0] for abbr, names in votes.items()}
 
 
+@functools.cache
+def clock(zone: str) -> tuple[float, ...]:
+    """The zone's UTC offset (hours) at every hour of CHECK_YEARS: equal tuples, same clock."""
+    tz = zoneinfo.ZoneInfo(zone)
+    start = datetime(CHECK_YEARS[0], 1, 1, tzinfo=UTC)
+    hours = int((datetime(CHECK_YEARS[-1] + 1, 1, 1, tzinfo=UTC) - start) / timedelta(hours=1))
+    offsets = []
+    for hour in range(hours):
+        offset = (start + timedelta(hours=hour)).astimezone(tz).utcoffset()
+        assert offset is not None
+        offsets.append(offset / timedelta(hours=1))
+    return tuple(offsets)
+
+
+def served_states(code: str, home: str | None, state_names: dict[str, str]) -> set[str]:
+    """USPS states an area code serves: its exchanges' states in the geocoder, and its home.
+
+    `state_names`: lowercase geocoder name -> USPS code ("idaho" -> "ID")."""
+    states = {home} if home else set()
+    own = GEOCODE_DATA.get("1" + code, {}).get("en")
+    for text in [*_descriptions(code), *([own] if own else [])]:
+        name = text.rsplit(", ", 1)[1] if ", " in text else text
+        if len(name) == 2 and name.isupper():
+            states.add(name)  # "Boise, ID"
+        elif name.lower() in state_names:
+            states.add(state_names[name.lower()])  # "Idaho"
+    return states
+
+
+def foreign_zones(zones: set[str], states: set[str], state_zones: dict[str, set[str]]) -> set[str]:
+    """Zones that keep the clock of no zone of `states` (the code's places keep none of them)."""
+    lawful = {clock(zone) for state in states for zone in state_zones.get(state, ())}
+    return {zone for zone in zones if clock(zone) not in lawful}
+
+
 def build() -> dict[str, Any]:
     """Compute the table (pure: same package versions give the same dict)."""
     valid_zones = zoneinfo.available_timezones()
@@ -149,6 +210,7 @@ def build() -> dict[str, Any]:
 
     area_code_states: dict[str, str] = {}
     area_code_zones: dict[str, list[str]] = {}
+    area_code_drop_zones: dict[str, list[str]] = {}
     province_codes: dict[str, list[str]] = defaultdict(list)
     for code in codes:
         if regions[code] == CANADA and names[code]:
@@ -182,6 +244,16 @@ def build() -> dict[str, Any]:
                     siblings |= _phonenumbers_zones(other)
             if siblings and not siblings & known:
                 reach = siblings
+        if region in US_NUMBERING_REGIONS and code in area_code_states:
+            lower_names = {name.lower(): state for name, state in state_of_name.items()}
+            states = served_states(code, area_code_states[code], lower_names)
+            states &= set(state_zones)  # drop geocoder noise that is no USPS state
+            excepted = set(SERVED_ZONE_EXCEPTIONS.get(code, ()))
+            drop = foreign_zones(reach | known, states, state_zones) - excepted
+            if drop:
+                area_code_drop_zones[code] = sorted(drop)
+                reach -= drop
+                known = known - drop
         if reach - known:
             area_code_zones[code] = sorted(reach | known)
 
@@ -201,6 +273,8 @@ def build() -> dict[str, Any]:
         "about": [
             "Generated by `python -m compliance.tools.build_zones`; do not edit.",
             "area_code_zones: zones added to phonenumbers' for overlay and split codes",
+            "area_code_drop_zones: phonenumbers' zones kept by no place the code serves",
+            "area_code_zone_exceptions: zones kept against the state data, with sources",
             "area_code_states: home state of US area codes",
             "state_names: geocoder state name -> USPS code",
             "state_zones: zones of each USPS state",
@@ -212,6 +286,8 @@ def build() -> dict[str, Any]:
             "zipcodes": zipcodes.__version__,
         },
         "area_code_zones": area_code_zones,
+        "area_code_drop_zones": area_code_drop_zones,
+        "area_code_zone_exceptions": SERVED_ZONE_EXCEPTIONS,
         "area_code_states": area_code_states,
         "state_names": dict(sorted(state_of_name.items())),
         "state_zones": {state: sorted(zones) for state, zones in sorted(state_zones.items())},

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pytest
 from phonenumbers import parse
 from phonenumbers.timezone import time_zones_for_number
+from phonenumbers.tzdata import TIMEZONE_DATA
 
 from compliance import zones
+from compliance.gate import GateRequest, decide
 from compliance.tools import build_zones
 
 
@@ -117,3 +122,59 @@ def test_applicable_states_from_area_code_address_and_zip() -> None:
     assert zones.applicable_states("+12125550123", "CT", None) == ("CT", "NY")
     assert zones.applicable_states("+12125550123", None, "75201") == ("NY", "TX")
     assert zones.applicable_states("+18005550123", None, None) == ()
+
+
+# ---- every zone of an area code is kept by a place the code serves -------------------------
+
+
+def _runtime_zones(code: str) -> set[str]:
+    """Every zone `phone_zones` can answer for a number of `code` (any exchange)."""
+    found: set[str] = set()
+    for key, value in TIMEZONE_DATA.items():
+        if key.startswith("1" + code):
+            found.update(value)
+    found.discard(zones.UNKNOWN_ZONE)
+    table = zones.table()
+    found |= set(table.area_code_zones.get(code, ()))
+    return found - table.area_code_drop_zones.get(code, frozenset())
+
+
+US_CODES = sorted(zones.table().area_code_states)
+
+
+@pytest.mark.parametrize("code", US_CODES)
+def test_area_code_zones_belong_to_the_states_it_serves(code: str) -> None:
+    """Checked against the sources themselves: the states the geocoder names for the code's
+    exchanges plus its home state (ZIP data), and each state's zones in the ZIP data; a zone
+    with the clock of none of them must be a recorded exception with its source."""
+    table = zones.table()
+    states = build_zones.served_states(code, table.area_code_states[code], table.state_names)
+    lawful = {build_zones.clock(z) for s in states for z in table.state_zones.get(s, ())}
+    exceptions = build_zones.SERVED_ZONE_EXCEPTIONS.get(code, {})
+    for zone in _runtime_zones(code):
+        if build_zones.clock(zone) in lawful:
+            continue
+        assert zone in exceptions, f"{code}: {zone} is kept by none of {sorted(states)}"
+        assert len(exceptions[zone]) > 20  # a source, not a shrug
+
+
+def test_every_exception_is_still_needed_and_in_the_table() -> None:
+    raw = json.loads(build_zones.OUTPUT.read_text(encoding="utf-8"))
+    assert raw["area_code_zone_exceptions"] == build_zones.SERVED_ZONE_EXCEPTIONS
+    for code, excepted in build_zones.SERVED_ZONE_EXCEPTIONS.items():
+        assert set(excepted) <= _runtime_zones(code)
+
+
+def test_alaska_numbers_are_not_held_to_hawaii_time() -> None:
+    """phonenumbers gives 907-581 (Unalaska) Pacific/Honolulu, no DST; no place in Alaska keeps it.
+    In summer 8:15 on Adak (UTC-9) was 7:15 in Honolulu, so a lawful text waited an hour."""
+    assert "Pacific/Honolulu" in time_zones_for_number(parse("+19075810123"))
+    assert "Pacific/Honolulu" not in zones.phone_zones("+19075810123")
+    at = datetime(2026, 7, 1, 17, 15, tzinfo=UTC)  # 08:15 in America/Adak
+    request = GateRequest(channel="sms", purpose="initiated", phone="+19075810123", at=at)
+    assert decide(request).action == "allow"
+
+
+def test_west_wendover_keeps_mountain_time_by_its_exception() -> None:
+    assert "America/Denver" in _runtime_zones("775")
+    assert zones.phone_zones("+17755550123")  # still a known number
