@@ -246,10 +246,10 @@ def build() -> dict[str, Any]:
                 reach = siblings
         if region in US_NUMBERING_REGIONS and code in area_code_states:
             lower_names = {name.lower(): state for name, state in state_of_name.items()}
-            states = served_states(code, area_code_states[code], lower_names)
-            states &= set(state_zones)  # drop geocoder noise that is no USPS state
+            served = served_states(code, area_code_states[code], lower_names)
+            served &= set(state_zones)  # drop geocoder noise that is no USPS state
             excepted = set(SERVED_ZONE_EXCEPTIONS.get(code, ()))
-            drop = foreign_zones(reach | known, states, state_zones) - excepted
+            drop = foreign_zones(reach | known, served, state_zones) - excepted
             if drop:
                 area_code_drop_zones[code] = sorted(drop)
                 reach -= drop
