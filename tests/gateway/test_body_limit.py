@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -73,31 +75,64 @@ async def _post_chunked(
 ) -> tuple[int, dict[str, str], bytes]:
     """POST an endless chunked body; the answer that comes while it is still being sent."""
     parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    writer.write(
-        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Transfer-Encoding: chunked\r\n{head}\r\n".encode()
-    )
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nTransfer-Encoding: chunked\r\n{head}\r\n"
+    ).encode()
+    # The server answers 413 and closes with our unread chunks in its buffer, so our side gets a
+    # reset while still sending. An asyncio transport drops what it had not yet read when its
+    # write fails; a plain socket still hands over the answer that came before the reset. The
+    # server runs in this event loop, so the client runs in threads.
+    raw = await asyncio.to_thread(_send_chunked, parts.hostname or "", parts.port or 0, request)
+    return _parse(raw)
 
-    async def pump() -> None:
-        for _ in range(CLIENT_SENDS // len(CHUNK)):
-            writer.write(b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK))
-            await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
 
-    sending = asyncio.create_task(pump())
+def _send_chunked(host: str, port: int, request: bytes) -> bytes:
+    sock = socket.create_connection((host, port), timeout=ANSWER_TIMEOUT)
+
+    def pump() -> None:
+        with contextlib.suppress(OSError):  # the reset that ends it, or our own close
+            sock.sendall(request)
+            for _ in range(CLIENT_SENDS // len(CHUNK)):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK))
+            sock.sendall(b"0\r\n\r\n")
+
+    sending = threading.Thread(target=pump, daemon=True)
+    sending.start()
+    received = b""
     try:
-        async with asyncio.timeout(ANSWER_TIMEOUT):
-            return await _answer(reader)
+        while not _complete(received):
+            part = sock.recv(65536)
+            if not part:
+                break
+            received += part
     finally:
-        sending.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await sending
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        sock.close()
+        sending.join(ANSWER_TIMEOUT)
+    return received
+
+
+def _complete(raw: bytes) -> bool:
+    head, found, body = raw.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    return len(body) >= int(_parse_head(head)[1].get("content-length", "0"))
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in lines if line)
+    }
+    return int(status_line.split()[1]), headers
+
+
+def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, found, body = raw.partition(b"\r\n\r\n")
+    assert found, f"no answer before the connection ended: {raw[:200]!r}"
+    status, headers = _parse_head(head)
+    return status, headers, body[: int(headers["content-length"])]
 
 
 async def _post_declared(
