@@ -9,8 +9,9 @@ A publish sends the document in one of two ways:
   playbook has no such field.
 
 Every publish stores version N+1 with the document exactly as sent; older versions never change,
-so running plays keep theirs. A `goto` must name a playbook the account has published (or the
-playbook itself): publish the X-date playbook before the drip that moves leads to it.
+so running plays keep theirs. A `goto` naming a playbook the account hasn't published yet is a
+warning, not an error (playbooks that name each other can be published in any order); a play
+that reaches such a step before the playbook exists stops there.
 
 A document larger than 256 KiB is refused with 413 before it is parsed; the other limits
 (gateway/playbooks/limits.py) come back as 422 issues. Parsing and validation run in a worker
@@ -49,6 +50,7 @@ from gateway.playbooks import (
 )
 from gateway.playbooks.limits import MAX_DOCUMENT_BYTES, DocumentRefused
 from gateway.playbooks.loading import check_size, document_issue
+from gateway.playbooks.report import warning
 from gateway.sms.notice import segment_warnings
 from gateway.state import app_state, current_account
 
@@ -211,7 +213,7 @@ async def _validate_off_loop(
 async def _goto_issues(
     session: AsyncSession, account_id: str, playbook: Playbook, own_id: str | None
 ) -> list[Issue]:
-    """Errors for goto steps naming playbooks the account hasn't published."""
+    """Warnings for goto steps naming playbooks the account hasn't published (yet)."""
     targets = set(playbook.transitions()) - {own_id}
     known = set(
         (
@@ -223,9 +225,10 @@ async def _goto_issues(
         ).all()
     )
     return [
-        Issue(
+        warning(
             f"steps[{i}].playbook",
-            f"no playbook {step.playbook!r} in this account: publish it first",
+            f"no playbook {step.playbook!r} in this account yet: publish it before a play "
+            "reaches this step (a play that gets here first stops)",
             "unknown_playbook",
         )
         for i, step in enumerate(playbook.steps)

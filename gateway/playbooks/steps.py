@@ -28,6 +28,8 @@ END = "end"  # a `next`/`goto` target that ends the play; no step may be called 
 MAX_SMS_TEMPLATE = 1600  # Twilio's limit for one message body
 MAX_EMAIL_TEMPLATE = 100_000
 MAX_PATTERN = 300
+MAX_EXAMPLES = 20  # per choice
+MAX_EXAMPLE = 160  # characters: one SMS segment
 _PLAYBOOK_ID = re.compile(PLAYBOOK_ID_PATTERN)
 
 
@@ -94,6 +96,7 @@ Keyword = Annotated[
     Field(min_length=1, max_length=100),
     AfterValidator(_keyword),
 ]
+Example = Annotated[str, Field(min_length=1, max_length=MAX_EXAMPLE)]
 StepId = Annotated[str, Field(pattern=STEP_ID_PATTERN)]
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 PlaybookId = Annotated[str, PlainValidator(check_playbook_id)]
@@ -140,6 +143,12 @@ class Choice(Model):
     )
     parser: CaptureParser | None = Field(None, description="how to read a capture (default text)")
     reply: SmsTemplate | None = Field(None, description="an SMS sent back when this choice matches")
+    examples: list[Example] = Field(
+        default_factory=list,
+        max_length=MAX_EXAMPLES,
+        description="replies this choice is meant to accept (for patterns and captures): "
+        "checked at publish against the opt-out rules, and by tests against the matching",
+    )
 
     @property
     def capture_parser(self) -> CaptureParser:

@@ -3,6 +3,8 @@
 Everything a play could trip over at run time is an error here, so the engine can trust a
 published playbook: step ids resolve, labels are declared, every template variable exists at
 the step that uses it, no loop runs without the lead, patterns run on RE2 (linear time).
+A document with structural errors still gets these checks (on a salvaged copy, salvage.py), so
+one answer lists every problem.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import ValidationError
 from gateway.playbooks import graph
 from gateway.playbooks.activities import BUILTIN_EVENTS, ENGINE_OUTCOMES, STANDARD_OUTCOMES
 from gateway.playbooks.definition import Playbook
+from gateway.playbooks.keyword_conflicts import keyword_conflicts
 from gateway.playbooks.limits import count_issues
 from gateway.playbooks.patterns import pattern_error
 from gateway.playbooks.report import (
@@ -25,6 +28,7 @@ from gateway.playbooks.report import (
     suggest,
     warning,
 )
+from gateway.playbooks.salvage import salvage
 from gateway.playbooks.scope import check_templates
 from gateway.playbooks.steps import (
     END,
@@ -52,6 +56,10 @@ def validate_playbook(data: Any) -> ValidationReport:
         playbook = Playbook.model_validate(data)
     except ValidationError as exc:
         report.add(from_validation_error(exc))
+        # Every problem in one answer: the whole-playbook checks run on what is valid.
+        salvaged = salvage(data, exc)
+        if salvaged is not None:
+            report.add(issue for issue in check(salvaged.playbook) if salvaged.keep(issue))
         return report
     report.add(check(playbook))
     if report.ok:
@@ -68,6 +76,7 @@ def check(playbook: Playbook) -> list[Issue]:
     issues += _labels(playbook)
     issues += _flow(playbook)
     issues += check_templates(playbook)
+    issues += keyword_conflicts(playbook.steps)
     return issues
 
 

@@ -96,13 +96,14 @@ def test_invalid_documents_are_422_with_issues(
     assert client.get("/v1/playbooks/bad", headers=tenant_a.headers).status_code == 404
 
 
-def test_goto_must_name_a_published_playbook(client: TestClient, tenant_a: Tenant) -> None:
+def test_goto_to_an_unpublished_playbook_is_a_warning(client: TestClient, tenant_a: Tenant) -> None:
+    # Playbooks that name each other can be published in any order.
     drip = (EXAMPLES / "insurance-quote-drip.yaml").read_text()
-    refused = client.put("/v1/playbooks/drip", content=drip, headers={**tenant_a.headers, **YAML})
-    assert refused.status_code == 422
-    issues = refused.json()["error"]["issues"]
-    assert [i["code"] for i in issues] == ["unknown_playbook"]
-    assert issues[0]["field"].endswith(".playbook")
+    first = client.put("/v1/playbooks/drip", content=drip, headers={**tenant_a.headers, **YAML})
+    assert first.status_code == 201, first.text
+    warnings = first.json()["warnings"]
+    assert [w["code"] for w in warnings] == ["unknown_playbook"]
+    assert warnings[0]["field"] == "steps[3].playbook"
 
     xdate = (EXAMPLES / "insurance-xdate.yaml").read_text()
     assert (
@@ -114,6 +115,7 @@ def test_goto_must_name_a_published_playbook(client: TestClient, tenant_a: Tenan
     accepted = client.put("/v1/playbooks/drip", content=drip, headers={**tenant_a.headers, **YAML})
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["transitions"] == ["insurance-xdate"]
+    assert accepted.json()["warnings"] == []
     # Going to itself needs nothing else.
     own = drip.replace("playbook: insurance-xdate", "playbook: self-loop")
     assert (
@@ -174,14 +176,14 @@ def test_validate_without_publishing(client: TestClient, tenant_a: Tenant) -> No
         json={"document": "name: X\nsteps:\n  - id: a\n    kind: goto\n    playbook: nowhere\n"},
         headers=tenant_a.headers,
     ).json()
-    assert bad["valid"] is False
-    assert [e["code"] for e in bad["errors"]] == ["unknown_playbook"]
+    assert bad["valid"] is True and bad["errors"] == []
+    assert [w["code"] for w in bad["warnings"]] == ["unknown_playbook"]
     as_self = client.post(
         "/v1/playbooks/validate?playbook_id=nowhere",
         json={"document": "name: X\nsteps:\n  - id: a\n    kind: goto\n    playbook: nowhere\n"},
         headers=tenant_a.headers,
     ).json()
-    assert as_self["valid"] is True
+    assert as_self["valid"] is True and as_self["warnings"] == []
     assert client.get("/v1/playbooks", headers=tenant_a.headers).json()["data"] == []
 
 

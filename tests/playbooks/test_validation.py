@@ -189,7 +189,7 @@ def test_loop_through_an_ask_is_fine() -> None:
         ask(
             "b",
             {"keywords": ["again"], "goto": "a"},
-            {"keywords": ["stop it"], "outcome": "unqualified"},
+            {"keywords": ["enough"], "outcome": "unqualified"},
         ),
     )
     report = validate_playbook(data)
