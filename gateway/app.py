@@ -115,6 +115,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             settings.twilio_sid,
             settings.twilio_token,
             callback_base=lambda: settings.base_url,  # read late: tests set it once serving
+            # What it accepted survives a crash of this process, as it would at Twilio.
+            state_dir=settings.data_dir,
         )
         if settings.uses_sandbox and settings.twilio_api_url is None
         else None

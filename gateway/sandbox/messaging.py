@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +23,18 @@ from gateway.sandbox.wire import (
 if TYPE_CHECKING:
     from gateway.sandbox.sandbox import Sandbox
 
+OnAnswer = Callable[[CallbackEntry], Coroutine[Any, Any, None]]
+
 # Twilio's default opt-out keywords (case-insensitive, whole body).
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
 START_WORDS = {"START", "YES", "UNSTOP"}
 HELP_WORDS = {"HELP", "INFO"}
 FINAL = {"delivered", "undelivered", "failed", "received"}
+# A status callback the sandbox owed when it stopped is sent again after a restart: first after
+# this many seconds (the gateway serving it starts listening once its startup is done), then
+# again after each of the waits below while the receiver does not answer 2xx.
+RESUME_AFTER = 1.0
+RESEND_WAITS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 @dataclass
@@ -46,6 +54,24 @@ class Message:
     media_urls: list[str] = field(default_factory=list)
     validity_period: int | None = None
     error_code: int | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        """Every field, JSON-ready: what the sandbox's store keeps."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("date_created", "date_updated", "date_sent"):
+            value = state[name]
+            state[name] = value.isoformat() if value is not None else None
+        state["from"] = state.pop("from_")
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Message:
+        values = dict(state)
+        values["from_"] = values.pop("from")
+        for name in ("date_created", "date_updated", "date_sent"):
+            if values.get(name) is not None:
+                values[name] = datetime.fromisoformat(values[name])
+        return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
         base = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}"
@@ -133,6 +159,7 @@ class Messaging:
             media_urls=media,
             validity_period=int(validity) if validity else None,
         )
+        sb.persist_new_message(msg)  # durable before the answer says Twilio has it
         self.messages[msg.sid] = msg
         sb.scheduler.spawn(lambda: self._deliver(msg))
         return msg
@@ -158,10 +185,15 @@ class Messaging:
 
     async def _deliver(self, msg: Message) -> None:
         sb = self._sb
-        phone = sb.phones.get(msg.to)
         await sb.scheduler.sleep(0.5)
-        self._set(msg, "sent")
         msg.date_sent = sb.clock.now()
+        self._set(msg, "sent")
+        await self._arrive(msg)
+
+    async def _arrive(self, msg: Message) -> None:
+        """From `sent` on: the handset gets it (or not), then maybe replies."""
+        sb = self._sb
+        phone = sb.phones.get(msg.to)
         await sb.scheduler.sleep(phone.script.delivery_after)
         if phone.script.unreachable:
             self._set(msg, "undelivered", 30003)
@@ -179,21 +211,74 @@ class Messaging:
         msg.status = status
         msg.error_code = error
         msg.date_updated = self._sb.clock.now()
+        params = self._status_params(msg)
+        self._sb.persist_message(msg)
+        self._sb.webhooks.post(
+            msg.sid,
+            "sms.status",
+            msg.status_callback,
+            params,
+            on_answer=self._answered(msg.sid, status),
+        )
+
+    def _status_params(self, msg: Message) -> dict[str, str]:
         params = {
             "AccountSid": msg.account_sid,
             "ApiVersion": API_VERSION,
             "From": msg.from_,
             "MessageSid": msg.sid,
-            "MessageStatus": status,
+            "MessageStatus": msg.status,
             "SmsSid": msg.sid,
-            "SmsStatus": status,
+            "SmsStatus": msg.status,
             "To": msg.to,
         }
         if msg.messaging_service_sid:
             params["MessagingServiceSid"] = msg.messaging_service_sid
-        if error is not None:
-            params["ErrorCode"] = str(error)
-        self._sb.webhooks.post(msg.sid, "sms.status", msg.status_callback, params)
+        if msg.error_code is not None:
+            params["ErrorCode"] = str(msg.error_code)
+        return params
+
+    def _answered(self, sid: str, status: str) -> OnAnswer:
+        async def note(entry: CallbackEntry) -> None:
+            if entry.status is not None and 200 <= entry.status < 300:
+                self._sb.persist_callback_answered(sid, status)
+
+        return note
+
+    # -- after a restart ----------------------------------------------------
+
+    def restore(self, msg: Message, answered: str | None) -> None:
+        """A message the store kept: known again, and its life goes on where it stopped.
+
+        Real Twilio does not die with the gateway: it would have sent the status callback in
+        flight and moved the message on. So the callback of its current status is sent again
+        unless the receiver had answered it 2xx, and an outbound message not yet final is
+        delivered from its current status (its remaining callbacks follow)."""
+        self.messages[msg.sid] = msg
+        if msg.direction == "inbound":
+            return
+        owed = msg.status_callback is not None and answered != msg.status
+        if owed or msg.status not in FINAL:
+            self._sb.scheduler.spawn(lambda: self._resume(msg, owed), RESUME_AFTER)
+
+    async def _resume(self, msg: Message, owed: bool) -> None:
+        sb = self._sb
+        if owed and msg.status_callback and msg.status not in ("queued", "accepted"):
+            # Twilio sends no callback for queued/accepted: only a real status is owed.
+            for wait in (*RESEND_WAITS, None):
+                entry = await sb.webhooks.fetch(
+                    "sms.status", msg.status_callback, self._status_params(msg)
+                )
+                if entry.status is not None and 200 <= entry.status < 300:
+                    sb.persist_callback_answered(msg.sid, msg.status)
+                    break
+                if wait is None or (entry.error or "").startswith("refused"):
+                    break
+                await sb.scheduler.sleep(wait)
+        if msg.status in ("queued", "accepted"):
+            await self._deliver(msg)
+        elif msg.status == "sent":
+            await self._arrive(msg)
 
     # -- inbound ------------------------------------------------------------
 
@@ -220,14 +305,17 @@ class Messaging:
             date_sent=now,
             media_urls=media,
         )
+        sb.persist_new_message(msg)
         self.messages[msg.sid] = msg
         word = body.strip().upper()
         opt_out_type = None
         if word in STOP_WORDS:
             self.opted_out.add((from_, to))
+            sb.persist_opt_out(from_, to, opted_out=True)
             opt_out_type = "STOP"
         elif word in START_WORDS:
             self.opted_out.discard((from_, to))
+            sb.persist_opt_out(from_, to, opted_out=False)
             opt_out_type = "START"
         elif word in HELP_WORDS:
             opt_out_type = "HELP"

@@ -9,11 +9,14 @@ await sandbox.advance(5)   # or sandbox.start_realtime()
 
 from __future__ import annotations
 
+import logging
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 
 from starlette.applications import Starlette
@@ -27,8 +30,12 @@ from gateway.sandbox.phones import PhoneBook
 from gateway.sandbox.record import Record
 from gateway.sandbox.rest import RestApi
 from gateway.sandbox.scheduler import Scheduler, VirtualClock
+from gateway.sandbox.store import SandboxStore
 from gateway.sandbox.twiml import Twiml
 from gateway.sandbox.webhooks import Webhooks, under_base
+from gateway.sandbox.wire import TwilioError
+
+_log = logging.getLogger("gateway.sandbox")
 
 
 @dataclass
@@ -70,12 +77,15 @@ class Sandbox:
         speed: float = 1.0,
         callback_timeout: float = 15.0,
         callback_base: str | Callable[[], str] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         """`rate_limit`: REST requests per virtual second before 20429; `realtime`:
         drive time from the wall clock once the app starts (standalone serving);
         `callback_base`: the only URL prefix callbacks may go to (the gateway's own public
         URL when it serves the sandbox, or a function that reads it), so nobody can point the
-        sandbox elsewhere."""
+        sandbox elsewhere; `state_dir`: keep messages, numbers, services and the STOP list in
+        a SQLite file there (`store.py`) and start from what it holds, so a sandbox that died
+        still knows what it had accepted (in memory only without it)."""
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
         self.check_line_type = check_line_type
@@ -102,6 +112,10 @@ class Sandbox:
         self.conferences = Conferences(self)
         self.twiml = Twiml(self)
         self._realtime, self._speed = realtime, speed
+        self.store: SandboxStore | None = None
+        if state_dir is not None:
+            self.store = SandboxStore(state_dir)
+            self._restore(self.store)
         self.app = Starlette(
             routes=[*RestApi(self).routes(), *ControlApi(self).routes()],
             lifespan=self._lifespan,
@@ -144,10 +158,12 @@ class Sandbox:
         if before is not None:
             owned.sid = before.sid  # the same number keeps its PN SID when reconfigured
         self.numbers[number] = owned
+        self._persist(lambda store: store.put_number(self.account_sid, number, asdict(owned)))
         if messaging_service_sid is not None:
             service = self.add_service(messaging_service_sid)
             if number not in service.numbers:
                 service.numbers.append(number)
+                self._persist_service(service)
         return owned
 
     def add_service(self, sid: str | None = None, friendly_name: str = "") -> MessagingService:
@@ -155,7 +171,56 @@ class Sandbox:
         sid = sid or "MG" + secrets.token_hex(16)
         if sid not in self.services:
             self.services[sid] = MessagingService(sid, friendly_name or sid)
+            self._persist_service(self.services[sid])
         return self.services[sid]
+
+    # -- state on disk (with `state_dir`) --------------------------------------
+
+    def _restore(self, store: SandboxStore) -> None:
+        state = store.load(self.account_sid)
+        for number in state.numbers:
+            self.numbers[number["number"]] = OwnedNumber(**number)
+        for service in state.services:
+            self.services[service["sid"]] = MessagingService(**service)
+        self.messaging.opted_out.update(state.opted_out)
+        for stored in state.messages:
+            self.messaging.restore(Message.from_state(stored.data), stored.answered)
+        if state.messages:
+            _log.info("sandbox restored %d messages from %s", len(state.messages), store.path)
+
+    def _persist(self, write: Callable[[SandboxStore], None]) -> None:
+        """A change the store should keep; a failure to keep it is logged, memory goes on."""
+        if self.store is None:
+            return
+        try:
+            write(self.store)
+        except sqlite3.Error as exc:
+            _log.warning("sandbox store %s: %s", self.store.path, exc)
+
+    def _persist_service(self, service: MessagingService) -> None:
+        data = asdict(service)
+        self._persist(lambda store: store.put_service(self.account_sid, service.sid, data))
+
+    def persist_new_message(self, msg: Message) -> None:
+        """Keep a message Twilio has just taken before saying so: if it cannot be kept, the
+        create fails (500, as Twilio's would) rather than be forgotten by a crash."""
+        if self.store is None:
+            return
+        try:
+            self.store.add_message(self.account_sid, msg.to_state())
+        except sqlite3.Error as exc:
+            _log.error("sandbox store %s: %s", self.store.path, exc)
+            raise TwilioError(20500, status=500) from exc
+
+    def persist_message(self, msg: Message) -> None:
+        """Keep a message's new status."""
+        self._persist(lambda store: store.update_message(msg.to_state()))
+
+    def persist_callback_answered(self, sid: str, status: str) -> None:
+        self._persist(lambda store: store.callback_answered(sid, status))
+
+    def persist_opt_out(self, phone: str, number: str, *, opted_out: bool) -> None:
+        self._persist(lambda store: store.set_opted_out(self.account_sid, phone, number, opted_out))
 
     @property
     def callback_base(self) -> str | None:
@@ -204,6 +269,8 @@ class Sandbox:
         self.faults.released.set()
         await self.scheduler.aclose()
         await self.webhooks.aclose()
+        if self.store is not None:
+            self.store.close()
 
     async def __aenter__(self) -> Sandbox:
         return self
