@@ -25,7 +25,7 @@ from gateway.email import sender as email_sender
 from gateway.email.outbox import SEND_JOB as EMAIL_SEND_JOB
 from gateway.engine import jobs as plays
 from gateway.settings import Settings
-from gateway.sms import sender, sweep
+from gateway.sms import sender, status_checks, sweep
 from gateway.sms.outbox import SEND_JOB
 from gateway.sms.ratelimit import SenderRateLimiter
 from gateway.twilio_client import build_twilio_client
@@ -90,6 +90,8 @@ SWEEPS: list[tuple[str, Any, int]] = [
     ("webhooks.sweep", webhooks_sweep.sweep, 3),
     ("plays.sweep", plays.sweep, 5),
     (party_lines.SWEEP_JOB, party_lines.sweep, 7),
+    # Not lost work but lost news: sent texts whose status callbacks never came.
+    (status_checks.CHECK_JOB, status_checks.check_statuses, 8),
 ]
 
 

@@ -106,6 +106,14 @@ class Message(SQLModel, table=True):
             sqlite_where=text("dispatched_at IS NULL"),
             postgresql_where=text("dispatched_at IS NULL"),
         ),
+        # The status checks: sent texts without a final status, by when they are next due
+        # (partial: almost every row is final or inbound and has none; see migration 0015).
+        Index(
+            "ix_messages_status_check",
+            "status_check_at",
+            sqlite_where=text("status_check_at IS NOT NULL"),
+            postgresql_where=text("status_check_at IS NOT NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -151,6 +159,10 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    # When Twilio is next asked for this text's status (its callbacks may have been lost while
+    # the gateway was down): set while it is sent without a final status, None otherwise
+    # (gateway/sms/status_checks.py).
+    status_check_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
 
 class MessageEvent(SQLModel, table=True):

@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.models import Message, MessageEvent, MessageStatus
+from gateway.sms.status_schedule import first_check
 
 RANK: dict[MessageStatus, int] = {
     MessageStatus.QUEUED: 0,
@@ -75,13 +76,20 @@ async def advance(
     The history row is written either way, so a late or duplicate callback still shows up; a
     message that did not move keeps its error code, and the caller must not act on the status.
     """
-    values: dict[str, object] = {"status": status, "updated_at": now()}
+    moment = now()
+    values: dict[str, object] = {
+        "status": status,
+        "updated_at": moment,
+        # A sent text without a final status is asked for again if its callbacks don't come
+        # (gateway/sms/status_checks.py); a final one never is.
+        "status_check_at": None if status in FINAL else first_check(moment),
+    }
     if error_code is not None:
         values["error_code"] = error_code
     if error_message is not None:
         values["error_message"] = error_message[:500]
     if status in (MessageStatus.SENT, MessageStatus.DELIVERED):
-        values["sent_at"] = now()
+        values["sent_at"] = moment
     statement = (
         update(Message)
         .where(col(Message.id) == message_id, col(Message.status).in_(lower_statuses(status)))

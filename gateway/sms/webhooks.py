@@ -6,7 +6,6 @@ sending is left to jobs.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from sqlmodel import col, select
@@ -34,11 +33,10 @@ from gateway.models import (
     SenderNumber,
 )
 from gateway.phones import InvalidPhone, to_e164
-from gateway.sms import errors, sender_status
 from gateway.sms.keyword_replies import handle as handle_keywords
-from gateway.sms.outbox import enqueue_send, queue_message
-from gateway.sms.sender import apply_error_policy
-from gateway.sms.status import FROM_TWILIO, advance
+from gateway.sms.outbox import enqueue_send
+from gateway.sms.status import FROM_TWILIO
+from gateway.sms.status_updates import apply_status
 from gateway.state import app_state
 from gateway.twilio_params import InvalidParameter, optional_count
 from gateway.twilio_signature import required, verified_params
@@ -199,54 +197,12 @@ async def sms_status(request: Request) -> Response:
         # A SID is written once: a message that has one needs no UPDATE to set it (one
         # statement fewer on every callback of every text we send).
         new_sid = sid if message.twilio_sid is None else None
-        moved = await advance(
-            session, message.id, status, error_code=error_code, twilio_sid=new_sid
+        resend = await apply_status(
+            session, message, status, error_code=error_code, twilio_sid=new_sid
         )
-        # Only a status that moved the message acts: a late `undelivered` or `failed` after a
-        # final status (say `delivered`) is history, never a resend or a flag.
-        failed = status in (MessageStatus.UNDELIVERED, MessageStatus.FAILED)
-        if moved and failed and error_code:
-            resend = await _after_failure(session, message, error_code)
     if resend is not None:
         await enqueue_send(state["redis"], resend.id, resend.send_after)
     return Response(status_code=204)
-
-
-async def _after_failure(session: AsyncSession, message: Message, code: int) -> Message | None:
-    """A text Twilio could not deliver: resend it later (handset away, sender set-up), or let
-    the error policy say what it teaches about the lead and the play."""
-    policy = errors.policy_for(code)
-    if policy.action == errors.Action.RETRY_LATER:
-        schedule = errors.RETRY_LATER_DELAYS
-    elif policy.action == errors.Action.SENDER:
-        schedule = errors.SENDER_RETRY_DELAYS
-    else:
-        await apply_error_policy(session, message, policy, code)
-        return None
-    root = message.retry_of or message.id
-    tries = len((await session.exec(select(Message.id).where(Message.retry_of == root))).all())
-    delay = errors.retry_delay(schedule, tries + 1)
-    retry_at = now() + timedelta(seconds=delay) if delay is not None else None
-    if policy.action == errors.Action.SENDER:
-        # Our number's set-up, not the lead: flag the number, tell the account, resend later.
-        await sender_status.refused(session, message, code, policy.note, retry_at)
-    if retry_at is None:
-        return None
-    resend = await queue_message(
-        session,
-        account_id=message.account_id,
-        phone=message.lead_phone,
-        body=message.body,
-        purpose=message.purpose,
-        reason=f"resend after {code}",
-        lead_id=message.lead_id,
-        send_after=retry_at,
-        retry_of=root,
-    )
-    if policy.action == errors.Action.SENDER:
-        resend.gate_reason = sender_status.SENDER_UNAVAILABLE
-        session.add(resend)
-    return resend
 
 
 routes = [
