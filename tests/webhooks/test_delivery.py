@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -29,24 +27,10 @@ from tests.api.conftest import PLAYBOOK_YAML, YAML
 from tests.conftest import RunWorker
 
 from .conftest import Received, Receiver, Tenant, deliveries, new_play, record, settle, subscribe
+from .readme import readme_recipe
 
-
-def _readme_recipe() -> Callable[..., bool]:
-    """The verification recipe of the README's "Receiving webhooks" section, run as written."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme[readme.index("## Receiving webhooks") :]
-    code = section[
-        section.index("```python") + len("```python") : section.index(
-            "```\n", section.index("```python") + 9
-        )
-    ]
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    recipe: Callable[..., bool] = namespace["verify"]
-    return recipe
-
-
-verify = _readme_recipe()
+# The verification recipe of the README's "Receiving webhooks" section, run as written.
+verify: Callable[..., bool] = readme_recipe("verify")
 
 
 def headers_of(received: Received) -> httpx.Headers:
