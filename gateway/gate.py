@@ -17,17 +17,16 @@ from compliance import consent
 from compliance.gate import Channel, GateDecision, GateRequest, Purpose, decide
 from gateway.account_settings import ComplianceSettings, compliance_settings
 from gateway.clock import now
-from gateway.engine.records import end, log, record_activity
+from gateway.engine import lifecycle
+from gateway.engine.records import log
 from gateway.models import (
     Account,
-    ActivityType,
     Consent,
     Lead,
     Message,
     PartyLineRecord,
     Play,
     PlayLog,
-    PlayState,
     SourceRule,
 )
 from gateway.models import Purpose as MessagePurpose
@@ -38,7 +37,6 @@ logger = logging.getLogger(__name__)
 # A source rule's settings may carry its own limit; 0 there means "no limit" (settings are
 # scalars, so null can't say it), e.g. for the business's own web form.
 SOURCE_RULE_SETTING = "max_consent_age_days"
-CONSENT_BLOCKS = (consent.CONSENT_EXPIRED, consent.CONSENT_MISSING)
 NO_EVIDENCE_LOG = "no_consent_evidence"
 
 
@@ -181,38 +179,57 @@ async def note_on_play(
     play_id: str | None,
     decision: GateDecision,
     *,
+    channel: Channel = "sms",
     step_id: str | None = None,
     message_id: str | None = None,
+    party_line_id: str | None = None,
+    repeated: bool = False,
 ) -> None:
-    """Leave the gate's consent view on the play, in the sender's transaction.
+    """Tell the play what the gate decided, in the sender's transaction.
 
-    A consent block (expired or missing) is logged, recorded as a `stopped` event whose note
-    gives the reason, and ends the running play: every later text or call would be blocked the
-    same way. A contact allowed without consent evidence is logged once per play.
+    A block (opted out, consent expired or missing, no known time zone, ...) ends the running
+    play and a deferral is logged with its time (`gateway.engine.lifecycle` decides both);
+    `repeated`: the same deferral as last time (a poll, not a new decision), not logged again.
+    A contact allowed without consent evidence is logged once per play.
     """
     if play_id is None:
         return
     play = await session.get(Play, play_id)
     if play is None:
         return
-    if decision.action == "block" and decision.reason in CONSENT_BLOCKS:
-        log(
+    ids = {"message_id": message_id, "party_line_id": party_line_id}
+    if decision.action == "block":
+        await lifecycle.on_blocked(
             session,
             play,
-            "blocked",
-            step_id,
             reason=decision.reason,
             detail=decision.detail,
-            message_id=message_id,
+            channel=channel,
+            step_id=step_id,
+            **ids,
         )
-        if play.state == PlayState.RUNNING:
-            note = f"{decision.reason}: {decision.detail}"
-            await record_activity(session, play, ActivityType.EVENT, "stopped", note)
-            end(session, play, PlayState.STOPPED, note)
         return
+    if decision.action == "defer" and not repeated:
+        lifecycle.on_deferred(
+            session,
+            play,
+            reason=decision.reason,
+            detail=decision.detail,
+            until=decision.until,
+            channel=channel,
+            step_id=step_id,
+            **ids,
+        )
+    if decision.action == "allow":
+        # Every gate decision is in the play log (GET /v1/plays/{id}/log), an allow too.
+        log(session, play, "allowed", step_id, channel=channel, **_present(ids))
     if decision.consent_evidence is False and not await _logged_no_evidence(session, play_id):
         log(session, play, NO_EVIDENCE_LOG, step_id, message_id=message_id)
         await session.flush()
+
+
+def _present(ids: dict[str, str | None]) -> dict[str, str]:
+    return {key: value for key, value in ids.items() if value is not None}
 
 
 async def _logged_no_evidence(session: AsyncSession, play_id: str) -> bool:

@@ -27,11 +27,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
-from gateway.engine import definitions
-from gateway.engine.records import end, record_activity
+from gateway.engine import lifecycle
 from gateway.engine.records import log as play_log
+from gateway.engine.records import record_activity
 from gateway.engine.starting import on_opt_out
-from gateway.engine.stepper import move_to
 from gateway.models import (
     Account,
     ActivityType,
@@ -41,7 +40,6 @@ from gateway.models import (
     LedgerSource,
     PartyLineRecord,
     Play,
-    PlayState,
     Purpose,
 )
 from gateway.sms.outbox import queue_message
@@ -85,7 +83,6 @@ log = logging.getLogger(__name__)
 # An outbox item taken by a job this long ago without a result: that job died.
 IN_FLIGHT_GRACE = timedelta(seconds=30)
 MAX_STEPS_PER_FEED = 50  # events our own actions answer (gate, reps): a guard against loops
-OUTCOME_OF_END = {"completed": "party_line_completed", "callback_requested": "callback_requested"}
 TEXT_BACK = "Sorry we missed you! This is {business}. Reply here and we'll get right back to you."
 TwimlAction = JoinConference | Hangup | LeaveVoicemail | OfferCallback
 
@@ -318,7 +315,8 @@ class Runner:
             ),
             play_id=self.play.id,
         )
-        await gate.note_on_play(self.session, self.play.id, decision, step_id=self.row.step_id)
+        await gate.note_on_play(self.session, self.play.id, decision, channel="call",
+            step_id=self.row.step_id, party_line_id=self.row.id)  # fmt: skip
         play_log(self.session, self.play, "party_line_gate", self.row.step_id,
             party_line_id=self.row.id, action=decision.action, reason=decision.reason)  # fmt: skip
         return GateDecided(decision.action, decision.reason, decision.until)
@@ -362,26 +360,12 @@ class Runner:
         await rep_pool.release_all(self.session, row.account_id, row.id)
         play_log(self.session, play, "party_line_end", row.step_id,
             party_line_id=row.id, reason=action.reason, note=action.note)  # fmt: skip
-        if play.state != PlayState.RUNNING or row.step_id is None:
-            return  # started by the API, or the play is over (an opt-out ended it)
-        if not play.paused or play.step_id != row.step_id:
-            return  # the play moved on already (a provisional end, corrected later)
-        outcome = OUTCOME_OF_END.get(action.reason)
-        if outcome is not None:
-            # The machine recorded the outcome activity itself; the play ends with it.
-            play.outcome = outcome
-            await record_activity(self.session, play, ActivityType.EVENT, "completed", outcome)
-            end(self.session, play, PlayState.HAS_OUTCOME, f"party line {action.reason}")
-            return
-        playbook = await definitions.load(
-            self.session, play.account_id, play.playbook_id, play.playbook_version
+        # What the end means for the play (its outcome, or its next step) is the engine's call.
+        moved_on = await lifecycle.on_party_line_end(
+            self.session, play, reason=action.reason, step_id=row.step_id, party_line_id=row.id
         )
-        play.paused = False
-        move_to(play, playbook.next_step(row.step_id))
-        if play.step_id is None:
-            play.due_at = now()  # the end of the playbook: the engine closes the play
-        self.session.add(play)
-        self.after.plays.append(play.id)
+        if moved_on:
+            self.after.plays.append(play.id)
 
     def _store(self) -> None:
         row, state = self.row, self.state

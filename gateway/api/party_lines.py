@@ -1,7 +1,8 @@
 """`/v1/party-lines` and a play's party lines: read what each call leg did, start one by API.
 
 A party line started here is the play's, but outside its playbook's flow: the play is not
-paused, and its activities (events and outcomes) are recorded on the play as they happen.
+paused, its activities (events and outcomes) are recorded on the play as they happen, and its
+end gives the play its outcome as a call step's would (gateway/playbooks/README.md).
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ async def list_play_party_lines(request: Request) -> JSONResponse:
     "Start a party line",
     tags=TAGS,
     description="Calls the lead now (after the compliance gate), then the play's reps. "
-    "The party line's progress and outcome are recorded on the play as activities.",
+    "The party line's progress and outcome are recorded on the play as activities; "
+    "`completed`, `callback_requested` and `rep_unsuccessful` end the play with that outcome.",
     request=PartyLineCreate,
     response=PartyLinePublic,
     status=201,

@@ -124,6 +124,10 @@ async def _prepare(
             at=moment,
             email_continues_after_opt_out=playbook is not None and playbook.email_after_opt_out,
         )
+        # A block ends the email's play (the engine decides how); a deferral is logged on it.
+        await gate.note_on_play(
+            session, email.play_id, decision, channel="email", step_id=email.step_id
+        )
         if decision.action == "block":
             email.status, email.gate_reason = EmailStatus.BLOCKED, decision.reason
             email.error = (decision.detail or decision.reason)[:500]

@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.clock import now
 from gateway.engine import definitions
 from gateway.engine.context import fill
+from gateway.engine.lifecycle import record_choice_event
 from gateway.engine.records import end, log, record_activity
 from gateway.engine.stepper import finish, move_to, run_due, send_text
 from gateway.models import ActivityType, Lead, Message, Play, PlayState
@@ -55,7 +56,7 @@ async def _apply(
             await send_text(session, play, lead, body, step_id=action.ask_id, reason="reply")
         )
     if action.event:
-        await record_activity(session, play, ActivityType.EVENT, action.event)
+        await record_choice_event(session, playbook, play, action.event)
     if action.outcome:
         await finish(session, play, action.outcome)
         return queued

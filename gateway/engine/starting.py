@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.engine import definitions
+from gateway.engine.lifecycle import opt_out_play
 from gateway.engine.records import end, log, record_activity
 from gateway.engine.stepper import move_to, step_delay
 from gateway.ids import new_id
@@ -92,19 +93,7 @@ async def on_opt_out(session: AsyncSession, account_id: str, phone: str) -> None
         )
     ).all()
     for play in plays:
-        await record_activity(session, play, ActivityType.OUTCOME, "opted_out")
-        playbook = await definitions.load(
-            session, play.account_id, play.playbook_id, play.playbook_version
-        )
-        if playbook.email_after_opt_out:
-            # The play runs on for its emails; the stepper passes over texts and calls and ends
-            # it `opted_out`. An open question can't be answered any more: move on now.
-            log(session, play, "opted_out", play.step_id, continues="email only")
-            if play.waiting_reply:
-                play.waiting_reply, play.due_at = False, now()
-            session.add(play)
-            continue
-        end(session, play, PlayState.OPTED_OUT, "the lead opted out")
+        await opt_out_play(session, play)
 
 
 async def on_message_accepted(session: AsyncSession, message: Message) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ActivityKind = Literal["event", "outcome"]
 
@@ -28,7 +28,13 @@ BUILTIN_EVENTS: tuple[str, ...] = (
 )
 # Outcomes the engine and the voice layer record on their own (a STOP, a finished party line),
 # so every playbook can produce them whether it declares them or not.
-ENGINE_OUTCOMES: tuple[str, ...] = ("opted_out", "party_line_completed")
+# (How each end of a party line ends the play: gateway/engine/lifecycle.py, README.md.)
+ENGINE_OUTCOMES: tuple[str, ...] = (
+    "opted_out",
+    "party_line_completed",
+    "callback_requested",
+    "rep_unsuccessful",
+)
 # The common vocabulary; a playbook declares the ones it uses (plus any custom ones).
 STANDARD_OUTCOMES: tuple[str, ...] = (
     "qualified",
@@ -69,6 +75,18 @@ class Activities(BaseModel):
         default_factory=list,
         description="outcomes the playbook's steps and choices can record",
     )
+    repeatable: list[Label] = Field(
+        default_factory=list,
+        description="events a choice may record more than once in a play (otherwise once)",
+    )
+
+    @model_validator(mode="after")
+    def _repeatable_are_events(self) -> Activities:
+        events = set(BUILTIN_EVENTS) | set(self.events)
+        for label in self.repeatable:
+            if label not in events:
+                raise ValueError(f"repeatable: {label!r} is not an event (built-in or declared)")
+        return self
 
     def labels(self) -> dict[str, ActivityKind]:
         """Every label a play of this playbook can record: built-ins first, then declared."""

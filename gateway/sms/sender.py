@@ -150,7 +150,13 @@ async def _prepare(sc: SendContext, message_id: str) -> Message | str:
             play_id=message.play_id,
         )
         await gate.note_on_play(
-            session, message.play_id, decision, step_id=message.step_id, message_id=message.id
+            session,
+            message.play_id,
+            decision,
+            step_id=message.step_id,
+            message_id=message.id,
+            # The same deferral found again (a sweep's second look): not a new decision.
+            repeated=(message.gate_reason, message.send_after) == (decision.reason, decision.until),
         )
         if decision.action == "block":
             message.gate_reason = decision.reason

@@ -246,9 +246,10 @@ async def test_a_reply_halts_the_drip(stack: Stack) -> None:
     assert len(texts_to(stack)) == 1  # no more drip texts after the reply
 
 
-async def test_mortgage_conversation_to_qualified_after_a_call(stack: Stack) -> None:
-    """The lead asks for a call; no rep takes it and the lead declines a callback, so the
-    play continues at the step after the call: the `qualified` outcome."""
+async def test_mortgage_conversation_to_rep_unsuccessful_after_a_call(stack: Stack) -> None:
+    """The lead asks for a call; no rep takes it and the lead declines a callback: the play
+    ends with outcome `rep_unsuccessful` (gateway/playbooks/README.md), not the `qualified`
+    step after the call, and `interested` (said twice) is recorded once."""
     await publish(stack, "mortgage-qualification")
     reps = await add_reps(stack, 2, answer=False)
     async with transaction(stack.sessions) as session:
@@ -278,11 +279,11 @@ async def test_mortgage_conversation_to_qualified_after_a_call(stack: Stack) -> 
         await say(stack, reply)
     await drive(stack)
     final = await play_row(stack, play.id)
-    assert (final.state, final.outcome) == ("has_outcome", "qualified")
+    assert (final.state, final.outcome) == ("has_outcome", "rep_unsuccessful")
     got = await labels(stack, play.id)
     assert got[:2] == ["started", "interested"]
-    assert "party_line_rep_unsuccessful" in got
-    assert got[-2:] == ["qualified", "completed"]
+    assert got.count("interested") == 1
+    assert got[-3:] == ["party_line_rep_unsuccessful", "rep_unsuccessful", "completed"]
     assert final.answers["loan_amount"] == 400000
 
 

@@ -1,0 +1,197 @@
+"""What a play becomes when a channel reports: a gate block, a gate deferral, an opt-out, the
+end of a party line, an event a choice records.
+
+Senders (texts, calls) say what happened and call these in their own transaction; only this
+module decides whether the play ends, with which state and outcome, or goes on. Every decision
+leaves its activity (and so its webhook deliveries) and a play log entry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.clock import now
+from gateway.engine import definitions
+from gateway.engine.records import end, log, record_activity
+from gateway.engine.stepper import finish, move_to
+from gateway.models import Activity, ActivityType, Lead, Play, PlayState
+from gateway.optouts import is_opted_out
+from gateway.playbooks import Playbook
+
+OPTED_OUT = "opted_out"  # compliance.gate.OPTED_OUT: the gate's reason, and the play's outcome
+# How each party-line end reason ends the play (gateway/playbooks/README.md, "Party lines and
+# the play"). Ends not listed settled nothing: a playbook's call step goes on at its `next`, a
+# party line started by the API leaves the play where it was.
+PARTY_LINE_OUTCOMES = {
+    "completed": "party_line_completed",
+    "callback_requested": "callback_requested",
+    "rep_unsuccessful": "rep_unsuccessful",
+}
+# The voice machine records these outcome activities itself, as they happen.
+RECORDED_BY_VOICE = frozenset({"completed", "callback_requested"})
+
+
+async def has_activity(session: AsyncSession, play_id: str, label: str) -> bool:
+    query = select(Activity.id).where(Activity.play_id == play_id, Activity.label == label)
+    return (await session.exec(query.limit(1))).first() is not None
+
+
+async def on_blocked(
+    session: AsyncSession,
+    play: Play,
+    *,
+    reason: str,
+    detail: str,
+    channel: str,
+    step_id: str | None,
+    message_id: str | None = None,
+    party_line_id: str | None = None,
+) -> None:
+    """The gate refused a text or call of the play for good.
+
+    A block is never temporary (a deferral is): every later contact would meet it too, so a
+    running play ends here rather than wait for a reply that can't come. An opted-out lead's
+    play ends `opted_out` (as a STOP would have ended it); any other block ends it `stopped`
+    with the reason.
+    """
+    log(
+        session,
+        play,
+        "blocked",
+        step_id,
+        channel=channel,
+        reason=reason,
+        detail=detail,
+        **_ids(message_id, party_line_id),
+    )
+    if play.state != PlayState.RUNNING:
+        return
+    if channel == "email" and not await _texts_refused(session, play, reason):
+        return  # the address unsubscribed from email only: texts and calls go on
+    if reason == OPTED_OUT:
+        await opt_out_play(session, play)
+        return
+    note = f"{reason}: {detail}" if detail else reason
+    await record_activity(session, play, ActivityType.EVENT, "stopped", note)
+    end(session, play, PlayState.STOPPED, note)
+
+
+def on_deferred(
+    session: AsyncSession,
+    play: Play,
+    *,
+    reason: str,
+    detail: str,
+    until: datetime | None,
+    channel: str,
+    step_id: str | None,
+    message_id: str | None = None,
+    party_line_id: str | None = None,
+) -> None:
+    """The gate held a text or call back (quiet hours, a state rule, the frequency cap): one
+    log entry per decision, saying why and when it will go. The play itself waits as it is."""
+    log(
+        session,
+        play,
+        "deferred",
+        step_id,
+        channel=channel,
+        reason=reason,
+        detail=detail,
+        until=until.isoformat() if until is not None else None,
+        **_ids(message_id, party_line_id),
+    )
+
+
+async def opt_out_play(session: AsyncSession, play: Play) -> None:
+    """The lead opted out: the running play records `opted_out` and ends `opted_out`, unless
+    its playbook goes on by email (then the stepper passes over texts and calls and ends it
+    `opted_out` once the emails are done)."""
+    if play.state != PlayState.RUNNING:
+        return
+    playbook = await _playbook(session, play)
+    if not playbook.email_after_opt_out:
+        await record_activity(session, play, ActivityType.OUTCOME, OPTED_OUT)
+        end(session, play, PlayState.OPTED_OUT, "the lead opted out")
+        return
+    if await has_activity(session, play.id, OPTED_OUT):
+        return  # told already: this is a later text of the same play meeting the opt-out
+    await record_activity(session, play, ActivityType.OUTCOME, OPTED_OUT)
+    # An open question can't be answered any more: move on now.
+    log(session, play, "opted_out", play.step_id, continues="email only")
+    if play.waiting_reply:
+        play.waiting_reply, play.due_at = False, now()
+    session.add(play)
+
+
+async def on_party_line_end(
+    session: AsyncSession,
+    play: Play,
+    *,
+    reason: str,
+    step_id: str | None,
+    party_line_id: str,
+) -> bool:
+    """A party line of the play ended with `reason`; True when the play moved on to a step
+    that is due now (the caller enqueues its advance after the commit).
+
+    `step_id` is the call step that started it; None for one started by the API.
+    """
+    if play.state != PlayState.RUNNING:
+        return False  # over already (an opt-out or a gate block ended it)
+    if step_id is not None and (not play.paused or play.step_id != step_id):
+        return False  # the play moved on already (a provisional end, corrected later)
+    outcome = PARTY_LINE_OUTCOMES.get(reason)
+    if outcome is not None:
+        note = f"party line {party_line_id}: {reason}"
+        if reason in RECORDED_BY_VOICE:
+            # The machine recorded the outcome activity itself; the play ends with it.
+            play.outcome = outcome
+            await record_activity(session, play, ActivityType.EVENT, "completed", outcome)
+            end(session, play, PlayState.HAS_OUTCOME, f"party line {reason}")
+        else:
+            await finish(session, play, outcome, note)
+        return False
+    if step_id is None:
+        log(session, play, "party_line_settled_nothing", None, party_line_id=party_line_id,
+            reason=reason, continues="where it was")  # fmt: skip
+        return False
+    playbook = await _playbook(session, play)
+    play.paused = False
+    move_to(play, playbook.next_step(step_id))
+    if play.step_id is None:
+        play.due_at = now()  # the end of the playbook: the engine closes the play
+    session.add(play)
+    return True
+
+
+async def record_choice_event(
+    session: AsyncSession, playbook: Playbook, play: Play, label: str
+) -> None:
+    """A choice's `event:`: recorded once per play, unless the playbook lists it in
+    `activities.repeatable` (a second match is only logged)."""
+    if label not in playbook.activities.repeatable and await has_activity(session, play.id, label):
+        log(session, play, "activity_repeated", play.step_id, label=label, recorded="once")
+        return
+    await record_activity(session, play, ActivityType.EVENT, label)
+
+
+async def _texts_refused(session: AsyncSession, play: Play, reason: str) -> bool:
+    """Whether an email's block holds for the lead's texts too (a STOP, not an email
+    unsubscribe, which blocks with the same reason)."""
+    if reason != OPTED_OUT:
+        return True
+    lead = await session.get(Lead, play.lead_id)
+    return lead is not None and await is_opted_out(session, play.account_id, lead.phone)
+
+
+async def _playbook(session: AsyncSession, play: Play) -> Playbook:
+    return await definitions.load(session, play.account_id, play.playbook_id, play.playbook_version)
+
+
+def _ids(message_id: str | None, party_line_id: str | None) -> dict[str, str]:
+    ids = {"message_id": message_id, "party_line_id": party_line_id}
+    return {key: value for key, value in ids.items() if value is not None}
