@@ -24,7 +24,8 @@ from gateway.db import conflict_insert
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.json_bounds import json_bounds_error
-from gateway.models import Consent, Lead, LeadOriginator, PhoneStatus
+from gateway.models import Consent, Lead, LeadOriginator, LedgerEvent, PhoneStatus
+from gateway.optouts import latest_opt_outs
 from gateway.phones import Phone
 
 MAX_ADDITIONAL_INFO = 16_000  # bytes of JSON; a lead's free data, not a document store
@@ -153,14 +154,25 @@ class LeadPublic(BaseModel):
     state: str | None
     postal_code: str | None
     additional_info: dict[str, Any]
-    phone_status: PhoneStatus
+    phone_status: PhoneStatus = Field(
+        description="whether the number can take texts (carrier errors); opt-outs are `opted_out`"
+    )
+    opted_out: bool = Field(
+        description="the lead has opted out of this account's texts and calls (the ledger's "
+        "latest event for the phone is an opt-out): the gate blocks every contact"
+    )
+    opted_out_at: datetime | None = Field(description="when, while opted out")
+    opt_out_channel: str | None = Field(
+        description="how, while opted out: sms, voice, email, api, web or manual"
+    )
     originators: list[OriginatorOut]
     consents: list[ConsentOut]
     created_at: datetime
     updated_at: datetime
 
 
-_FROM_ROW = [name for name in LeadPublic.model_fields if name not in ("originators", "consents")]
+_DERIVED = ("originators", "consents", "opted_out", "opted_out_at", "opt_out_channel")
+_FROM_ROW = [name for name in LeadPublic.model_fields if name not in _DERIVED]
 
 
 class OriginatorConflict(ApiError):
@@ -278,7 +290,8 @@ async def add_originators(
 
 
 async def public_leads(session: AsyncSession, leads: Iterable[Lead]) -> list[LeadPublic]:
-    """Leads with their originators and consent evidence (three queries for any number)."""
+    """Leads with their originators, consent evidence and opt-out status (four queries for
+    any number of leads)."""
     leads = list(leads)
     if not leads:
         return []
@@ -309,13 +322,21 @@ async def public_leads(session: AsyncSession, leads: Iterable[Lead]) -> list[Lea
         owner = consent.lead_id if consent.lead_id in consents else by_phone.get(consent.phone)
         if owner is not None:
             consents[owner].append(ConsentOut.model_validate(consent, from_attributes=True))
-    return [
-        LeadPublic.model_validate(
-            {
-                **{name: getattr(lead, name) for name in _FROM_ROW},
-                "originators": originators[lead.id],
-                "consents": consents[lead.id],
-            }
+    opt_outs = await latest_opt_outs(session, account_id, list(by_phone))
+    public = []
+    for lead in leads:
+        event = opt_outs.get(lead.phone)
+        opted_out = event is not None and event.event == LedgerEvent.OPT_OUT
+        public.append(
+            LeadPublic.model_validate(
+                {
+                    **{name: getattr(lead, name) for name in _FROM_ROW},
+                    "originators": originators[lead.id],
+                    "consents": consents[lead.id],
+                    "opted_out": opted_out,
+                    "opted_out_at": event.received_at if event and opted_out else None,
+                    "opt_out_channel": str(event.channel) if event and opted_out else None,
+                }
+            )
         )
-        for lead in leads
-    ]
+    return public

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -107,6 +108,23 @@ async def latest(session: AsyncSession, account_id: str, phone: str) -> OptOutEv
 
 async def is_opted_out(session: AsyncSession, account_id: str, phone: str) -> bool:
     event = await latest(session, account_id, phone)
+async def latest_opt_outs(
+    session: AsyncSession, account_id: str, phones: Sequence[str]
+) -> dict[str, OptOutEvent]:
+    """The latest ledger event of each phone that has one, in one query (lists of leads)."""
+    if not phones:
+        return {}
+    newest = (
+        select(func.max(OptOutEvent.id))
+        .where(OptOutEvent.account_id == account_id, col(OptOutEvent.phone).in_(phones))
+        .group_by(col(OptOutEvent.phone))
+    )
+    query = select(OptOutEvent).where(
+        OptOutEvent.account_id == account_id, col(OptOutEvent.id).in_(newest)
+    )
+    return {event.phone: event for event in (await session.exec(query)).all()}
+
+
     return event is not None and event.event == LedgerEvent.OPT_OUT
 
 

@@ -90,6 +90,7 @@ class Operation:
     response_media: tuple[str, ...] = ()  # non-JSON success bodies (e.g. text/csv)
     status: int = 200
     errors: Mapping[int, str] = field(default_factory=dict)
+    extra_statuses: Mapping[int, str] = field(default_factory=dict)  # other successes, same body
 
 
 _OPERATIONS: dict[Callable[..., Any], Operation] = {}
@@ -107,6 +108,7 @@ def operation(
     response_media: Iterable[str] = (),
     status: int = 200,
     errors: Mapping[int, str] | None = None,
+    extra_statuses: Mapping[int, str] | None = None,
 ) -> Callable[[E], E]:
     """Register the OpenAPI description of an endpoint; returns the endpoint unchanged."""
     described = Operation(
@@ -120,6 +122,7 @@ def operation(
         response_media=tuple(response_media),
         status=status,
         errors=dict(errors or {}),
+        extra_statuses=dict(extra_statuses or {}),
     )
 
     def register(endpoint: E) -> E:
@@ -218,6 +221,8 @@ def _path_item(
     for media in op.response_media:
         success.setdefault("content", {})[media] = {"schema": {"type": "string"}}
     responses[str(op.status)] = success
+    for status, description in op.extra_statuses.items():
+        responses[str(status)] = {**success, "description": description}  # same body
     for status, description in op.errors.items():
         responses[str(status)] = _error(description)
     return item

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from starlette.routing import Route
 
 from gateway.clock import Instant, now
 from gateway.db import conflict_insert, transaction
+from gateway.engine import definitions, rep_notices
 from gateway.engine.jobs import enqueue_advance
 from gateway.engine.records import end, record_activity
 from gateway.engine.starting import RunningPlayExists, start_play
@@ -41,11 +43,15 @@ from gateway.models import (
     PlayState,
     SourceRule,
 )
+from gateway.models.plays import origin_key
+from gateway.playbooks import Playbook
 from gateway.reps import assign_rep
 from gateway.state import app_state, current_account
 
+from .next_action import NextAction, next_action
 from .openapi import error_with, operation
 from .pagination import next_cursor, page
+from .play_settings import declared_settings, refuse_unknown
 from .requests import read_json, read_query
 
 TAGS = ["plays"]
@@ -58,7 +64,10 @@ class PlayCreate(BaseModel):
     playbook_id: str = Field(min_length=1, max_length=64)
     lead: LeadIn
     settings: dict[str, SettingValue] = Field(
-        default_factory=dict, max_length=50, description="overrides of the playbook's settings"
+        default_factory=dict,
+        max_length=50,
+        description="overrides of the playbook's settings; a name the playbook (or a playbook "
+        "it moves leads to) doesn't declare is a 422 with the closest declared one",
     )
 
 
@@ -96,6 +105,14 @@ class PlayPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None
+    next_action: NextAction | None = Field(
+        description="what the play does next: send_text, send_email, party_line, wait_reply "
+        "(for the lead's answer), reengagement (a nudge if no answer comes), start_playbook "
+        "(goto), record_outcome, end; null once it has ended or while a person has it"
+    )
+    next_action_at: datetime | None = Field(
+        description="when it does that; null when it waits on the lead or on a call"
+    )
     activities: list[ActivityOut] | None = None
     messages: list[PlayMessageOut] | None = None
 
@@ -118,18 +135,49 @@ class PlayQuery(BaseModel):
 
 class LeadStarted(BaseModel):
     lead: LeadPublic
-    play: PlayPublic | None = Field(description="the play its source rule started, if any")
+    play: PlayPublic | None = Field(
+        description="the play its source rule started; or, when the lead already had a running "
+        "play of that playbook, that play (`play_started` false); null without a source rule"
+    )
+    play_started: bool = Field(
+        description="whether this request started `play`: false when there is no source rule or "
+        "the lead already had a running play of its playbook (then the answer is 200, not 201)"
+    )
 
 
-_PLAY_FIELDS = [n for n in PlayPublic.model_fields if n not in ("activities", "messages")]
+_DERIVED = ("activities", "messages", "next_action", "next_action_at")
+_PLAY_FIELDS = [n for n in PlayPublic.model_fields if n not in _DERIVED]
 
 
-def _public(play: Play) -> PlayPublic:
-    return PlayPublic.model_validate({name: getattr(play, name) for name in _PLAY_FIELDS})
+def _public(play: Play, playbook: Playbook | None) -> PlayPublic:
+    action, at = next_action(play, playbook)
+    return PlayPublic.model_validate(
+        {
+            **{name: getattr(play, name) for name in _PLAY_FIELDS},
+            "next_action": action,
+            "next_action_at": at,
+        }
+    )
+
+
+async def _public_many(session: AsyncSession, plays: Sequence[Play]) -> list[PlayPublic]:
+    """Plays as the API shows them; one playbook load per distinct version (cached)."""
+    playbooks: dict[tuple[str, int], Playbook | None] = {}
+    for play in plays:
+        key = (play.playbook_id, play.playbook_version)
+        if key not in playbooks and play.state == PlayState.RUNNING:
+            playbooks[key] = await definitions.load(
+                session, play.account_id, play.playbook_id, play.playbook_version
+            )
+    return [_public(p, playbooks.get((p.playbook_id, p.playbook_version))) for p in plays]
+
+
+async def _with_next_action(session: AsyncSession, play: Play) -> PlayPublic:
+    return (await _public_many(session, [play]))[0]
 
 
 async def _detailed(session: AsyncSession, play: Play) -> PlayPublic:
-    public = _public(play)
+    public = await _with_next_action(session, play)
     activities = (
         await session.exec(
             select(Activity).where(Activity.play_id == play.id).order_by(col(Activity.id))
@@ -213,6 +261,10 @@ async def create_play(request: Request) -> JSONResponse:
             repeated = await _claim_key(session, account.id, key, _request_hash(body))
             if repeated is not None:
                 return repeated
+        declared = await declared_settings(session, account.id, body.playbook_id)
+        if declared is None:
+            raise ApiError(404, "not_found", "no such playbook", "playbook_id")
+        refuse_unknown(body.settings, declared[1], body.playbook_id)
         lead = await upsert_lead(session, account.id, body.lead)
         try:
             play = await start_play(
@@ -230,7 +282,7 @@ async def create_play(request: Request) -> JSONResponse:
                 409, "conflict", "the lead already has a running play of this playbook",
                 "playbook_id", existing_id=exc.play_id,
             )  # fmt: skip
-        public = _public(play).model_dump(mode="json")
+        public = (await _with_next_action(session, play)).model_dump(mode="json")
         if key is not None:
             await session.exec(
                 update(IdempotencyKey)
@@ -270,8 +322,9 @@ async def list_plays(request: Request) -> JSONResponse:
     statement = list_statement(account.id, query)
     async with app_state(request)["sessions"]() as session:
         plays = list((await session.exec(statement)).all())
+        public = await _public_many(session, plays)
     cursor = next_cursor(plays, query.limit)
-    data = [_public(p).model_dump(mode="json") for p in plays]
+    data = [p.model_dump(mode="json") for p in public]
     return JSONResponse({"data": data, "next_cursor": cursor})
 
 
@@ -307,10 +360,13 @@ async def stop_play(request: Request) -> JSONResponse:
     "Create or update a lead",
     tags=["leads"],
     description="Creates or updates the lead; when one of its originators' origin has a source "
-    "rule, that rule's playbook starts at once with a rep assigned by the rule.",
+    "rule (origins compare case-insensitively), that rule's playbook starts at once with a rep "
+    "assigned by the rule: 201 with `play_started: true`. When the lead already has a running "
+    "play of that playbook, nothing starts: 200 with that play and `play_started: false`.",
     request=LeadIn,
     response=LeadStarted,
     status=201,
+    extra_statuses={200: "the lead already had a running play of the rule's playbook"},
 )
 async def create_lead(request: Request) -> JSONResponse:
     lead_in = await read_json(request, LeadIn)
@@ -334,6 +390,8 @@ async def create_lead(request: Request) -> JSONResponse:
                     rep_id=rep.id if rep else None,
                     source_rule_id=rule.id,
                 )
+                if rep is not None:  # the round robin's rep hears of the lead now
+                    await rep_notices.notify_rep(session, play, rep, "assigned")
             except RunningPlayExists as exc:
                 play = await session.get(Play, exc.play_id)
             except (LookupError, ValueError) as exc:
@@ -341,10 +399,17 @@ async def create_lead(request: Request) -> JSONResponse:
                     409, "conflict", f"source rule {rule.id} can't start: {exc}", "originators"
                 ) from None
         [public_lead] = await public_leads(session, [lead])
-        body = LeadStarted(lead=public_lead, play=_public(play) if play else None)
+        body = LeadStarted(
+            lead=public_lead,
+            play=await _with_next_action(session, play) if play else None,
+            play_started=started is not None,
+        )
     if started is not None:
         await enqueue_advance(state["redis"], started.id)
-    return JSONResponse(body.model_dump(mode="json"), status_code=201)
+        await rep_notices.enqueue_pending(state["redis"], session)
+    # 200 when the lead's running play is the old one: nothing started.
+    already_running = play is not None and started is None
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if already_running else 201)
 
 
 async def _rule_for(
@@ -352,15 +417,16 @@ async def _rule_for(
 ) -> SourceRule | None:
     if not origins:
         return None
+    keys = [origin_key(o) for o in origins]  # case-insensitive, like the rules' uniqueness
     rules = (
         await session.exec(
             select(SourceRule).where(
-                SourceRule.account_id == account_id, col(SourceRule.origin).in_(origins)
+                SourceRule.account_id == account_id, col(SourceRule.origin_key).in_(keys)
             )
         )
     ).all()
-    by_origin = {rule.origin: rule for rule in rules}
-    return next((by_origin[o] for o in origins if o in by_origin), None)
+    by_key = {rule.origin_key: rule for rule in rules}
+    return next((by_key[k] for k in keys if k in by_key), None)
 
 
 routes = [

@@ -1,8 +1,11 @@
 """`/v1/sources`: source rules ("API workflows"): every new lead from `origin` starts
 `playbook_id`, with a rep assigned round robin over `rep_ids` or left to the business (`manual`).
 
-At most one rule per origin in an account: a second one is a 409 whose `existing_id` is the
-rule to change instead. `round_robin` needs at least one rep; `manual` takes none. PATCH
+At most one rule per origin in an account, origins compared case-insensitively ("everquote" is
+EverQuote's): a second one is a 409 whose `existing_id` is the rule to change instead. A rule
+keeps its origin as written; leads match it whatever the case of their originator's origin.
+Settings must be ones the playbook declares (gateway/api/play_settings.py). `round_robin` needs
+at least one rep; `manual` takes none. PATCH
 replaces the fields given (`settings` as a whole) and re-checks the rule; the rotation
 position survives a PATCH, and a clone starts its own.
 """
@@ -33,13 +36,16 @@ from starlette.routing import Route
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.errors import ApiError
+from gateway.gate import SOURCE_RULE_SETTING
 from gateway.ids import new_id
 from gateway.models import PlaybookRecord, Rep, SourceRule
+from gateway.models.plays import origin_key
 from gateway.playbooks.steps import IDENTIFIER_PATTERN
 from gateway.reps import MANUAL, ROUND_ROBIN
 from gateway.state import app_state, current_account
 
 from .openapi import error_with, operation
+from .play_settings import declared_settings, refuse_unknown
 from .requests import read_json, read_query, validation_error
 
 TAGS = ["sources"]
@@ -62,7 +68,12 @@ SettingValue = Annotated[
 ]
 Settings = Annotated[
     dict[SettingName, SettingValue],
-    Field(max_length=50, description="overrides of the playbook's settings for these plays"),
+    Field(
+        max_length=50,
+        description="overrides of the playbook's settings for these plays: only settings the "
+        "playbook (or a playbook it moves leads to) declares, and `max_consent_age_days`; "
+        "any other name is a 422 with the closest declared one",
+    ),
 ]
 
 
@@ -172,6 +183,9 @@ async def _check_references(session: AsyncSession, account_id: str, rule: Source
         raise ApiError(
             422, "invalid", f"playbook_id: no playbook {rule.playbook_id!r}", "playbook_id"
         )
+    declared = await declared_settings(session, account_id, rule.playbook_id)
+    if declared is not None:
+        refuse_unknown(rule.settings, declared[1] | {SOURCE_RULE_SETTING}, rule.playbook_id)
     known = set(
         (
             await session.exec(
@@ -187,10 +201,11 @@ async def _check_references(session: AsyncSession, account_id: str, rule: Source
 
 
 async def _origin_taken(session: AsyncSession, account_id: str, origin: str) -> str | None:
+    # Case-insensitive: "everquote" is taken when "EverQuote" has a rule.
     return (
         await session.exec(
             select(SourceRule.id).where(
-                SourceRule.account_id == account_id, SourceRule.origin == origin
+                SourceRule.account_id == account_id, SourceRule.origin_key == origin_key(origin)
             )
         )
     ).first()
@@ -248,7 +263,7 @@ async def list_sources(request: Request) -> JSONResponse:
     query = read_query(request, SourceQuery)
     statement = select(SourceRule).where(SourceRule.account_id == current_account(request).id)
     if query.origin is not None:
-        statement = statement.where(SourceRule.origin == query.origin)
+        statement = statement.where(SourceRule.origin_key == origin_key(query.origin))
     async with app_state(request)["sessions"]() as session:
         rules = (
             await session.exec(statement.order_by(col(SourceRule.created_at), col(SourceRule.id)))

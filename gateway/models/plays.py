@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint, event, text
 from sqlmodel import Column, Field, SQLModel
 
 from gateway.clock import now
@@ -164,11 +164,17 @@ class SourceRule(SQLModel, table=True):
     """ "API workflow": every new lead from `origin` starts `playbook_id`, reps assigned."""
 
     __tablename__ = "source_rules"
-    __table_args__ = (UniqueConstraint("account_id", "origin", name="uq_source_rules_origin"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "origin", name="uq_source_rules_origin"),
+        # Origins compare case-insensitively: "everquote" is EverQuote's rule too.
+        UniqueConstraint("account_id", "origin_key", name="uq_source_rules_origin_key"),
+    )
 
     id: str = Field(primary_key=True, max_length=40)
     account_id: str = Field(foreign_key="accounts.id", max_length=40)
-    origin: str = Field(max_length=100)
+    origin: str = Field(max_length=100, description="as the business wrote it (shown)")
+    # origin_key(origin), kept by the listeners below: what uniqueness and matching compare.
+    origin_key: str = Field(default="", max_length=100)
     playbook_id: str = Field(max_length=64)
     distribution: str = Field(default="round_robin", max_length=12)
     rep_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -190,3 +196,14 @@ class IdempotencyKey(SQLModel, table=True):
     status_code: int | None = None
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
+
+
+def origin_key(origin: str) -> str:
+    """How origins compare: case-folded (Python's, the same on every database), trimmed."""
+    return origin.strip().casefold()[:100]
+
+
+@event.listens_for(SourceRule, "before_insert")
+@event.listens_for(SourceRule, "before_update")
+def _keep_origin_key(_mapper: object, _connection: object, rule: SourceRule) -> None:
+    rule.origin_key = origin_key(rule.origin)

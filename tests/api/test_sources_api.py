@@ -27,13 +27,13 @@ def test_source_lifecycle(client: TestClient, tenant_a: Tenant) -> None:
             "origin": "EverQuote",
             "playbook_id": "hello",
             "rep_ids": [sam, kim],
-            "settings": {"agent_name": "Sam", "retries": 2},
+            "settings": {"max_consent_age_days": 30},
         },
     )
     assert created.status_code == 201, created.text
     rule = created.json()
     assert rule["distribution"] == "round_robin" and rule["rep_ids"] == [sam, kim]
-    assert rule["settings"] == {"agent_name": "Sam", "retries": 2}
+    assert rule["settings"] == {"max_consent_age_days": 30}
     assert client.get(f"/v1/sources/{rule['id']}", headers=tenant_a.headers).json() == rule
 
     changed = client.patch(

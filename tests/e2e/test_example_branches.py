@@ -29,7 +29,8 @@ async def test_every_accepted_response_lands_on_its_branch(stack: Stack) -> None
         text = (EXAMPLES / f"{name}.yaml").read_text()
         published = await stack.api.put(f"/v1/playbooks/{name}", content=text, headers=YAML)
         assert published.status_code == 201, published.text
-        assert published.json()["warnings"] == []
+        # Nothing about the playbook itself (the account's own settings may have warnings).
+        assert [w for w in published.json()["warnings"] if w["field"].startswith("steps")] == []
         playbook = parse_playbook(text)
         for step in playbook.steps:
             if not isinstance(step, AskStep):
