@@ -79,6 +79,8 @@ class GateRequest:
     at: datetime
     opted_out: bool = False
     email_continues_after_opt_out: bool = False
+    # The address followed an email's unsubscribe link: no email, whatever the texts' status.
+    email_unsubscribed: bool = False
     state: str | None = None
     postal_code: str | None = None
     fallback_tz: str | None = None
@@ -149,7 +151,10 @@ def confirmation_rule(request: GateRequest, at: datetime) -> Verdict:
 
 
 def opt_out_rule(request: GateRequest, at: datetime) -> Verdict:
-    """An opted-out lead gets no SMS or call; email only if the account keeps emailing."""
+    """An opted-out lead gets no SMS or call; email only if the account keeps emailing, and
+    never to an address that unsubscribed from the account's email."""
+    if request.channel == "email" and request.email_unsubscribed:
+        return Verdict("block", OPTED_OUT, detail="the address unsubscribed from email")
     if not request.opted_out:
         return PASS
     if request.channel == "email" and request.email_continues_after_opt_out:

@@ -37,7 +37,20 @@ OPT_OUT_KEYWORDS: tuple[str, ...] = (
     "alto",
     "baja",
     "cancelar",
+    "parar",
+    "detener",
+    "desuscribir",
+    "stop2quit",  # Spoke's default list: carriers' "Reply STOP2QUIT" prompts
 )
+# The opt-out keywords that are Spanish: the confirmation is sent in Spanish.
+SPANISH_KEYWORDS: frozenset[str] = frozenset(
+    {"alto", "baja", "cancelar", "parar", "detener", "desuscribir"}
+)
+# Characters that stand in for letters ("ST0P", "5TOP", "$TOP"), used only where a token
+# mixes letters with them and the result is a word we know.
+LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "$": "s"})
+# The stop sign emoji, sent alone (or with politeness), means STOP.
+STOP_SIGNS = frozenset({"\U0001f6d1"})
 OPT_IN_KEYWORDS: tuple[str, ...] = ("start", "unstop")
 OPT_IN_WHEN_OPTED_OUT: tuple[str, ...] = ("yes",)  # otherwise an ordinary answer
 HELP_KEYWORDS: tuple[str, ...] = ("help", "info", "ayuda")
@@ -70,6 +83,31 @@ SPELLING: dict[str, str] = {
     "stoop": "stop",
     "stahp": "stop",
     "stopall": "stop all",
+    "tsop": "stop",
+    "sstop": "stop",
+    "stpp": "stop",
+    "srop": "stop",
+    "syop": "stop",
+    "dtop": "stop",
+    "stlp": "stop",
+    "stopo": "stop",
+    "stoppp": "stop",
+    "stopit": "stop it",
+    "stopnow": "stop now",
+    "stopplease": "stop please",
+    "stoptexting": "stop texting",
+    "cancle": "cancel",
+    "cancell": "cancel",
+    "cancl": "cancel",
+    "canel": "cancel",
+    "cancwl": "cancel",
+    "remov": "remove",
+    "removeme": "remove me",
+    "quitt": "quit",
+    "unsubscrib": "unsubscribe",
+    "unsubscribeme": "unsubscribe me",
+    "unscribe": "unsubscribe",
+    "unsubscribr": "unsubscribe",
     # unsubscribe / opt out
     "unsub": "unsubscribe",
     "unsubscibe": "unsubscribe",
@@ -128,6 +166,12 @@ SPELLING: dict[str, str] = {
     "equibocado": "equivocado",
     "escrivan": "escriban",
     "yamen": "llamen",
+    "parale": "para",
+    "desuscribirme": "desuscribir",
+    "desuscribanme": "desuscribir",
+    "desinscribir": "desuscribir",
+    "nomas": "no mas",
+    "plis": "por favor",
 }
 
 # Real words one typo away from a phrase word that must stay themselves.
@@ -158,6 +202,7 @@ class Phrase:
     pattern: str
     not_before: str = ""
     not_after: str = NEGATIONS
+    language: str = "en"  # "es": the lead gets the Spanish confirmation
 
 
 # "stop ..." followed by these is a visit or a pause, not a revocation.
@@ -187,7 +232,7 @@ REVOCATION_PHRASES: tuple[Phrase, ...] = (
     Phrase("^ [just|please] (go away|get lost) [please] $", not_after=""),
     Phrase("(fuck off|f off|piss off|screw off|fuck you|screw you)"),
     # English: take me off the list
-    Phrase("remove (me|us|my number|my phone|this number)"),
+    Phrase("remove (me|us|my number|my phone|this number|my name|my info)"),
     Phrase("remove * from * (list|lists|database|system|contacts)"),
     Phrase("^ remove $"),
     Phrase("take (me|us|my number|this number|my name|my info) (off|out of|outta|from)"),
@@ -214,26 +259,76 @@ REVOCATION_PHRASES: tuple[Phrase, ...] = (
     Phrase("not interested stop", not_after=""),
     Phrase("(reported|reporting|report|this is|thats|its) [as|this as|you as|you for|it as] spam"),
     # Spanish
-    Phrase("no mas [{msgs}|mensajes|textos|llamadas|correos|por favor]", not_before=NO_MAS_OBJECT),
-    Phrase("^ [por favor] (alto|baja|cancelar|para|pare|paren) [por favor|ya] $", not_after=""),
-    Phrase("(dar|darme|denme|dame|deme|doy|da|das|den) de baja", not_after=""),
-    Phrase("[ya] no (me|nos) {es_verb}", not_after=""),
+    Phrase(
+        "no mas [{msgs}|mensajes|textos|llamadas|correos|por favor]",
+        not_before=NO_MAS_OBJECT,
+        language="es",
+    ),
+    Phrase(
+        "^ [por favor] (alto|baja|cancelar|para|pare|paren) [por favor|ya] $",
+        not_after="",
+        language="es",
+    ),
+    Phrase("(dar|darme|denme|dame|deme|doy|da|das|den) de baja", not_after="", language="es"),
+    Phrase("[ya] no (me|nos) {es_verb}", not_after="", language="es"),
+    Phrase(
+        "^ [por favor|ya] (parar|detener|detengan|detente|basta|ya basta|para ya|paren ya) "
+        "[por favor|ya|gracias] $",
+        not_after="",
+        language="es",
+    ),
+    Phrase(
+        "(para|paren|pare|parar|deja|dejen|detengan|deten) de (enviar|mandar|escribir|llamar|"
+        "molestar|textear|enviarme|mandarme|escribirme|llamarme|molestarme)",
+        not_after="",
+        language="es",
+    ),
+    Phrase("no (me|nos) (manden|envien|escriban|llamen) mas", not_after="", language="es"),
+    Phrase("cancelar [mi|la|las|los] (suscripcion|mensajes|textos|alertas)", language="es"),
+    Phrase("(desuscribir|desuscribirme)", not_after="", language="es"),
+    Phrase(
+        "(eliminar|borrar|quitar|sacar|eliminen|borren|quiten|saquen) (mi numero|mis datos)",
+        not_after="",
+        language="es",
+    ),
+    Phrase("(no molestar|no molesten|no moleste)", not_after="", language="es"),
+    Phrase("(no|nunca) (me inscribi|me suscribi|pedi esto|pedi estos mensajes)", language="es"),
     Phrase(
         "(dejen|deja|deje|dejar|dejes) de (escribirme|mandarme|enviarme|llamarme|"
         "contactarme|molestarme|escribir|mandar|enviar|llamar|molestar|textear)",
         not_after="",
+        language="es",
     ),
     Phrase(
         "no (quiero|deseo) [recibir] [mas] (mensajes|llamadas|textos|correos|nada)",
         not_after="",
+        language="es",
     ),
-    Phrase("no quiero que me {es_verb}", not_after=""),
+    Phrase("no quiero que me {es_verb}", not_after="", language="es"),
     Phrase(
         "(borrame|borrenme|quitame|quitenme|sacame|saquenme|eliminame|eliminenme|"
         "borren mi numero|eliminen mi numero|quiten mi numero)",
         not_after="",
+        language="es",
     ),
-    Phrase("(numero equivocado|equivocado de numero|equivocaron de numero)", not_after=""),
-    Phrase("^ [ya|pero|gracias] no me interesa [ya|gracias|nada] $", not_after=""),
-    Phrase("(dejame|dejenme|deja me|dejen me) en paz", not_after=""),
+    Phrase(
+        "(numero equivocado|equivocado de numero|equivocaron de numero)",
+        not_after="",
+        language="es",
+    ),
+    Phrase("^ [ya|pero|gracias] no me interesa [ya|gracias|nada] $", not_after="", language="es"),
+    Phrase("(dejame|dejenme|deja me|dejen me) en paz", not_after="", language="es"),
+)
+
+# The lead says in the same message that the texts should go on ("unsubscribe me from the
+# newsletter? no I want texts"): a phrase found elsewhere in it is no revocation. A bare
+# keyword (STOP) still is.
+KEEP_TEXTING_PHRASES: tuple[Phrase, ...] = (
+    Phrase("keep (texting|messaging|sending) [me|us]", not_after="dont not never"),
+    Phrase(
+        "(i|we) [still|do] (want|like|need) [the|your|these] (texts|messages)",
+        not_after="",
+        not_before="to",  # "I want the texts to stop"
+    ),
+    Phrase("(dont|do not) (want|wanna) [to] (unsubscribe|opt out|stop)", not_after=""),
 )

@@ -16,6 +16,10 @@ from gateway.models import Account
 DEFAULT_OPT_OUT_CONFIRMATION = (
     "{business}: you are unsubscribed and will get no more messages. Reply START to resubscribe."
 )
+# The same in Spanish, for a lead who opted out in Spanish ("parar", "baja", "no más").
+DEFAULT_OPT_OUT_CONFIRMATION_ES = (
+    "{business}: se ha dado de baja y no recibirá más mensajes. Responda START para volver."
+)
 DEFAULT_OPT_IN_CONFIRMATION = (
     "{business}: you are resubscribed. Msg&data rates may apply. Reply STOP to opt out."
 )
@@ -50,8 +54,24 @@ class ComplianceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     business_name: str | None = Field(default=None, max_length=100)
-    help_contact: str | None = Field(default=None, max_length=100)
+    help_contact: str | None = Field(
+        default=None,
+        max_length=100,
+        description="how a lead reaches the business, for the HELP answer; unset: the number "
+        "the lead texted and the postal address",
+    )
+    postal_address: str | None = Field(
+        default=None,
+        min_length=5,
+        max_length=300,
+        description="the business's postal address, printed in every playbook email (CAN-SPAM)",
+    )
     opt_out_confirmation: str = Field(default=DEFAULT_OPT_OUT_CONFIRMATION, max_length=320)
+    opt_out_confirmation_es: str = Field(
+        default=DEFAULT_OPT_OUT_CONFIRMATION_ES,
+        max_length=320,
+        description="the confirmation for a lead who opted out in Spanish",
+    )
     opt_in_confirmation: str = Field(default=DEFAULT_OPT_IN_CONFIRMATION, max_length=320)
     help_text: str = Field(default=DEFAULT_HELP_TEXT, max_length=320)
     timezone: str | None = Field(default=None, description="fallback zone for numbers without one")
@@ -119,8 +139,22 @@ def compliance_settings(account: Account) -> ComplianceSettings:
     return ComplianceSettings.model_validate(account.compliance or {})
 
 
-def render(template: str, account: Account, settings: ComplianceSettings) -> str:
-    """Fill `{business}` and `{contact}` in a confirmation or help template."""
+def fallback_contact(
+    account: Account, settings: ComplianceSettings, number: str | None = None
+) -> str:
+    """How to reach the business while `help_contact` is unset: its name with the number the
+    lead texted and its postal address, whichever are known (CTIA: HELP names a contact)."""
     business = settings.business_name or account.name
-    contact = settings.help_contact or business
+    ways = [way for way in (number, settings.postal_address) if way]
+    return f"{business} ({' or '.join(ways)})" if ways else business
+
+
+def render(
+    template: str, account: Account, settings: ComplianceSettings, *, number: str | None = None
+) -> str:
+    """Fill `{business}` and `{contact}` in a confirmation or help template.
+
+    `number`: our number the lead texted, named in `{contact}` while `help_contact` is unset."""
+    business = settings.business_name or account.name
+    contact = settings.help_contact or fallback_contact(account, settings, number)
     return template.replace("{business}", business).replace("{contact}", contact)

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
+from gateway import unsubscribe_page
 from gateway.api import (
     account,
     docs,
@@ -70,6 +71,7 @@ def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
         *party_lines.routes,
         *play_log.routes,
         *sms_webhooks.routes,
+        *unsubscribe_page.routes,
         *voice_routes.routes,
     ]
     if sandbox is not None:

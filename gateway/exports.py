@@ -35,9 +35,11 @@ FIELDS = (
     "confirmation_sid",
     "confirmation_body",
     "seconds_to_confirmation",
+    "email",  # the address of an email opt-out (source unsubscribe_link); last, so old readers
+    # of the CSV by position keep working
 )
 # Free text typed by a lead or a person: a spreadsheet would run "=HYPERLINK(...)" as a formula.
-FREE_TEXT = frozenset({"text", "note", "actor", "confirmation_body"})
+FREE_TEXT = frozenset({"text", "note", "actor", "confirmation_body", "email"})
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -73,6 +75,7 @@ def as_dict(row: LedgerRow) -> dict[str, object]:
         "confirmation_sid": confirmation.message_sid if confirmation else None,
         "confirmation_body": confirmation.body if confirmation else None,
         "seconds_to_confirmation": seconds,
+        "email": event.email,
     }
 
 

@@ -53,6 +53,7 @@ async def check(
     initiated_contacts_last_24h: Sequence[datetime] = (),
     last_inbound_at: datetime | None = None,
     email_continues_after_opt_out: bool = False,
+    email_unsubscribed: bool = False,
     play_id: str | None = None,
 ) -> GateDecision:
     """Allow, defer (until T) or block one contact. Call it when sending, not when scheduling:
@@ -73,6 +74,7 @@ async def check(
         at=at or now(),
         opted_out=await is_opted_out(session, account.id, phone),
         email_continues_after_opt_out=email_continues_after_opt_out,
+        email_unsubscribed=email_unsubscribed,
         state=state,
         postal_code=postal_code,
         fallback_tz=settings.timezone,

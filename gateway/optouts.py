@@ -52,6 +52,7 @@ async def record(
     inbound_number: str | None = None,
     actor: str | None = None,
     note: str | None = None,
+    email: str | None = None,
 ) -> OptOutEvent:
     """Append one opt-out or opt-in. Suppression is in force once the transaction commits."""
     moment = received_at or now()
@@ -71,6 +72,7 @@ async def record(
         inbound_number=inbound_number,
         actor=actor,
         note=note,
+        email=email.strip().lower() if email else None,
         suppression_applied_at=now(),
     )
     session.add(row)
@@ -106,8 +108,6 @@ async def latest(session: AsyncSession, account_id: str, phone: str) -> OptOutEv
     return (await session.exec(query)).first()
 
 
-async def is_opted_out(session: AsyncSession, account_id: str, phone: str) -> bool:
-    event = await latest(session, account_id, phone)
 async def latest_opt_outs(
     session: AsyncSession, account_id: str, phones: Sequence[str]
 ) -> dict[str, OptOutEvent]:
@@ -125,7 +125,25 @@ async def latest_opt_outs(
     return {event.phone: event for event in (await session.exec(query)).all()}
 
 
+async def is_opted_out(session: AsyncSession, account_id: str, phone: str) -> bool:
+    event = await latest(session, account_id, phone)
     return event is not None and event.event == LedgerEvent.OPT_OUT
+
+
+async def email_unsubscribed(session: AsyncSession, account_id: str, address: str) -> bool:
+    """Whether `address` opted out of the account's email (its latest email event says so).
+
+    Kept apart from the phone's status: a START by text resubscribes texts, not email."""
+    query = (
+        select(OptOutEvent.event)
+        .where(
+            OptOutEvent.account_id == account_id,
+            OptOutEvent.email == address.strip().lower(),  # stored lowercased
+        )
+        .order_by(col(OptOutEvent.id).desc())
+        .limit(1)
+    )
+    return (await session.exec(query)).first() == LedgerEvent.OPT_OUT
 
 
 @dataclass(frozen=True)

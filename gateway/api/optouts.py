@@ -84,6 +84,9 @@ class LedgerEntry(BaseModel):
     confirmation_sid: str | None
     confirmation_body: str | None
     seconds_to_confirmation: float | None
+    email: str | None = Field(
+        default=None, description="the address, for an email's unsubscribe link (else null)"
+    )
 
 
 class LedgerPage(BaseModel):

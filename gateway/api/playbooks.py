@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.account_warnings import account_warnings
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.errors import ApiError
@@ -121,6 +122,11 @@ class PlaybookVersionPublic(BaseModel):
 
 class PlaybookPublished(PlaybookVersionPublic):
     warnings: list[IssueOut]
+    account_warnings: list[IssueOut] = Field(
+        default_factory=list,
+        description="what the account lacks for the leads this playbook contacts (help_contact, "
+        "postal_address); not about the document, so apart from `warnings`",
+    )
 
 
 def _too_large() -> ApiError:
@@ -324,6 +330,9 @@ async def publish_playbook(request: Request) -> Response:
             continue  # another publish took this version number: take the next one
         body = _version_body(record, version)
         body["warnings"] = _issues(report.warnings)
+        body["account_warnings"] = _issues(
+            account_warnings(report.playbook, current_account(request))
+        )
         return JSONResponse(body, status_code=201)
     raise ApiError(409, "conflict", "the playbook is being published concurrently; retry")
 

@@ -25,10 +25,11 @@ from sqlalchemy import update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway import gate
+from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import SessionFactory, transaction
+from gateway.email import unsubscribe
 from gateway.email.outbox import SEND_JOB, enqueue_email, send_job_id
 from gateway.email.transport import (
     DeliveryError,
@@ -123,6 +124,9 @@ async def _prepare(
             phone=lead.phone,
             at=moment,
             email_continues_after_opt_out=playbook is not None and playbook.email_after_opt_out,
+            email_unsubscribed=await optouts.email_unsubscribed(
+                session, account.id, email.to_address
+            ),
         )
         # A block ends the email's play (the engine decides how); a deferral is logged on it.
         await gate.note_on_play(
@@ -141,6 +145,12 @@ async def _prepare(
             return "deferred"
         sender = email.from_address or settings.email_from
         message_id = email.message_id or new_message_id(email.id, sender)
+        extra_headers: tuple[tuple[str, str], ...] = ()
+        if lead.email and email.to_address.strip().lower() == lead.email.strip().lower():
+            # An email to the lead carries the way out and the postal address (CAN-SPAM).
+            email.body, extra_headers = await unsubscribe.prepare(
+                session, account, email, settings.base_url
+            )
         if capture:
             email.status, email.from_address, email.message_id = (
                 EmailStatus.CAPTURED,
@@ -164,6 +174,7 @@ async def _prepare(
                 attempt_started_at=moment,
                 from_address=sender,
                 message_id=message_id,
+                body=email.body,
                 gate_reason=None,
                 updated_at=moment,
             )
@@ -178,6 +189,7 @@ async def _prepare(
             message_id=message_id,
             reply_to=email.reply_to,
             date=moment,
+            headers=extra_headers,
         )
 
 

@@ -101,6 +101,7 @@ class Outgoing:
     message_id: str
     reply_to: str | None = None
     date: datetime | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # more headers (List-Unsubscribe, ...)
 
     def message(self) -> EmailMessage:
         message = EmailMessage()
@@ -112,6 +113,8 @@ class Outgoing:
         message["Message-ID"] = self.message_id
         if self.date is not None:
             message["Date"] = format_datetime(self.date)
+        for name, value in self.headers:
+            message[name] = value
         message.set_content(self.body)
         return message
 

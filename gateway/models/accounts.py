@@ -25,6 +25,8 @@ class Account(AccountBase, table=True):
     compliance: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
     )
+    # Signs the links the account's emails carry (unsubscribe); made on first use, never shown.
+    link_secret: str | None = Field(default=None, max_length=64)
 
 
 class AccountPublic(AccountBase):

@@ -44,6 +44,7 @@ class LedgerSource(StrEnum):
     CARRIER_21610 = "carrier_error_21610"
     CARRIER = "carrier"
     TWILIO_OPT_OUT_TYPE = "twilio_opt_out_type"
+    UNSUBSCRIBE_LINK = "unsubscribe_link"  # an email's unsubscribe link (page or one-click)
 
 
 class OptOutEvent(SQLModel, table=True):
@@ -53,11 +54,14 @@ class OptOutEvent(SQLModel, table=True):
     __table_args__ = (
         Index("ix_opt_out_events_account_phone", "account_id", "phone", "id"),
         Index("ix_opt_out_events_account_seq", "account_id", "id"),
+        Index("ix_opt_out_events_account_email", "account_id", "email", "id"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(LedgerId, primary_key=True))
     account_id: str = Field(foreign_key="accounts.id", max_length=40)
     phone: str = Field(max_length=20)
+    # The address an email opt-out is for (source unsubscribe_link); None for the others.
+    email: str | None = Field(default=None, max_length=320)
     event: LedgerEvent = Field(sa_column=Column(String(10), nullable=False))
     received_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     # The lead's wall-clock time when it happened, with offset and zone, as evidence of

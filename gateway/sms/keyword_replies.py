@@ -84,6 +84,8 @@ async def handle(
         template = (
             settings.opt_out_confirmation if kind == "opt_out" else settings.opt_in_confirmation
         )
+        if kind == "opt_out" and found.language == "es":  # "parar", "baja", "no más"
+            template = settings.opt_out_confirmation_es
         reason, ledger_event_id = f"{kind}_confirmation", event.id
     else:
         if twilio_kind:
@@ -94,7 +96,7 @@ async def handle(
         session,
         account_id=account.id,
         phone=phone,
-        body=render(template, account, settings),
+        body=render(template, account, settings, number=inbound_number),
         purpose=Purpose.CONFIRMATION,
         reason=reason,
         lead_id=lead_id,

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from compliance import keywords
 from compliance.keywords import Classification, classify, clauses, correct, normalize
 from compliance.phrases import (
     HELP_KEYWORDS,
@@ -17,19 +18,27 @@ from compliance.phrases import (
 )
 
 REPLIES = Path(__file__).with_name("replies.tsv")
+# The shapes of STOP (spaced, digits, emoji, misspelled, Spanish) and their look-alikes, with
+# sources in its header; a 4th column gives the confirmation's language.
+CORPUS = Path(__file__).with_name("opt_out_corpus.tsv")
 
 
-def _replies() -> list[tuple[str, bool, str]]:
+def _rows(path: Path) -> list[tuple[str, bool, str, str | None]]:
     rows = []
-    for line in REPLIES.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("#") or not line.strip():
             continue
-        label, opted_out, text = [*line.split("\t", 2), ""][:3]
-        rows.append((label, opted_out == "1", text))
+        label, opted_out, text, language = [*line.split("\t", 3), "", ""][:4]
+        rows.append((label, opted_out == "1", text, language or None))
     return rows
 
 
+def _replies() -> list[tuple[str, bool, str]]:
+    return [(label, opted_out, text) for label, opted_out, text, _ in _rows(REPLIES)]
+
+
 ROWS = _replies()
+CORPUS_ROWS = _rows(CORPUS)
 
 
 def test_reply_table_is_large_and_covers_every_label() -> None:
@@ -43,6 +52,55 @@ def test_reply_table_is_large_and_covers_every_label() -> None:
 def test_labeled_reply(label: str, opted_out: bool, text: str) -> None:
     result = classify(text, opted_out=opted_out)
     assert (result.kind or "none") == label, result
+
+
+def test_corpus_is_large_and_sourced() -> None:
+    header = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line[:1] == "#"]
+    assert any("CTIA" in line for line in header) and any("Spoke" in line for line in header)
+    labels = [row[0] for row in CORPUS_ROWS]
+    assert labels.count("opt_out") >= 80 and labels.count("none") >= 40
+    assert sum(1 for row in CORPUS_ROWS if row[3] == "es") >= 30
+
+
+@pytest.mark.parametrize(
+    ("label", "opted_out", "text", "language"), CORPUS_ROWS, ids=[r[2][:40] for r in CORPUS_ROWS]
+)
+def test_corpus_reply(label: str, opted_out: bool, text: str, language: str | None) -> None:
+    result = classify(text, opted_out=opted_out)
+    assert (result.kind or "none") == label, result
+    if language is not None:
+        assert result.language == language, result
+
+
+@pytest.mark.parametrize(
+    "row", [r for r in ROWS + [c[:3] for c in CORPUS_ROWS] if r[0] != "opt_out"]
+)
+def test_no_reply_that_is_not_an_opt_out_becomes_one_with_a_stop_sign_beside_other_words(
+    row: tuple[str, bool, str],
+) -> None:
+    """The stop sign counts only alone (or with politeness: "🛑 thanks"): beside other words it
+    is decoration ("START 🛑", "stop by tomorrow 🛑")."""
+    label, opted_out, text = row
+    if not keywords._strip_fillers(tuple(normalize(text).split())):
+        return  # "👍", "ok", "Thanks!": with a stop sign that is a stop sign alone
+    assert (classify(text + " 🛑", opted_out=opted_out).kind or "none") == label
+
+
+def test_phrases_are_tried_only_where_their_first_word_is() -> None:
+    """Issue 14: every phrase was tried at every token. Now a clause only meets the phrases
+    that can start with one of its words, and a long ordinary reply meets almost none."""
+    ordinary = tuple(normalize("what is the rate on a thirty year fixed for a condo " * 20).split())
+    assert len(keywords._candidates(ordinary)) <= 3
+    assert len(keywords._phrases()) > 40
+    clause = tuple(normalize("please stop texting me").split())
+    tried = keywords._candidates(clause)
+    assert 0 < len(tried) < len(keywords._phrases()) // 2
+    # and the index loses nothing: every phrase that matches is among the candidates
+    for _label, _opted_out, text, _ in CORPUS_ROWS + [(*r, None) for r in ROWS]:
+        for part in clauses(text):
+            for i, phrase in enumerate(keywords._phrases()):
+                if keywords._find(phrase, part):
+                    assert i in keywords._candidates(part), (text, phrase.text)
 
 
 # ---- exact outputs ---------------------------------------------------------
@@ -64,8 +122,12 @@ def test_labeled_reply(label: str, opted_out: bool, text: str) -> None:
         ("please stop texting me", Classification("opt_out", "stop texting me", "phrase")),
         ("pls dont txt me", Classification("opt_out", "dont text me", "phrase")),
         ("Stop. Who is this?", Classification("opt_out", "stop", "phrase")),
-        ("No más mensajes", Classification("opt_out", "no mas mensajes", "phrase")),
-        ("Número equivocado", Classification("opt_out", "numero equivocado", "phrase")),
+        ("No más mensajes", Classification("opt_out", "no mas mensajes", "phrase", "es")),
+        ("Número equivocado", Classification("opt_out", "numero equivocado", "phrase", "es")),
+        ("parar", Classification("opt_out", "parar", "keyword", "es")),
+        ("S T O P", Classification("opt_out", "stop", "keyword")),
+        ("ST0P", Classification("opt_out", "stop", "keyword")),
+        ("\U0001f6d1", Classification("opt_out", "stop", "keyword")),
         ("YES", Classification()),
         ("I can't stop by today", Classification()),
     ],

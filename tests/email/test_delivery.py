@@ -100,7 +100,12 @@ async def test_email_is_delivered_over_smtp(stack: Stack, smtp: tuple[Inbox, str
     assert message["To"] == "ann@example.com"
     assert message["Reply-To"] == "Jordan <jordan@acme.test>"
     assert message["Subject"] == "Acme: your quote, Ann"
-    assert message.get_content() == "Hi Ann,\nyour quote from Acme is ready.\n"
+    content = message.get_content()
+    assert content.startswith("Hi Ann,\nyour quote from Acme is ready.\n\n-- \n")
+    # CAN-SPAM footer and RFC 8058 one-click headers (tests/email/test_unsubscribe.py)
+    link = message["List-Unsubscribe"].strip("<>")
+    assert f"Unsubscribe from Acme Lending's emails: {link}" in content
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     email = await the_email(stack, play_id)
     assert email["status"] == "sent" and email["attempts"] == 1
@@ -205,7 +210,8 @@ async def test_without_smtp_the_email_is_captured_and_viewable(stack: Stack) -> 
     assert email["from"] == "Acme Quotes <quotes@acme.test>"
     assert email["reply_to"] == "Jordan <jordan@acme.test>"
     assert email["subject"] == "Acme: your quote, Ann"
-    assert email["body"] == "Hi Ann,\nyour quote from Acme is ready.\n"
+    assert email["body"].startswith("Hi Ann,\nyour quote from Acme is ready.\n\n-- \nAcme")
+    assert "/unsubscribe/eml_" in email["body"]  # the captured body is what would be sent
     assert email["step_id"] == "quote" and email["message_id"]
     one = await stack.api.get(f"/v1/emails/{email['id']}")
     assert one.status_code == 200 and one.json() == email
