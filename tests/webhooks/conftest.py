@@ -67,6 +67,11 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     answer: Answer = lambda _r: 200
     delays: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
+    # path -> an event the answer waits for (bounded by `hold_limit` seconds): a request the
+    # test holds open for as long as it needs, not for a guessed time.
+    holds: dict[str, threading.Event] = field(default_factory=dict)
+    hold_limit: float = 60.0
+    holds_run_out: int = 0  # holds answered because `hold_limit` passed, not by the test
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle(self, request: Request) -> Response:
@@ -81,6 +86,10 @@ class Receiver:
         delay = self.delays.get(got.path, 0.0)
         if delay:
             await asyncio.sleep(delay)
+        hold = self.holds.get(got.path)
+        if hold is not None and not await asyncio.to_thread(hold.wait, self.hold_limit):
+            with self.lock:
+                self.holds_run_out += 1
         answered = self.answer(got)
         status, headers = answered if isinstance(answered, tuple) else (answered, {})
         return Response(f"answer {status}", status_code=status, headers=headers)
