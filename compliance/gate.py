@@ -46,7 +46,8 @@ __all__ = [
 ]
 
 Channel = Literal["sms", "call", "email"]
-Purpose = Literal["initiated", "reply", "confirmation"]
+# "staff": a notice to the business's own rep (a lead was assigned to them); see `staff_rule`.
+Purpose = Literal["initiated", "reply", "confirmation", "staff"]
 Action = Literal["allow", "defer", "block"]
 
 # Stable machine reasons (GateDecision.reason). State rules add "state_rule:<XX>".
@@ -55,6 +56,7 @@ CONFIRMATION = "confirmation"
 REPLY_GRACE = "reply_grace"
 EMAIL_NOT_TIME_RESTRICTED = "email_not_time_restricted"
 OPTED_OUT = "opted_out"
+STAFF_NOTICE = "staff_notice"
 QUIET_HOURS = quiet_hours.QUIET_HOURS
 TIME_ZONE_UNKNOWN = quiet_hours.TIME_ZONE_UNKNOWN
 NO_CONTACT_WINDOW = quiet_hours.NO_CONTACT_WINDOW
@@ -162,6 +164,15 @@ def opt_out_rule(request: GateRequest, at: datetime) -> Verdict:
     return Verdict("block", OPTED_OUT, detail="the lead opted out")
 
 
+def staff_rule(request: GateRequest, at: datetime) -> Verdict:
+    """A notice to the business's own rep goes out at any hour, uncapped, without consent
+    evidence: quiet hours, state rules and caps protect consumers from telemarketing, and a rep
+    is staff being told about their work. Their own opt-out (checked just before) still counts."""
+    if request.purpose == "staff":
+        return Verdict("allow", STAFF_NOTICE, detail="a notice to the account's own rep")
+    return PASS
+
+
 def email_rule(request: GateRequest, at: datetime) -> Verdict:
     """Email has no quiet hours or caps (see the module doc)."""
     if request.channel == "email":
@@ -244,6 +255,7 @@ def frequency_rule(request: GateRequest, at: datetime) -> Verdict:
 RULES: tuple[Rule, ...] = (
     confirmation_rule,
     opt_out_rule,
+    staff_rule,
     email_rule,
     consent_rule,
     reply_grace_rule,

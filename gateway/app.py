@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from gateway import unsubscribe_page
 from gateway.api import (
     account,
+    assignments,
     docs,
     emails,
     leads,
@@ -65,6 +66,7 @@ def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
         *plays.routes,
         *sources.routes,
         *leads.routes,
+        *assignments.routes,
         *webhooks.routes,
         *openapi.routes,
         *docs.routes,

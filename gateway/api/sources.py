@@ -77,6 +77,18 @@ Settings = Annotated[
 ]
 
 
+class Notify(BaseModel):
+    """How the assigned rep is told of a lead (on assignment and on `talk_to_human`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sms: bool = Field(
+        default=True,
+        description="text the rep's phone, through the gate: the rep's own opt-out blocks it; "
+        "quiet hours and caps don't apply (reps are staff, not consumers)",
+    )
+
+
 class SourceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -90,6 +102,7 @@ class SourceCreate(BaseModel):
         description="the rotation, in order",
     )
     settings: Settings = Field(default_factory=dict)
+    notify: Notify = Field(default_factory=Notify)
 
     @field_validator("rep_ids")
     @classmethod
@@ -117,6 +130,7 @@ class SourceUpdate(BaseModel):
         default=None, max_length=MAX_REPS
     )
     settings: Settings | None = None
+    notify: Notify | None = None
 
 
 class SourceClone(BaseModel):
@@ -138,6 +152,7 @@ class SourcePublic(BaseModel):
     distribution: Literal["round_robin", "manual"]
     rep_ids: list[str]
     settings: dict[str, Any]
+    notify: Notify
     created_at: datetime
     updated_at: datetime
 

@@ -15,6 +15,7 @@ from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import transaction
 from gateway.email.outbox import enqueue_pending
+from gateway.engine import rep_notices
 from gateway.engine.replies import on_reply
 from gateway.engine.stepper import run_due
 from gateway.job_results import forget_results
@@ -61,6 +62,7 @@ async def advance(ctx: dict[str, Any], play_id: str) -> str:
     for message in queued:
         await enqueue_send(ctx["redis"], message.id)
     await enqueue_pending(ctx["redis"], session)  # emails the steps queued
+    await rep_notices.enqueue_pending(ctx["redis"], session)  # talk_to_human told the rep
     for party_line_id in started_ids(session):
         await enqueue_run(ctx["redis"], party_line_id, 0)
     delay = (due_at - now()).total_seconds() if due_at is not None else 0.0
@@ -109,6 +111,7 @@ async def reply(ctx: dict[str, Any], message_id: str) -> str:
     for sent in queued:
         await enqueue_send(ctx["redis"], sent.id)
     await enqueue_pending(ctx["redis"], session)  # emails the steps queued
+    await rep_notices.enqueue_pending(ctx["redis"], session)  # talk_to_human told the rep
     for party_line_id in started_ids(session):
         await enqueue_run(ctx["redis"], party_line_id, 0)
     return f"{len(plays)} plays"

@@ -89,6 +89,7 @@ class Purpose(StrEnum):
     INITIATED = "initiated"
     REPLY = "reply"
     CONFIRMATION = "confirmation"
+    STAFF = "staff"  # a notice to one of the account's reps (gateway/engine/rep_notices.py)
 
 
 class Message(SQLModel, table=True):

@@ -181,6 +181,10 @@ class SourceRule(SQLModel, table=True):
     # Next position in rep_ids; advanced by an atomic UPDATE so workers never hand out twice.
     cursor: int = 0
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # How the assigned rep is told of a lead: {"sms": bool} (gateway/engine/rep_notices.py).
+    notify: dict[str, Any] = Field(
+        default_factory=lambda: {"sms": True}, sa_column=Column(JSON, nullable=False)
+    )
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
 

@@ -25,6 +25,8 @@ BUILTIN_EVENTS: tuple[str, ...] = (
     "catch_all_level1",
     "catch_all_level2",
     "catch_all_level3",
+    "rep_assigned",  # POST /v1/leads/{id}/assign (gateway/api/assignments.py)
+    "rep_unassigned",
 )
 # Outcomes the engine and the voice layer record on their own (a STOP, a finished party line),
 # so every playbook can produce them whether it declares them or not.

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.ids import new_id
-from gateway.models import Activity, Lead, LeadOriginator, LedgerEvent, OptOutEvent
+from gateway.models import Activity, Lead, LeadOriginator, LedgerEvent, OptOutEvent, Play, Rep
 
 
 class OriginatorField(BaseModel):
@@ -98,7 +98,22 @@ async def build_payload(session: AsyncSession, activity: Activity) -> dict[str, 
         lead_additional_info=dict(lead.additional_info) if lead else None,
         lead_originators=originators,
     )
-    return payload.model_dump(mode="json")
+    return {**payload.model_dump(mode="json"), **await _rep_fields(session, activity)}
+
+
+async def _rep_fields(session: AsyncSession, activity: Activity) -> dict[str, Any]:
+    """`rep_id`, `rep_name`, `rep_phone` of the play's assigned rep, when it has one.
+
+    Extra fields beside the documented ones (which stay exactly as they are): present only
+    when a rep is assigned, so a receiver that compares the documented shape sees no change.
+    """
+    play = await session.get(Play, activity.play_id) if activity.play_id is not None else None
+    if play is None or play.account_id != activity.account_id or play.rep_id is None:
+        return {}
+    rep = await session.get(Rep, play.rep_id)
+    if rep is None or rep.account_id != activity.account_id:
+        return {}
+    return {"rep_id": rep.id, "rep_name": rep.name, "rep_phone": rep.phone}
 
 
 def sample_payload(
