@@ -32,6 +32,7 @@ from gateway.api import (
     plays,
     reps,
     sources,
+    takeover,
     webhooks,
 )
 from gateway.auth import ApiKeyMiddleware
@@ -64,6 +65,7 @@ def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
         *playbooks.routes,
         *reps.routes,
         *plays.routes,
+        *takeover.routes,
         *sources.routes,
         *leads.routes,
         *assignments.routes,

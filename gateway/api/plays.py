@@ -48,6 +48,7 @@ from gateway.playbooks import Playbook
 from gateway.reps import assign_rep
 from gateway.state import app_state, current_account
 
+from .inbox import inbox_cursor, inbox_page
 from .next_action import NextAction, next_action
 from .openapi import error_with, operation
 from .pagination import next_cursor, page
@@ -85,6 +86,7 @@ class PlayMessageOut(BaseModel):
     body: str
     status: str
     step_id: str | None
+    sent_by: str | None = Field(description="the person who wrote it (POST .../messages)")
     created_at: datetime
 
 
@@ -98,6 +100,9 @@ class PlayPublic(BaseModel):
     step_id: str | None
     waiting_reply: bool
     paused: bool
+    awaiting_human_since: datetime | None = Field(
+        description="since when a person has the conversation (in `?awaiting=human`)"
+    )
     settings: dict[str, Any]
     answers: dict[str, Any]
     rep_id: str | None
@@ -129,6 +134,10 @@ class PlayQuery(BaseModel):
     lead_id: str | None = Field(default=None, max_length=40)
     playbook_id: str | None = Field(default=None, max_length=64)
     since: Instant | None = None
+    awaiting: Literal["human"] | None = Field(
+        default=None,
+        description="`human`: the inbox, running plays waiting for a person, oldest wait first",
+    )
     cursor: str | None = Field(default=None, max_length=80)
     limit: int = Field(default=50, ge=1, le=200)
 
@@ -312,6 +321,8 @@ def list_statement(account_id: str, query: PlayQuery) -> SelectOfScalar[Play]:
         statement = statement.where(Play.playbook_id == query.playbook_id)
     if query.since is not None:
         statement = statement.where(col(Play.created_at) >= query.since)
+    if query.awaiting == "human":
+        return inbox_page(statement, query.cursor, query.limit)
     return page(statement, Play, query.cursor, query.limit)
 
 
@@ -323,7 +334,7 @@ async def list_plays(request: Request) -> JSONResponse:
     async with app_state(request)["sessions"]() as session:
         plays = list((await session.exec(statement)).all())
         public = await _public_many(session, plays)
-    cursor = next_cursor(plays, query.limit)
+    cursor = (inbox_cursor if query.awaiting else next_cursor)(plays, query.limit)
     data = [p.model_dump(mode="json") for p in public]
     return JSONResponse({"data": data, "next_cursor": cursor})
 

@@ -45,6 +45,7 @@ def end(session: AsyncSession, play: Play, state: str, why: str) -> None:
     """Move a play out of `running` (the caller records the matching activities)."""
     play.state = state  # type: ignore[assignment]
     play.waiting_reply, play.due_at = False, None
+    play.awaiting_human_since = None  # out of the inbox: nobody has anything left to answer
     play.ended_at = play.updated_at = now()
     session.add(play)
     log(session, play, "state", play.step_id, state=state, why=why)

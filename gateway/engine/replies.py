@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.clock import now
 from gateway.engine import definitions
 from gateway.engine.context import fill
+from gateway.engine.handover import hand_over
 from gateway.engine.lifecycle import record_choice_event
 from gateway.engine.records import end, log, record_activity
 from gateway.engine.stepper import finish, move_to, run_due, send_text
@@ -26,7 +27,7 @@ async def on_reply(session: AsyncSession, play: Play, lead: Lead, text: str) -> 
     play.last_lead_reply_at = now()
     log(session, play, "reply", play.step_id, text=text[:500])
     if play.paused:
-        return []  # a human has the conversation
+        return []  # a person has the conversation (engine/handover.py): recorded, no answer
     if play.waiting_reply and play.step_id is not None:
         action = playbook.read_reply(play.step_id, text)
         if action is None:
@@ -84,8 +85,5 @@ async def _catch_all(
     ]
     await record_activity(session, play, ActivityType.EVENT, CATCH_ALL_EVENTS[level])
     if level == 3:
-        await record_activity(
-            session, play, ActivityType.EVENT, "talk_to_human", "no answer matched three times"
-        )
-        play.paused, play.waiting_reply, play.due_at = True, False, None
+        await hand_over(session, play, "no answer matched three times")
     return queued

@@ -16,6 +16,7 @@ from gateway.clock import now
 from gateway.email.outbox import email_only, is_email_step, queue_step_email
 from gateway.engine import definitions
 from gateway.engine.context import fill
+from gateway.engine.handover import hand_over
 from gateway.engine.records import end, log, record_activity
 from gateway.ids import new_id
 from gateway.models import (
@@ -202,7 +203,7 @@ async def _call(
             return  # the live party line ends this step
         # No way to call (no number, a bad policy setting): a human takes the lead from here.
         log(session, play, "failed", step.id, why=exc.message)
-        await record_activity(session, play, ActivityType.EVENT, "talk_to_human", exc.message)
+        await hand_over(session, play, exc.message)
 
 
 def _by_email_only(session: AsyncSession, playbook: Playbook, play: Play) -> bool:

@@ -135,6 +135,7 @@ class Message(SQLModel, table=True):
         default=Purpose.INITIATED, sa_column=Column(String(12), nullable=False)
     )
     reason: str = Field(default="manual", max_length=40, description="why it exists")
+    sent_by: str | None = Field(default=None, max_length=200, description="the person, if one")
     status: MessageStatus = Field(sa_column=Column(String(12), nullable=False))
     twilio_sid: str | None = Field(default=None, max_length=64, unique=True)
     error_code: int | None = None

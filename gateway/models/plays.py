@@ -83,6 +83,15 @@ class Play(SQLModel, table=True):
         Index("ix_plays_account_state", "account_id", "state", "created_at", "id"),
         Index("ix_plays_account_playbook", "account_id", "playbook_id", "created_at", "id"),
         Index("ix_plays_account_lead", "account_id", "lead_id"),
+        # The inbox, GET /v1/plays?awaiting=human, oldest first (partial: see migration 0018).
+        Index(
+            "ix_plays_awaiting_human",
+            "account_id",
+            "awaiting_human_since",
+            "id",
+            sqlite_where=text("awaiting_human_since IS NOT NULL"),
+            postgresql_where=text("awaiting_human_since IS NOT NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -101,6 +110,9 @@ class Play(SQLModel, table=True):
     reengagements_sent: int = 0
     drip_halted: bool = False
     paused: bool = Field(default=False, description="handed to a human (talk_to_human)")
+    # Since when a person has the conversation (catch-all level 3, talk_to_human, a person's
+    # reply); None while the playbook has it. Set: the play is in the inbox, the bot is quiet.
+    awaiting_human_since: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     started: bool = Field(default=False, description="its first message reached Twilio")
     outcome: str | None = Field(default=None, max_length=64)
     rep_id: str | None = Field(default=None, max_length=40)

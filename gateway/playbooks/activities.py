@@ -25,6 +25,8 @@ BUILTIN_EVENTS: tuple[str, ...] = (
     "catch_all_level1",
     "catch_all_level2",
     "catch_all_level3",
+    "human_replied",  # a person's text in the conversation (POST /v1/plays/{id}/messages)
+    "resumed",  # back to the playbook at a step (POST /v1/plays/{id}/resume)
     "rep_assigned",  # POST /v1/leads/{id}/assign (gateway/api/assignments.py)
     "rep_unassigned",
 )
