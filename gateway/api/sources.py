@@ -8,6 +8,10 @@ Settings must be ones the playbook declares (gateway/api/play_settings.py). `rou
 at least one rep; `manual` takes none. PATCH
 replaces the fields given (`settings` as a whole) and re-checks the rule; the rotation
 position survives a PATCH, and a clone starts its own.
+
+`notify` says how the rep a lead is assigned to hears of it (the round robin's pick, or a
+`POST /v1/leads/{id}/assign`, and again when the lead asks for a person): `{"sms": true}`, the
+default, texts the rep's phone through the gate (gateway/engine/rep_notices.py).
 """
 
 from __future__ import annotations
