@@ -18,7 +18,9 @@ MAX_BODY = API_LIMIT
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc if part not in ("body", "query"))
+    # Models validate the parsed body or query itself, so every part of `loc` is a field name
+    # (a field may well be called `body`, as a text's is).
+    return ".".join(str(part) for part in loc)
 
 
 def validation_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ApiError:

@@ -172,3 +172,11 @@ def test_additional_info_of_any_shape(client: TestClient, tenant_a: Tenant) -> N
     )
     assert deep.status_code == 422
     assert "nested deeper than" in deep.json()["error"]["message"]
+
+
+def test_a_field_called_body_is_named_in_the_error(client: TestClient, tenant_a: Tenant) -> None:
+    response = client.post(
+        "/v1/messages", headers=tenant_a.headers, json={"to": "+18085550123", "body": ""}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "body"
