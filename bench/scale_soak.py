@@ -38,8 +38,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.db import create_engine, session_factory, transaction
-from gateway.sandbox import Sandbox
 from gateway.webhooks.addresses import set_private_allowed
+from twilio_sandbox import Sandbox
 from voice.links import INBOUND_PATH
 
 ROOT = Path(__file__).resolve().parent.parent

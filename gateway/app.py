@@ -43,11 +43,11 @@ from gateway.health import healthz
 from gateway.migrate import upgrade_async
 from gateway.models import SenderNumber
 from gateway.redis_embedded import EmbeddedRedis
-from gateway.sandbox import Sandbox
 from gateway.settings import SANDBOX_PATH, Settings, load_settings
 from gateway.sms import webhooks as sms_webhooks
 from gateway.state import AppState
 from gateway.worker import JOB_COMPLETION_WAIT, build_worker, redis_settings
+from twilio_sandbox import Sandbox
 from voice import routes as voice_routes
 from voice.links import INBOUND_PATH
 

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
 from gateway.db import SessionFactory
-from gateway.sandbox import Sandbox
 from gateway.settings import Settings
+from twilio_sandbox import Sandbox
 
 if TYPE_CHECKING:
     from gateway.models import Account, ApiKey

@@ -12,9 +12,9 @@ import pytest
 from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
-from gateway.sandbox import Sandbox
 from gateway.twilio_client import build_twilio_client
 from tests.support.servers import serve
+from twilio_sandbox import Sandbox
 
 pytestmark = pytest.mark.contract
 

@@ -24,11 +24,11 @@ from gateway import accounts
 from gateway.app import create_app
 from gateway.clock import set_clock
 from gateway.db import SessionFactory, transaction
-from gateway.sandbox import Sandbox
 from gateway.settings import Settings
 from gateway.worker import redis_settings
 from tests.conftest import RunWorker
 from tests.support.servers import serve
+from twilio_sandbox import Sandbox
 
 LEAD = "+14155550123"  # San Francisco: America/Los_Angeles
 OUR_NUMBER = "+14155550100"

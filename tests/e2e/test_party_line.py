@@ -21,7 +21,6 @@ from gateway.models import (
     PartyLineRecord,
     RepReservation,
 )
-from gateway.sandbox import CallbackFault
 from tests.e2e.conftest import LEAD, Stack
 from tests.e2e.party_line_support import (
     REP_PHONES,
@@ -36,6 +35,7 @@ from tests.e2e.party_line_support import (
     publish_call_now,
     texts_to,
 )
+from twilio_sandbox import CallbackFault
 
 
 async def test_happy_path_events_in_order(stack: Stack) -> None:

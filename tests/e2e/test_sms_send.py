@@ -14,12 +14,12 @@ from sqlmodel import col, select
 from gateway.clock import now, set_clock
 from gateway.db import transaction
 from gateway.models import Message, Purpose
-from gateway.sandbox import RestFault
 from gateway.sms import errors, sender
 from gateway.sms.outbox import enqueue_send, queue_message
 from gateway.twilio_client import build_twilio_client
 from gateway.worker import redis_settings
 from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from twilio_sandbox import RestFault
 
 
 async def test_text_is_sent_once_and_delivered(stack: Stack) -> None:

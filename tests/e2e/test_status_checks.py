@@ -14,7 +14,6 @@ from sqlmodel import col, select
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.models import Lead, Message, MessageEvent, Play, WebhookClaim
-from gateway.sandbox import CallbackFault, RestFault
 from gateway.sms import status_checks
 from gateway.sms.status_schedule import CHECK_OFFSETS, CHECKS_END, FIRST_CHECK
 from gateway.twilio_client import build_twilio_client
@@ -22,6 +21,7 @@ from gateway.webhooks.addresses import set_private_allowed
 from tests.e2e.conftest import LEAD, Stack
 from tests.reliability.support_callbacks import MORTGAGE, publish_mortgage, start
 from tests.webhooks.conftest import Receiver, ReceiverServer
+from twilio_sandbox import CallbackFault, RestFault
 
 
 def _drop_status_callbacks(stack: Stack) -> None:

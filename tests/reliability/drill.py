@@ -33,7 +33,6 @@ from gateway.app import create_app
 from gateway.clock import set_clock
 from gateway.db import SessionFactory, transaction
 from gateway.models import Direction, Message, MessageEvent
-from gateway.sandbox import Sandbox
 from gateway.settings import Settings
 from tests.reliability.worker_process import (
     CLOCK_EPOCH,
@@ -43,6 +42,7 @@ from tests.reliability.worker_process import (
     WorkerProcess,
 )
 from tests.support.servers import serve
+from twilio_sandbox import Sandbox
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"
 # The seed of the random kill moments; a failure message prints it, RELIABILITY_SEED replays it.

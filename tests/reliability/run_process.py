@@ -25,8 +25,8 @@ from typing import Any
 from gateway import app as gateway_app
 from gateway import cli
 from gateway.clock import set_clock
-from gateway.sandbox import Sandbox
 from tests.reliability.worker_process import CLOCK_EPOCH, CLOCK_START, COMPRESSED, compress_timeouts
+from twilio_sandbox import Sandbox
 
 CREATES_LOG = "DRILL_CREATES_LOG"
 KILL_AT_CREATE = "DRILL_KILL_AT_CREATE"

@@ -1,7 +1,7 @@
 """Every Twilio webhook delivered twice, out of order and late: the final state is the same as
 a clean run of the same scenario.
 
-The sandbox itself misbehaves (gateway/sandbox/faults.py): it duplicates, reorders and delays
+The sandbox itself misbehaves (twilio_sandbox/faults.py): it duplicates, reorders and delays
 its inbound-SMS, SMS-status, call-status, AMD and conference callbacks, and asks the rep's
 Gather action twice. The snapshot compared is the database's, by role (support_callbacks.py).
 """
@@ -15,7 +15,6 @@ from sqlmodel import select
 
 from gateway.db import transaction
 from gateway.models import Activity
-from gateway.sandbox import CallbackFault
 from gateway.webhooks.addresses import set_private_allowed
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Stack
@@ -27,6 +26,7 @@ from tests.reliability.support_callbacks import (
     snapshot,
 )
 from tests.webhooks.conftest import Receiver, ReceiverServer
+from twilio_sandbox import CallbackFault
 
 pytestmark = pytest.mark.reliability
 stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn

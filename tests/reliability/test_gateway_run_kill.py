@@ -35,12 +35,12 @@ from gateway.clock import set_clock
 from gateway.db import SessionFactory, create_engine, session_factory, transaction
 from gateway.models import Direction, Message, MessageEvent
 from gateway.redis_embedded import EmbeddedRedis
-from gateway.sandbox.store import FILE_NAME, Sent, outbound_per_phone
 from tests.conftest import TEST_DATABASE_URL
 from tests.gateway.test_embedded_redis_lifetime import wait_until_gone
 from tests.reliability.drill import FULL, SEED, START, lead_phones
 from tests.reliability.run_process import CREATES_LOG, KILL_AT_CREATE
 from tests.reliability.worker_process import CLOCK_EPOCH, CLOCK_START, COMPRESSED, REPO
+from twilio_sandbox.store import FILE_NAME, Sent, outbound_per_phone
 
 pytestmark = [
     pytest.mark.reliability,

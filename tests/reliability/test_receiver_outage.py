@@ -19,7 +19,6 @@ from sqlmodel import col, select
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.models import Activity, DeliveryStatus, WebhookDelivery
-from gateway.sandbox import Reply
 from gateway.webhooks import policy
 from gateway.webhooks.addresses import set_private_allowed
 from tests.e2e import conftest as e2e
@@ -27,6 +26,7 @@ from tests.e2e.conftest import Stack
 from tests.e2e.party_line_support import drive
 from tests.reliability.support_callbacks import CONVERSATION, MORTGAGE, publish_mortgage, start
 from tests.webhooks.conftest import Receiver, ReceiverServer
+from twilio_sandbox import Reply
 
 pytestmark = pytest.mark.reliability
 stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn

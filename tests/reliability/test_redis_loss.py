@@ -13,9 +13,9 @@ import pytest
 from sqlmodel import col, select
 
 from gateway.models import Message
-from gateway.sandbox.faults import RestFault
 from tests.reliability.drill import FULL, Drill, lead_phones, wait_for
 from tests.reliability.private_services import PrivateRedis
+from twilio_sandbox.faults import RestFault
 
 pytestmark = pytest.mark.reliability
 

@@ -9,9 +9,9 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from gateway.sandbox import CallbackFault, RestFault, Sandbox
 from gateway.twilio_client import build_twilio_client
-from tests.sandbox.conftest import ACCOUNT_SID, AUTH_TOKEN, LEAD, OUR_NUMBER, Receiver
+from tests.twilio_sandbox.conftest import ACCOUNT_SID, AUTH_TOKEN, LEAD, OUR_NUMBER, Receiver
+from twilio_sandbox import CallbackFault, RestFault, Sandbox
 
 
 async def _send(client: Client, receiver: Receiver) -> str:

@@ -15,8 +15,9 @@ import uvicorn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance import quiet_hours
-from gateway import accounts, demo, logs, migrate, optouts
+from gateway import accounts, logs, migrate, optouts
 from gateway.app import create_app
+from gateway.cli import demo
 from gateway.clock import now
 from gateway.db import create_engine, session_factory, transaction
 from gateway.exports import encode
@@ -455,7 +456,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings)
     handler: Handler = args.handler
     return handler(settings, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway.sandbox.wire import API_VERSION, Form, TwilioError, is_e164, rfc2822
+from twilio_sandbox.wire import API_VERSION, Form, TwilioError, is_e164, rfc2822
 
 if TYPE_CHECKING:
-    from gateway.sandbox.sandbox import MessagingService, OwnedNumber, Sandbox
+    from twilio_sandbox.sandbox import MessagingService, OwnedNumber, Sandbox
 
 MESSAGING_V1 = "/v1/Services"
 

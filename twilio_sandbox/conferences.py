@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.sandbox.scheduler import Wake
-from gateway.sandbox.wire import API_VERSION, Form, TwilioError, new_sid, parse_bool, rfc2822
+from twilio_sandbox.scheduler import Wake
+from twilio_sandbox.wire import API_VERSION, Form, TwilioError, new_sid, parse_bool, rfc2822
 
 if TYPE_CHECKING:
-    from gateway.sandbox.calls import Call
-    from gateway.sandbox.sandbox import Sandbox
+    from twilio_sandbox.calls import Call
+    from twilio_sandbox.sandbox import Sandbox
 
 # TwiML / API event words -> the StatusCallbackEvent values Twilio posts.
 EVENT_WORD = {

@@ -1,9 +1,9 @@
 """A local Twilio: the REST API, scripted phones and signed callbacks, on virtual time."""
 
-from gateway.sandbox.faults import CallbackFault, RestFault
-from gateway.sandbox.phones import PhoneScript, Reply
-from gateway.sandbox.record import CallbackEntry, Record, RequestEntry
-from gateway.sandbox.sandbox import OwnedNumber, Sandbox
+from twilio_sandbox.faults import CallbackFault, RestFault
+from twilio_sandbox.phones import PhoneScript, Reply
+from twilio_sandbox.record import CallbackEntry, Record, RequestEntry
+from twilio_sandbox.sandbox import OwnedNumber, Sandbox
 
 __all__ = [
     "CallbackEntry",

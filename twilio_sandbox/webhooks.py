@@ -18,11 +18,11 @@ from urllib.parse import unquote, urlencode, urlsplit
 import httpx
 from twilio.request_validator import RequestValidator
 
-from gateway.sandbox.faults import CallbackFault, Faults
-from gateway.sandbox.record import CallbackEntry, Record
-from gateway.sandbox.scheduler import Scheduler
+from twilio_sandbox.faults import CallbackFault, Faults
+from twilio_sandbox.record import CallbackEntry, Record
+from twilio_sandbox.scheduler import Scheduler
 
-_log = logging.getLogger("gateway.sandbox.webhooks")
+_log = logging.getLogger("twilio_sandbox.webhooks")
 
 OnAnswer = Callable[[CallbackEntry], Coroutine[Any, Any, None]]
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.sandbox.record import CallbackEntry
-from gateway.sandbox.wire import (
+from twilio_sandbox.record import CallbackEntry
+from twilio_sandbox.wire import (
     API_VERSION,
     Form,
     TwilioError,
@@ -21,7 +21,7 @@ from gateway.sandbox.wire import (
 )
 
 if TYPE_CHECKING:
-    from gateway.sandbox.sandbox import Sandbox
+    from twilio_sandbox.sandbox import Sandbox
 
 OnAnswer = Callable[[CallbackEntry], Coroutine[Any, Any, None]]
 

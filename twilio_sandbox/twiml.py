@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-from gateway.sandbox.conferences import JoinOptions, event_words
-from gateway.sandbox.wire import parse_bool
+from twilio_sandbox.conferences import JoinOptions, event_words
+from twilio_sandbox.wire import parse_bool
 
 if TYPE_CHECKING:
-    from gateway.sandbox.calls import Call
-    from gateway.sandbox.sandbox import Sandbox
+    from twilio_sandbox.calls import Call
+    from twilio_sandbox.sandbox import Sandbox
 
 SECONDS_PER_WORD = 0.4
 PLAY_SECONDS = 5.0

@@ -7,11 +7,18 @@ import httpx
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
-from gateway.sandbox import Sandbox
-from gateway.sandbox.webhooks import under_base
 from gateway.twilio_client import build_twilio_client
-from tests.sandbox.conftest import ACCOUNT_SID, AUTH_TOKEN, LEAD, OUR_NUMBER, Receiver, make_sandbox
 from tests.support.servers import serve
+from tests.twilio_sandbox.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    LEAD,
+    OUR_NUMBER,
+    Receiver,
+    make_sandbox,
+)
+from twilio_sandbox import Sandbox
+from twilio_sandbox.webhooks import under_base
 
 
 @pytest.fixture

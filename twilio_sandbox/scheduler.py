@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-_log = logging.getLogger("gateway.sandbox.scheduler")
+_log = logging.getLogger("twilio_sandbox.scheduler")
 
 # A process that never parks (e.g. a gateway that never answers a callback)
 # would freeze advance() forever; this bound turns that into an error.

@@ -13,12 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.sandbox import numbers
-from gateway.sandbox.record import RequestEntry
-from gateway.sandbox.wire import API_VERSION, Form, TwilioError, page
+from twilio_sandbox import numbers
+from twilio_sandbox.record import RequestEntry
+from twilio_sandbox.wire import API_VERSION, Form, TwilioError, page
 
 if TYPE_CHECKING:
-    from gateway.sandbox.sandbox import Sandbox
+    from twilio_sandbox.sandbox import Sandbox
 
 Result = tuple[dict[str, Any] | None, int]
 Handler = Callable[[dict[str, str], Form], Result]

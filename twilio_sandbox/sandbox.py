@@ -21,21 +21,21 @@ from types import TracebackType
 
 from starlette.applications import Starlette
 
-from gateway.sandbox.calls import Call, Calls
-from gateway.sandbox.conferences import Conferences
-from gateway.sandbox.control import ControlApi
-from gateway.sandbox.faults import Faults
-from gateway.sandbox.messaging import Message, Messaging
-from gateway.sandbox.phones import PhoneBook
-from gateway.sandbox.record import Record
-from gateway.sandbox.rest import RestApi
-from gateway.sandbox.scheduler import Scheduler, VirtualClock
-from gateway.sandbox.store import SandboxStore
-from gateway.sandbox.twiml import Twiml
-from gateway.sandbox.webhooks import Webhooks, under_base
-from gateway.sandbox.wire import TwilioError
+from twilio_sandbox.calls import Call, Calls
+from twilio_sandbox.conferences import Conferences
+from twilio_sandbox.control import ControlApi
+from twilio_sandbox.faults import Faults
+from twilio_sandbox.messaging import Message, Messaging
+from twilio_sandbox.phones import PhoneBook
+from twilio_sandbox.record import Record
+from twilio_sandbox.rest import RestApi
+from twilio_sandbox.scheduler import Scheduler, VirtualClock
+from twilio_sandbox.store import SandboxStore
+from twilio_sandbox.twiml import Twiml
+from twilio_sandbox.webhooks import Webhooks, under_base
+from twilio_sandbox.wire import TwilioError
 
-_log = logging.getLogger("gateway.sandbox")
+_log = logging.getLogger("twilio_sandbox")
 
 
 @dataclass

@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.sandbox.faults import CallbackFault, RestFault
-from gateway.sandbox.phones import PhoneScript
-from gateway.sandbox.wire import TwilioError
+from twilio_sandbox.faults import CallbackFault, RestFault
+from twilio_sandbox.phones import PhoneScript
+from twilio_sandbox.wire import TwilioError
 
 if TYPE_CHECKING:
-    from gateway.sandbox.sandbox import Sandbox
+    from twilio_sandbox.sandbox import Sandbox
 
 PREFIX = "/_sandbox"
 

@@ -12,10 +12,9 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from gateway.sandbox import CallbackFault, Sandbox
-from gateway.sandbox.store import outbound_per_phone
 from gateway.twilio_client import build_twilio_client
-from tests.sandbox.conftest import (
+from tests.support.servers import serve
+from tests.twilio_sandbox.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     LEAD,
@@ -23,7 +22,8 @@ from tests.sandbox.conftest import (
     Receiver,
     make_sandbox,
 )
-from tests.support.servers import serve
+from twilio_sandbox import CallbackFault, Sandbox
+from twilio_sandbox.store import outbound_per_phone
 
 SERVICE = "MG" + "b2" * 16
 

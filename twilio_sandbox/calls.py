@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.sandbox.scheduler import Timer, Wake
-from gateway.sandbox.wire import API_VERSION, Form, TwilioError, is_e164, new_sid, rfc2822
+from twilio_sandbox.scheduler import Timer, Wake
+from twilio_sandbox.wire import API_VERSION, Form, TwilioError, is_e164, new_sid, rfc2822
 
 if TYPE_CHECKING:
-    from gateway.sandbox.conferences import JoinOptions
-    from gateway.sandbox.sandbox import Sandbox
+    from twilio_sandbox.conferences import JoinOptions
+    from twilio_sandbox.sandbox import Sandbox
 
 TERMINAL = {"completed", "busy", "no-answer", "failed", "canceled"}
 EVENT_OF = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}

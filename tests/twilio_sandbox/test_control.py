@@ -7,9 +7,16 @@ import asyncio
 import httpx
 from twilio.rest import Client
 
-from gateway.sandbox import Sandbox
-from tests.sandbox.conftest import ACCOUNT_SID, AUTH_TOKEN, LEAD, OUR_NUMBER, Receiver, make_sandbox
 from tests.support.servers import serve
+from tests.twilio_sandbox.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    LEAD,
+    OUR_NUMBER,
+    Receiver,
+    make_sandbox,
+)
+from twilio_sandbox import Sandbox
 
 
 async def test_control_api_drives_the_sandbox(

@@ -8,10 +8,10 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from gateway.sandbox import Reply, Sandbox
 from gateway.twilio_client import build_twilio_client
-from tests.sandbox.conftest import ACCOUNT_SID, LEAD, OUR_NUMBER, Receiver, make_sandbox
 from tests.support.servers import serve
+from tests.twilio_sandbox.conftest import ACCOUNT_SID, LEAD, OUR_NUMBER, Receiver, make_sandbox
+from twilio_sandbox import Reply, Sandbox
 
 
 async def test_sms_is_delivered_with_signed_status_callbacks(

@@ -14,9 +14,9 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from gateway.sandbox import Sandbox
 from gateway.twilio_client import build_twilio_client
 from tests.support.servers import serve
+from twilio_sandbox import Sandbox
 
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "sandbox-test-token"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from twilio.rest import Client
 
-from gateway.sandbox import Sandbox
-from tests.sandbox.conftest import LEAD, OUR_NUMBER, REP, Receiver
+from tests.twilio_sandbox.conftest import LEAD, OUR_NUMBER, REP, Receiver
+from twilio_sandbox import Sandbox
 
 MENU = (
     '<Response><Gather numDigits="1" action="/menu" timeout="5">'
