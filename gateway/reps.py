@@ -24,7 +24,6 @@ from gateway.models import Rep, SourceRule
 
 ROUND_ROBIN: Final = "round_robin"
 MANUAL: Final = "manual"
-DISTRIBUTIONS = (ROUND_ROBIN, MANUAL)
 
 
 async def available_reps(session: AsyncSession, account_id: str, rep_ids: list[str]) -> list[Rep]:

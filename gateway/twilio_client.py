@@ -11,7 +11,6 @@ from contextvars import ContextVar
 from typing import Any
 
 from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
@@ -76,17 +75,6 @@ class SandboxAsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         return response
 
 
-class SandboxHttpClient(TwilioHttpClient):  # type: ignore[misc]
-    """Sync variant, for scripts and the CLI."""
-
-    def __init__(self, base_url: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.base_url = base_url
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
-        return super().request(method, _rewrite(url, self.base_url), *args, **kwargs)
-
-
 def build_twilio_client(
     account_sid: str,
     auth_token: str,
@@ -100,12 +88,4 @@ def build_twilio_client(
     and close it with `await client.http_client.close()` when done.
     """
     http_client = SandboxAsyncHttpClient(api_base_url, timeout=timeout)
-    return Client(account_sid, auth_token, http_client=http_client)
-
-
-def build_sync_twilio_client(
-    account_sid: str, auth_token: str, *, api_base_url: str | None = None
-) -> Client:
-    """A blocking twilio Client (requests-based) with the same rewriting."""
-    http_client = TwilioHttpClient() if api_base_url is None else SandboxHttpClient(api_base_url)
     return Client(account_sid, auth_token, http_client=http_client)

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 RUN_JOB = "party_lines.run"
 SWEEP_JOB = "party_lines.sweep"
 ADVANCE_JOB = "plays.advance"  # gateway.engine.jobs.ADVANCE_JOB (the engine imports us)
-SEND_JOB_PREFIX = "sms:"
 MAX_ITEMS_PER_RUN = 50
 SWEEP_LIMIT = 2000
 

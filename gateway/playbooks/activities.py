@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -50,7 +49,6 @@ STANDARD_OUTCOMES: tuple[str, ...] = (
     "opted_out",
 )
 LABEL_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
-_LABEL = re.compile(LABEL_PATTERN)
 
 Label = Annotated[
     str,
@@ -59,11 +57,6 @@ Label = Annotated[
         description="lowercase letters, digits and underscores, starting with a letter",
     ),
 ]
-
-
-def is_label(text: str) -> bool:
-    """Whether a string is a well-formed activity label."""
-    return bool(_LABEL.match(text))
 
 
 class Activities(BaseModel):

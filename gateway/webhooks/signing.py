@@ -32,8 +32,6 @@ from gateway.models import WebhookSubscription
 
 SECRET_PREFIX = "whsec_"
 ROTATION_OVERLAP = timedelta(hours=24)
-# Receivers should refuse requests signed longer ago than this (replay protection).
-TOLERANCE_SECONDS = 300
 
 EVENT_ID_HEADER = "Gateway-Event-Id"
 DELIVERY_ID_HEADER = "Gateway-Delivery-Id"
