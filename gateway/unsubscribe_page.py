@@ -12,6 +12,9 @@ any opt-out in the ledger (whose `channel` says how the request came, not what i
 it ends texts and calls to the lead's phone too until the lead texts START: the FCC lets a
 consumer revoke consent "by any reasonable means", and a wrong guess here costs a lawsuit
 where the other costs a lead. The page says so.
+
+A rep's notice email (gateway/engine/rep_notices.py) has the same link, but it is staff mail:
+it stops only those notices to that address (`Rep.notice_emails_stopped`), not the ledger.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from starlette.routing import Route
 
 from gateway import optouts
 from gateway.account_settings import compliance_settings
+from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import transaction
 from gateway.email import unsubscribe
-from gateway.models import Account, Channel, Email, Lead, LedgerEvent, LedgerSource
+from gateway.models import Account, Channel, Email, Lead, LedgerEvent, LedgerSource, Rep
 from gateway.state import app_state
 
 logger = logging.getLogger(__name__)
@@ -60,6 +64,10 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(document, status_code=status, headers=SECURITY_HEADERS)
 
 
+_BUTTON = (
+    '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
+    '<button type="submit">Unsubscribe</button></form>'
+)
 NOT_FOUND = "<h1>Link not valid</h1><p>This unsubscribe link is not valid.</p>"
 
 
@@ -86,11 +94,15 @@ async def show(request: Request) -> HTMLResponse:
     if found is None:
         return _page("Link not valid", NOT_FOUND, 404)
     business = _business(found[1])
+    if found[0].rep_id is not None:
+        return _page(
+            "Unsubscribe",
+            f"<h1>Unsubscribe</h1><p>Stop emails from {business} about leads assigned to you? "
+            "Texts are not affected.</p>" + _BUTTON,
+        )
     return _page(
         "Unsubscribe",
-        f"<h1>Unsubscribe</h1><p>Stop emails and texts from {business}?</p>"
-        '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
-        '<button type="submit">Unsubscribe</button></form>',
+        f"<h1>Unsubscribe</h1><p>Stop emails and texts from {business}?</p>" + _BUTTON,
     )
 
 
@@ -106,6 +118,8 @@ async def record(request: Request) -> HTMLResponse:
         # Our button and RFC 8058 both send exactly this; anything else is not a request to stop.
         return _page("Not understood", "<h1>Nothing changed</h1>", 400)
     email, account = found
+    if email.rep_id is not None:
+        return await _stop_rep_notices(request, email, account)
     async with transaction(app_state(request)["sessions"]) as session:
         lead = await session.get(Lead, email.lead_id)
         if lead is None or lead.account_id != account.id:
@@ -130,6 +144,26 @@ async def record(request: Request) -> HTMLResponse:
         "Unsubscribed",
         f"<h1>You are unsubscribed</h1><p>{business} will send no more emails to this address, "
         "and no more texts to your phone unless you text START.</p>",
+    )
+
+
+async def _stop_rep_notices(request: Request, email: Email, account: Account) -> HTMLResponse:
+    """A rep's notice email: stop these notices to its address, and nothing else (staff mail,
+    not the consumer ledger: the rep's texts and any lead's email go on)."""
+    async with transaction(app_state(request)["sessions"]) as session:
+        rep = await session.get(Rep, email.rep_id)
+        if rep is None or rep.account_id != account.id:
+            return _page("Link not valid", NOT_FOUND, 404)
+        await lock_contact(session, account.id, rep.phone)  # as the sender's gate check does
+        address = email.to_address.strip().lower()
+        if rep.notice_emails_stopped != address:
+            rep.notice_emails_stopped, rep.notice_emails_stopped_at = address, now()
+            session.add(rep)
+            logger.info("rep notice emails stopped account=%s rep=%s", account.id, rep.id)
+    return _page(
+        "Unsubscribed",
+        f"<h1>You are unsubscribed</h1><p>{_business(account)} will send no more emails about "
+        "leads to this address.</p>",
     )
 
 

@@ -40,6 +40,9 @@ class EmailPublic(BaseModel):
     lead_id: str
     play_id: str | None
     step_id: str | None
+    rep_id: str | None = Field(
+        default=None, description="a notice to this rep about the lead; null: to the lead"
+    )
     to: str
     from_: str | None = Field(
         alias="from", description="null until it leaves: then the step's, playbook's or default"

@@ -10,8 +10,10 @@ replaces the fields given (`settings` as a whole) and re-checks the rule; the ro
 position survives a PATCH, and a clone starts its own.
 
 `notify` says how the rep a lead is assigned to hears of it (the round robin's pick, or a
-`POST /v1/leads/{id}/assign`, and again when the lead asks for a person): `{"sms": true}`, the
-default, texts the rep's phone through the gate (gateway/engine/rep_notices.py).
+`POST /v1/leads/{id}/assign`, and again when the lead asks for a person): `{"sms": bool,
+"email": bool}`, each through the gate (gateway/engine/rep_notices.py). A channel the rule
+doesn't name is the playbook's `notify` (texts on, email off unless it says); the rule stores
+and shows only what it names. Dumps use `exclude_none` for that (no other field is nullable).
 """
 
 from __future__ import annotations
@@ -82,14 +84,20 @@ Settings = Annotated[
 
 
 class Notify(BaseModel):
-    """How the assigned rep is told of a lead (on assignment and on `talk_to_human`)."""
+    """How the assigned rep is told of a lead (on assignment and on `talk_to_human`); a
+    channel left out is the playbook's `notify` (by default texts, no email)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    sms: bool = Field(
-        default=True,
+    sms: bool | None = Field(
+        default=None,
         description="text the rep's phone, through the gate: the rep's own opt-out blocks it; "
         "quiet hours and caps don't apply (reps are staff, not consumers)",
+    )
+    email: bool | None = Field(
+        default=None,
+        description="email the rep's address (a rep without one gets none), through the gate: "
+        "only the rep's own email opt-out blocks it; the email names the lead and its id",
     )
 
 
@@ -166,7 +174,8 @@ class SourceList(BaseModel):
 
 
 def _public(rule: SourceRule) -> dict[str, object]:
-    return SourcePublic.model_validate(rule, from_attributes=True).model_dump(mode="json")
+    public = SourcePublic.model_validate(rule, from_attributes=True)
+    return public.model_dump(mode="json", exclude_none=True)
 
 
 def _checked(data: dict[str, Any]) -> SourceCreate:
@@ -273,7 +282,7 @@ async def create_source(request: Request) -> Response:
     account_id = current_account(request).id
     async with app_state(request)["sessions"]() as session:
         await _check_references(session, account_id, body)
-    rule = SourceRule(id=new_id("src"), account_id=account_id, **body.model_dump())
+    rule = SourceRule(id=new_id("src"), account_id=account_id, **body.model_dump(exclude_none=True))
     return await _insert(request, rule)
 
 
@@ -323,7 +332,7 @@ async def update_source(request: Request) -> Response:
             taken = await _origin_taken(session, account_id, merged.origin)
             if taken is not None and taken != rule.id:
                 return _origin_conflict(merged.origin, taken)
-            for name, value in merged.model_dump().items():
+            for name, value in merged.model_dump(exclude_none=True).items():
                 setattr(rule, name, value)
             rule.updated_at = now()
             session.add(rule)
@@ -349,7 +358,9 @@ async def clone_source(request: Request) -> Response:
             include=set(SourceCreate.model_fields)
         ), "origin": body.origin})  # fmt: skip
         await _check_references(session, account_id, copy)
-    clone = SourceRule(id=new_id("src"), account_id=account_id, **copy.model_dump())
+    clone = SourceRule(
+        id=new_id("src"), account_id=account_id, **copy.model_dump(exclude_none=True)
+    )
     return await _insert(request, clone)
 
 

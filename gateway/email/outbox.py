@@ -49,8 +49,11 @@ async def queue_email(
     reply_to: str | None,
     play_id: str | None = None,
     step_id: str | None = None,
+    rep_id: str | None = None,
 ) -> Email:
-    """A new email in state `queued`; enqueued by `enqueue_pending` after the commit."""
+    """A new email in state `queued`; enqueued by `enqueue_pending` after the commit.
+
+    `rep_id`: a notice to that rep about the lead (gated on the rep, not the lead)."""
     email_id = new_id("eml")
     email = Email(
         id=email_id,
@@ -58,6 +61,7 @@ async def queue_email(
         lead_id=lead_id,
         play_id=play_id,
         step_id=step_id,
+        rep_id=rep_id,
         to_address=to,
         from_address=from_address,
         reply_to=reply_to,

@@ -18,13 +18,14 @@ Without `SMTP_URL` nothing leaves: an email the gate allows is `captured`, store
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from compliance.gate import GateDecision
 from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
@@ -41,7 +42,7 @@ from gateway.email.transport import (
 from gateway.engine import definitions
 from gateway.engine.records import end, log, record_activity
 from gateway.job_results import forget_results
-from gateway.models import Account, ActivityType, Email, EmailStatus, Lead, Play, PlayState
+from gateway.models import Account, ActivityType, Email, EmailStatus, Lead, Play, PlayState, Rep
 from gateway.playbooks import Playbook
 from gateway.settings import Settings
 
@@ -54,6 +55,7 @@ RETRY_DELAYS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600)
 # DATA each have their own timeout, all inside the worker's job timeout); older ones are resent.
 IN_FLIGHT_GRACE = timedelta(seconds=90)
 SWEEP_LIMIT = 2000
+REP_GONE = "rep_deleted"  # a notice's rep no longer exists: nobody to tell
 
 
 def retry_delay(attempts: int) -> float | None:
@@ -104,7 +106,9 @@ async def _prepare(
         account = await session.get(Account, email.account_id)
         if lead is None or account is None or lead.account_id != account.id:
             return "no lead"
-        await lock_contact(session, account.id, lead.phone)
+        rep = await _rep(session, email)
+        # A rep's notice is about the rep: their contact is the one an unsubscribe changes.
+        await lock_contact(session, account.id, rep.phone if rep is not None else lead.phone)
         await session.refresh(email)  # as it is now that we hold the contact
         moment = now()
         if email.status == EmailStatus.SENDING:
@@ -115,19 +119,22 @@ async def _prepare(
             return f"already {email.status}"
         if email.send_after is not None and email.send_after > moment:
             return "not due"
-        playbook = await _playbook(session, email)
-        decision = await gate.check(
-            session,
-            account,
-            channel="email",
-            purpose="initiated",
-            phone=lead.phone,
-            at=moment,
-            email_continues_after_opt_out=playbook is not None and playbook.email_after_opt_out,
-            email_unsubscribed=await optouts.email_unsubscribed(
-                session, account.id, email.to_address
-            ),
-        )
+        if email.rep_id is not None:
+            decision = await _gate_rep_notice(session, account, email, rep, moment)
+        else:
+            playbook = await _playbook(session, email)
+            decision = await gate.check(
+                session,
+                account,
+                channel="email",
+                purpose="initiated",
+                phone=lead.phone,
+                at=moment,
+                email_continues_after_opt_out=playbook is not None and playbook.email_after_opt_out,
+                email_unsubscribed=await optouts.email_unsubscribed(
+                    session, account.id, email.to_address
+                ),
+            )
         # A block ends the email's play (the engine decides how); a deferral is logged on it.
         await gate.note_on_play(
             session, email.play_id, decision, channel="email", step_id=email.step_id
@@ -146,7 +153,12 @@ async def _prepare(
         sender = email.from_address or settings.email_from
         message_id = email.message_id or new_message_id(email.id, sender)
         extra_headers: tuple[tuple[str, str], ...] = ()
-        if lead.email and email.to_address.strip().lower() == lead.email.strip().lower():
+        if email.rep_id is not None:
+            # Staff mail: a way out of these notices only (gateway/email/unsubscribe.py).
+            email.body, extra_headers = await unsubscribe.prepare(
+                session, account, email, settings.base_url, rep_notice=True
+            )
+        elif lead.email and email.to_address.strip().lower() == lead.email.strip().lower():
             # An email to the lead carries the way out and the postal address (CAN-SPAM).
             email.body, extra_headers = await unsubscribe.prepare(
                 session, account, email, settings.base_url
@@ -191,6 +203,38 @@ async def _prepare(
             date=moment,
             headers=extra_headers,
         )
+
+
+async def _rep(session: AsyncSession, email: Email) -> Rep | None:
+    """The rep a notice email is for (None: an email to the lead, or the rep is gone)."""
+    if email.rep_id is None:
+        return None
+    rep = await session.get(Rep, email.rep_id)
+    return rep if rep is not None and rep.account_id == email.account_id else None
+
+
+async def _gate_rep_notice(
+    session: AsyncSession, account: Account, email: Email, rep: Rep | None, moment: datetime
+) -> GateDecision:
+    """The gate for a notice to a rep: staff mail, held back only by the rep's own email
+    opt-out (the ledger's, or this kind of notice's unsubscribe link); a STOP from the rep's
+    phone is about texts, and the lead's status is not the rep's."""
+    if rep is None:
+        return GateDecision(action="block", reason=REP_GONE, detail="the rep was deleted")
+    address = email.to_address.strip().lower()
+    stopped = rep.notice_emails_stopped == address or await optouts.email_unsubscribed(
+        session, account.id, address
+    )
+    return await gate.check(
+        session,
+        account,
+        channel="email",
+        purpose="staff",
+        phone=rep.phone,
+        at=moment,
+        email_continues_after_opt_out=True,
+        email_unsubscribed=stopped,
+    )
 
 
 async def _failed(ctx: dict[str, Any], email_id: str, exc: DeliveryError) -> str:

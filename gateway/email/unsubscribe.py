@@ -82,18 +82,39 @@ def footer(account: Account, link: str) -> str:
     return FOOTER_MARK + "\n".join(lines) + "\n"
 
 
+def rep_notice_footer(account: Account, link: str) -> str:
+    """What a notice to a rep ends with: who sent it and the way out of these notices only.
+
+    Staff mail is not commercial email: CAN-SPAM's opt-out and postal address are for messages
+    whose primary purpose is advertising, and 15 U.S.C. 7702(17)(A)(iv) counts information
+    "directly related to an employment relationship" as transactional. The link is kept all the
+    same (RFC 8058 headers help delivery, and a rep who leaves shouldn't need an admin to stop
+    the mail); it stops only these notices to this address (`Rep.notice_emails_stopped`), not
+    the rep's texts nor any lead email."""
+    business = compliance_settings(account).business_name or account.name
+    return (
+        FOOTER_MARK + f"{business}: notices of leads assigned to you.\nStop these emails: {link}\n"
+    )
+
+
 def headers(link: str) -> tuple[tuple[str, str], ...]:
     """RFC 2369 List-Unsubscribe and RFC 8058 one-click (the mailbox provider POSTs it)."""
     return (("List-Unsubscribe", f"<{link}>"), ("List-Unsubscribe-Post", ONE_CLICK))
 
 
 async def prepare(
-    session: AsyncSession, account: Account, email: Email, base_url: str
+    session: AsyncSession,
+    account: Account,
+    email: Email,
+    base_url: str,
+    *,
+    rep_notice: bool = False,
 ) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The body with its footer (added once, kept on the row: a resend carries the same) and
-    the headers, for an email to a lead."""
+    the headers, for an email to a lead (or, `rep_notice`, a notice to a rep)."""
     link = url(base_url, await link_secret(session, account), email.id)
     body = email.body
     if link not in body:
-        body = body.rstrip("\n") + footer(account, link)
+        ending = rep_notice_footer(account, link) if rep_notice else footer(account, link)
+        body = body.rstrip("\n") + ending
     return body, headers(link)

@@ -1,18 +1,23 @@
-"""Telling a rep about a lead: a text to the rep's phone when a lead is assigned to them (round
-robin by a source rule, or by `POST /v1/leads/{id}/assign`) and when the lead asks for a
-person (`talk_to_human`).
+"""Telling a rep about a lead: a text to the rep's phone and/or an email to the rep's address
+when a lead is assigned to them (round robin by a source rule, or by
+`POST /v1/leads/{id}/assign`) and when the lead asks for a person (`talk_to_human`).
 
-The text goes through the same outbox and gate as a lead's texts, with purpose `staff`: the
-rep's own opt-out (a STOP from the rep's phone, or the API) blocks it, but quiet hours, state
-rules, caps and consent age don't apply, since they protect consumers, and a rep is the
-business's own staff being told about their work (compliance/gate.py `staff_rule`). The
-message has no play and no lead, so a blocked notice never ends the lead's play; the play log
-has a `rep_notified` entry with the message id.
+How: the playbook's `notify` (`{sms: true, email: false}` unless it says), each channel
+overridden by the play's source rule's `notify` when the rule names it.
 
-How the rep is told is the play's source rule's `notify` (`{"sms": true}` unless set); a play
-without a source rule texts its rep. The engine has no Redis: queued notices are noted on the
-session and `enqueue_pending` hands them to the worker after the commit (the SMS sweep finds
-any whose enqueue is lost).
+Both go through the same outboxes and gate as a lead's texts and emails, with purpose `staff`:
+quiet hours, state rules, caps and consent age don't apply, since they protect consumers, and a
+rep is the business's own staff being told about their work (compliance/gate.py
+`staff_rule`). Only the rep's own opt-out counts, per channel: a STOP from the rep's phone
+blocks the texts, an email opt-out of the rep's address (the ledger's, or the notice email's
+own unsubscribe link, `Rep.notice_emails_stopped`) blocks the emails; the lead's status never
+does. A text has no play and no lead, an email names the lead (`lead_id`, in its body too) but
+no play, so a blocked or failed notice never ends the lead's play. The play log has a
+`rep_notified` entry per channel with the message or email id (`rep_not_notified` with the
+reason when none goes).
+
+The engine has no Redis: queued notices are noted on the session and `enqueue_pending` hands
+them to the worker after the commit (the sweeps find any whose enqueue is lost).
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from typing import Any, Final
 from arq.connections import ArqRedis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.models import Account, Lead, Message, Play, PlayLog, Purpose, Rep, SourceRule
+from gateway.email import outbox as email_outbox
+from gateway.engine import definitions
+from gateway.models import Account, Lead, Play, PlayLog, Purpose, Rep, SourceRule
 from gateway.sms.outbox import enqueue_send, queue_message
 
-DEFAULT_NOTIFY: Final[dict[str, Any]] = {"sms": True}
+CHANNELS: Final = ("sms", "email")
 _PENDING = "gateway.rep_notices.pending"  # session.info key: notices queued in this transaction
 _WHY = {
     "assigned": "assigned to you",
@@ -33,59 +40,118 @@ _WHY = {
 }
 
 
-async def notify_setting(session: AsyncSession, play: Play) -> dict[str, Any]:
-    """The play's source rule's `notify`, or the default."""
-    if play.source_rule_id is None:
-        return DEFAULT_NOTIFY
-    rule = await session.get(SourceRule, play.source_rule_id)
-    if rule is None or rule.account_id != play.account_id:
-        return DEFAULT_NOTIFY
-    return rule.notify or DEFAULT_NOTIFY
+async def notify_setting(session: AsyncSession, play: Play) -> dict[str, bool]:
+    """Which channels tell the rep: the playbook's `notify`, each overridden by the rule's."""
+    playbook = await definitions.load(
+        session, play.account_id, play.playbook_id, play.playbook_version
+    )
+    setting = {"sms": playbook.notify.sms, "email": playbook.notify.email}
+    if play.source_rule_id is not None:
+        rule = await session.get(SourceRule, play.source_rule_id)
+        if rule is not None and rule.account_id == play.account_id:
+            said = rule.notify or {}
+            setting.update({c: bool(said[c]) for c in CHANNELS if said.get(c) is not None})
+    return setting
+
+
+def lead_name(lead: Lead) -> str:
+    return " ".join(part for part in (lead.first_name, lead.last_name) if part) or "(no name)"
 
 
 def notice_text(account: Account, lead: Lead, why: str) -> str:
     """The rep's text: who the lead is (name, phone, id) and why they hear of it."""
-    name = " ".join(part for part in (lead.first_name, lead.last_name) if part) or "(no name)"
-    return f"{account.name}: lead {name} {lead.phone} {_WHY.get(why, why)}. Lead id {lead.id}"
+    return (
+        f"{account.name}: lead {lead_name(lead)} {lead.phone} {_WHY.get(why, why)}. "
+        f"Lead id {lead.id}"
+    )
 
 
-async def notify_rep(session: AsyncSession, play: Play, rep: Rep, why: str) -> Message | None:
-    """Queue the text to `rep` about `play`'s lead (None: the source rule says not to)."""
+def notice_email(account: Account, lead: Lead, rep: Rep, why: str) -> tuple[str, str]:
+    """The rep's email: subject and body, with the lead's name, phone, email and id."""
+    name = lead_name(lead)
+    subject = f"{account.name}: lead {name} {_WHY.get(why, why)}"
+    lines = [
+        f"Hi {rep.name},",
+        "",
+        f"Lead {name} {_WHY.get(why, why)}.",
+        "",
+        f"Name: {name}",
+        f"Phone: {lead.phone}",
+    ]
+    if lead.email:
+        lines.append(f"Email: {lead.email}")
+    lines += [f"Lead id: {lead.id}", "", f"In the gateway's API: GET /v1/leads/{lead.id}"]
+    return subject, "\n".join(lines) + "\n"
+
+
+async def notify_rep(session: AsyncSession, play: Play, rep: Rep, why: str) -> None:
+    """Queue the text and/or email to `rep` about `play`'s lead, as `notify_setting` says."""
     if rep.account_id != play.account_id:
-        return None  # never tell another account's rep, whatever a row says
-    if not (await notify_setting(session, play)).get("sms", True):
-        _log(session, play, "rep_not_notified", rep_id=rep.id, why=why, channel="sms")
-        return None
+        return  # never tell another account's rep, whatever a row says
+    setting = await notify_setting(session, play)
     account = await session.get(Account, play.account_id)
     lead = await session.get(Lead, play.lead_id)
     assert account is not None and lead is not None
-    message = await queue_message(
+    if not any(setting.values()):
+        _log(session, play, "rep_not_notified", rep_id=rep.id, why=why, channel="none")
+        return
+    if setting["sms"]:
+        message = await queue_message(
+            session,
+            account_id=play.account_id,
+            phone=rep.phone,
+            body=notice_text(account, lead, why),
+            purpose=Purpose.STAFF,
+            reason=f"rep_notice:{why}"[:40],
+        )
+        session.info.setdefault(_PENDING, []).append(message.id)
+        _log(session, play, "rep_notified", rep_id=rep.id, why=why, message_id=message.id)
+    if setting["email"]:
+        await _email(session, play, account=account, lead=lead, rep=rep, why=why)
+
+
+async def _email(
+    session: AsyncSession, play: Play, *, account: Account, lead: Lead, rep: Rep, why: str
+) -> None:
+    if not rep.email:
+        _log(session, play, "rep_not_notified", rep_id=rep.id, why=why, channel="email",
+             reason="the rep has no email address")  # fmt: skip
+        return
+    playbook = await definitions.load(
+        session, play.account_id, play.playbook_id, play.playbook_version
+    )
+    subject, body = notice_email(account, lead, rep, why)
+    email = await email_outbox.queue_email(
         session,
         account_id=play.account_id,
-        phone=rep.phone,
-        body=notice_text(account, lead, why),
-        purpose=Purpose.STAFF,
-        reason=f"rep_notice:{why}"[:40],
+        lead_id=lead.id,
+        to=rep.email,
+        subject=subject,
+        body=body,
+        from_address=playbook.email.from_,  # the playbook's sender, else EMAIL_FROM
+        reply_to=None,
+        rep_id=rep.id,
     )
-    session.info.setdefault(_PENDING, []).append(message.id)
-    _log(session, play, "rep_notified", rep_id=rep.id, why=why, message_id=message.id)
-    return message
+    _log(session, play, "rep_notified", rep_id=rep.id, why=why, channel="email",
+         email_id=email.id)  # fmt: skip
 
 
-async def notify_assigned_rep(session: AsyncSession, play: Play, why: str) -> Message | None:
+async def notify_assigned_rep(session: AsyncSession, play: Play, why: str) -> None:
     """Tell the play's assigned rep, if it has one."""
     if play.rep_id is None:
-        return None
+        return
     rep = await session.get(Rep, play.rep_id)
     if rep is None:
-        return None
-    return await notify_rep(session, play, rep, why)
+        return
+    await notify_rep(session, play, rep, why)
 
 
 async def enqueue_pending(redis: ArqRedis, session: AsyncSession) -> None:
     """Hand the notices queued in `session`'s (committed) transaction to the worker."""
     for message_id in session.info.pop(_PENDING, ()):
         await enqueue_send(redis, message_id)
+    # Every caller commits before this; emails of the same transaction (a step's) go too.
+    await email_outbox.enqueue_pending(redis, session)
 
 
 def _log(session: AsyncSession, play: Play, kind: str, **detail: Any) -> None:

@@ -16,6 +16,7 @@ from gateway.engine.stepper import finish, move_to, run_due, send_text
 from gateway.models import ActivityType, Lead, Message, Play, PlayState
 from gateway.playbooks import ChoiceAction, Playbook
 
+TALK_TO_HUMAN = "talk_to_human"
 CATCH_ALL_EVENTS = {1: "catch_all_level1", 2: "catch_all_level2", 3: "catch_all_level3"}
 
 
@@ -56,6 +57,12 @@ async def _apply(
         queued.append(
             await send_text(session, play, lead, body, step_id=action.ask_id, reason="reply")
         )
+    if action.event == TALK_TO_HUMAN and not action.outcome:
+        # The lead asked for a person: as at catch-all level 3, the play waits in the inbox
+        # (its step is where the playbook would go next) and the assigned rep is told.
+        move_to(play, playbook.step(action.next_step) if action.next_step else None)
+        await hand_over(session, play, "the lead asked for a person")
+        return queued
     if action.event:
         await record_choice_event(session, playbook, play, action.event)
     if action.outcome:

@@ -37,6 +37,9 @@ class Email(SQLModel, table=True):
     lead_id: str = Field(foreign_key="leads.id", max_length=40)
     play_id: str | None = Field(default=None, max_length=40, index=True)
     step_id: str | None = Field(default=None, max_length=64)
+    # A notice to this rep about the lead (gateway/engine/rep_notices.py), gated on the rep and
+    # never on the lead; None: an email to the lead.
+    rep_id: str | None = Field(default=None, max_length=40)
     to_address: str = Field(max_length=320)
     # None: the EMAIL_FROM setting, resolved (and written here) when the email leaves.
     from_address: str | None = Field(default=None, max_length=320)

@@ -168,6 +168,10 @@ class Rep(SQLModel, table=True):
     phone: str = Field(max_length=20)
     email: str | None = Field(default=None, max_length=320)
     available: bool = True
+    # The address (lowercased) that followed a notice email's unsubscribe link: no more notice
+    # emails to it (a new address gets them); texts and the lead's emails are not affected.
+    notice_emails_stopped: str | None = Field(default=None, max_length=320)
+    notice_emails_stopped_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
 
@@ -193,10 +197,9 @@ class SourceRule(SQLModel, table=True):
     # Next position in rep_ids; advanced by an atomic UPDATE so workers never hand out twice.
     cursor: int = 0
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    # How the assigned rep is told of a lead: {"sms": bool} (gateway/engine/rep_notices.py).
-    notify: dict[str, Any] = Field(
-        default_factory=lambda: {"sms": True}, sa_column=Column(JSON, nullable=False)
-    )
+    # How the assigned rep is told of a lead: {"sms": bool, "email": bool}, only what the rule
+    # says; the playbook's `notify` gives the rest (gateway/engine/rep_notices.py).
+    notify: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
 

@@ -18,6 +18,7 @@ from gateway.playbooks.definition import (
     EmailDefaults,
     Playbook,
     Reengagement,
+    RepNotify,
 )
 from gateway.playbooks.durations import Duration, format_duration, parse_duration
 from gateway.playbooks.loading import load_document, parse_playbook, validate_document
@@ -72,6 +73,7 @@ __all__ = [
     "Playbook",
     "PlaybookInvalid",
     "Reengagement",
+    "RepNotify",
     "ReplyMatch",
     "SendStep",
     "Template",

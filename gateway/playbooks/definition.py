@@ -60,6 +60,14 @@ class EmailDefaults(Model):
     reply_to: EmailAddress | None = None
 
 
+class RepNotify(Model):
+    """How the rep a play's lead is assigned to hears of it (on assignment and on
+    `talk_to_human`); a source rule's `notify` overrides each channel it names."""
+
+    sms: bool = Field(True, description="text the rep's phone")
+    email: bool = Field(False, description="email the rep's address (reps without one: none)")
+
+
 @dataclass(frozen=True)
 class ChoiceAction:
     """What the engine does when a choice of an ask matched, in this order.
@@ -109,6 +117,7 @@ class Playbook(Model):
         False, description="whether email steps continue after the lead opts out of SMS"
     )
     email: EmailDefaults = Field(default_factory=EmailDefaults)
+    notify: RepNotify = Field(default_factory=RepNotify)
     steps: list[Step] = Field(min_length=1)
 
     _index: dict[str, int] = PrivateAttr(default_factory=dict)

@@ -133,7 +133,10 @@ async def test_source_rule_round_robin_under_concurrent_leads(stack: Stack) -> N
     assert split == {reps[0]: 6, reps[2]: 6}
     assert {p["source_rule_id"] for p in plays} == {rule.json()["id"]}
     await stack.work()
-    assert len(stack.creates()) == 12
+    leads = {f"+1415556{i:04d}" for i in range(12)}
+    to_leads = [c for c in stack.creates() if dict(c.params)["To"] in leads]
+    assert len(to_leads) == 12  # one first text per lead; the rest tell each rep of each lead
+    assert len(stack.creates()) == 24
 
 
 async def test_plays_are_isolated_by_account(stack: Stack) -> None:
