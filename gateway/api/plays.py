@@ -48,7 +48,6 @@ from gateway.playbooks import Playbook
 from gateway.reps import assign_rep
 from gateway.state import app_state, current_account
 
-from .inbox import inbox_cursor, inbox_page
 from .next_action import NextAction, next_action
 from .openapi import error_with, operation
 from .pagination import next_cursor, page
@@ -322,8 +321,16 @@ def list_statement(account_id: str, query: PlayQuery) -> SelectOfScalar[Play]:
     if query.since is not None:
         statement = statement.where(col(Play.created_at) >= query.since)
     if query.awaiting == "human":
-        return inbox_page(statement, query.cursor, query.limit)
-    return page(statement, Play, query.cursor, query.limit)
+        # The inbox (gateway/engine/handover.py): running plays waiting for a person, oldest
+        # wait first, on `ix_plays_awaiting_human`.
+        statement = statement.where(
+            col(Play.awaiting_human_since).is_not(None), Play.state == PlayState.RUNNING
+        )
+    return page(statement, Play, query.cursor, query.limit, by=_order(query))
+
+
+def _order(query: PlayQuery) -> str:
+    return "awaiting_human_since" if query.awaiting == "human" else "created_at"
 
 
 @operation("List plays", tags=TAGS, query=PlayQuery, response=PlayList)
@@ -334,7 +341,7 @@ async def list_plays(request: Request) -> JSONResponse:
     async with app_state(request)["sessions"]() as session:
         plays = list((await session.exec(statement)).all())
         public = await _public_many(session, plays)
-    cursor = (inbox_cursor if query.awaiting else next_cursor)(plays, query.limit)
+    cursor = next_cursor(plays, query.limit, by=_order(query))
     data = [p.model_dump(mode="json") for p in public]
     return JSONResponse({"data": data, "next_cursor": cursor})
 

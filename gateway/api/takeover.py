@@ -1,6 +1,6 @@
 """A person takes over a conversation: `POST /v1/plays/{id}/messages` (their text to the lead,
 inside the play) and `POST /v1/plays/{id}/resume` (back to the playbook at a step). The inbox of
-plays waiting for a person is `GET /v1/plays?awaiting=human` (gateway/api/inbox.py).
+plays waiting for a person is `GET /v1/plays?awaiting=human` (gateway/api/plays.py).
 
 The rule (gateway/engine/handover.py): a play the bot handed over (catch-all level 3,
 `talk_to_human`) or that a person replied in is paused and in the inbox until resumed or ended;
