@@ -6,7 +6,8 @@ asks `/healthz` every 20 ms.
 
 For each attack it prints one line: the statuses it got (all must be 4xx), the slowest
 `/healthz` answer while it ran, and the CPU the gateway process spent on it. The first line is
-the baseline: the same prober with no attack, in the same run. A line ends in `ok` when every
+the baseline: the same prober with no attack, in the same run (and an ordinary reply stands
+beside the ReDoS one); baselines are printed, not judged. A line ends in `ok` when every
 status is a 4xx and `/healthz` stayed under 100 ms; the script exits 1 otherwise.
 """
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ HEALTHZ_LIMIT_MS = 100.0
 PROBE_EVERY = 0.02
 SETTLE = 1.0  # seconds of probing after an attack's last answer: work it left behind shows too
 REDOS = "ReDoS pattern"
+BASELINE = "baseline"  # what the gateway does without an attack: printed, never judged
 PUBLISHED_SANDBOX_AUTH = ("AC" + "5a" * 16, "sandbox-auth-token")  # the old fixed credentials
 
 
@@ -99,34 +103,37 @@ async def raw_post(
     """POST `total` bytes (chunked, or declared by Content-Length) while reading the answer;
     the status of an answer that comes before the body is all sent. A declared body is not sent
     at all: the server must answer on the header alone."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     head += [f"{k}: {v}" for k, v in headers.items()]
     head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}")
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    request = ("\r\n".join(head) + "\r\n\r\n").encode()
+    # Plain sockets in threads: the server answers 413 and closes with our unread chunks in its
+    # buffer, so the sender meets a reset; an asyncio transport would drop the answer with it.
+    return await asyncio.to_thread(_post_blocking, port, request, total if chunked else 0)
 
-    async def pump() -> None:
-        if not chunked:
-            return  # waiting for the answer with the body unsent is the point
-        chunk = b"a" * 16_384  # small writes: the loop reads the answer between them
-        for _ in range(total // len(chunk)):
-            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
 
-    sending = asyncio.create_task(pump())
+def _post_blocking(port: int, request: bytes, chunked_total: int) -> int | str:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+    def pump() -> None:
+        chunk = b"a" * 16_384
+        with contextlib.suppress(OSError):  # the reset that ends it, or our own close
+            sock.sendall(request)
+            for _ in range(chunked_total // len(chunk)):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if chunked_total:
+                sock.sendall(b"0\r\n\r\n")
+
+    sending = threading.Thread(target=pump, daemon=True)
+    sending.start()
     try:
-        status_line = await asyncio.wait_for(reader.readline(), 30)
-    except (TimeoutError, ConnectionError):
+        with sock.makefile("rb") as answer:
+            status_line = answer.readline()
+    except OSError:
         return "no answer"
     finally:
-        sending.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await sending
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        sock.close()
+        sending.join(30)
     parts = status_line.split()
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else "closed"
 
@@ -289,7 +296,7 @@ async def attacks(
         ("1. 256 MB body, Content-Length", huge_body_with_length),
         ("1. 256 MB body, chunked", huge_body_chunked),
         ("1. playbook with 80,000 settings keys", huge_playbook),
-        (f"1. {REDOS}: baseline, the lead texts 'hello'", lead_texts(redos_phones[0], "hello")),
+        (f"{BASELINE}: a lead texts 'hello'", lead_texts(redos_phones[0], "hello")),
         (f"1. {REDOS}: the lead texts 40 a's and !", lead_texts(redos_phones[1], "a" * 40 + "!")),
         ("3. sandbox with published credentials", sandbox_published_credentials),
         ("3. sandbox callback to another address", sandbox_callback_elsewhere),
@@ -329,16 +336,19 @@ async def main_async(args: argparse.Namespace) -> int:
         service = run.start("run", [*support.GATEWAY, "run", "--host", "127.0.0.1"], run.base_url)
         await support.wait_ready(service)
         async with run.api(tenant) as api:
-            baseline = await measure("baseline: no attack", _no_attack, run, service.pid)
-            print(_line(baseline))
+            print(_line(await measure(BASELINE + ": no attack", _no_attack, run, service.pid)))
             for name, attack in await attacks(run, tenant, api, run.port):
                 for i in range(args.repeat):
                     label = name if args.repeat == 1 else f"{name} (#{i + 1})"
                     outcome = await measure(
-                        label, attack, run, service.pid, expect_4xx=REDOS not in name
+                        label,
+                        attack,
+                        run,
+                        service.pid,
+                        expect_4xx=REDOS not in name and not name.startswith(BASELINE),
                     )
                     print(_line(outcome))
-                    failed |= not outcome.ok
+                    failed |= not outcome.ok and not name.startswith(BASELINE)
     return 1 if failed else 0
 
 
@@ -348,7 +358,9 @@ async def _no_attack() -> list[int | str]:
 
 
 def _line(outcome: Outcome) -> str:
-    verdict = "ok" if outcome.ok else "NOT OK"
+    verdict = (
+        "(not judged)" if outcome.name.startswith(BASELINE) else "ok" if outcome.ok else "NOT OK"
+    )
     statuses = ",".join(str(s) for s in outcome.statuses) or "-"
     return (
         f"{outcome.name:<56} status {statuses:<16} healthz max {outcome.healthz_max_ms:7.1f} ms"
