@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import cast
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -67,6 +68,20 @@ class ResumeIn(BaseModel):
     by: str | None = Field(default=None, min_length=1, max_length=200, description="who resumed")
 
 
+async def _locked_running_play(
+    session: AsyncSession, account_id: str, request: Request
+) -> tuple[Play, Lead]:
+    """The account's play and its lead, under the lead's contact lock (the lead's replies and
+    the play's timed steps run under it too), re-read after the lock; 409 if it has ended."""
+    play = await _account_play(session, account_id, request.path_params["play_id"])
+    lead = await session.get(Lead, play.lead_id)
+    assert lead is not None
+    await lock_contact(session, account_id, lead.phone)
+    await session.refresh(play)
+    _refuse_ended(play)
+    return play, lead
+
+
 def _refuse_ended(play: Play) -> None:
     if play.state != PlayState.RUNNING:
         raise ApiError(409, "conflict", f"the play is {play.state}, not running", "play_id")
@@ -94,13 +109,7 @@ async def post_message(request: Request) -> JSONResponse:
     account = current_account(request)
     state = app_state(request)
     async with transaction(state["sessions"]) as session:
-        play = await _account_play(session, account.id, request.path_params["play_id"])
-        lead = await session.get(Lead, play.lead_id)
-        assert lead is not None
-        # The lead's replies and the play's timed steps run under this lock too.
-        await lock_contact(session, account.id, lead.phone)
-        await session.refresh(play)
-        _refuse_ended(play)
+        play, lead = await _locked_running_play(session, account.id, request)
         if play.paused and play.awaiting_human_since is None:
             raise ApiError(409, "conflict", "a party line of this play is under way", "play_id")
         # The gate decides again when the job sends; asking now tells the person at once, and
@@ -156,12 +165,7 @@ async def post_resume(request: Request) -> JSONResponse:
     account = current_account(request)
     state = app_state(request)
     async with transaction(state["sessions"]) as session:
-        play = await _account_play(session, account.id, request.path_params["play_id"])
-        lead = await session.get(Lead, play.lead_id)
-        assert lead is not None
-        await lock_contact(session, account.id, lead.phone)
-        await session.refresh(play)
-        _refuse_ended(play)
+        play, _lead = await _locked_running_play(session, account.id, request)
         if play.awaiting_human_since is None:
             raise ApiError(409, "conflict", "the play is not waiting for a person", "play_id")
         playbook = await definitions.load(
