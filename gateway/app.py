@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,7 +45,7 @@ from gateway.redis_embedded import EmbeddedRedis
 from gateway.settings import SANDBOX_PATH, Settings, load_settings
 from gateway.sms import webhooks as sms_webhooks
 from gateway.state import AppState
-from gateway.worker import JOB_COMPLETION_WAIT, build_worker, redis_settings
+from gateway.worker import JOB_COMPLETION_WAIT, build_worker, redis_settings, stop_worker
 from twilio_sandbox import Sandbox
 from voice import routes as voice_routes
 from voice.links import INBOUND_PATH
@@ -95,23 +94,6 @@ async def _register_numbers(sandbox: Sandbox, sessions: SessionFactory, base_url
             )
 
 
-async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
-    """Stop taking jobs, let running ones finish (bounded), then close."""
-    worker.allow_pick_jobs = False
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(_tasks_done(worker), JOB_COMPLETION_WAIT)
-    await worker.close()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def _tasks_done(worker: Worker) -> None:
-    running = [task for task in worker.tasks.values() if not task.done()]
-    if running:
-        await asyncio.wait(running)
-
-
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> Starlette:
     """The gateway app. `run_worker` runs the arq worker inside the app's event loop."""
     settings = settings or load_settings()
@@ -155,7 +137,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             )
         finally:
             if worker is not None and worker_task is not None:
-                await _stop_worker(worker, worker_task)
+                await stop_worker(worker, worker_task, JOB_COMPLETION_WAIT)
             if sandbox is not None:
                 await sandbox.aclose()
             await redis.aclose()

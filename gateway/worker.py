@@ -201,6 +201,26 @@ def run_until_stopped(settings: Settings, redis_url: str, *, burst: bool = False
         time.sleep(REDIS_RETRY_SECONDS)
 
 
+async def stop_worker(worker: Worker, task: asyncio.Task[None], grace: float) -> None:
+    """Stop a worker that runs as `task` in this loop: take no more jobs, give running ones up
+    to `grace` seconds, cancel the rest (arq retries them once their in-progress keys expire),
+    then close. arq's own `close()` cancels running jobs and then gathers them, which raises
+    CancelledError into the caller; here they are cancelled and gathered first, so it doesn't."""
+    worker.allow_pick_jobs = False
+    running = [job for job in worker.tasks.values() if not job.done()]
+    if running and grace > 0:
+        await asyncio.wait(running, timeout=grace)
+    task.cancel()  # the poll loop, which starts no job now
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    running = [job for job in worker.tasks.values() if not job.done()]
+    for job in running:
+        job.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    worker.tasks.clear()
+    await worker.close()
+
+
 async def _wind_down(worker: Worker) -> None:
     """Let a worker that lost Redis finish the jobs it runs (each bounded by its timeout),
     then close what it opened."""

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from arq import create_pool
+import asyncio
+from typing import Any
+
+from arq import create_pool, func
+from arq.worker import Worker
 from sqlmodel import select
 
 from gateway import accounts
 from gateway.db import SessionFactory
 from gateway.models import ApiKey
 from gateway.settings import Settings
-from gateway.worker import redis_settings
+from gateway.worker import redis_settings, stop_worker
 from tests.conftest import RunWorker
 
 
@@ -35,3 +39,39 @@ async def test_keys_mark_used_job(
     async with sessions() as session:
         key = (await session.exec(select(ApiKey))).one()
     assert key.last_used_at is not None
+
+
+async def test_stopping_a_worker_mid_job_cancels_the_job_and_raises_nothing(
+    settings: Settings,
+) -> None:
+    """arq's `close()` cancels running jobs and gathers them, raising CancelledError into
+    whoever stops the worker (the app's shutdown, a test's teardown); `stop_worker` doesn't."""
+    assert settings.redis_url is not None
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def hangs(_ctx: dict[str, Any]) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    worker = Worker(
+        functions=[func(hangs, name="hangs")],
+        redis_settings=redis_settings(settings.redis_url),
+        handle_signals=False,
+        poll_delay=0.01,
+        keep_result=0,
+    )
+    pool = await create_pool(redis_settings(settings.redis_url))
+    try:
+        await pool.enqueue_job("hangs")
+        task = asyncio.create_task(worker.async_run())
+        await asyncio.wait_for(started.wait(), 10)
+        await stop_worker(worker, task, grace=0.05)
+    finally:
+        await pool.aclose()
+    assert cancelled.is_set() and task.done()
+    assert worker.tasks == {}
+    assert worker._pool is None  # closed: arq's close ran to its end

@@ -5,7 +5,6 @@ to record activities on, and a worker that runs until the deliveries settle."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import threading
@@ -39,7 +38,7 @@ from gateway.models import (
 )
 from gateway.settings import Settings
 from gateway.webhooks.addresses import set_private_allowed
-from gateway.worker import build_worker
+from gateway.worker import build_worker, stop_worker
 from tests.conftest import RunWorker
 
 
@@ -259,11 +258,8 @@ async def background_worker(settings: Settings) -> AsyncIterator[Callable[[], No
     """A long-running worker (not burst) in this loop, for tests about timing."""
     assert settings.redis_url is not None
     worker = build_worker(settings, settings.redis_url, handle_signals=False)
-    task = asyncio.create_task(worker.main())
+    task = asyncio.create_task(worker.async_run())
     try:
         yield lambda: None
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        await worker.close()
+        await stop_worker(worker, task, grace=0)
