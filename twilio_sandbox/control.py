@@ -35,6 +35,7 @@ class ControlApi:
         r = [
             ("/numbers", self.add_number, "POST"),
             ("/phones/{number}", self.script_phone, "PUT"),
+            ("/phones/{number}/messages", self.phone_messages, "GET"),
             ("/sms", self.send_sms, "POST"),
             ("/calls", self.place_call, "POST"),
             ("/advance", self.advance, "POST"),
@@ -72,6 +73,10 @@ class ControlApi:
             if not self._sb.callback_allowed(body.get(name)):
                 # 21205 as Twilio answers a bad Url; the sandbox calls only the gateway back.
                 raise TwilioError(21205, value=f"{name} must be under {self._sb.callback_base}")
+        switches = {name: body.get(name) for name in ("keyword_replies", "stop_filtering")}
+        for name, value in switches.items():
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true, false or null")
         owned = self._sb.add_number(
             body["number"],
             sms_url=body.get("sms_url"),
@@ -80,6 +85,8 @@ class ControlApi:
             voice_method=body.get("voice_method", "POST"),
             voice_status_callback=body.get("voice_status_callback"),
             messaging_service_sid=body.get("messaging_service_sid"),
+            keyword_replies=switches["keyword_replies"],
+            stop_filtering=switches["stop_filtering"],
         )
         return {"number": owned.number}
 
@@ -87,6 +94,11 @@ class ControlApi:
         number = request.path_params["number"]
         self._sb.phones.script(number, PhoneScript.from_json(body))
         return {"number": number}
+
+    async def phone_messages(self, request: Request, body: dict[str, Any]) -> Any:
+        """The phone's side of its texts with our numbers, Twilio's own replies included."""
+        found = self._sb.messaging.conversation(request.path_params["number"])
+        return [m.to_json() for m in found]
 
     async def send_sms(self, request: Request, body: dict[str, Any]) -> Any:
         msg = self._sb.send_sms(body["from"], body["to"], body["body"], body.get("media_urls"))

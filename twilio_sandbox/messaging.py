@@ -25,10 +25,24 @@ if TYPE_CHECKING:
 
 OnAnswer = Callable[[CallbackEntry], Coroutine[Any, Any, None]]
 
-# Twilio's default opt-out keywords (case-insensitive, whole body).
+# Twilio's default opt-out handling on long codes ("SMS STOP filtering"): the whole body, trimmed,
+# any case. Keywords and replies as Twilio documents them in "Twilio support for opt-out keywords
+# (SMS STOP filtering)", https://support.twilio.com/hc/en-us/articles/223134027 (now on
+# help.twilio.com); REVOKE and OPTOUT are in the STOP list of
+# https://www.twilio.com/docs/messaging/tutorials/advanced-opt-out.
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
 START_WORDS = {"START", "YES", "UNSTOP"}
 HELP_WORDS = {"HELP", "INFO"}
+# What Twilio itself texts back to each kind of keyword (its "standard replies").
+KEYWORD_REPLIES = {
+    "STOP": "You have successfully been unsubscribed. You will not receive any more messages "
+    "from this number. Reply START to resubscribe.",
+    "START": "You have successfully been re-subscribed to messages from this number. "
+    "Reply HELP for help. Reply STOP to unsubscribe. Msg&Data Rates May Apply.",
+    "HELP": "Reply STOP to unsubscribe. Msg&Data Rates May Apply.",
+}
+# The direction Twilio gives a message it sends in answer to an inbound one.
+REPLY_DIRECTION = "outbound-reply"
 FINAL = {"delivered", "undelivered", "failed", "received"}
 # A status callback the sandbox owed when it stopped is sent again after a restart: first after
 # this many seconds (the gateway serving it starts listening once its startup is done), then
@@ -202,6 +216,8 @@ class Messaging:
             self._set(msg, "undelivered", 30006)
             return
         self._set(msg, "delivered")
+        if msg.direction == REPLY_DIRECTION:
+            return  # a phone's scripted replies answer the gateway's texts, not Twilio's own
         reply = phone.next_reply()
         if reply is not None:
             await sb.scheduler.sleep(reply.after)
@@ -310,8 +326,9 @@ class Messaging:
         word = body.strip().upper()
         opt_out_type = None
         if word in STOP_WORDS:
-            self.opted_out.add((from_, to))
-            sb.persist_opt_out(from_, to, opted_out=True)
+            if sb.filters_stop(to):
+                self.opted_out.add((from_, to))
+                sb.persist_opt_out(from_, to, opted_out=True)
             opt_out_type = "STOP"
         elif word in START_WORDS:
             self.opted_out.discard((from_, to))
@@ -338,7 +355,11 @@ class Messaging:
         if owned.messaging_service_sid:
             params["MessagingServiceSid"] = owned.messaging_service_sid
         if sb.advanced_opt_out and opt_out_type is not None:
+            # Only Advanced Opt-Out (a Messaging Service setting) adds it; Twilio's default
+            # handling answers the keyword but forwards the text without it.
             params["OptOutType"] = opt_out_type
+        if opt_out_type is not None and sb.answers_keywords(to):
+            self._answer_keyword(from_, owned.number, opt_out_type, owned.messaging_service_sid)
         sb.webhooks.post(
             msg.sid,
             "sms.inbound",
@@ -348,6 +369,37 @@ class Messaging:
             on_answer=self._reply_from_twiml,
         )
         return msg
+
+    def _answer_keyword(
+        self, phone: str, number: str, kind: str, messaging_service_sid: str | None
+    ) -> Message:
+        """Twilio's own reply to STOP, START or HELP: sent from our number whether or not the
+        phone is now opted out (it is Twilio's confirmation, not a send the blocklist stops),
+        with no status callback, and still forwarded to the webhook as any text is."""
+        sb = self._sb
+        now = sb.clock.now()
+        reply = Message(
+            new_sid("SM"),
+            sb.account_sid,
+            number,
+            phone,
+            KEYWORD_REPLIES[kind],
+            REPLY_DIRECTION,
+            "queued",
+            now,
+            now,
+            messaging_service_sid=messaging_service_sid,
+        )
+        sb.persist_new_message(reply)
+        self.messages[reply.sid] = reply
+        sb.scheduler.spawn(lambda: self._deliver(reply))
+        return reply
+
+    def conversation(self, phone: str) -> list[Message]:
+        """Every text a phone sent to our numbers or got from them (Twilio's own replies
+        included), oldest first: what the phone's screen shows."""
+        found = [m for m in self.messages.values() if phone in (m.to, m.from_)]
+        return sorted(found, key=lambda m: m.date_created)
 
     async def _reply_from_twiml(self, entry: CallbackEntry) -> None:
         """Send the <Message> replies of a messaging TwiML answer, as Twilio does."""

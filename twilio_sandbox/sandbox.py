@@ -50,6 +50,10 @@ class OwnedNumber:
     voice_status_callback: str | None = None
     messaging_service_sid: str | None = None
     sid: str = field(default_factory=lambda: "PN" + secrets.token_hex(16))
+    # Does Twilio answer STOP, START and HELP on this number itself, and keep its STOP list
+    # ("SMS STOP filtering": 21610 after STOP)? None: the sandbox's default.
+    keyword_replies: bool | None = None
+    stop_filtering: bool | None = None
 
 
 @dataclass
@@ -72,6 +76,8 @@ class Sandbox:
         start: datetime | None = None,
         check_line_type: bool = False,
         advanced_opt_out: bool = False,
+        keyword_replies: bool = True,
+        stop_filtering: bool = True,
         rate_limit: float | None = None,
         realtime: bool = False,
         speed: float = 1.0,
@@ -85,11 +91,18 @@ class Sandbox:
         URL when it serves the sandbox, or a function that reads it), so nobody can point the
         sandbox elsewhere; `state_dir`: keep messages, numbers, services and the STOP list in
         a SQLite file there (`store.py`) and start from what it holds, so a sandbox that died
-        still knows what it had accepted (in memory only without it)."""
+        still knows what it had accepted (in memory only without it); `keyword_replies`: Twilio
+        answers STOP, START and HELP itself, as its default opt-out handling does on long codes
+        (a number's own `keyword_replies` overrides it); `stop_filtering`: a STOP puts the phone
+        on the STOP list (later creates answer 21610) until START, also per number; both off is
+        a Twilio account whose default opt-out handling is off; `advanced_opt_out`: the inbound
+        webhook also carries `OptOutType`, as with a Messaging Service's Advanced Opt-Out."""
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
         self.check_line_type = check_line_type
         self.advanced_opt_out = advanced_opt_out
+        self.keyword_replies = keyword_replies
+        self.stop_filtering = stop_filtering
         self.rate_limit = rate_limit
         self._callback_base = callback_base
         self.numbers: dict[str, OwnedNumber] = {}
@@ -142,9 +155,13 @@ class Sandbox:
         voice_method: str = "POST",
         voice_status_callback: str | None = None,
         messaging_service_sid: str | None = None,
+        keyword_replies: bool | None = None,
+        stop_filtering: bool | None = None,
     ) -> OwnedNumber:
         """Give the account a number (bought, as in Twilio's console) and set where its inbound
-        SMS and calls go; with `messaging_service_sid`, the number joins that service's pool."""
+        SMS and calls go; with `messaging_service_sid`, the number joins that service's pool;
+        `keyword_replies` and `stop_filtering` (None: the sandbox's default) say whether Twilio
+        answers STOP, START and HELP on it and keeps its STOP list."""
         before = self.numbers.get(number)
         owned = OwnedNumber(
             number,
@@ -154,6 +171,8 @@ class Sandbox:
             voice_method,
             voice_status_callback,
             messaging_service_sid,
+            keyword_replies=keyword_replies,
+            stop_filtering=stop_filtering,
         )
         if before is not None:
             owned.sid = before.sid  # the same number keeps its PN SID when reconfigured
@@ -165,6 +184,30 @@ class Sandbox:
                 service.numbers.append(number)
                 self._persist_service(service)
         return owned
+
+    def set_opt_out_handling(
+        self, number: str, *, keyword_replies: bool | None, stop_filtering: bool | None
+    ) -> None:
+        """Turn Twilio's own STOP/START/HELP answers and its STOP list on or off for one number
+        (None: the sandbox's default); both off is what Twilio support does when asked to turn
+        an account's default opt-out handling off."""
+        owned = self.numbers.get(number)
+        if owned is None:
+            raise TwilioError(21606, value=number)
+        owned.keyword_replies, owned.stop_filtering = keyword_replies, stop_filtering
+        self._persist(lambda store: store.put_number(self.account_sid, number, asdict(owned)))
+
+    def answers_keywords(self, number: str) -> bool:
+        """Does Twilio answer STOP, START and HELP texted to this number itself?"""
+        owned = self.numbers.get(number)
+        own = owned.keyword_replies if owned is not None else None
+        return self.keyword_replies if own is None else own
+
+    def filters_stop(self, number: str) -> bool:
+        """Does a STOP texted to this number put the phone on Twilio's STOP list?"""
+        owned = self.numbers.get(number)
+        own = owned.stop_filtering if owned is not None else None
+        return self.stop_filtering if own is None else own
 
     def add_service(self, sid: str | None = None, friendly_name: str = "") -> MessagingService:
         """Give the account a Messaging Service (or return the one it has with this SID)."""

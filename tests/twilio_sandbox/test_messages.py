@@ -114,8 +114,12 @@ async def test_advanced_opt_out_and_twiml_reply(receiver: Receiver) -> None:
     [hit] = receiver.at("/sms")
     assert hit.params["OptOutType"] == "STOP" and hit.params["NumMedia"] == "1"
     assert hit.params["MediaUrl0"] == "https://example.com/a.jpg"
-    # The TwiML <Message> is not sent: the phone just opted out (21610), as on Twilio.
-    assert [m.direction for m in sandbox.messaging.messages.values()] == ["inbound"]
+    # The TwiML <Message> is not sent: the phone just opted out (21610), as on Twilio. Only
+    # Twilio's own confirmation of the STOP goes out (an `outbound-reply`, not a create).
+    assert [m.direction for m in sandbox.messaging.messages.values()] == [
+        "inbound",
+        "outbound-reply",
+    ]
     sandbox.send_sms(LEAD, OUR_NUMBER, "HELP")
     await sandbox.settle()
     sandbox.send_sms(LEAD, OUR_NUMBER, "START")
