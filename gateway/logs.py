@@ -19,7 +19,11 @@ CHATTY_LOGGERS = (
     "twilio.http_client",
     "twilio.async_http_client",
 )
+# Loggers whose INFO lines come on every start whether anything happened or not (alembic's
+# "Context impl SQLiteImpl."); the gateway says itself when a migration is applied.
+ROUTINE_LOGGERS = ("alembic",)
 ACCESS_LOGGER = "uvicorn.access"
+ARQ_WORKER_LOGGER = "arq.worker"
 REDACTED_QUERY = "?…"
 
 
@@ -39,15 +43,54 @@ def _redact(arg: object) -> object:
     return arg
 
 
+class QuietIdleCron(logging.Filter):
+    """arq logs every job's start ("→ sms.sweep()") and end ("← sms.sweep ● 0") at INFO: with
+    six sweeps every 10 s, ~70 lines a minute that say nothing happened. A cron job's start, and
+    its end when it returned 0 (our sweeps return how much they re-enqueued or fixed), become
+    DEBUG; a sweep that did something keeps its INFO end line (and logs its own), and failures,
+    retries and every other job keep arq's levels.
+
+    arq names a cron job by its function alone and any other job "job_id:function", so a cron
+    job is recognised without a list of names.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not _idle_cron(record):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def _idle_cron(record: logging.LogRecord) -> bool:
+    args = record.args
+    if not isinstance(args, tuple) or len(args) < 3 or not isinstance(args[1], str):
+        return False
+    if ":" in args[1]:  # "job_id:function": not a cron job
+        return False
+    message = str(record.msg)
+    if "→" in message:  # started
+        return True
+    return "←" in message and args[2] == "0"  # finished, having done nothing
+
+
+def quiet_idle_cron() -> None:
+    """Idle cron runs at DEBUG on arq's worker logger (once, however often it is called)."""
+    worker = logging.getLogger(ARQ_WORKER_LOGGER)
+    if not any(isinstance(existing, QuietIdleCron) for existing in worker.filters):
+        worker.addFilter(QuietIdleCron())
+
+
 def configure(level: str) -> None:
-    """Root logging at `level` to stderr; library loggers that leak secrets quieted below DEBUG;
-    query strings out of the access log at every level."""
+    """Root logging at `level` to stderr; library loggers that leak secrets, and alembic's
+    routine lines, quieted below DEBUG; idle cron runs at DEBUG; query strings out of the access
+    log at every level."""
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
     if level != "DEBUG":
-        for name in CHATTY_LOGGERS:
+        for name in (*CHATTY_LOGGERS, *ROUTINE_LOGGERS):
             logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_idle_cron()
     access = logging.getLogger(ACCESS_LOGGER)
     # A logger's filters survive uvicorn's own dictConfig (it only replaces handlers).
     if not any(isinstance(existing, RedactQuery) for existing in access.filters):

@@ -17,19 +17,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 import httpx
 
 from compliance import quiet_hours
+from gateway.cli.demo_scenario import REP_NAMES, LeadAnswers, Scenario
 from gateway.sandbox_credentials import SandboxCredentials
 from gateway.settings import SANDBOX_PATH
-
-LeadAnswers = Literal["human", "machine", "no-answer", "busy"]
-FirstRep = Literal["no-answer", "busy", "declines", "answers"]
-LEAD_ANSWERS: tuple[LeadAnswers, ...] = ("human", "machine", "no-answer", "busy")
-FIRST_REP: tuple[FirstRep, ...] = ("no-answer", "busy", "declines", "answers")
 
 CONTROL = f"{SANDBOX_PATH}/_sandbox"
 PLAYBOOK_ID = "party-line-demo"
@@ -57,25 +53,11 @@ LEADS: tuple[tuple[str, str], ...] = (
 MARGIN = timedelta(minutes=20)
 OUR_NUMBERS = tuple(f"+1415555{n:04d}" for n in range(150, 200))
 REP_PHONES = tuple(f"+1415555{n:04d}" for n in range(140, 150))
-REP_NAMES = ("Rita", "Sam", "Ola", "Dev", "Mei")
-MAX_REPS = len(REP_NAMES)
 POLL_SECONDS = 0.25
 
 
 class DemoError(Exception):
     """The demo can't go on; the message is one line for the user."""
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """What the scripted phones do and how long the demo may take."""
-
-    lead_answers: LeadAnswers = "human"
-    reps: int = 2
-    first_rep: FirstRep = "no-answer"
-    rep_timeout: int = 10
-    talk: float = 5.0
-    timeout: float = 180.0
 
 
 @dataclass(frozen=True)

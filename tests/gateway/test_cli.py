@@ -17,6 +17,9 @@ from gateway.cli import main
 from gateway.db import SessionFactory, transaction
 from gateway.models import Channel, LedgerEvent, LedgerSource, WebhookPolicy
 
+# What `gateway --help` must not import: the app and the libraries under it cost seconds of CPU.
+HEAVY_MODULES = ("gateway.app", "sqlalchemy", "starlette", "arq", "twilio", "sqlmodel", "alembic")
+
 
 def gateway(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(cwd / "data")}
@@ -58,6 +61,30 @@ def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture
     assert out.startswith(f"usage: gateway {' '.join(command)}".rstrip())
 
 
+def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
+    """`gateway --help` answers at once: it imports the parser, not the app (no timing here;
+    which modules load is what makes it fast or slow)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gateway.cli", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: gateway")
+    # -X importtime: one "import time: self | cumulative | module" line per module imported.
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "gateway.cli" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY_MODULES or m in HEAVY_MODULES)
+    assert heavy == []
+
+
 async def test_accounts_and_keys_commands(
     database_url: str, tmp_path: Path, sessions: SessionFactory
 ) -> None:
@@ -89,6 +116,53 @@ async def test_accounts_and_keys_commands(
 
     missing = gateway("keys", "revoke", "key_nope", database_url=database_url, cwd=tmp_path)
     assert missing.returncode == 1 and "no key key_nope" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["keys", "list"],
+        ["keys", "create"],
+        ["webhooks", "allow-private"],
+        ["compliance", "export", "--output", "ledger.csv"],
+    ],
+)
+def test_an_unknown_account_is_an_error(
+    command: list[str], database_url: str, tmp_path: Path
+) -> None:
+    """Every command taking --account says so when there is no such account, and exits 1."""
+    result = gateway(*command, "--account", "acct_nope", database_url=database_url, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["error: no account acct_nope"]
+    assert result.stdout == ""
+    # The export checks the account before writing anything: no file, empty or otherwise.
+    assert not (tmp_path / "ledger.csv").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ledger.csv")]
+
+
+def test_commands_are_quiet_when_nothing_happens(database_url: str, tmp_path: Path) -> None:
+    """Migrations log a line per revision applied, and nothing (alembic's "Context impl
+    SQLiteImpl." included) once the database is up to date."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO")
+
+    def accounts_list() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "accounts", "list"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    first = accounts_list()  # the embedded database is created and migrated
+    assert first.returncode == 0, first.stderr
+    assert "migration applied: empty -> 0001" in first.stderr
+    assert "alembic" not in first.stderr
+    again = accounts_list()
+    assert again.returncode == 0 and again.stderr == ""
 
 
 async def test_compliance_export_command(
@@ -143,28 +217,89 @@ async def test_compliance_export_command(
     )
     assert bad.returncode == 2 and "give an offset or Z" in bad.stderr
 
-
-def test_compliance_check_command(tmp_path: Path) -> None:
-    result = gateway(
+    # "-" is standard output, not a file named "-".
+    to_stdout = gateway(
         "compliance",
-        "check",
-        "+15125550100",
-        "--at",
-        "2026-11-22T17:00:00Z",
-        "--state",
-        "TX",
-        database_url="sqlite:///unused.db",
+        "export",
+        "--account",
+        account_id,
+        "--format",
+        "jsonl",
+        "--output",
+        "-",
+        database_url=database_url,
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr
-    fields = dict(line.split(None, 1) for line in result.stdout.splitlines() if " " in line)
-    assert fields["allowed"] == "no"
+    assert to_stdout.returncode == 0, to_stdout.stderr
+    assert len(to_stdout.stdout.splitlines()) == 3
+    assert "wrote 3 ledger events to standard output" in to_stdout.stderr
+    assert not (tmp_path / "-").exists()
+
+
+def _fields(stdout: str) -> dict[str, str]:
+    return dict(line.split(None, 1) for line in stdout.splitlines() if " " in line)
+
+
+async def test_compliance_check_command(
+    database_url: str, tmp_path: Path, sessions: SessionFactory, issued_key: IssuedKey
+) -> None:
+    """The gate's own decision for the account: quiet hours and state rules, the opt-out
+    ledger; exit 0 allowed, 1 refused, 2 when it can't answer."""
+    account_id = issued_key.key.account_id
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return gateway(
+            "compliance",
+            "check",
+            *args,
+            "--account",
+            account_id,
+            database_url=database_url,
+            cwd=tmp_path,
+        )
+
+    result = check("+15125550100", "--at", "2026-11-22T17:00:00Z", "--state", "TX")
+    assert result.returncode == 1, result.stderr
+    fields = _fields(result.stdout)
+    assert fields["allowed"] == "no" and fields["decision"] == "defer"
     # Sunday 11:00 in Austin; Texas allows Sundays from 12:00, and a Texas address may be in
     # El Paso (Mountain time), so the earliest instant is 12:00 MST = 19:00 UTC.
     assert fields["next"] == "2026-11-22T19:00:00+00:00"
+    assert fields["rule"] == "state_rule:TX"
     assert "America/Chicago" in result.stdout and "America/Denver" in result.stdout
-    invalid = gateway("compliance", "check", "12", database_url="sqlite:///u.db", cwd=tmp_path)
-    assert invalid.returncode == 1 and "error:" in invalid.stderr
+
+    allowed = check("+15125550100", "--at", "2026-11-23T17:00:00Z", "--state", "TX")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert _fields(allowed.stdout)["allowed"] == "yes"
+
+    async with transaction(sessions) as session:
+        await optouts.record(
+            session,
+            account_id=account_id,
+            phone="+15125550100",
+            event=LedgerEvent.OPT_OUT,
+            channel=Channel.SMS,
+            source=LedgerSource.KEYWORD,
+            received_at=datetime(2026, 11, 1, 12, tzinfo=UTC),
+            text="STOP",
+        )
+    opted_out = check("+15125550100", "--at", "2026-11-23T17:00:00Z", "--state", "TX")
+    assert opted_out.returncode == 1
+    fields = _fields(opted_out.stdout)
+    assert (fields["decision"], fields["rule"]) == ("block", "opted_out")
+
+    invalid = check("12")
+    assert invalid.returncode == 2 and "error:" in invalid.stderr
+    unknown = gateway(
+        "compliance",
+        "check",
+        "+15125550100",
+        "--account",
+        "acct_nope",
+        database_url=database_url,
+        cwd=tmp_path,
+    )
+    assert unknown.returncode == 2 and "no account acct_nope" in unknown.stderr
 
 
 async def test_webhooks_allow_private_command(

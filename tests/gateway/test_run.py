@@ -58,3 +58,30 @@ def test_gateway_run_serves_healthz_and_stops_on_sigterm(tmp_path: Path) -> None
     assert "embedded redis stopped" in output
     assert (tmp_path / "data" / "gateway.db").exists()
     assert not (tmp_path / "data" / "redis.sock").exists()
+
+
+def test_gateway_run_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
+    """The port is bound before anything is printed or started: "listening" is never said of a
+    port another process holds, and the error is one line, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(PORT=str(port), DATA_DIR=str(tmp_path / "data"))
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "run"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: the address is already in use "
+        "(another gateway? set PORT)"
+    ]
+    assert not (tmp_path / "data").exists()  # nothing was started: no database, no Redis

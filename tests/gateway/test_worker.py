@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from arq import create_pool, func
 from arq.worker import Worker
 from sqlmodel import select
 
 from gateway import accounts
 from gateway.db import SessionFactory
+from gateway.logs import quiet_idle_cron
 from gateway.models import ApiKey
 from gateway.settings import Settings
-from gateway.worker import redis_settings, stop_worker
+from gateway.worker import SWEEPS, redis_settings, stop_worker
 from tests.conftest import RunWorker
 
 
@@ -75,3 +78,25 @@ async def test_stopping_a_worker_mid_job_cancels_the_job_and_raises_nothing(
     assert cancelled.is_set() and task.done()
     assert worker.tasks == {}
     assert worker._pool is None  # closed: arq's close ran to its end
+
+
+async def test_idle_sweeps_log_at_debug(
+    run_worker: RunWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """arq logs each cron run's start and end at INFO (~70 lines a minute for six sweeps);
+    a sweep that found nothing to do logs at DEBUG instead, other jobs keep arq's INFO."""
+    quiet_idle_cron()
+    caplog.set_level(logging.INFO)
+    worker = await run_worker()  # burst: the sweeps run once at start-up, on an empty database
+    assert worker.jobs_complete >= len(SWEEPS)
+    arq_lines = [r.getMessage() for r in caplog.records if r.name == "arq.worker"]
+    runs = [line for line in arq_lines if "→" in line or "←" in line]  # a job's start or end
+    assert not [line for line in runs if "sweep" in line or "check_statuses" in line]
+
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="arq.worker")
+    await run_worker()
+    runs = [r for r in caplog.records if r.name == "arq.worker" and "Starting" not in r.msg]
+    idle = [r for r in runs if "sms.sweep" in r.getMessage()]
+    assert {r.levelname for r in idle} == {"DEBUG"}
+    assert any("←" in r.getMessage() and r.getMessage().endswith("● 0") for r in idle)
