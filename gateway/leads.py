@@ -1,4 +1,4 @@
-"""Leads: the payload the API takes for a lead (`LeadIn`), creating or updating one lead per
+"""Leads: the payload the API takes for a lead (`LeadCreate`), creating or updating one lead per
 account and phone (`upsert_lead`), and the public form with originators and consent evidence.
 
 `additional_info` merges: keys given replace stored ones, a key given as null is deleted, keys
@@ -86,7 +86,7 @@ AdditionalInfo = Annotated[
 ]
 
 
-class OriginatorIn(BaseModel):
+class OriginatorCreate(BaseModel):
     """(origin, key): the lead source's name and its id for the lead."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -95,7 +95,7 @@ class OriginatorIn(BaseModel):
     key: str = Field(min_length=1, max_length=200, examples=["eq-123"])
 
 
-class ConsentIn(BaseModel):
+class ConsentCreate(BaseModel):
     """Evidence of the consent the lead gave, as the business captured it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -113,7 +113,7 @@ class ConsentIn(BaseModel):
         return value
 
 
-class LeadIn(BaseModel):
+class LeadCreate(BaseModel):
     """A lead as POST /v1/plays and POST /v1/leads take it; only `phone` is required."""
 
     model_config = ConfigDict(extra="forbid")
@@ -125,16 +125,16 @@ class LeadIn(BaseModel):
     state: UsState | None = None
     postal_code: PostalCode | None = None
     additional_info: AdditionalInfo | None = None
-    originators: list[OriginatorIn] = Field(default_factory=list, max_length=MAX_ORIGINATORS)
-    consent: ConsentIn | None = None
+    originators: list[OriginatorCreate] = Field(default_factory=list, max_length=MAX_ORIGINATORS)
+    consent: ConsentCreate | None = None
 
 
-class OriginatorOut(BaseModel):
+class OriginatorPublic(BaseModel):
     origin: str
     key: str
 
 
-class ConsentOut(BaseModel):
+class ConsentPublic(BaseModel):
     id: str
     captured_at: datetime
     source: str | None
@@ -165,8 +165,8 @@ class LeadPublic(BaseModel):
     opt_out_channel: str | None = Field(
         description="how, while opted out: sms, voice, email, api, web or manual"
     )
-    originators: list[OriginatorOut]
-    consents: list[ConsentOut]
+    originators: list[OriginatorPublic]
+    consents: list[ConsentPublic]
     created_at: datetime
     updated_at: datetime
 
@@ -205,7 +205,7 @@ async def _insert_ignoring_conflict(
     )
 
 
-async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadIn) -> Lead:
+async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreate) -> Lead:
     """The account's lead for `lead_in.phone`, created or updated with the fields given.
 
     Adds new originators (OriginatorConflict, a 409, when one names another lead) and stores
@@ -261,7 +261,7 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadIn) -
 
 
 async def add_originators(
-    session: AsyncSession, lead: Lead, originators: Sequence[OriginatorIn]
+    session: AsyncSession, lead: Lead, originators: Sequence[OriginatorCreate]
 ) -> None:
     """Attach originators to the lead; one already naming another lead is a 409."""
     for index, given in enumerate(originators):
@@ -297,7 +297,7 @@ async def public_leads(session: AsyncSession, leads: Iterable[Lead]) -> list[Lea
         return []
     account_id = leads[0].account_id
     ids = [lead.id for lead in leads]
-    originators: dict[str, list[OriginatorOut]] = {i: [] for i in ids}
+    originators: dict[str, list[OriginatorPublic]] = {i: [] for i in ids}
     for row in (
         await session.exec(
             select(LeadOriginator)
@@ -305,10 +305,10 @@ async def public_leads(session: AsyncSession, leads: Iterable[Lead]) -> list[Lea
             .order_by(col(LeadOriginator.id))
         )
     ).all():
-        originators[row.lead_id].append(OriginatorOut(origin=row.origin, key=row.key))
+        originators[row.lead_id].append(OriginatorPublic(origin=row.origin, key=row.key))
     # Consent recorded for the phone before the lead existed (lead_id null) is still its evidence.
     by_phone = {lead.phone: lead.id for lead in leads}
-    consents: dict[str, list[ConsentOut]] = {i: [] for i in ids}
+    consents: dict[str, list[ConsentPublic]] = {i: [] for i in ids}
     for consent in (
         await session.exec(
             select(Consent)
@@ -321,7 +321,7 @@ async def public_leads(session: AsyncSession, leads: Iterable[Lead]) -> list[Lea
     ).all():
         owner = consent.lead_id if consent.lead_id in consents else by_phone.get(consent.phone)
         if owner is not None:
-            consents[owner].append(ConsentOut.model_validate(consent, from_attributes=True))
+            consents[owner].append(ConsentPublic.model_validate(consent, from_attributes=True))
     opt_outs = await latest_opt_outs(session, account_id, list(by_phone))
     public = []
     for lead in leads:

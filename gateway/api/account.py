@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -12,7 +13,8 @@ from starlette.routing import Route
 from gateway.account_settings import ComplianceSettings, compliance_settings
 from gateway.db import transaction
 from gateway.errors import ApiError
-from gateway.models import Account, AccountPublic
+from gateway.models import Account
+from gateway.models.accounts import AccountBase
 from gateway.state import app_state, current_account, current_key
 
 from .openapi import operation
@@ -33,31 +35,36 @@ class ApiKeyRef(BaseModel):
     prefix: str
 
 
-class AccountBody(AccountPublic):
+class AccountPublic(AccountBase):
     """The account, its compliance settings, and the key the request used."""
 
+    id: str
+    created_at: datetime
     compliance: ComplianceSettings
     api_key: ApiKeyRef
 
 
-def _public(request: Request, account: Account) -> dict[str, Any]:
-    body = AccountPublic.model_validate(account, from_attributes=True).model_dump(mode="json")
-    body["compliance"] = compliance_settings(account).model_dump(mode="json")
-    key = current_key(request)
-    body["api_key"] = {"id": key.id, "prefix": key.prefix}
-    return body
+def _public(request: Request, account: Account) -> AccountPublic:
+    # The stored compliance settings hold only what was changed: the API shows them whole.
+    return AccountPublic(
+        id=account.id,
+        name=account.name,
+        created_at=account.created_at,
+        compliance=compliance_settings(account),
+        api_key=ApiKeyRef.model_validate(current_key(request), from_attributes=True),
+    )
 
 
-@operation("Who am I: the account of the API key", tags=["account"], response=AccountBody)
+@operation("Who am I: the account of the API key", tags=["account"], response=AccountPublic)
 async def get_account(request: Request) -> JSONResponse:
-    return JSONResponse(_public(request, current_account(request)))
+    return JSONResponse(_public(request, current_account(request)).model_dump(mode="json"))
 
 
 @operation(
     "Change the account's name or compliance settings",
     tags=["account"],
     request=AccountUpdate,
-    response=AccountBody,
+    response=AccountPublic,
 )
 async def update_account(request: Request) -> JSONResponse:
     update = await read_json(request, AccountUpdate)
@@ -75,7 +82,7 @@ async def update_account(request: Request) -> JSONResponse:
                 raise validation_error(exc, prefix=("compliance",)) from None
             account.compliance = settings.model_dump(mode="json", exclude_defaults=True)
         session.add(account)
-    return JSONResponse(_public(request, account))
+    return JSONResponse(_public(request, account).model_dump(mode="json"))
 
 
 routes = [

@@ -32,13 +32,13 @@ from .requests import read_json
 TAGS = ["leads"]
 
 
-class AssignRequest(BaseModel):
+class AssignmentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     rep_id: str = Field(min_length=1, max_length=40, description="one of the account's reps")
 
 
-class Assignment(BaseModel):
+class AssignmentPublic(BaseModel):
     lead_id: str
     rep_id: str | None = Field(description="the rep now assigned (null after unassigning)")
     play_ids: list[str] = Field(description="the lead's running plays the change applies to")
@@ -77,7 +77,7 @@ async def _running_plays(session: AsyncSession, request: Request) -> tuple[Lead,
 
 
 def _answer(lead: Lead, rep: Rep | None, plays: list[Play], changed: list[Play]) -> JSONResponse:
-    body = Assignment(
+    body = AssignmentPublic(
         lead_id=lead.id,
         rep_id=rep.id if rep else None,
         play_ids=[p.id for p in plays],
@@ -92,12 +92,12 @@ def _answer(lead: Lead, rep: Rep | None, plays: list[Play], changed: list[Play])
     description="Assigns the rep to the lead's running plays; each records `rep_assigned` "
     "(webhook payloads then carry `rep_id`, `rep_name`, `rep_phone`) and the rep is texted "
     "with the lead's name, phone and id, as the play's source rule's `notify` says.",
-    request=AssignRequest,
-    response=Assignment,
+    request=AssignmentCreate,
+    response=AssignmentPublic,
     errors={409: "the lead has no running play"},
 )
 async def assign(request: Request) -> JSONResponse:
-    body = await read_json(request, AssignRequest)
+    body = await read_json(request, AssignmentCreate)
     state = app_state(request)
     async with transaction(state["sessions"]) as session:
         rep = await find_rep(session, current_account(request).id, body.rep_id)
@@ -121,7 +121,7 @@ async def assign(request: Request) -> JSONResponse:
     tags=TAGS,
     description="Takes the rep off the lead's running plays; each that had one records "
     "`rep_unassigned` (its note names the rep).",
-    response=Assignment,
+    response=AssignmentPublic,
     errors={409: "the lead has no running play"},
 )
 async def unassign(request: Request) -> JSONResponse:

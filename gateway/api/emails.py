@@ -34,7 +34,8 @@ class EmailQuery(BaseModel):
 
 
 class EmailPublic(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    # Read from the row (`to_address`, `from_address`); `from` is a Python keyword.
+    model_config = ConfigDict(serialize_by_alias=True)
 
     id: str
     lead_id: str
@@ -43,9 +44,11 @@ class EmailPublic(BaseModel):
     rep_id: str | None = Field(
         default=None, description="a notice to this rep about the lead; null: to the lead"
     )
-    to: str
+    to: str = Field(validation_alias="to_address")
     from_: str | None = Field(
-        alias="from", description="null until it leaves: then the step's, playbook's or default"
+        validation_alias="from_address",
+        serialization_alias="from",
+        description="null until it leaves: then the step's, playbook's or default",
     )
     reply_to: str | None
     subject: str
@@ -70,20 +73,6 @@ class EmailList(BaseModel):
     next_cursor: str | None
 
 
-def _public(email: Email) -> dict[str, object]:
-    return EmailPublic.model_validate(
-        {
-            **{
-                name: getattr(email, name)
-                for name in EmailPublic.model_fields
-                if name not in ("to", "from_")
-            },
-            "to": email.to_address,
-            "from": email.from_address,
-        }
-    ).model_dump(mode="json", by_alias=True)
-
-
 @operation(
     "List emails",
     tags=TAGS,
@@ -104,8 +93,11 @@ async def list_emails(request: Request) -> JSONResponse:
     statement = page(statement, Email, query.cursor, query.limit)
     async with app_state(request)["sessions"]() as session:
         emails = list((await session.exec(statement)).all())
-    cursor = next_cursor(emails, query.limit)
-    return JSONResponse({"data": [_public(e) for e in emails], "next_cursor": cursor})
+    listed = EmailList(
+        data=[EmailPublic.model_validate(e, from_attributes=True) for e in emails],
+        next_cursor=next_cursor(emails, query.limit),
+    )
+    return JSONResponse(listed.model_dump(mode="json"))
 
 
 @operation("Get an email", tags=TAGS, response=EmailPublic)
@@ -121,7 +113,9 @@ async def get_email(request: Request) -> JSONResponse:
         ).first()
     if email is None:
         raise ApiError(404, "not_found", "no such email")
-    return JSONResponse(_public(email))
+    return JSONResponse(
+        EmailPublic.model_validate(email, from_attributes=True).model_dump(mode="json")
+    )
 
 
 routes = [

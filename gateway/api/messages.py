@@ -95,7 +95,8 @@ class MessageList(BaseModel):
 FROM_ROW = [name for name in MessagePublic.model_fields if name not in ("phone", "history")]
 
 
-async def _public(session: AsyncSession, messages: list[Message]) -> list[dict[str, object]]:
+async def _with_history(session: AsyncSession, messages: list[Message]) -> list[MessagePublic]:
+    """Messages as the API shows them, each with its status history (one query for all)."""
     ids = [m.id for m in messages]
     events = (
         await session.exec(
@@ -114,7 +115,7 @@ async def _public(session: AsyncSession, messages: list[Message]) -> list[dict[s
                 "phone": m.lead_phone,
                 "history": history[m.id],
             }
-        ).model_dump(mode="json")
+        )
         for m in messages
     ]
 
@@ -185,10 +186,10 @@ async def create_message(request: Request) -> JSONResponse:
             )
         session.add(message)
         await session.flush()
-        public = (await _public(session, [message]))[0]
+        [public] = await _with_history(session, [message])
     if message.status == MessageStatus.QUEUED:
         await enqueue_send(state["redis"], message.id, message.send_after)
-    return JSONResponse(public, status_code=201)
+    return JSONResponse(public.model_dump(mode="json"), status_code=201)
 
 
 async def _purpose(session: AsyncSession, account_id: str, phone: str) -> Purpose:
@@ -227,9 +228,11 @@ async def list_messages(request: Request) -> JSONResponse:
     statement = page(statement, Message, query.cursor, query.limit)
     async with app_state(request)["sessions"]() as session:
         messages = list((await session.exec(statement)).all())
-        data = await _public(session, messages)
-    cursor = next_cursor(messages, query.limit)
-    return JSONResponse({"data": data, "next_cursor": cursor})
+        listed = MessageList(
+            data=await _with_history(session, messages),
+            next_cursor=next_cursor(messages, query.limit),
+        )
+    return JSONResponse(listed.model_dump(mode="json"))
 
 
 @operation("Get a message", tags=["messages"], response=MessagePublic)
@@ -246,7 +249,8 @@ async def get_message(request: Request) -> JSONResponse:
         ).first()
         if message is None:
             raise ApiError(404, "not_found", "no such message")
-        return JSONResponse((await _public(session, [message]))[0])
+        [public] = await _with_history(session, [message])
+    return JSONResponse(public.model_dump(mode="json"))
 
 
 routes = [

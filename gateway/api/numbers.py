@@ -50,10 +50,6 @@ class NumberList(BaseModel):
     data: list[NumberPublic]
 
 
-def _public(number: SenderNumber) -> dict[str, object]:
-    return NumberPublic.model_validate(number, from_attributes=True).model_dump(mode="json")
-
-
 # One answer for "another account has it" and "the Twilio account doesn't own it": a refusal
 # must not tell an account that a number or service is in use elsewhere on this gateway.
 NUMBER_UNAVAILABLE = ("number is not available to this account", "number")
@@ -121,7 +117,8 @@ async def create_number(request: Request) -> JSONResponse:
             voice_url=f"{base_url}/twilio/voice",
             messaging_service_sid=number.messaging_service_sid,
         )
-    return JSONResponse(_public(number), status_code=201)
+    public = NumberPublic.model_validate(number, from_attributes=True)
+    return JSONResponse(public.model_dump(mode="json"), status_code=201)
 
 
 async def _claim(session: AsyncSession, account_id: str, number: SenderNumber) -> None:
@@ -156,7 +153,10 @@ async def list_numbers(request: Request) -> JSONResponse:
             .order_by(col(SenderNumber.created_at))
         )
         numbers = (await session.exec(query)).all()
-    return JSONResponse({"data": [_public(n) for n in numbers]})
+    listed = NumberList(
+        data=[NumberPublic.model_validate(n, from_attributes=True) for n in numbers]
+    )
+    return JSONResponse(listed.model_dump(mode="json"))
 
 
 @operation("Remove a sending number", tags=["numbers"], status=204)

@@ -19,6 +19,14 @@ the decorator:
 401 (every `/v1` route), 404 (routes with path parameters), 400/413/422 (routes with a body)
 and 422 (routes with a query model) are added automatically, all with the `ErrorBody` shape.
 `tests/api/test_openapi.py` fails for any `/v1` route without an operation.
+
+Models are named as in the design's `XBase -> XCreate/XUpdate -> X -> XPublic` family, and
+their names are the document's component names: `XCreate` (a POST or PUT body, an action's too:
+`ResumeCreate`, `SourceCloneCreate`), `XUpdate` (a PATCH body), `XQuery` (a query string),
+`XPublic` (one object as returned: the route builds it from the row and answers its
+`model_dump(mode="json")`), and `XList` or `XPage` (a page of them). Answers that combine
+objects or report an action are named for what they hold (`LeadStarted`, `ReplayResult`); every
+error is an `ErrorBody`.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ API_PREFIX = "/v1/"
 SCHEMA_REF = "#/components/schemas/{model}"
 
 
-class IssueOut(BaseModel):
+class IssuePublic(BaseModel):
     """One problem in a playbook document: where, a stable code, and what is wrong."""
 
     field: str
@@ -55,7 +63,7 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     field: str | None = None
-    issues: list[IssueOut] | None = None  # playbook validation errors (PUT /v1/playbooks/{id})
+    issues: list[IssuePublic] | None = None  # playbook validation errors (PUT /v1/playbooks/{id})
     existing_id: str | None = None  # 409: the id of the row the request collides with
 
 

@@ -60,7 +60,7 @@ class OptOutCreate(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-class LedgerEntry(BaseModel):
+class OptOutPublic(BaseModel):
     """One opt-out ledger event with its confirmation text, as listed and exported."""
 
     id: int
@@ -89,8 +89,13 @@ class LedgerEntry(BaseModel):
     )
 
 
+def _public(row: optouts.LedgerRow) -> OptOutPublic:
+    # The fields of the CSV and JSON-lines export (gateway/exports.py), one answer for both.
+    return OptOutPublic.model_validate(as_dict(row))
+
+
 class LedgerPage(BaseModel):
-    data: list[LedgerEntry]
+    data: list[OptOutPublic]
     next_cursor: str | None
 
 
@@ -98,7 +103,7 @@ class OptOutStatus(BaseModel):
     phone: str
     status: Literal["opted_out", "subscribed"]
     since: str | None
-    history: list[LedgerEntry]
+    history: list[OptOutPublic]
 
 
 @operation("List the opt-out ledger", tags=["opt-outs"], query=ListQuery, response=LedgerPage)
@@ -113,8 +118,11 @@ async def list_opt_outs(request: Request) -> JSONResponse:
             after_id=int(query.cursor or 0),
             limit=query.limit,
         )
-    next_cursor = str(rows[-1].event.id) if len(rows) == query.limit else None
-    return JSONResponse({"data": [as_dict(row) for row in rows], "next_cursor": next_cursor})
+    listed = LedgerPage(
+        data=[_public(row) for row in rows],
+        next_cursor=str(rows[-1].event.id) if len(rows) == query.limit else None,
+    )
+    return JSONResponse(listed.model_dump(mode="json"))
 
 
 @operation(
@@ -140,7 +148,7 @@ async def export_opt_outs(request: Request) -> StreamingResponse:
     "Record an opt-out taken by other means",
     tags=["opt-outs"],
     request=OptOutCreate,
-    response=LedgerEntry,
+    response=OptOutPublic,
     status=201,
 )
 async def create_opt_out(request: Request) -> JSONResponse:
@@ -161,7 +169,8 @@ async def create_opt_out(request: Request) -> JSONResponse:
             actor=body.actor,
             note=body.note,
         )
-    return JSONResponse(as_dict(optouts.LedgerRow(event, None)), status_code=201)
+    public = _public(optouts.LedgerRow(event, None))
+    return JSONResponse(public.model_dump(mode="json"), status_code=201)
 
 
 @operation(
@@ -178,19 +187,17 @@ async def opt_out_status(request: Request) -> JSONResponse:
     account = current_account(request)
     filters = optouts.LedgerFilter(phone=phone)
     history = [
-        as_dict(row)
+        _public(row)
         async for row in optouts.iterate(app_state(request)["sessions"], account.id, filters)
     ]
     current = history[-1] if history else None
-    status = "opted_out" if current and current["event"] == LedgerEvent.OPT_OUT else "subscribed"
-    return JSONResponse(
-        {
-            "phone": phone,
-            "status": status,
-            "since": current["received_at"] if current else None,
-            "history": history,
-        }
+    status = OptOutStatus(
+        phone=phone,
+        status="opted_out" if current and current.event == LedgerEvent.OPT_OUT else "subscribed",
+        since=current.received_at if current else None,
+        history=history,
     )
+    return JSONResponse(status.model_dump(mode="json"))
 
 
 routes = [

@@ -31,7 +31,7 @@ class PlayLogQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=500)
 
 
-class PlayLogEntry(BaseModel):
+class PlayLogPublic(BaseModel):
     id: int = Field(description="increasing within the play")
     at: datetime
     kind: str = Field(
@@ -45,7 +45,7 @@ class PlayLogEntry(BaseModel):
 
 
 class PlayLogPage(BaseModel):
-    data: list[PlayLogEntry]
+    data: list[PlayLogPublic]
     next_after: int | None = Field(description="pass as `after` for the next page; null: done")
 
 
@@ -78,7 +78,7 @@ async def get_play_log(request: Request) -> JSONResponse:
         rows = (await session.exec(statement.order_by(col(PlayLog.id)).limit(query.limit))).all()
         texts = await _texts(session, account_id, rows)
     data = [
-        PlayLogEntry(
+        PlayLogPublic(
             id=row.id or 0,
             at=row.at,
             kind=row.kind,

@@ -55,7 +55,7 @@ from gateway.playbooks.report import warning
 from gateway.sms.notice import segment_warnings
 from gateway.state import app_state, current_account
 
-from .openapi import IssueOut, error_with, operation
+from .openapi import IssuePublic, error_with, operation
 from .requests import MAX_BODY, read_query, validation_error
 
 TAGS = ["playbooks"]
@@ -63,7 +63,7 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 PUBLISH_ATTEMPTS = 3
 
 
-class PlaybookSource(BaseModel):
+class PlaybookVersionCreate(BaseModel):
     """The envelope form of a JSON body: the document as text (or object) and its format."""
 
     model_config = ConfigDict(extra="forbid")
@@ -90,8 +90,8 @@ class VersionQuery(BaseModel):
 
 class ValidationResult(BaseModel):
     valid: bool
-    errors: list[IssueOut]
-    warnings: list[IssueOut]
+    errors: list[IssuePublic]
+    warnings: list[IssuePublic]
 
 
 class PlaybookSummary(BaseModel):
@@ -121,8 +121,8 @@ class PlaybookVersionPublic(BaseModel):
 
 
 class PlaybookPublished(PlaybookVersionPublic):
-    warnings: list[IssueOut]
-    account_warnings: list[IssueOut] = Field(
+    warnings: list[IssuePublic]
+    account_warnings: list[IssuePublic] = Field(
         default_factory=list,
         description="what the account lacks for the leads this playbook contacts (help_contact, "
         "postal_address); not about the document, so apart from `warnings`",
@@ -181,7 +181,7 @@ def _decode_source(body: bytes, media: str) -> tuple[str, Literal["yaml", "json"
     if "document" not in data:
         return text, "json"
     try:
-        source = PlaybookSource.model_validate(data)
+        source = PlaybookVersionCreate.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
     if isinstance(source.document, dict):
@@ -264,7 +264,7 @@ def _version_body(record: PlaybookRecord, version: PlaybookVersion) -> dict[str,
     'object, or `{"document": "...", "format": "yaml"}` (`application/json`). Errors: 422 '
     "with `error.issues` (every problem, each with its `field` path). Warnings come back with "
     "the published version.",
-    request=PlaybookSource,
+    request=PlaybookVersionCreate,
     request_text=YAML_TYPES,
     response=PlaybookPublished,
     status=201,
@@ -342,7 +342,7 @@ async def publish_playbook(request: Request) -> Response:
     tags=TAGS,
     description="Same bodies as the publish. Always 200 (unless the body can't be read): "
     "`valid`, `errors` and `warnings`, each issue with its `field` path.",
-    request=PlaybookSource,
+    request=PlaybookVersionCreate,
     request_text=YAML_TYPES,
     query=ValidateQuery,
     response=ValidationResult,

@@ -32,7 +32,7 @@ from gateway.engine.jobs import enqueue_advance
 from gateway.engine.records import end, record_activity
 from gateway.engine.starting import RunningPlayExists, start_play
 from gateway.errors import ApiError
-from gateway.leads import LeadIn, LeadPublic, public_leads, upsert_lead
+from gateway.leads import LeadCreate, LeadPublic, public_leads, upsert_lead
 from gateway.models import (
     Activity,
     ActivityType,
@@ -62,7 +62,7 @@ class PlayCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     playbook_id: str = Field(min_length=1, max_length=64)
-    lead: LeadIn
+    lead: LeadCreate
     settings: dict[str, SettingValue] = Field(
         default_factory=dict,
         max_length=50,
@@ -71,7 +71,7 @@ class PlayCreate(BaseModel):
     )
 
 
-class ActivityOut(BaseModel):
+class ActivityPublic(BaseModel):
     id: str
     type: str
     label: str
@@ -79,7 +79,7 @@ class ActivityOut(BaseModel):
     created_at: datetime
 
 
-class PlayMessageOut(BaseModel):
+class PlayMessagePublic(BaseModel):
     id: str
     direction: str
     body: str
@@ -117,8 +117,8 @@ class PlayPublic(BaseModel):
     next_action_at: datetime | None = Field(
         description="when it does that; null when it waits on the lead or on a call"
     )
-    activities: list[ActivityOut] | None = None
-    messages: list[PlayMessageOut] | None = None
+    activities: list[ActivityPublic] | None = None
+    messages: list[PlayMessagePublic] | None = None
 
 
 class PlayList(BaseModel):
@@ -192,7 +192,7 @@ async def _detailed(session: AsyncSession, play: Play) -> PlayPublic:
         )
     ).all()
     public.activities = [
-        ActivityOut(
+        ActivityPublic(
             id=a.public_id, type=a.type, label=a.label, note=a.note, created_at=a.created_at
         )
         for a in activities
@@ -204,7 +204,7 @@ async def _detailed(session: AsyncSession, play: Play) -> PlayPublic:
             .order_by(col(Message.created_at), col(Message.id))
         )
     ).all()
-    public.messages = [PlayMessageOut.model_validate(m, from_attributes=True) for m in messages]
+    public.messages = [PlayMessagePublic.model_validate(m, from_attributes=True) for m in messages]
     return public
 
 
@@ -381,13 +381,13 @@ async def stop_play(request: Request) -> JSONResponse:
     "rule (origins compare case-insensitively), that rule's playbook starts at once with a rep "
     "assigned by the rule: 201 with `play_started: true`. When the lead already has a running "
     "play of that playbook, nothing starts: 200 with that play and `play_started: false`.",
-    request=LeadIn,
+    request=LeadCreate,
     response=LeadStarted,
     status=201,
     extra_statuses={200: "the lead already had a running play of the rule's playbook"},
 )
 async def create_lead(request: Request) -> JSONResponse:
-    lead_in = await read_json(request, LeadIn)
+    lead_in = await read_json(request, LeadCreate)
     account = current_account(request)
     state = app_state(request)
     started: Play | None = None

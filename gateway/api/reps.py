@@ -72,10 +72,6 @@ class RepList(BaseModel):
     data: list[RepPublic]
 
 
-def _public(rep: Rep) -> dict[str, object]:
-    return RepPublic.model_validate(rep, from_attributes=True).model_dump(mode="json")
-
-
 async def find_rep(session: AsyncSession, account_id: str, rep_id: str) -> Rep:
     """The account's rep, or 404."""
     rep = (
@@ -92,7 +88,8 @@ async def create_rep(request: Request) -> JSONResponse:
     rep = Rep(id=new_id("rep"), account_id=current_account(request).id, **body.model_dump())
     async with transaction(app_state(request)["sessions"]) as session:
         session.add(rep)
-    return JSONResponse(_public(rep), status_code=201)
+    public = RepPublic.model_validate(rep, from_attributes=True)
+    return JSONResponse(public.model_dump(mode="json"), status_code=201)
 
 
 @operation("List reps", tags=TAGS, query=RepQuery, response=RepList)
@@ -103,14 +100,15 @@ async def list_reps(request: Request) -> JSONResponse:
         statement = statement.where(Rep.available == query.available)
     async with app_state(request)["sessions"]() as session:
         reps = (await session.exec(statement.order_by(col(Rep.created_at), col(Rep.id)))).all()
-    return JSONResponse({"data": [_public(rep) for rep in reps]})
+    listed = RepList(data=[RepPublic.model_validate(rep, from_attributes=True) for rep in reps])
+    return JSONResponse(listed.model_dump(mode="json"))
 
 
 @operation("Get a rep", tags=TAGS, response=RepPublic)
 async def get_rep(request: Request) -> JSONResponse:
     async with app_state(request)["sessions"]() as session:
         rep = await find_rep(session, current_account(request).id, request.path_params["rep_id"])
-    return JSONResponse(_public(rep))
+    return JSONResponse(RepPublic.model_validate(rep, from_attributes=True).model_dump(mode="json"))
 
 
 @operation(
@@ -132,7 +130,7 @@ async def update_rep(request: Request) -> JSONResponse:
             setattr(rep, name, getattr(body, name))
         rep.updated_at = now()
         session.add(rep)
-    return JSONResponse(_public(rep))
+    return JSONResponse(RepPublic.model_validate(rep, from_attributes=True).model_dump(mode="json"))
 
 
 @operation(

@@ -145,7 +145,7 @@ class SourceUpdate(BaseModel):
     notify: Notify | None = None
 
 
-class SourceClone(BaseModel):
+class SourceCloneCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     origin: Origin = Field(description="the new rule's origin")
@@ -158,6 +158,7 @@ class SourceQuery(BaseModel):
 
 
 class SourcePublic(BaseModel):
+    # Dumped with `exclude_none`: a `notify` channel the rule leaves to the playbook is absent.
     id: str
     origin: str
     playbook_id: str
@@ -171,11 +172,6 @@ class SourcePublic(BaseModel):
 
 class SourceList(BaseModel):
     data: list[SourcePublic]
-
-
-def _public(rule: SourceRule) -> dict[str, object]:
-    public = SourcePublic.model_validate(rule, from_attributes=True)
-    return public.model_dump(mode="json", exclude_none=True)
 
 
 def _checked(data: dict[str, Any]) -> SourceCreate:
@@ -260,7 +256,8 @@ async def _insert(request: Request, rule: SourceRule) -> Response:
             session.add(rule)
     except IntegrityError:
         return await _lost_race(request, account_id, origin)
-    return JSONResponse(_public(rule), status_code=201)
+    public = SourcePublic.model_validate(rule, from_attributes=True)
+    return JSONResponse(public.model_dump(mode="json", exclude_none=True), status_code=201)
 
 
 async def _lost_race(request: Request, account_id: str, origin: str) -> JSONResponse:
@@ -296,14 +293,18 @@ async def list_sources(request: Request) -> JSONResponse:
         rules = (
             await session.exec(statement.order_by(col(SourceRule.created_at), col(SourceRule.id)))
         ).all()
-    return JSONResponse({"data": [_public(rule) for rule in rules]})
+    listed = SourceList(
+        data=[SourcePublic.model_validate(rule, from_attributes=True) for rule in rules]
+    )
+    return JSONResponse(listed.model_dump(mode="json", exclude_none=True))
 
 
 @operation("Get a source rule", tags=TAGS, response=SourcePublic)
 async def get_source(request: Request) -> JSONResponse:
     async with app_state(request)["sessions"]() as session:
         rule = await find_rule(session, current_account(request).id, request.path_params["rule_id"])
-    return JSONResponse(_public(rule))
+    public = SourcePublic.model_validate(rule, from_attributes=True)
+    return JSONResponse(public.model_dump(mode="json", exclude_none=True))
 
 
 @operation(
@@ -338,19 +339,20 @@ async def update_source(request: Request) -> Response:
             session.add(rule)
     except IntegrityError:
         return await _lost_race(request, account_id, merged.origin)
-    return JSONResponse(_public(rule))
+    public = SourcePublic.model_validate(rule, from_attributes=True)
+    return JSONResponse(public.model_dump(mode="json", exclude_none=True))
 
 
 @operation(
     "Clone a source rule for another origin",
     tags=TAGS,
-    request=SourceClone,
+    request=SourceCloneCreate,
     response=SourcePublic,
     status=201,
     errors={409: "the new origin already has a rule (`existing_id`)"},
 )
 async def clone_source(request: Request) -> Response:
-    body = await read_json(request, SourceClone)
+    body = await read_json(request, SourceCloneCreate)
     account_id = current_account(request).id
     async with app_state(request)["sessions"]() as session:
         rule = await find_rule(session, account_id, request.path_params["rule_id"])

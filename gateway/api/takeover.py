@@ -38,7 +38,7 @@ from .requests import read_json
 TAGS = ["plays"]
 
 
-class HumanMessageIn(BaseModel):
+class HumanMessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     body: str = Field(min_length=1, max_length=1600)
@@ -47,7 +47,7 @@ class HumanMessageIn(BaseModel):
     )
 
 
-class HumanMessageOut(BaseModel):
+class HumanMessagePublic(BaseModel):
     id: str
     body: str
     sent_by: str | None
@@ -57,11 +57,11 @@ class HumanMessageOut(BaseModel):
 
 
 class HumanReply(BaseModel):
-    message: HumanMessageOut
+    message: HumanMessagePublic
     play: PlayPublic
 
 
-class ResumeIn(BaseModel):
+class ResumeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     step: str = Field(min_length=1, max_length=64, description="the step the playbook goes on at")
@@ -95,7 +95,7 @@ def _refuse_ended(play: Play) -> None:
     "play log, event `human_replied` and its webhook). The play is then the person's: paused "
     "and in `GET /v1/plays?awaiting=human`, the bot answers none of the lead's replies until "
     "`POST /v1/plays/{id}/resume`.",
-    request=HumanMessageIn,
+    request=HumanMessageCreate,
     response=HumanReply,
     status=201,
     errors={
@@ -105,7 +105,7 @@ def _refuse_ended(play: Play) -> None:
     },
 )
 async def post_message(request: Request) -> JSONResponse:
-    body = await read_json(request, HumanMessageIn)
+    body = await read_json(request, HumanMessageCreate)
     account = current_account(request)
     state = app_state(request)
     async with transaction(state["sessions"]) as session:
@@ -138,7 +138,7 @@ async def post_message(request: Request) -> JSONResponse:
             )
             session.add(message)
         answer = HumanReply(
-            message=HumanMessageOut.model_validate(message, from_attributes=True),
+            message=HumanMessagePublic.model_validate(message, from_attributes=True),
             play=await _detailed(session, play),
         )
     if message.status == MessageStatus.QUEUED:
@@ -152,7 +152,7 @@ async def post_message(request: Request) -> JSONResponse:
     description="Gives a play a person has (in `GET /v1/plays?awaiting=human`) back to its "
     "playbook at `step`: unpaused, out of the inbox, event `resumed` and its webhook; the step "
     "runs as the engine would run it (after its own delay).",
-    request=ResumeIn,
+    request=ResumeCreate,
     response=PlayPublic,
     errors={
         404: "no such play in this account",
@@ -161,7 +161,7 @@ async def post_message(request: Request) -> JSONResponse:
     },
 )
 async def post_resume(request: Request) -> JSONResponse:
-    body = await read_json(request, ResumeIn)
+    body = await read_json(request, ResumeCreate)
     account = current_account(request)
     state = app_state(request)
     async with transaction(state["sessions"]) as session:

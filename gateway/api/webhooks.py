@@ -127,7 +127,8 @@ async def create_webhook(request: Request) -> JSONResponse:
             secret=signing.new_secret(),
         )
         session.add(subscription)
-    return JSONResponse(public_webhook(subscription, secret=True), status_code=201)
+    public = public_webhook(subscription, secret=True)
+    return JSONResponse(public.model_dump(mode="json"), status_code=201)
 
 
 @operation("List webhooks", tags=TAGS, response=WebhookList)
@@ -141,7 +142,8 @@ async def list_webhooks(request: Request) -> JSONResponse:
                 query.order_by(col(WebhookSubscription.created_at), col(WebhookSubscription.id))
             )
         ).all()
-    return JSONResponse({"data": [public_webhook(row) for row in rows]})
+    listed = WebhookList(data=[public_webhook(row) for row in rows])
+    return JSONResponse(listed.model_dump(mode="json"))
 
 
 @operation("Get a webhook", tags=TAGS, response=WebhookPublic)
@@ -150,7 +152,7 @@ async def get_webhook(request: Request) -> JSONResponse:
         found = await find_webhook(
             session, current_account(request).id, request.path_params["webhook_id"]
         )
-    return JSONResponse(public_webhook(found))
+    return JSONResponse(public_webhook(found).model_dump(mode="json"))
 
 
 @operation(
@@ -194,7 +196,7 @@ async def update_webhook(request: Request) -> JSONResponse:
             found.breaker_opened_at = found.breaker_probe_at = None
         found.updated_at = moment
         session.add(found)
-    return JSONResponse(public_webhook(found))
+    return JSONResponse(public_webhook(found).model_dump(mode="json"))
 
 
 @operation("Delete a webhook and its delivery history", tags=TAGS, status=204)
@@ -229,7 +231,7 @@ async def rotate_secret(request: Request) -> JSONResponse:
         found.previous_secret_expires_at = moment + signing.ROTATION_OVERLAP
         found.updated_at = moment
         session.add(found)
-    return JSONResponse(public_webhook(found, secret=True))
+    return JSONResponse(public_webhook(found, secret=True).model_dump(mode="json"))
 
 
 @operation(
@@ -268,10 +270,11 @@ async def list_deliveries(request: Request) -> JSONResponse:
                 statement.order_by(col(WebhookDelivery.activity_id).desc()).limit(query.limit)
             )
         ).all()
-    next_before = rows[-1].id if len(rows) == query.limit else None
-    return JSONResponse(
-        {"data": [public_delivery(row) for row in rows], "next_before": next_before}
+    listed = DeliveryList(
+        data=[public_delivery(row) for row in rows],
+        next_before=rows[-1].id if len(rows) == query.limit else None,
     )
+    return JSONResponse(listed.model_dump(mode="json"))
 
 
 @operation(
@@ -301,7 +304,7 @@ async def replay_delivery(request: Request) -> JSONResponse:
         requeue(delivery, now())
         session.add(delivery)
     await outbox.enqueue(app_state(request)["redis"], [delivery.id])
-    return JSONResponse(public_delivery(delivery), status_code=202)
+    return JSONResponse(public_delivery(delivery).model_dump(mode="json"), status_code=202)
 
 
 @operation(

@@ -1,6 +1,6 @@
 """SQLModel tables; importing this package registers every table on `SQLModel.metadata`."""
 
-from gateway.models.accounts import Account, AccountPublic, ApiKey, ApiKeyPublic
+from gateway.models.accounts import Account, ApiKey, ApiKeyPublic
 from gateway.models.compliance import (
     Channel,
     Consent,
@@ -47,7 +47,6 @@ from gateway.models.webhooks import (
 
 __all__ = [
     "Account",
-    "AccountPublic",
     "Activity",
     "ActivityType",
     "ApiKey",

@@ -29,11 +29,6 @@ class Account(AccountBase, table=True):
     link_secret: str | None = Field(default=None, max_length=64)
 
 
-class AccountPublic(AccountBase):
-    id: str
-    created_at: datetime
-
-
 class ApiKeyBase(SQLModel):
     name: str = Field(default="default", max_length=200)
 

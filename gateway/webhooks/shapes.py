@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,7 +45,7 @@ class WebhookUpdate(BaseModel):
     )
 
 
-class BreakerOut(BaseModel):
+class BreakerPublic(BaseModel):
     state: Literal["closed", "open"]
     consecutive_failures: int
     opened_at: datetime | None
@@ -63,7 +63,7 @@ class WebhookPublic(BaseModel):
     previous_secret_expires_at: datetime | None = Field(
         description="after a rotation, the old secret still signs until then"
     )
-    breaker: BreakerOut
+    breaker: BreakerPublic
     created_at: datetime
     updated_at: datetime
 
@@ -137,16 +137,17 @@ class WebhookTestResult(BaseModel):
     payload: WebhookPayload
 
 
-def breaker(subscription: WebhookSubscription) -> dict[str, Any]:
-    return {
-        "state": "open" if subscription.breaker_probe_at is not None else "closed",
-        "consecutive_failures": subscription.consecutive_failures,
-        "opened_at": subscription.breaker_opened_at,
-        "next_probe_at": subscription.breaker_probe_at,
-    }
+def breaker(subscription: WebhookSubscription) -> BreakerPublic:
+    return BreakerPublic(
+        state="open" if subscription.breaker_probe_at is not None else "closed",
+        consecutive_failures=subscription.consecutive_failures,
+        opened_at=subscription.breaker_opened_at,
+        next_probe_at=subscription.breaker_probe_at,
+    )
 
 
-def public_webhook(subscription: WebhookSubscription, secret: bool = False) -> dict[str, Any]:
+def public_webhook(subscription: WebhookSubscription, secret: bool = False) -> WebhookPublic:
+    """The subscription as the API shows it; with `secret`, a WebhookCreated that shows it."""
     model = WebhookCreated if secret else WebhookPublic
     data = {
         name: getattr(subscription, name)
@@ -157,10 +158,10 @@ def public_webhook(subscription: WebhookSubscription, secret: bool = False) -> d
     data["breaker"] = breaker(subscription)
     if secret:
         data["secret"] = subscription.secret
-    return model.model_validate(data).model_dump(mode="json")
+    return model.model_validate(data)
 
 
-def public_delivery(delivery: WebhookDelivery) -> dict[str, Any]:
+def public_delivery(delivery: WebhookDelivery) -> DeliveryPublic:
     data = {
         name: getattr(delivery, name)
         for name in DeliveryPublic.model_fields
@@ -168,4 +169,4 @@ def public_delivery(delivery: WebhookDelivery) -> dict[str, Any]:
     }
     data["webhook_id"], data["activity_label"] = delivery.subscription_id, delivery.label
     data["play_id"] = delivery.payload.get("activity_play_id")
-    return DeliveryPublic.model_validate(data).model_dump(mode="json")
+    return DeliveryPublic.model_validate(data)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.testclient import TestClient
 
 from gateway.db import SessionFactory, transaction
-from gateway.leads import LeadIn, upsert_lead
+from gateway.leads import LeadCreate, upsert_lead
 
 from .conftest import PLAYBOOK_YAML, YAML, Tenant, add_rep, publish
 
@@ -27,7 +27,7 @@ async def test_a_cannot_see_or_touch_b(
         lead = await upsert_lead(
             session,
             tenant_b.account_id,
-            LeadIn.model_validate(
+            LeadCreate.model_validate(
                 {"phone": PHONE, "originators": [{"origin": "EverQuote", "key": "eq-1"}]}
             ),
         )

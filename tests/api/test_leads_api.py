@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
-from gateway.leads import LeadIn, OriginatorConflict, upsert_lead
+from gateway.leads import LeadCreate, OriginatorConflict, upsert_lead
 from gateway.models import Consent, Lead
 
 from .conftest import Tenant
@@ -22,7 +22,7 @@ PHONE = "+14155550123"
 
 async def _upsert(sessions: SessionFactory, account_id: str, **fields: Any) -> Lead:
     async with transaction(sessions) as session:
-        return await upsert_lead(session, account_id, LeadIn.model_validate(fields))
+        return await upsert_lead(session, account_id, LeadCreate.model_validate(fields))
 
 
 async def test_upsert_creates_then_updates_one_lead(
@@ -100,14 +100,14 @@ async def test_originator_of_another_lead_is_a_conflict(
 )
 def test_lead_in_refuses_bad_fields(fields: dict[str, Any], where: str) -> None:
     with pytest.raises(ValidationError) as raised:
-        LeadIn.model_validate(fields)
+        LeadCreate.model_validate(fields)
     assert raised.value.errors()[0]["loc"][0] == where
 
 
 def test_consent_in_the_future_is_refused() -> None:
     future = (now() + timedelta(hours=1)).isoformat()
     with pytest.raises(ValidationError, match="future"):
-        LeadIn.model_validate({"phone": PHONE, "consent": {"captured_at": future}})
+        LeadCreate.model_validate({"phone": PHONE, "consent": {"captured_at": future}})
 
 
 async def test_get_list_and_patch(

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlmodel import col, select
 
-from gateway.api.play_log import PlayLogEntry
+from gateway.api.play_log import PlayLogPublic
 from gateway.clock import now
 from gateway.models import Activity, Message
 from tests.e2e.conftest import LEAD, Stack, stack
@@ -90,16 +90,16 @@ async def lead_from(
     return str(play["id"])
 
 
-async def play_log(stack: Stack, play_id: str) -> list[PlayLogEntry]:
+async def play_log(stack: Stack, play_id: str) -> list[PlayLogPublic]:
     """The play's log as the API shows it, read two entries a page to walk the pages too."""
-    entries: list[PlayLogEntry] = []
+    entries: list[PlayLogPublic] = []
     after: int | None = None
     while True:
         params = {"limit": "2", **({"after": str(after)} if after is not None else {})}
         response = await stack.api.get(f"/v1/plays/{play_id}/log", params=params)
         assert response.status_code == 200, response.text
         page = response.json()
-        entries += [PlayLogEntry.model_validate(entry) for entry in page["data"]]
+        entries += [PlayLogPublic.model_validate(entry) for entry in page["data"]]
         if page["next_after"] is None:
             return entries
         after = page["next_after"]

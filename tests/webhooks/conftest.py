@@ -27,7 +27,7 @@ from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.engine.records import record_activity
 from gateway.ids import new_id
-from gateway.leads import LeadIn, upsert_lead
+from gateway.leads import LeadCreate, upsert_lead
 from gateway.models import (
     Activity,
     ActivityType,
@@ -211,7 +211,7 @@ async def new_play(
             lead["originators"] = [{"origin": "EverQuote", "key": f"eq-{phone}"}]
     async with transaction(sessions) as session:
         found = await upsert_lead(
-            session, account_id, LeadIn.model_validate({"phone": phone, **lead})
+            session, account_id, LeadCreate.model_validate({"phone": phone, **lead})
         )
         play = Play(
             id=new_id("play"),
