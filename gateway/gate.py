@@ -1,6 +1,9 @@
 """The gate as the gateway runs it: the account's settings, the ledger's opt-out status and the
 lead's consent evidence fed into `compliance.gate.decide`, at the moment a text, call or email
-is about to leave; and what a consent decision leaves on the play it belongs to.
+is about to leave.
+
+The gate only decides; what a decision does to the play it belongs to (a block ends it, a
+deferral is logged) is the engine's: `gateway.engine.lifecycle.on_gate_decision`.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ from compliance import consent
 from compliance.gate import Channel, GateDecision, GateRequest, Purpose, decide
 from gateway.account_settings import ComplianceSettings, compliance_settings
 from gateway.clock import now
-from gateway.engine import lifecycle
-from gateway.engine.records import log
 from gateway.models import (
     Account,
     Consent,
@@ -26,7 +27,6 @@ from gateway.models import (
     Message,
     PartyLineRecord,
     Play,
-    PlayLog,
     SourceRule,
 )
 from gateway.models import Purpose as MessagePurpose
@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 # A source rule's settings may carry its own limit; 0 there means "no limit" (settings are
 # scalars, so null can't say it), e.g. for the business's own web form.
 SOURCE_RULE_SETTING = "max_consent_age_days"
-NO_EVIDENCE_LOG = "no_consent_evidence"
 
 
 async def check(
@@ -174,68 +173,3 @@ async def _source_rule(
         return None
     rule = await session.get(SourceRule, play.source_rule_id)
     return rule if rule is not None and rule.account_id == account_id else None
-
-
-async def note_on_play(
-    session: AsyncSession,
-    play_id: str | None,
-    decision: GateDecision,
-    *,
-    channel: Channel = "sms",
-    step_id: str | None = None,
-    message_id: str | None = None,
-    party_line_id: str | None = None,
-    repeated: bool = False,
-) -> None:
-    """Tell the play what the gate decided, in the sender's transaction.
-
-    A block (opted out, consent expired or missing, no known time zone, ...) ends the running
-    play and a deferral is logged with its time (`gateway.engine.lifecycle` decides both);
-    `repeated`: the same deferral as last time (a poll, not a new decision), not logged again.
-    A contact allowed without consent evidence is logged once per play.
-    """
-    if play_id is None:
-        return
-    play = await session.get(Play, play_id)
-    if play is None:
-        return
-    ids = {"message_id": message_id, "party_line_id": party_line_id}
-    if decision.action == "block":
-        await lifecycle.on_blocked(
-            session,
-            play,
-            reason=decision.reason,
-            detail=decision.detail,
-            channel=channel,
-            step_id=step_id,
-            **ids,
-        )
-        return
-    if decision.action == "defer" and not repeated:
-        lifecycle.on_deferred(
-            session,
-            play,
-            reason=decision.reason,
-            detail=decision.detail,
-            until=decision.until,
-            channel=channel,
-            step_id=step_id,
-            **ids,
-        )
-    if decision.action == "allow":
-        # Every gate decision is in the play log (GET /v1/plays/{id}/log), an allow too.
-        log(session, play, "allowed", step_id, channel=channel, **_present(ids))
-    if decision.consent_evidence is False and not await _logged_no_evidence(session, play_id):
-        log(session, play, NO_EVIDENCE_LOG, step_id, message_id=message_id)
-        await session.flush()
-
-
-def _present(ids: dict[str, str | None]) -> dict[str, str]:
-    return {key: value for key, value in ids.items() if value is not None}
-
-
-async def _logged_no_evidence(session: AsyncSession, play_id: str) -> bool:
-    query = select(PlayLog.id).where(
-        PlayLog.play_id == play_id, col(PlayLog.kind) == NO_EVIDENCE_LOG
-    )
-    return (await session.exec(query.limit(1))).first() is not None

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.zones import phone_zones
+from gateway.activity_webhooks import on_ledger_event
 from gateway.clock import now
 from gateway.db import SessionFactory
 from gateway.models import (
@@ -21,7 +22,6 @@ from gateway.models import (
     OptOutConfirmation,
     OptOutEvent,
 )
-from gateway.webhooks import outbox as webhooks_outbox
 
 EXPORT_BATCH = 1000
 
@@ -77,7 +77,7 @@ async def record(
     )
     session.add(row)
     await session.flush()
-    await webhooks_outbox.on_ledger_event(session, row)  # opted_out/opted_in activity
+    await on_ledger_event(session, row)  # opted_out/opted_in activity and its webhooks
     return row
 
 

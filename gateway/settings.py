@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.email.transport import parse_smtp_url
 from gateway.sandbox_credentials import SandboxCredentials, load_or_create
+from gateway.smtp_url import parse_smtp_url
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 

@@ -24,6 +24,7 @@ from gateway.db import SessionFactory, create_engine, session_factory, transacti
 from gateway.email import sender as email_sender
 from gateway.email.outbox import SEND_JOB as EMAIL_SEND_JOB
 from gateway.engine import jobs as plays
+from gateway.jobs import email_send
 from gateway.settings import Settings
 from gateway.sms import sender, status_checks, sweep
 from gateway.sms.outbox import SEND_JOB
@@ -77,7 +78,7 @@ FUNCTIONS: list[Function] = [
     func(
         cast(WorkerCoroutine, webhooks.deliver), name=DELIVER_JOB, keep_result=0, max_tries=10_000
     ),
-    func(cast(WorkerCoroutine, email_sender.send), name=EMAIL_SEND_JOB, keep_result=0),
+    func(cast(WorkerCoroutine, email_send.send), name=EMAIL_SEND_JOB, keep_result=0),
     func(cast(WorkerCoroutine, party_lines.run), name=party_lines.RUN_JOB, keep_result=0),
 ]
 

@@ -315,7 +315,7 @@ class Runner:
             ),
             play_id=self.play.id,
         )
-        await gate.note_on_play(self.session, self.play.id, decision, channel="call",
+        await lifecycle.on_gate_decision(self.session, self.play.id, decision, channel="call",
             step_id=self.row.step_id, party_line_id=self.row.id)  # fmt: skip
         play_log(self.session, self.play, "party_line_gate", self.row.step_id,
             party_line_id=self.row.id, action=decision.action, reason=decision.reason)  # fmt: skip

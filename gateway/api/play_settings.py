@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.engine import definitions
+from gateway import playbook_versions
 from gateway.errors import ApiError
 from gateway.playbooks import Playbook
 
@@ -25,10 +25,10 @@ async def declared_settings(
     session: AsyncSession, account_id: str, playbook_id: str
 ) -> tuple[Playbook, set[str]] | None:
     """The playbook's latest version and every setting it or its goto targets declare."""
-    version = await definitions.latest_version(session, account_id, playbook_id)
+    version = await playbook_versions.latest_version(session, account_id, playbook_id)
     if version is None:
         return None
-    playbook = await definitions.load(session, account_id, playbook_id, version)
+    playbook = await playbook_versions.load(session, account_id, playbook_id, version)
     names = set(playbook.settings)
     seen, queue = {playbook_id}, list(playbook.transitions())
     while queue and len(seen) <= MAX_LINKED:
@@ -36,10 +36,10 @@ async def declared_settings(
         if target in seen:
             continue
         seen.add(target)
-        target_version = await definitions.latest_version(session, account_id, target)
+        target_version = await playbook_versions.latest_version(session, account_id, target)
         if target_version is None:
             continue  # not published yet: its settings can't be known
-        linked = await definitions.load(session, account_id, target, target_version)
+        linked = await playbook_versions.load(session, account_id, target, target_version)
         names |= set(linked.settings)
         queue += linked.transitions()
     return playbook, names

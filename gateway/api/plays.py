@@ -25,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway import playbook_versions
 from gateway.clock import Instant, now
 from gateway.db import conflict_insert, transaction
-from gateway.engine import definitions, rep_notices
+from gateway.engine import rep_notices
 from gateway.engine.jobs import enqueue_advance
 from gateway.engine.records import end, record_activity
 from gateway.engine.starting import RunningPlayExists, start_play
@@ -174,7 +175,7 @@ async def _public_many(session: AsyncSession, plays: Sequence[Play]) -> list[Pla
     for play in plays:
         key = (play.playbook_id, play.playbook_version)
         if key not in playbooks and play.state == PlayState.RUNNING:
-            playbooks[key] = await definitions.load(
+            playbooks[key] = await playbook_versions.load(
                 session, play.account_id, play.playbook_id, play.playbook_version
             )
     return [_public(p, playbooks.get((p.playbook_id, p.playbook_version))) for p in plays]

@@ -20,10 +20,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from compliance.gate import Purpose as GatePurpose
-from gateway import gate
+from gateway import gate, playbook_versions
 from gateway.contact_lock import lock_contact
 from gateway.db import transaction
-from gateway.engine import definitions
 from gateway.engine.jobs import enqueue_advance
 from gateway.engine.takeover import human_reply, reply_purpose, resume
 from gateway.errors import ApiError
@@ -168,7 +167,7 @@ async def post_resume(request: Request) -> JSONResponse:
         play, _lead = await _locked_running_play(session, account.id, request)
         if play.awaiting_human_since is None:
             raise ApiError(409, "conflict", "the play is not waiting for a person", "play_id")
-        playbook = await definitions.load(
+        playbook = await playbook_versions.load(
             session, account.id, play.playbook_id, play.playbook_version
         )
         if not playbook.has_step(body.step):

@@ -14,10 +14,10 @@ from starlette.routing import Route
 
 from gateway.clock import now
 from gateway.db import transaction
-from gateway.engine.definitions import latest_version, load
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.models import Account, WebhookDelivery, WebhookSubscription
+from gateway.playbook_versions import latest_version, load
 from gateway.state import app_state, current_account
 from gateway.webhooks import outbox, sending, signing
 from gateway.webhooks.addresses import AddressRefused, allows_private, check_url

@@ -18,10 +18,10 @@ from arq.connections import ArqRedis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
-from gateway.engine.context import fill
 from gateway.ids import new_id
 from gateway.models import Email, EmailStatus, Lead, Play
 from gateway.optouts import is_opted_out
+from gateway.play_templates import fill
 from gateway.playbooks import AnyStep, Playbook, SendStep
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,6 @@
-"""The `email.send` job: gate the email, claim it, hand it to SMTP once, record the answer.
+"""Sending an email, the channel's part of the `email.send` job (`gateway.jobs.email_send`): gate
+the email, claim it, and record what SMTP answered; the job hands it to SMTP once and gives the
+engine what the gate decided and whether the email failed for good.
 
 Idempotent under arq's re-runs: the row moves queued -> sending by compare-and-set before the
 SMTP transaction, under the lead's contact lock (so an opt-out committing at the same moment is
@@ -18,6 +20,7 @@ Without `SMTP_URL` nothing leaves: an email the gate allows is `captured`, store
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,23 +29,15 @@ from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.gate import GateDecision
-from gateway import gate, optouts
+from gateway import gate, optouts, playbook_versions
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import SessionFactory, transaction
 from gateway.email import unsubscribe
-from gateway.email.outbox import SEND_JOB, enqueue_email, send_job_id
-from gateway.email.transport import (
-    DeliveryError,
-    Outgoing,
-    deliver,
-    new_message_id,
-    parse_smtp_url,
-)
-from gateway.engine import definitions
-from gateway.engine.records import end, log, record_activity
+from gateway.email.outbox import SEND_JOB, send_job_id
+from gateway.email.transport import DeliveryError, Outgoing, new_message_id
 from gateway.job_results import forget_results
-from gateway.models import Account, ActivityType, Email, EmailStatus, Lead, Play, PlayState, Rep
+from gateway.models import Account, Email, EmailStatus, Lead, Play, Rep
 from gateway.playbooks import Playbook
 from gateway.settings import Settings
 
@@ -63,19 +58,28 @@ def retry_delay(attempts: int) -> float | None:
     return RETRY_DELAYS[attempts - 1] if 0 < attempts <= len(RETRY_DELAYS) else None
 
 
-async def send(ctx: dict[str, Any], email_id: str) -> str:
-    """Send (or capture) one queued email (arq job `email.send`); what happened, for the log."""
-    settings: Settings = ctx["settings"]
-    sessions: SessionFactory = ctx["sessions"]
-    target = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
-    prepared = await _prepare(sessions, settings, email_id, capture=target is None)
-    if isinstance(prepared, str):
-        return prepared
-    assert target is not None
-    try:
-        answer = await deliver(target, prepared)
-    except DeliveryError as exc:
-        return await _failed(ctx, email_id, exc)
+@dataclass(frozen=True)
+class Prepared:
+    """What preparing an email came to: the email to hand to SMTP, or why not; and what the
+    gate decided about it, for the engine (None: it never reached the gate)."""
+
+    result: Outgoing | str
+    decision: GateDecision | None = None
+    play_id: str | None = None
+    step_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed attempt left: the email (None: it was not being sent, nothing changed) and
+    when it is tried again (None with an email: it failed for good)."""
+
+    email: Email | None
+    retry_at: datetime | None = None
+
+
+async def mark_sent(sessions: SessionFactory, email_id: str) -> None:
+    """The server took the email: record it (unless another run already moved the row)."""
     async with transaction(sessions) as session:
         moment = now()
         await session.exec(
@@ -90,119 +94,139 @@ async def send(ctx: dict[str, Any], email_id: str) -> str:
                 send_after=None,
             )
         )
-    logger.info("email sent email=%s server=%s", email_id, answer[:100])
-    return "sent"
 
 
-async def _prepare(
-    sessions: SessionFactory, settings: Settings, email_id: str, *, capture: bool
+async def prepare(
+    session: AsyncSession, settings: Settings, email_id: str, *, capture: bool
+) -> Prepared:
+    """Gate the email and claim it for one attempt (or capture it), in the job's transaction."""
+    email = await session.get(Email, email_id)
+    if email is None:
+        return Prepared("missing")
+    lead = await session.get(Lead, email.lead_id)
+    account = await session.get(Account, email.account_id)
+    if lead is None or account is None or lead.account_id != account.id:
+        return Prepared("no lead")
+    rep = await _rep(session, email)
+    # A rep's notice is about the rep: their contact is the one an unsubscribe changes.
+    await lock_contact(session, account.id, rep.phone if rep is not None else lead.phone)
+    await session.refresh(email)  # as it is now that we hold the contact
+    moment = now()
+    if email.status == EmailStatus.SENDING:
+        started = email.attempt_started_at or email.updated_at
+        if moment - started < IN_FLIGHT_GRACE:
+            return Prepared("in flight")  # the sweep comes back once the grace has passed
+    elif email.status != EmailStatus.QUEUED:
+        return Prepared(f"already {email.status}")
+    if email.send_after is not None and email.send_after > moment:
+        return Prepared("not due")
+    if email.rep_id is not None:
+        decision = await _gate_rep_notice(session, account, email, rep, moment)
+    else:
+        playbook = await _playbook(session, email)
+        decision = await gate.check(
+            session,
+            account,
+            channel="email",
+            purpose="initiated",
+            phone=lead.phone,
+            at=moment,
+            email_continues_after_opt_out=playbook is not None and playbook.email_after_opt_out,
+            email_unsubscribed=await optouts.email_unsubscribed(
+                session, account.id, email.to_address
+            ),
+        )
+    # From here on the engine hears the decision, whatever the email becomes: a block ends the
+    # email's play (the engine decides how), a deferral is logged on it.
+    result = await _act_on(
+        session,
+        email,
+        decision,
+        settings=settings,
+        account=account,
+        lead=lead,
+        moment=moment,
+        capture=capture,
+    )
+    return Prepared(result, decision, email.play_id, email.step_id)
+
+
+async def _act_on(
+    session: AsyncSession,
+    email: Email,
+    decision: GateDecision,
+    *,
+    settings: Settings,
+    account: Account,
+    lead: Lead,
+    moment: datetime,
+    capture: bool,
 ) -> Outgoing | str:
-    """Gate the email and claim it for one attempt (or capture it); the email, or why not."""
-    async with transaction(sessions) as session:
-        email = await session.get(Email, email_id)
-        if email is None:
-            return "missing"
-        lead = await session.get(Lead, email.lead_id)
-        account = await session.get(Account, email.account_id)
-        if lead is None or account is None or lead.account_id != account.id:
-            return "no lead"
-        rep = await _rep(session, email)
-        # A rep's notice is about the rep: their contact is the one an unsubscribe changes.
-        await lock_contact(session, account.id, rep.phone if rep is not None else lead.phone)
-        await session.refresh(email)  # as it is now that we hold the contact
-        moment = now()
-        if email.status == EmailStatus.SENDING:
-            started = email.attempt_started_at or email.updated_at
-            if moment - started < IN_FLIGHT_GRACE:
-                return "in flight"  # the sweep comes back once the grace has passed
-        elif email.status != EmailStatus.QUEUED:
-            return f"already {email.status}"
-        if email.send_after is not None and email.send_after > moment:
-            return "not due"
-        if email.rep_id is not None:
-            decision = await _gate_rep_notice(session, account, email, rep, moment)
-        else:
-            playbook = await _playbook(session, email)
-            decision = await gate.check(
-                session,
-                account,
-                channel="email",
-                purpose="initiated",
-                phone=lead.phone,
-                at=moment,
-                email_continues_after_opt_out=playbook is not None and playbook.email_after_opt_out,
-                email_unsubscribed=await optouts.email_unsubscribed(
-                    session, account.id, email.to_address
-                ),
-            )
-        # A block ends the email's play (the engine decides how); a deferral is logged on it.
-        await gate.note_on_play(
-            session, email.play_id, decision, channel="email", step_id=email.step_id
+    """What the gate's decision makes of the email: blocked, deferred, captured or claimed."""
+    if decision.action == "block":
+        email.status, email.gate_reason = EmailStatus.BLOCKED, decision.reason
+        email.error = (decision.detail or decision.reason)[:500]
+        email.updated_at = moment
+        session.add(email)
+        logger.info("email blocked email=%s reason=%s", email.id, decision.reason)
+        return f"blocked: {decision.reason}"
+    if decision.action == "defer":  # email has no quiet hours today; honour a future rule
+        email.send_after, email.gate_reason = decision.until, decision.reason
+        session.add(email)
+        return "deferred"
+    sender = email.from_address or settings.email_from
+    message_id = email.message_id or new_message_id(email.id, sender)
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    if email.rep_id is not None:
+        # Staff mail: a way out of these notices only (gateway/email/unsubscribe.py).
+        email.body, extra_headers = await unsubscribe.prepare(
+            session, account, email, settings.base_url, rep_notice=True
         )
-        if decision.action == "block":
-            email.status, email.gate_reason = EmailStatus.BLOCKED, decision.reason
-            email.error = (decision.detail or decision.reason)[:500]
-            email.updated_at = moment
-            session.add(email)
-            logger.info("email blocked email=%s reason=%s", email.id, decision.reason)
-            return f"blocked: {decision.reason}"
-        if decision.action == "defer":  # email has no quiet hours today; honour a future rule
-            email.send_after, email.gate_reason = decision.until, decision.reason
-            session.add(email)
-            return "deferred"
-        sender = email.from_address or settings.email_from
-        message_id = email.message_id or new_message_id(email.id, sender)
-        extra_headers: tuple[tuple[str, str], ...] = ()
-        if email.rep_id is not None:
-            # Staff mail: a way out of these notices only (gateway/email/unsubscribe.py).
-            email.body, extra_headers = await unsubscribe.prepare(
-                session, account, email, settings.base_url, rep_notice=True
-            )
-        elif lead.email and email.to_address.strip().lower() == lead.email.strip().lower():
-            # An email to the lead carries the way out and the postal address (CAN-SPAM).
-            email.body, extra_headers = await unsubscribe.prepare(
-                session, account, email, settings.base_url
-            )
-        if capture:
-            email.status, email.from_address, email.message_id = (
-                EmailStatus.CAPTURED,
-                sender,
-                message_id,
-            )
-            email.updated_at = moment
-            session.add(email)
-            logger.info("email captured (no SMTP_URL) email=%s", email.id)
-            return "captured"
-        claimed = await session.exec(
-            update(Email)
-            .where(
-                col(Email.id) == email.id,
-                col(Email.status) == email.status,
-                col(Email.attempts) == email.attempts,
-            )
-            .values(
-                status=EmailStatus.SENDING,
-                attempts=email.attempts + 1,
-                attempt_started_at=moment,
-                from_address=sender,
-                message_id=message_id,
-                body=email.body,
-                gate_reason=None,
-                updated_at=moment,
-            )
+    elif lead.email and email.to_address.strip().lower() == lead.email.strip().lower():
+        # An email to the lead carries the way out and the postal address (CAN-SPAM).
+        email.body, extra_headers = await unsubscribe.prepare(
+            session, account, email, settings.base_url
         )
-        if claimed.rowcount != 1:
-            return "claimed elsewhere"
-        return Outgoing(
-            to=email.to_address,
-            sender=sender,
-            subject=email.subject,
-            body=email.body,
+    if capture:
+        email.status, email.from_address, email.message_id = (
+            EmailStatus.CAPTURED,
+            sender,
+            message_id,
+        )
+        email.updated_at = moment
+        session.add(email)
+        logger.info("email captured (no SMTP_URL) email=%s", email.id)
+        return "captured"
+    claimed = await session.exec(
+        update(Email)
+        .where(
+            col(Email.id) == email.id,
+            col(Email.status) == email.status,
+            col(Email.attempts) == email.attempts,
+        )
+        .values(
+            status=EmailStatus.SENDING,
+            attempts=email.attempts + 1,
+            attempt_started_at=moment,
+            from_address=sender,
             message_id=message_id,
-            reply_to=email.reply_to,
-            date=moment,
-            headers=extra_headers,
+            body=email.body,
+            gate_reason=None,
+            updated_at=moment,
         )
+    )
+    if claimed.rowcount != 1:
+        return "claimed elsewhere"
+    return Outgoing(
+        to=email.to_address,
+        sender=sender,
+        subject=email.subject,
+        body=email.body,
+        message_id=message_id,
+        reply_to=email.reply_to,
+        date=moment,
+        headers=extra_headers,
+    )
 
 
 async def _rep(session: AsyncSession, email: Email) -> Rep | None:
@@ -237,54 +261,24 @@ async def _gate_rep_notice(
     )
 
 
-async def _failed(ctx: dict[str, Any], email_id: str, exc: DeliveryError) -> str:
+async def record_failure(session: AsyncSession, email_id: str, exc: DeliveryError) -> Failure:
     """A transient error waits for the next try on the schedule; a permanent one (or the last
-    try) fails the email, and the playbook's on_failure decides what the play does."""
+    try) fails the email (then the job tells the engine, whose playbook `on_failure` decides
+    what the play does). In the job's transaction."""
+    email = await session.get(Email, email_id)
+    if email is None or email.status != EmailStatus.SENDING:
+        return Failure(None)
+    moment = now()
+    delay = retry_delay(email.attempts) if exc.transient else None
+    email.error, email.smtp_code, email.updated_at = str(exc)[:500], exc.code, moment
     retry_at = None
-    async with transaction(ctx["sessions"]) as session:
-        email = await session.get(Email, email_id)
-        if email is None or email.status != EmailStatus.SENDING:
-            return "not sending"
-        moment = now()
-        delay = retry_delay(email.attempts) if exc.transient else None
-        email.error, email.smtp_code, email.updated_at = str(exc)[:500], exc.code, moment
-        if delay is not None:
-            retry_at = moment + timedelta(seconds=delay)
-            email.status, email.send_after = EmailStatus.QUEUED, retry_at
-        else:
-            email.status = EmailStatus.FAILED
-        session.add(email)
-        if email.status == EmailStatus.FAILED:
-            await apply_on_failure(session, email)
-    if retry_at is not None:
-        logger.warning("email retry email=%s at=%s: %s", email_id, retry_at.isoformat(), exc)
-        await enqueue_email(ctx["redis"], email_id, retry_at)
-        return f"retry at {retry_at.isoformat()}"
-    logger.warning("email failed email=%s code=%s", email_id, exc.code)
-    return f"failed: {exc.code}"
-
-
-async def apply_on_failure(session: AsyncSession, email: Email) -> None:
-    """The email failed for good: `halt` ends its play (event stopped), `skip` goes on."""
-    if email.play_id is None:
-        return
-    lead = await session.get(Lead, email.lead_id)
-    assert lead is not None
-    await lock_contact(session, email.account_id, lead.phone)  # plays change under it
-    play = (
-        await session.exec(
-            select(Play).where(Play.id == email.play_id, Play.account_id == email.account_id)
-        )
-    ).first()
-    if play is None:
-        return
-    await session.refresh(play)
-    playbook = await _playbook(session, email)
-    log(session, play, "failed", email.step_id, email_id=email.id, why=email.error)
-    if play.state != PlayState.RUNNING or playbook is None or playbook.on_failure != "halt":
-        return
-    await record_activity(session, play, ActivityType.EVENT, "stopped", "email failed")
-    end(session, play, PlayState.STOPPED, "email failed (on_failure: halt)")
+    if delay is not None:
+        retry_at = moment + timedelta(seconds=delay)
+        email.status, email.send_after = EmailStatus.QUEUED, retry_at
+    else:
+        email.status = EmailStatus.FAILED
+    session.add(email)
+    return Failure(email, retry_at)
 
 
 async def _playbook(session: AsyncSession, email: Email) -> Playbook | None:
@@ -300,7 +294,7 @@ async def _playbook(session: AsyncSession, email: Email) -> Playbook | None:
     ).first()
     if found is None:
         return None
-    return await definitions.load(session, email.account_id, found[0], found[1])
+    return await playbook_versions.load(session, email.account_id, found[0], found[1])
 
 
 async def sweep(ctx: dict[str, Any]) -> int:

@@ -1,82 +1,27 @@
-"""SMTP: the `SMTP_URL` setting, the message we build, and one delivery through `aiosmtplib`.
+"""SMTP: the message we build, and one delivery through `aiosmtplib`.
 
 Errors are sorted the way SMTP itself sorts them (RFC 5321 section 4.2.1): a 4xx reply, a
 refused or dropped connection or a timeout is transient (try again later); a 5xx reply is the
-server's final word on this email (a bad mailbox, a refused sender or content). Credentials in
-the URL are never logged: `SmtpTarget.__repr__` leaves the password out.
+server's final word on this email (a bad mailbox, a refused sender or content).
 
-This module imports nothing from the rest of the gateway, so `gateway.settings` can use
-`parse_smtp_url` to validate the setting.
+Where to deliver (the `SMTP_URL` setting, read into an `SmtpTarget`) is `gateway.smtp_url`, below
+the channels, so that `gateway.settings` can validate the setting without importing a channel.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosmtplib
+
+from gateway.smtp_url import SmtpTarget
 
 # Connect, each command and the DATA upload each get this long; a server slower than this is
 # treated as unreachable (transient), well inside the worker's job timeout.
 SMTP_TIMEOUT = 20.0
-DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
-STARTTLS_PORT = 587
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
-
-
-@dataclass(frozen=True)
-class SmtpTarget:
-    """Where and how to connect: `smtp://user:pass@host:587?starttls=true` or `smtps://...`.
-
-    `start_tls`: True requires STARTTLS, False never upgrades, None (no `starttls` in the URL)
-    upgrades when the server offers it. `smtps://` is TLS from the first byte (port 465).
-    """
-
-    host: str
-    port: int
-    use_tls: bool = False
-    start_tls: bool | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-
-def parse_smtp_url(url: str) -> SmtpTarget:
-    """Read an SMTP URL; ValueError says what is wrong in one line."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise ValueError("must look like smtp://user:pass@host:587?starttls=true or smtps://...")
-    if not parts.hostname:
-        raise ValueError("has no host (smtp://user:pass@host:587)")
-    options = dict(parse_qsl(parts.query))
-    unknown = set(options) - {"starttls"}
-    if unknown:
-        raise ValueError(f"unknown option {sorted(unknown)[0]!r} (only starttls=true|false)")
-    start_tls: bool | None = None
-    if "starttls" in options:
-        flag = options["starttls"].lower()
-        if flag not in _TRUE + _FALSE:
-            raise ValueError("starttls must be true or false")
-        start_tls = flag in _TRUE
-    if scheme == "smtps" and start_tls:
-        raise ValueError("smtps:// is already TLS; starttls=true is for smtp://")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("has a port that is not a number between 1 and 65535") from None
-    if port is None:
-        port = STARTTLS_PORT if start_tls else DEFAULT_PORTS[scheme]
-    return SmtpTarget(
-        host=parts.hostname,
-        port=port,
-        use_tls=scheme == "smtps",
-        start_tls=start_tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 def domain_of(address: str) -> str:

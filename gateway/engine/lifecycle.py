@@ -1,23 +1,25 @@
-"""What a play becomes when a channel reports: a gate block, a gate deferral, an opt-out, the
-end of a party line, an event a choice records.
+"""What a play becomes when a channel reports: a gate decision (a block, a deferral), an
+opt-out, a failed email, the end of a party line, an event a choice records.
 
-Senders (texts, calls) say what happened and call these in their own transaction; only this
-module decides whether the play ends, with which state and outcome, or goes on. Every decision
-leaves its activity (and so its webhook deliveries) and a play log entry.
+Senders (texts, calls, emails) say what happened and these run in the sender's transaction;
+only this module decides whether the play ends, with which state and outcome, or goes on.
+Every decision leaves its activity (and so its webhook deliveries) and a play log entry.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from compliance.gate import Channel, GateDecision
+from gateway import playbook_versions
 from gateway.clock import now
-from gateway.engine import definitions
+from gateway.contact_lock import lock_contact
 from gateway.engine.records import end, log, record_activity
 from gateway.engine.stepper import finish, move_to
-from gateway.models import Activity, ActivityType, Lead, Play, PlayState
+from gateway.models import Activity, ActivityType, Email, Lead, Play, PlayLog, PlayState
 from gateway.optouts import is_opted_out
 from gateway.playbooks import Playbook
 
@@ -32,11 +34,67 @@ PARTY_LINE_OUTCOMES = {
 }
 # The voice machine records these outcome activities itself, as they happen.
 RECORDED_BY_VOICE = frozenset({"completed", "callback_requested"})
+NO_EVIDENCE_LOG = "no_consent_evidence"
 
 
 async def has_activity(session: AsyncSession, play_id: str, label: str) -> bool:
     query = select(Activity.id).where(Activity.play_id == play_id, Activity.label == label)
     return (await session.exec(query.limit(1))).first() is not None
+
+
+async def on_gate_decision(
+    session: AsyncSession,
+    play_id: str | None,
+    decision: GateDecision,
+    *,
+    channel: Channel = "sms",
+    step_id: str | None = None,
+    message_id: str | None = None,
+    party_line_id: str | None = None,
+    repeated: bool = False,
+) -> None:
+    """What the gate decided about a contact of the play, in the sender's transaction.
+
+    A block (opted out, consent expired or missing, no known time zone, ...) ends the running
+    play (`on_blocked`) and a deferral is logged with its time (`on_deferred`); `repeated`: the
+    same deferral as last time (a poll, not a new decision), not logged again. A contact
+    allowed without consent evidence is logged once per play.
+    """
+    if play_id is None:
+        return
+    play = await session.get(Play, play_id)
+    if play is None:
+        return
+    if decision.action == "block":
+        await on_blocked(
+            session,
+            play,
+            reason=decision.reason,
+            detail=decision.detail,
+            channel=channel,
+            step_id=step_id,
+            message_id=message_id,
+            party_line_id=party_line_id,
+        )
+        return
+    if decision.action == "defer" and not repeated:
+        on_deferred(
+            session,
+            play,
+            reason=decision.reason,
+            detail=decision.detail,
+            until=decision.until,
+            channel=channel,
+            step_id=step_id,
+            message_id=message_id,
+            party_line_id=party_line_id,
+        )
+    if decision.action == "allow":
+        # Every gate decision is in the play log (GET /v1/plays/{id}/log), an allow too.
+        log(session, play, "allowed", step_id, channel=channel, **_ids(message_id, party_line_id))
+    if decision.consent_evidence is False and not await _logged_no_evidence(session, play_id):
+        log(session, play, NO_EVIDENCE_LOG, step_id, message_id=message_id)
+        await session.flush()
 
 
 async def on_blocked(
@@ -127,6 +185,30 @@ async def opt_out_play(session: AsyncSession, play: Play) -> None:
     session.add(play)
 
 
+async def on_email_failed(session: AsyncSession, email: Email) -> None:
+    """An email of a play failed for good: `halt` ends the play (event stopped), `skip` goes
+    on (the play's log says why either way)."""
+    if email.play_id is None:
+        return
+    lead = await session.get(Lead, email.lead_id)
+    assert lead is not None
+    await lock_contact(session, email.account_id, lead.phone)  # plays change under it
+    play = (
+        await session.exec(
+            select(Play).where(Play.id == email.play_id, Play.account_id == email.account_id)
+        )
+    ).first()
+    if play is None:
+        return
+    await session.refresh(play)
+    playbook = await _playbook(session, play)
+    log(session, play, "failed", email.step_id, email_id=email.id, why=email.error)
+    if play.state != PlayState.RUNNING or playbook.on_failure != "halt":
+        return
+    await record_activity(session, play, ActivityType.EVENT, "stopped", "email failed")
+    end(session, play, PlayState.STOPPED, "email failed (on_failure: halt)")
+
+
 async def on_party_line_end(
     session: AsyncSession,
     play: Play,
@@ -189,9 +271,18 @@ async def _texts_refused(session: AsyncSession, play: Play, reason: str) -> bool
 
 
 async def _playbook(session: AsyncSession, play: Play) -> Playbook:
-    return await definitions.load(session, play.account_id, play.playbook_id, play.playbook_version)
+    return await playbook_versions.load(
+        session, play.account_id, play.playbook_id, play.playbook_version
+    )
 
 
 def _ids(message_id: str | None, party_line_id: str | None) -> dict[str, str]:
     ids = {"message_id": message_id, "party_line_id": party_line_id}
     return {key: value for key, value in ids.items() if value is not None}
+
+
+async def _logged_no_evidence(session: AsyncSession, play_id: str) -> bool:
+    query = select(PlayLog.id).where(
+        PlayLog.play_id == play_id, col(PlayLog.kind) == NO_EVIDENCE_LOG
+    )
+    return (await session.exec(query.limit(1))).first() is not None

@@ -6,11 +6,11 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.activity_webhooks import on_activity
 from gateway.clock import now
 from gateway.engine import rep_notices
 from gateway.ids import new_id
 from gateway.models import Activity, ActivityType, Play, PlayLog
-from gateway.webhooks import outbox as webhooks_outbox
 
 
 async def record_activity(
@@ -30,7 +30,7 @@ async def record_activity(
     session.add(activity)
     log(session, play, "activity", None, type=str(type_), label=label, note=note)
     await session.flush()
-    await webhooks_outbox.on_activity(session, activity)
+    await on_activity(session, activity)
     if label == "talk_to_human":
         # The lead wants a person: the assigned rep hears of it now, not when a call rings.
         await rep_notices.notify_assigned_rep(session, play, "talk_to_human")

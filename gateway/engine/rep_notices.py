@@ -27,8 +27,8 @@ from typing import Any, Final
 from arq.connections import ArqRedis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import playbook_versions
 from gateway.email import outbox as email_outbox
-from gateway.engine import definitions
 from gateway.models import Account, Lead, Play, PlayLog, Purpose, Rep, SourceRule
 from gateway.sms.outbox import enqueue_send, queue_message
 
@@ -42,7 +42,7 @@ _WHY = {
 
 async def notify_setting(session: AsyncSession, play: Play) -> dict[str, bool]:
     """Which channels tell the rep: the playbook's `notify`, each overridden by the rule's."""
-    playbook = await definitions.load(
+    playbook = await playbook_versions.load(
         session, play.account_id, play.playbook_id, play.playbook_version
     )
     setting = {"sms": playbook.notify.sms, "email": playbook.notify.email}
@@ -117,7 +117,7 @@ async def _email(
         _log(session, play, "rep_not_notified", rep_id=rep.id, why=why, channel="email",
              reason="the rep has no email address")  # fmt: skip
         return
-    playbook = await definitions.load(
+    playbook = await playbook_versions.load(
         session, play.account_id, play.playbook_id, play.playbook_version
     )
     subject, body = notice_email(account, lead, rep, why)

@@ -6,14 +6,14 @@ from __future__ import annotations
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import playbook_versions
 from gateway.clock import now
-from gateway.engine import definitions
-from gateway.engine.context import fill
 from gateway.engine.handover import hand_over
 from gateway.engine.lifecycle import record_choice_event
 from gateway.engine.records import end, log, record_activity
 from gateway.engine.stepper import finish, move_to, run_due, send_text
 from gateway.models import ActivityType, Lead, Message, Play, PlayState
+from gateway.play_templates import fill
 from gateway.playbooks import ChoiceAction, Playbook
 
 TALK_TO_HUMAN = "talk_to_human"
@@ -22,7 +22,7 @@ CATCH_ALL_EVENTS = {1: "catch_all_level1", 2: "catch_all_level2", 3: "catch_all_
 
 async def on_reply(session: AsyncSession, play: Play, lead: Lead, text: str) -> list[Message]:
     """Apply one inbound text to a running play; the messages queued."""
-    playbook = await definitions.load(
+    playbook = await playbook_versions.load(
         session, play.account_id, play.playbook_id, play.playbook_version
     )
     play.last_lead_reply_at = now()

@@ -8,8 +8,8 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import playbook_versions
 from gateway.clock import now
-from gateway.engine import definitions
 from gateway.engine.lifecycle import opt_out_play
 from gateway.engine.records import end, log, record_activity
 from gateway.engine.stepper import move_to, step_delay
@@ -51,10 +51,10 @@ async def start_play(
     LookupError: no such playbook; ValueError: a required setting is missing;
     RunningPlayExists: the lead is already in a running play of this playbook.
     """
-    version = await definitions.latest_version(session, lead.account_id, playbook_id)
+    version = await playbook_versions.latest_version(session, lead.account_id, playbook_id)
     if version is None:
         raise LookupError(f"no playbook {playbook_id}")
-    playbook = await definitions.load(session, lead.account_id, playbook_id, version)
+    playbook = await playbook_versions.load(session, lead.account_id, playbook_id, version)
     playbook.effective_settings(settings)  # ValueError names what is missing
     existing = await running_play(session, lead.account_id, lead.id, playbook_id)
     if existing is not None:
@@ -129,7 +129,7 @@ async def on_message_failed(session: AsyncSession, message: Message) -> None:
     play = await session.get(Play, message.play_id)
     if play is None or play.state != PlayState.RUNNING:
         return
-    playbook = await definitions.load(
+    playbook = await playbook_versions.load(
         session, play.account_id, play.playbook_id, play.playbook_version
     )
     why = f"text failed: {message.error_code or message.error_message or message.status}"

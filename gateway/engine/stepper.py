@@ -12,10 +12,9 @@ from datetime import timedelta
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import playbook_versions
 from gateway.clock import now
 from gateway.email.outbox import email_only, is_email_step, queue_step_email
-from gateway.engine import definitions
-from gateway.engine.context import fill
 from gateway.engine.handover import hand_over
 from gateway.engine.records import end, log, record_activity
 from gateway.ids import new_id
@@ -31,6 +30,7 @@ from gateway.models import (
     PlayState,
     Purpose,
 )
+from gateway.play_templates import fill
 from gateway.playbooks import (
     AnyStep,
     AskStep,
@@ -96,7 +96,7 @@ async def finish(session: AsyncSession, play: Play, outcome: str, note: str | No
 
 async def run_due(session: AsyncSession, play: Play, lead: Lead) -> list[Message]:
     """Execute what is due; the messages queued (to enqueue after the commit)."""
-    playbook = await definitions.load(
+    playbook = await playbook_versions.load(
         session, play.account_id, play.playbook_id, play.playbook_version
     )
     queued: list[Message] = []
@@ -266,7 +266,7 @@ async def _reengage(
 
 async def _transition(session: AsyncSession, play: Play, step: GotoStep) -> None:
     """Hand the lead to another playbook (its latest version) and end this play."""
-    version = await definitions.latest_version(session, play.account_id, step.playbook)
+    version = await playbook_versions.latest_version(session, play.account_id, step.playbook)
     if version is None:
         log(session, play, "failed", step.id, why=f"playbook {step.playbook} not found")
         await record_activity(session, play, ActivityType.EVENT, "stopped", "goto target missing")
@@ -290,7 +290,7 @@ async def _transition(session: AsyncSession, play: Play, step: GotoStep) -> None
         step_id=None,
         due_at=now(),
     )
-    target = await definitions.load(session, play.account_id, step.playbook, version)
+    target = await playbook_versions.load(session, play.account_id, step.playbook, version)
     follow.step_id = target.start().id
     follow.due_at = now() + step_delay(target.start())
     session.add(follow)

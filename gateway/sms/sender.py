@@ -27,6 +27,7 @@ from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import SessionFactory, transaction
+from gateway.engine import lifecycle
 from gateway.engine.starting import on_message_accepted, on_message_failed, on_opt_out
 from gateway.models import (
     Account,
@@ -149,7 +150,7 @@ async def _prepare(sc: SendContext, message_id: str) -> Message | str:
             last_inbound_at=await _last_inbound(session, message),
             play_id=message.play_id,
         )
-        await gate.note_on_play(
+        await lifecycle.on_gate_decision(
             session,
             message.play_id,
             decision,

@@ -23,12 +23,12 @@ from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
-from gateway.engine.records import log as play_log
 from gateway.models import (
     Message,
     MessageEvent,
     MessageStatus,
     Play,
+    PlayLog,
     SenderNumber,
     SenderStatus,
 )
@@ -89,16 +89,19 @@ async def refused(
     )
     play = await session.get(Play, message.play_id) if message.play_id else None
     if play is not None:
-        play_log(
-            session,
-            play,
-            SENDER_UNAVAILABLE,
-            message.step_id,
-            number=message.from_number,
-            code=code,
-            note=note,
-            message_id=message.id,
-            retry_at=retry_at.isoformat() if retry_at else None,
+        # A line in the play's log, not a change to the play: the engine alone moves plays,
+        # and a sender number's trouble is the account's, not the lead's (module docstring).
+        detail = {
+            "number": message.from_number,
+            "code": code,
+            "note": note,
+            "message_id": message.id,
+            "retry_at": retry_at.isoformat() if retry_at else None,
+        }
+        session.add(
+            PlayLog(
+                play_id=play.id, kind=SENDER_UNAVAILABLE, step_id=message.step_id, detail=detail
+            )
         )
 
 

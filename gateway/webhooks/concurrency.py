@@ -14,7 +14,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from gateway.webhooks import policy
+from gateway import webhook_policy as policy
 
 # A request takes at most REQUEST_TIMEOUT; the lease covers it with margin.
 LEASE_SECONDS = 60.0

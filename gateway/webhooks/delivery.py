@@ -25,10 +25,11 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import webhook_policy as policy
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookPolicy, WebhookSubscription
-from gateway.webhooks import concurrency, outbox, policy, sending, signing
+from gateway.webhooks import concurrency, outbox, sending, signing
 from gateway.webhooks.sweep import due_deliveries, subscription_of_delivery
 
 log = logging.getLogger(__name__)

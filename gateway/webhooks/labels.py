@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.engine.definitions import load
 from gateway.models import PlaybookRecord, PlaybookVersion
+from gateway.playbook_versions import load
 from gateway.playbooks import Activities, ActivityKind
 
 # Opt-out/opt-in status changes of a phone, whatever the channel (SMS keyword, API, carrier);

@@ -1,119 +1,19 @@
-"""The webhook body: exactly the fields customers integrate against, fixed when the activity
-happens so that every retry and replay sends the same bytes."""
+"""The webhook body as it is sent (`encode`), and the test tool's sample; the body itself is
+`gateway.webhook_payloads.WebhookPayload`, built when the activity happens."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.ids import new_id
-from gateway.models import Activity, Lead, LeadOriginator, LedgerEvent, OptOutEvent, Play, Rep
-
-
-class OriginatorField(BaseModel):
-    origin: str
-    key: str
-
-
-class WebhookPayload(BaseModel):
-    """One activity, as POSTed to a subscription. Times are ISO-8601 UTC."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(description="stable event id: identical on every retry and replay")
-    account_id: str
-    activity_type: Literal["event", "outcome"]
-    activity_label: str
-    activity_play_id: str | None = Field(description="null for opt-out/opt-in status changes")
-    activity_note: str | None
-    activity_created_at: datetime
-    lead_id: str | None
-    lead_first_name: str | None
-    lead_last_name: str | None
-    lead_email: str | None
-    lead_opted_out: bool | None
-    lead_created_at: datetime | None
-    lead_additional_info: dict[str, Any] | None
-    lead_originators: list[OriginatorField]
+from gateway.webhook_payloads import OriginatorField, WebhookPayload
 
 
 def encode(payload: dict[str, Any]) -> bytes:
     """The exact bytes sent (and signed)."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-async def _opted_out(session: AsyncSession, account_id: str, phone: str) -> bool:
-    """The phone's current status: its latest ledger event (as `optouts.is_opted_out`)."""
-    latest = (
-        await session.exec(
-            select(OptOutEvent.event)
-            .where(OptOutEvent.account_id == account_id, OptOutEvent.phone == phone)
-            .order_by(col(OptOutEvent.id).desc())
-            .limit(1)
-        )
-    ).first()
-    return latest == LedgerEvent.OPT_OUT
-
-
-async def build_payload(session: AsyncSession, activity: Activity) -> dict[str, Any]:
-    """The payload of `activity` as things stand in this transaction (JSON-ready)."""
-    lead = await session.get(Lead, activity.lead_id) if activity.lead_id is not None else None
-    if lead is not None and lead.account_id != activity.account_id:
-        lead = None  # never leak another account's lead, whatever a row says
-    originators: list[OriginatorField] = []
-    opted_out: bool | None = None
-    if lead is not None:
-        rows = await session.exec(
-            select(LeadOriginator)
-            .where(
-                LeadOriginator.account_id == activity.account_id,
-                LeadOriginator.lead_id == lead.id,
-            )
-            .order_by(col(LeadOriginator.id))
-        )
-        originators = [OriginatorField(origin=r.origin, key=r.key) for r in rows.all()]
-        opted_out = await _opted_out(session, activity.account_id, lead.phone)
-    elif activity.label in ("opted_out", "opted_in") and activity.play_id is None:
-        opted_out = activity.label == "opted_out"
-    payload = WebhookPayload(
-        id=activity.public_id,
-        account_id=activity.account_id,
-        activity_type="outcome" if activity.type == "outcome" else "event",
-        activity_label=activity.label,
-        activity_play_id=activity.play_id,
-        activity_note=activity.note,
-        activity_created_at=activity.created_at,
-        lead_id=lead.id if lead else None,
-        lead_first_name=lead.first_name if lead else None,
-        lead_last_name=lead.last_name if lead else None,
-        lead_email=lead.email if lead else None,
-        lead_opted_out=opted_out,
-        lead_created_at=lead.created_at if lead else None,
-        lead_additional_info=dict(lead.additional_info) if lead else None,
-        lead_originators=originators,
-    )
-    return {**payload.model_dump(mode="json"), **await _rep_fields(session, activity)}
-
-
-async def _rep_fields(session: AsyncSession, activity: Activity) -> dict[str, Any]:
-    """`rep_id`, `rep_name`, `rep_phone` of the play's assigned rep, when it has one.
-
-    Extra fields beside the documented ones (which stay exactly as they are): present only
-    when a rep is assigned, so a receiver that compares the documented shape sees no change.
-    """
-    play = await session.get(Play, activity.play_id) if activity.play_id is not None else None
-    if play is None or play.account_id != activity.account_id or play.rep_id is None:
-        return {}
-    rep = await session.get(Rep, play.rep_id)
-    if rep is None or rep.account_id != activity.account_id:
-        return {}
-    return {"rep_id": rep.id, "rep_name": rep.name, "rep_phone": rep.phone}
 
 
 def sample_payload(

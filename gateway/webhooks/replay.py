@@ -8,12 +8,12 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import webhook_policy as policy
+from gateway.activity_webhooks import new_delivery, wants
 from gateway.clock import now
 from gateway.errors import ApiError
 from gateway.models import Activity, DeliveryStatus, WebhookDelivery, WebhookSubscription
-from gateway.webhooks import policy
-from gateway.webhooks.outbox import new_delivery, wants
-from gateway.webhooks.payloads import build_payload
+from gateway.webhook_payloads import build_payload
 
 # One replay request re-queues at most this many activities; narrow the range for more.
 MAX_REPLAY = 10_000

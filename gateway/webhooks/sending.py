@@ -19,9 +19,10 @@ from typing import Any
 import httpcore
 import httpx
 
+from gateway import webhook_policy as policy
 from gateway.clock import now
 from gateway.retry_after import parse_retry_after
-from gateway.webhooks import policy, signing
+from gateway.webhooks import signing
 from gateway.webhooks.addresses import AddressRefused, Target, check_url
 from gateway.webhooks.payloads import encode
 

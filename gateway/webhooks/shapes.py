@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.clock import Instant
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from gateway.playbooks.activities import Label
-from gateway.webhooks.payloads import WebhookPayload
+from gateway.webhook_payloads import WebhookPayload
 
 ActivityFilter = Annotated[list[Label], Field(min_length=1, max_length=200)] | Literal["all"]
 ACTIVITIES_DESCRIPTION = (

@@ -6,8 +6,9 @@ import aiosmtplib
 import pytest
 
 from gateway.email.sender import RETRY_DELAYS, retry_delay
-from gateway.email.transport import SmtpTarget, classify, parse_smtp_url
+from gateway.email.transport import classify
 from gateway.settings import SettingsError, load_settings
+from gateway.smtp_url import SmtpTarget, parse_smtp_url
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,10 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
+from gateway import webhook_policy as policy
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.models import Activity, DeliveryStatus, WebhookDelivery
-from gateway.webhooks import policy
 from gateway.webhooks.addresses import set_private_allowed
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Stack

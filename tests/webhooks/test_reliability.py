@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from starlette.testclient import TestClient
 
+from gateway import webhook_policy as policy
 from gateway.clock import set_clock
 from gateway.db import SessionFactory
 from gateway.models import DeliveryStatus, WebhookSubscription
-from gateway.webhooks import policy
 from tests.conftest import RunWorker
 
 from .conftest import Receiver, Tenant, deliveries, new_play, record, subscribe

@@ -16,10 +16,11 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.testclient import TestClient
 
+from gateway import webhook_policy as policy
 from gateway.clock import now, set_clock
 from gateway.db import SessionFactory, transaction
 from gateway.models import DeliveryStatus, WebhookSubscription
-from gateway.webhooks import policy, signing
+from gateway.webhooks import signing
 from tests.api.conftest import PLAYBOOK_YAML, YAML
 from tests.conftest import RunWorker
 

@@ -24,11 +24,11 @@ import redis
 from sqlmodel import select
 from starlette.testclient import TestClient
 
+from gateway import webhook_policy as policy
 from gateway.db import SessionFactory, transaction
 from gateway.engine.records import record_activity
 from gateway.models import Activity, ActivityType, DeliveryStatus
 from gateway.settings import Settings
-from gateway.webhooks import policy
 from tests.conftest import RunWorker
 
 from .conftest import Tenant, deliveries, new_play, settle, subscribe

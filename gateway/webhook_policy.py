@@ -1,4 +1,7 @@
-"""How hard, how often and how many at once: the delivery policy, as module constants.
+"""How hard, how often and how many at once: the webhook delivery policy, as module constants.
+
+Below the channels: the outbox rows an activity stages carry their expiry from it
+(`gateway.activity_webhooks`), and the webhooks channel delivers by it.
 
 Tests shrink these (they are read at call time) and move `gateway.clock` instead of waiting.
 """

@@ -1,0 +1,136 @@
+"""An activity's webhook deliveries, written in the activity's own transaction (the outbox's
+write half).
+
+`on_activity` runs inside whatever transaction records an activity (`gateway.engine.records`,
+the opt-out ledger's status changes): if that transaction rolls back, no delivery exists, and if
+it commits, every matching subscription is owed one. Below the channels, so the opt-out ledger
+can stage its own status changes; `gateway.webhooks.outbox` enqueues the new deliveries after
+the commit and the webhooks channel delivers them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway import webhook_policy as policy
+from gateway.clock import now
+from gateway.ids import new_id
+from gateway.models import (
+    Activity,
+    ActivityType,
+    DeliveryStatus,
+    Lead,
+    LedgerEvent,
+    OptOutEvent,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+from gateway.webhook_payloads import build_payload
+
+# session.info key: ids of the deliveries staged in this transaction, for the after-commit kick
+PENDING_KEY = "webhook_deliveries"
+
+
+def wants(subscription: WebhookSubscription, activity: Activity) -> bool:
+    """Whether `subscription` is owed `activity` (labels and playbook filter)."""
+    if subscription.labels is not None and activity.label not in subscription.labels:
+        return False
+    return subscription.playbook_id is None or subscription.playbook_id == activity.playbook_id
+
+
+def order_key(activity: Activity, phone: str | None = None) -> str | None:
+    """What a delivery keeps its order within: the play, else the lead, else the phone."""
+    if activity.play_id is not None:
+        return activity.play_id
+    if activity.lead_id is not None:
+        return f"lead:{activity.lead_id}"
+    return f"phone:{phone}" if phone else None
+
+
+def new_delivery(
+    subscription: WebhookSubscription,
+    activity: Activity,
+    payload: dict[str, Any],
+    phone: str | None = None,
+) -> WebhookDelivery:
+    assert activity.id is not None
+    moment = now()
+    return WebhookDelivery(
+        id=new_id("dlv"),
+        account_id=activity.account_id,
+        subscription_id=subscription.id,
+        activity_id=activity.id,
+        event_id=activity.public_id,
+        order_key=order_key(activity, phone),
+        label=activity.label,
+        status=DeliveryStatus.PENDING,
+        payload=payload,
+        next_attempt_at=moment,
+        expires_at=moment + policy.retry_window(),
+    )
+
+
+async def on_activity(
+    session: AsyncSession, activity: Activity, phone: str | None = None
+) -> list[WebhookDelivery]:
+    """Write a pending delivery per enabled subscription that wants `activity` (flushed)."""
+    subscriptions = (
+        await session.exec(
+            select(WebhookSubscription).where(
+                WebhookSubscription.account_id == activity.account_id,
+                WebhookSubscription.enabled == True,  # noqa: E712 - SQL, not Python truth
+            )
+        )
+    ).all()
+    wanted = [s for s in subscriptions if wants(s, activity)]
+    if not wanted:
+        return []
+    if activity.id is None:
+        await session.flush()
+    payload = await build_payload(session, activity)
+    deliveries = [new_delivery(s, activity, payload, phone) for s in wanted]
+    session.add_all(deliveries)
+    await session.flush()
+    session.info.setdefault(PENDING_KEY, []).extend(d.id for d in deliveries)
+    return deliveries
+
+
+async def on_ledger_event(session: AsyncSession, row: OptOutEvent) -> Activity | None:
+    """An opt-out or opt-in that changed the phone's status becomes an activity without a play
+    (`opted_out` / `opted_in`), with the account's lead for the phone if there is one."""
+    previous = (
+        await session.exec(
+            select(OptOutEvent.event)
+            .where(
+                OptOutEvent.account_id == row.account_id,
+                OptOutEvent.phone == row.phone,
+                OptOutEvent.id < row.id,  # type: ignore[operator]
+            )
+            .order_by(OptOutEvent.id.desc())  # type: ignore[union-attr]
+            .limit(1)
+        )
+    ).first()
+    opting_out = row.event == LedgerEvent.OPT_OUT
+    if previous == row.event or (previous is None and not opting_out):
+        return None  # a repeated STOP (or START while subscribed) changes nothing
+    lead_id = (
+        await session.exec(
+            select(Lead.id).where(Lead.account_id == row.account_id, Lead.phone == row.phone)
+        )
+    ).first()
+    activity = Activity(
+        public_id=new_id("evt"),
+        account_id=row.account_id,
+        lead_id=lead_id,
+        type=ActivityType.EVENT,
+        label="opted_out" if opting_out else "opted_in",
+        note=f"{row.channel} {row.source}"[:2000],
+        created_at=row.received_at,
+    )
+    session.add(activity)
+    await session.flush()
+    await on_activity(session, activity, row.phone)
+    return activity

@@ -1,0 +1,68 @@
+"""The `email.send` job: the email channel gates and claims an email (`gateway.email.sender`),
+the job hands it to SMTP once, and what the play hears of it (the gate's decision, a failure
+for good) goes to the engine in the transaction that records it (`gateway.engine.lifecycle`).
+
+The channel's module docstring says how the job stays idempotent under arq's re-runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gateway.db import SessionFactory, transaction
+from gateway.email import sender
+from gateway.email.outbox import enqueue_email
+from gateway.email.transport import DeliveryError, deliver
+from gateway.engine import lifecycle
+from gateway.settings import Settings
+from gateway.smtp_url import parse_smtp_url
+
+logger = logging.getLogger(__name__)
+
+
+async def send(ctx: dict[str, Any], email_id: str) -> str:
+    """Send (or capture) one queued email (arq job `email.send`); what happened, for the log."""
+    settings: Settings = ctx["settings"]
+    sessions: SessionFactory = ctx["sessions"]
+    target = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
+    async with transaction(sessions) as session:
+        prepared = await sender.prepare(session, settings, email_id, capture=target is None)
+        if prepared.decision is not None:
+            # A block ends the email's play (the engine decides how); a deferral is logged on it.
+            await lifecycle.on_gate_decision(
+                session,
+                prepared.play_id,
+                prepared.decision,
+                channel="email",
+                step_id=prepared.step_id,
+            )
+    if isinstance(prepared.result, str):
+        return prepared.result
+    assert target is not None
+    try:
+        answer = await deliver(target, prepared.result)
+    except DeliveryError as exc:
+        return await _failed(ctx, email_id, exc)
+    await sender.mark_sent(sessions, email_id)
+    logger.info("email sent email=%s server=%s", email_id, answer[:100])
+    return "sent"
+
+
+async def _failed(ctx: dict[str, Any], email_id: str, exc: DeliveryError) -> str:
+    """A transient error waits for the next try on the schedule; a permanent one (or the last
+    try) fails the email, and the engine decides what its play does (`on_failure`)."""
+    async with transaction(ctx["sessions"]) as session:
+        failure = await sender.record_failure(session, email_id, exc)
+        if failure.email is None:
+            return "not sending"
+        if failure.retry_at is None:
+            await lifecycle.on_email_failed(session, failure.email)
+    if failure.retry_at is not None:
+        logger.warning(
+            "email retry email=%s at=%s: %s", email_id, failure.retry_at.isoformat(), exc
+        )
+        await enqueue_email(ctx["redis"], email_id, failure.retry_at)
+        return f"retry at {failure.retry_at.isoformat()}"
+    logger.warning("email failed email=%s code=%s", email_id, exc.code)
+    return f"failed: {exc.code}"
