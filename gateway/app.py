@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway import unsubscribe_page
+from gateway import sms_routes, unsubscribe_page
 from gateway.api import (
     account,
     assignments,
@@ -43,7 +43,6 @@ from gateway.migrate import upgrade_async
 from gateway.models import SenderNumber
 from gateway.redis_embedded import EmbeddedRedis
 from gateway.settings import SANDBOX_PATH, Settings, load_settings
-from gateway.sms import webhooks as sms_webhooks
 from gateway.state import AppState
 from gateway.worker import JOB_COMPLETION_WAIT, build_worker, redis_settings, stop_worker
 from twilio_sandbox import Sandbox
@@ -73,7 +72,7 @@ def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
         *docs.routes,
         *party_lines.routes,
         *play_log.routes,
-        *sms_webhooks.routes,
+        *sms_routes.routes,
         *unsubscribe_page.routes,
         *voice_routes.routes,
     ]

@@ -24,9 +24,9 @@ from gateway.db import SessionFactory, create_engine, session_factory, transacti
 from gateway.email import sender as email_sender
 from gateway.email.outbox import SEND_JOB as EMAIL_SEND_JOB
 from gateway.engine import jobs as plays
-from gateway.jobs import email_send
+from gateway.jobs import email_send, sms_send, sms_status_checks
 from gateway.settings import Settings
-from gateway.sms import sender, status_checks, sweep
+from gateway.sms import sweep
 from gateway.sms.outbox import SEND_JOB
 from gateway.sms.ratelimit import SenderRateLimiter
 from gateway.twilio_client import build_twilio_client
@@ -34,6 +34,7 @@ from gateway.webhooks import delivery as webhooks
 from gateway.webhooks import sweep as webhooks_sweep
 from gateway.webhooks.outbox import DELIVER_JOB
 from voice import jobs as party_lines
+from voice.starting import RUN_JOB
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ FUNCTIONS: list[Function] = [
     # keep_result=0 frees the job id at once, so the same id can be enqueued again right away.
     func(cast(WorkerCoroutine, keys_mark_used), name="keys.mark_used", keep_result=0),
     # Deferrals and back-offs re-run the job (arq Retry); the row counts real attempts.
-    func(cast(WorkerCoroutine, sender.send), name=SEND_JOB, keep_result=0, max_tries=1000),
+    func(cast(WorkerCoroutine, sms_send.send), name=SEND_JOB, keep_result=0, max_tries=1000),
     func(cast(WorkerCoroutine, plays.advance), name=plays.ADVANCE_JOB, keep_result=0),
     func(cast(WorkerCoroutine, plays.reply), name=plays.REPLY_JOB, keep_result=0),
     # Waits for a slot or an earlier delivery are arq Retries; the row counts real attempts.
@@ -79,7 +80,7 @@ FUNCTIONS: list[Function] = [
         cast(WorkerCoroutine, webhooks.deliver), name=DELIVER_JOB, keep_result=0, max_tries=10_000
     ),
     func(cast(WorkerCoroutine, email_send.send), name=EMAIL_SEND_JOB, keep_result=0),
-    func(cast(WorkerCoroutine, party_lines.run), name=party_lines.RUN_JOB, keep_result=0),
+    func(cast(WorkerCoroutine, party_lines.run), name=RUN_JOB, keep_result=0),
 ]
 
 
@@ -92,7 +93,7 @@ SWEEPS: list[tuple[str, Any, int]] = [
     ("plays.sweep", plays.sweep, 5),
     (party_lines.SWEEP_JOB, party_lines.sweep, 7),
     # Not lost work but lost news: sent texts whose status callbacks never came.
-    (status_checks.CHECK_JOB, status_checks.check_statuses, 8),
+    (sms_status_checks.CHECK_JOB, sms_status_checks.check_statuses, 8),
 ]
 
 

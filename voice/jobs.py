@@ -21,31 +21,28 @@ from sqlmodel import col, select
 
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
+from gateway.engine import lifecycle
+from gateway.engine.jobs import enqueue_advance
 from gateway.job_results import forget_results
 from gateway.models import PartyLineRecord
 from gateway.sms.outbox import enqueue_send
 from voice.outbox import OutcomeUnknown, carry_out
 from voice.runner import AfterCommit, Runner
+from voice.starting import enqueue_run, run_job_id
 
 log = logging.getLogger(__name__)
 
-RUN_JOB = "party_lines.run"
 SWEEP_JOB = "party_lines.sweep"
-ADVANCE_JOB = "plays.advance"  # gateway.engine.jobs.ADVANCE_JOB (the engine imports us)
 MAX_ITEMS_PER_RUN = 50
 SWEEP_LIMIT = 2000
 
 
-def run_job_id(party_line_id: str, version: int) -> str:
-    return f"pl:{party_line_id}:{version}"
-
-
-async def enqueue_run(redis: ArqRedis, party_line_id: str, version: int) -> None:
-    """Ask the worker to run the party line; losing this loses nothing (the sweep finds it)."""
-    try:
-        await redis.enqueue_job(RUN_JOB, party_line_id, _job_id=run_job_id(party_line_id, version))
-    except Exception:
-        log.warning("could not enqueue party line %s; the sweep will", party_line_id, exc_info=True)
+async def reported(runner: Runner) -> None:
+    """Hand what the party line reported to the engine, in the runner's transaction (before
+    its commit); a play that moved on to a step due now is advanced after the commit."""
+    if await lifecycle.on_party_line_reports(runner.session, runner.play, runner.reports):
+        runner.after.plays.append(runner.play.id)
+    runner.reports.clear()
 
 
 async def publish(redis: ArqRedis, party_line_id: str, version: int, after: AfterCommit) -> None:
@@ -55,10 +52,7 @@ async def publish(redis: ArqRedis, party_line_id: str, version: int, after: Afte
     for message_id in after.messages:
         await enqueue_send(redis, message_id)
     for play_id in after.plays:
-        try:
-            await redis.enqueue_job(ADVANCE_JOB, play_id, _job_id=f"play:{play_id}")
-        except Exception:
-            log.warning("could not enqueue play %s; the sweep will", play_id, exc_info=True)
+        await enqueue_advance(redis, play_id)
 
 
 async def run(ctx: dict[str, Any], party_line_id: str) -> str:
@@ -74,6 +68,7 @@ async def run(ctx: dict[str, Any], party_line_id: str) -> str:
                 return "missing"
             await runner.fire_due()
             item = await runner.take()
+            await reported(runner)
             after, links, from_number = runner.after, runner.links, runner.row.from_number
         after.run_job = False  # this run goes on with the outbox itself
         await publish(redis, party_line_id, 0, after)
@@ -91,6 +86,7 @@ async def run(ctx: dict[str, Any], party_line_id: str) -> str:
             if runner is None:
                 return "missing"
             await runner.finish(item, event)
+            await reported(runner)
             after = runner.after
         after.run_job = False
         await publish(redis, party_line_id, 0, after)

@@ -35,7 +35,7 @@ from voice.events import (
     Prompt,
     RepDigits,
 )
-from voice.jobs import publish
+from voice.jobs import publish, reported
 from voice.links import (
     AMD_PATH,
     ANSWER_PATH,
@@ -97,6 +97,7 @@ async def _apply(
             log.warning("voice callback for unknown party line %s", party_line_id)
             return _xml(twiml.hangup()) if default is not None else Response(status_code=204)
         await runner.feed(event, request_call=request_call)
+        await reported(runner)
         if default is not None:
             reply = runner.reply or default(runner)
         after, version = runner.after, runner.row.version

@@ -6,10 +6,13 @@ apply events to one party line one at a time, in the order they got the lock, an
 the state the previous one stored.
 
 Actions that only touch the database are done at once, in the same transaction: the gate,
-holding and releasing reps, activities, the opt-out ledger, a text back, the end of the
-party line (and what it means for the play). TwiML for the call whose request is being
-answered becomes the answer; every other Twilio request goes to the row's outbox for the
-`party_lines.run` job, so no lock is held while we wait for Twilio.
+holding and releasing reps, the opt-out ledger, a text back, the end of the party line. What
+the play must hear (activities, the gate's decision, the lead pressing 9, the end) is kept in
+`reports`, in order; the job or route that fed the runner hands them to the engine
+(`gateway.engine.lifecycle.on_party_line_reports`) before the same transaction commits. TwiML
+for the call whose request is being answered becomes the answer; every other Twilio request
+goes to the row's outbox for the `party_lines.run` job, so no lock is held while we wait for
+Twilio.
 """
 
 from __future__ import annotations
@@ -18,22 +21,18 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from compliance.gate import GateDecision
 from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
-from gateway.engine import lifecycle
-from gateway.engine.records import log as play_log
-from gateway.engine.records import record_activity
-from gateway.engine.starting import on_opt_out
 from gateway.models import (
     Account,
-    ActivityType,
     Channel,
     Lead,
     LedgerEvent,
@@ -87,6 +86,45 @@ TEXT_BACK = "Sorry we missed you! This is {business}. Reply here and we'll get r
 TwimlAction = JoinConference | Hangup | LeaveVoicemail | OfferCallback
 
 
+@dataclass(frozen=True)
+class ActivityRecorded:
+    """The machine recorded an activity of the play (an event or an outcome)."""
+
+    kind: Literal["event", "outcome"]
+    label: str
+    note: str | None
+
+
+@dataclass(frozen=True)
+class GateNoted:
+    """The gate decided on the party line's call (a block ends the play)."""
+
+    decision: GateDecision
+    step_id: str | None
+    party_line_id: str
+
+
+@dataclass(frozen=True)
+class LeadOptedOut:
+    """The lead pressed 9: the ledger has it; the lead's plays must hear it."""
+
+    account_id: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class PartyLineEnded:
+    """The party line ended; what that means for the play is the engine's call."""
+
+    reason: str
+    note: str | None
+    step_id: str | None  # the call step that started it; None for one started by the API
+    party_line_id: str
+
+
+PlayReport = ActivityRecorded | GateNoted | LeadOptedOut | PartyLineEnded
+
+
 @dataclass
 class AfterCommit:
     """Work to hand to Redis once the transaction committed."""
@@ -121,6 +159,7 @@ class Runner:
         self.links = Links(base_url, row.id)
         self.after = AfterCommit()
         self.reply: str | None = None  # TwiML answering the request being handled
+        self.reports: list[PlayReport] = []  # for the engine, before the commit (see above)
 
     @classmethod
     async def load(cls, session: AsyncSession, party_line_id: str, base_url: str) -> Runner | None:
@@ -279,9 +318,7 @@ class Runner:
                         cancel_item(action.call_sid, action.reason),
                     ]
             case RecordActivity():
-                await record_activity(
-                    self.session, self.play, ActivityType(action.kind), action.label, action.note
-                )
+                self.reports.append(ActivityRecorded(action.kind, action.label, action.note))
             case RecordOptOut():
                 await self._opt_out(action.call_sid)
             case SendTextBack():
@@ -315,10 +352,7 @@ class Runner:
             ),
             play_id=self.play.id,
         )
-        await lifecycle.on_gate_decision(self.session, self.play.id, decision, channel="call",
-            step_id=self.row.step_id, party_line_id=self.row.id)  # fmt: skip
-        play_log(self.session, self.play, "party_line_gate", self.row.step_id,
-            party_line_id=self.row.id, action=decision.action, reason=decision.reason)  # fmt: skip
+        self.reports.append(GateNoted(decision, self.row.step_id, self.row.id))
         return GateDecided(decision.action, decision.reason, decision.until)
 
     async def _opt_out(self, call_sid: str) -> None:
@@ -338,7 +372,7 @@ class Runner:
             inbound_number=self.row.from_number,
             note=f"pressed 9 on party line {self.row.id}",
         )
-        await on_opt_out(self.session, account_id, phone)
+        self.reports.append(LeadOptedOut(account_id, phone))
 
     async def _text_back(self, reason: str) -> None:
         message = await queue_message(
@@ -355,17 +389,11 @@ class Runner:
         self.after.messages.append(message.id)
 
     async def _ended(self, action: End) -> None:
-        row, play = self.row, self.play
+        row = self.row
         row.end_reason, row.ended_at = action.reason, row.ended_at or now()
         await rep_pool.release_all(self.session, row.account_id, row.id)
-        play_log(self.session, play, "party_line_end", row.step_id,
-            party_line_id=row.id, reason=action.reason, note=action.note)  # fmt: skip
         # What the end means for the play (its outcome, or its next step) is the engine's call.
-        moved_on = await lifecycle.on_party_line_end(
-            self.session, play, reason=action.reason, step_id=row.step_id, party_line_id=row.id
-        )
-        if moved_on:
-            self.after.plays.append(play.id)
+        self.reports.append(PartyLineEnded(action.reason, action.note, row.step_id, row.id))
 
     def _store(self) -> None:
         row, state = self.row, self.state

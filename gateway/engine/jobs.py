@@ -21,8 +21,7 @@ from gateway.engine.stepper import run_due
 from gateway.job_results import forget_results
 from gateway.models import Direction, Lead, Message, Play, PlayState
 from gateway.sms.outbox import MAX_DEFER_SECONDS, enqueue_send
-from voice.jobs import enqueue_run
-from voice.starting import started_ids
+from voice.starting import enqueue_run, started_ids
 
 log = logging.getLogger(__name__)
 

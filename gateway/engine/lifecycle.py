@@ -1,15 +1,19 @@
-"""What a play becomes when a channel reports: a gate decision (a block, a deferral), an
-opt-out, a failed email, the end of a party line, an event a choice records.
+"""What a play becomes when a channel reports: a text `accepted`, `failed` or meeting an
+opt-out, a gate block or deferral, what a party line did (its activities, the lead pressing 9,
+its end), an event a choice records.
 
-Senders (texts, calls, emails) say what happened and these run in the sender's transaction;
-only this module decides whether the play ends, with which state and outcome, or goes on.
-Every decision leaves its activity (and so its webhook deliveries) and a play log entry.
+Channels (texts, calls) only say what happened; the job or route that ran them hands the report
+to this module in the same transaction, and only this module decides whether the play ends,
+with which state and outcome, or goes on. Every decision leaves its activity (and so its
+webhook deliveries) and a play log entry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,9 +23,11 @@ from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.engine.records import end, log, record_activity
 from gateway.engine.stepper import finish, move_to
-from gateway.models import Activity, ActivityType, Email, Lead, Play, PlayLog, PlayState
+from gateway.models import Activity, ActivityType, Email, Lead, Message, Play, PlayLog, PlayState
 from gateway.optouts import is_opted_out
 from gateway.playbooks import Playbook
+from gateway.sms.status import TextOutcome
+from voice.runner import ActivityRecorded, GateNoted, LeadOptedOut, PartyLineEnded, PlayReport
 
 OPTED_OUT = "opted_out"  # compliance.gate.OPTED_OUT: the gate's reason, and the play's outcome
 # How each party-line end reason ends the play (gateway/playbooks/README.md, "Party lines and
@@ -185,6 +191,82 @@ async def opt_out_play(session: AsyncSession, play: Play) -> None:
     session.add(play)
 
 
+async def on_opt_out(session: AsyncSession, account_id: str, phone: str) -> None:
+    """The lead opted out: every running play of theirs ends `opted_out`."""
+    plays = (
+        await session.exec(
+            select(Play)
+            .join(Lead, col(Lead.id) == col(Play.lead_id))
+            .where(
+                Lead.account_id == account_id,
+                Lead.phone == phone,
+                Play.state == PlayState.RUNNING,
+            )
+        )
+    ).all()
+    for play in plays:
+        await opt_out_play(session, play)
+
+
+async def on_text(session: AsyncSession, message: Message, outcome: TextOutcome | None) -> None:
+    """What the sms channel reported about one of our texts (None: nothing the play hears)."""
+    if outcome == "accepted":
+        await _text_accepted(session, message)
+    elif outcome == "failed":
+        await _text_failed(session, message)
+    elif outcome == "opted_out":
+        # The carrier says the lead opted out (21610): the ledger has it now; so do the plays.
+        await on_opt_out(session, message.account_id, message.lead_phone)
+
+
+async def _text_accepted(session: AsyncSession, message: Message) -> None:
+    """A play's first message reached Twilio: the play has `started`."""
+    if message.play_id is None:
+        return
+    claimed = await session.exec(
+        update(Play)
+        .where(col(Play.id) == message.play_id, col(Play.started).is_(False))
+        .values(started=True)
+    )
+    play = await session.get(Play, message.play_id)
+    if play is None:
+        return
+    if claimed.rowcount == 1:
+        await record_activity(session, play, ActivityType.EVENT, "started")
+    _recheck_if_finished(session, play)
+
+
+def _recheck_if_finished(session: AsyncSession, play: Play) -> None:
+    """A play past its last step waits for its last texts; one just settled: look again now."""
+    if play.state == PlayState.RUNNING and play.step_id is None:
+        play.due_at = now()
+        session.add(play)
+
+
+async def _text_failed(session: AsyncSession, message: Message) -> None:
+    """A play's text failed for good (landline, invalid number, ...): the playbook's
+    `on_failure` decides. `halt` ends the play; `skip` moves past the step, picked up by the
+    plays sweep."""
+    if message.play_id is None:
+        return
+    play = await session.get(Play, message.play_id)
+    if play is None or play.state != PlayState.RUNNING:
+        return
+    playbook = await _playbook(session, play)
+    why = f"text failed: {message.error_code or message.error_message or message.status}"
+    if playbook.on_failure == "halt":
+        await record_activity(session, play, ActivityType.EVENT, "stopped", why)
+        end(session, play, PlayState.STOPPED, f"{why} (on_failure: halt)")
+        return
+    log(session, play, "skipped", message.step_id, why=why)
+    _recheck_if_finished(session, play)
+    if play.waiting_reply and message.step_id is not None and play.step_id == message.step_id:
+        # The question can't be answered: go where the ask goes without an answer.
+        move_to(play, playbook.next_step(message.step_id))
+        play.due_at = now()  # act on the next step now, not after its delay
+        session.add(play)
+
+
 async def on_email_failed(session: AsyncSession, email: Email) -> None:
     """An email of a play failed for good: `halt` ends the play (event stopped), `skip` goes
     on (the play's log says why either way)."""
@@ -207,6 +289,41 @@ async def on_email_failed(session: AsyncSession, email: Email) -> None:
         return
     await record_activity(session, play, ActivityType.EVENT, "stopped", "email failed")
     end(session, play, PlayState.STOPPED, "email failed (on_failure: halt)")
+
+
+async def on_party_line_reports(
+    session: AsyncSession, play: Play, reports: Sequence[PlayReport]
+) -> bool:
+    """What a party line of the play reported, in the order it happened (`voice.runner`);
+    True when the play moved on to a step that is due now (the caller enqueues its advance
+    after the commit)."""
+    moved_on = False
+    for report in reports:
+        match report:
+            case ActivityRecorded(kind=kind, label=label, note=note):
+                await record_activity(session, play, ActivityType(kind), label, note)
+            case GateNoted(decision=decision, step_id=step_id, party_line_id=party_line_id):
+                await on_gate_decision(session, play.id, decision, channel="call",
+                    step_id=step_id, party_line_id=party_line_id)  # fmt: skip
+                log(session, play, "party_line_gate", step_id, party_line_id=party_line_id,
+                    action=decision.action, reason=decision.reason)  # fmt: skip
+            case LeadOptedOut(account_id=account_id, phone=phone):
+                await on_opt_out(session, account_id, phone)
+            case PartyLineEnded():
+                log(session, play, "party_line_end", report.step_id,
+                    party_line_id=report.party_line_id, reason=report.reason,
+                    note=report.note)  # fmt: skip
+                moved_on = (
+                    await on_party_line_end(
+                        session,
+                        play,
+                        reason=report.reason,
+                        step_id=report.step_id,
+                        party_line_id=report.party_line_id,
+                    )
+                    or moved_on
+                )
+    return moved_on
 
 
 async def on_party_line_end(

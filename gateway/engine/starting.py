@@ -1,20 +1,18 @@
-"""Starting a play, and what an opt-out does to a lead's plays."""
+"""Starting a play (what becomes of it afterwards is `gateway.engine.lifecycle`'s call)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import playbook_versions
 from gateway.clock import now
-from gateway.engine.lifecycle import opt_out_play
-from gateway.engine.records import end, log, record_activity
-from gateway.engine.stepper import move_to, step_delay
+from gateway.engine.records import log
+from gateway.engine.stepper import step_delay
 from gateway.ids import new_id
-from gateway.models import ActivityType, Lead, Message, Play, PlayState
+from gateway.models import Lead, Play, PlayState
 
 
 class RunningPlayExists(Exception):
@@ -77,70 +75,3 @@ async def start_play(
     log(session, play, "state", None, state="running", version=version)
     await session.flush()
     return play
-
-
-async def on_opt_out(session: AsyncSession, account_id: str, phone: str) -> None:
-    """The lead opted out: every running play of theirs ends `opted_out`."""
-    plays = (
-        await session.exec(
-            select(Play)
-            .join(Lead, col(Lead.id) == col(Play.lead_id))
-            .where(
-                Lead.account_id == account_id,
-                Lead.phone == phone,
-                Play.state == PlayState.RUNNING,
-            )
-        )
-    ).all()
-    for play in plays:
-        await opt_out_play(session, play)
-
-
-async def on_message_accepted(session: AsyncSession, message: Message) -> None:
-    """A play's first message reached Twilio: the play has `started`."""
-    if message.play_id is None:
-        return
-    claimed = await session.exec(
-        update(Play)
-        .where(col(Play.id) == message.play_id, col(Play.started).is_(False))
-        .values(started=True)
-    )
-    play = await session.get(Play, message.play_id)
-    if play is None:
-        return
-    if claimed.rowcount == 1:
-        await record_activity(session, play, ActivityType.EVENT, "started")
-    _recheck_if_finished(session, play)
-
-
-def _recheck_if_finished(session: AsyncSession, play: Play) -> None:
-    """A play past its last step waits for its last texts; one just settled: look again now."""
-    if play.state == PlayState.RUNNING and play.step_id is None:
-        play.due_at = now()
-        session.add(play)
-
-
-async def on_message_failed(session: AsyncSession, message: Message) -> None:
-    """A play's text failed for good (landline, invalid number, ...): the playbook's
-    `on_failure` decides. `halt` ends the play; `skip` moves past the step, picked up by the
-    plays sweep."""
-    if message.play_id is None:
-        return
-    play = await session.get(Play, message.play_id)
-    if play is None or play.state != PlayState.RUNNING:
-        return
-    playbook = await playbook_versions.load(
-        session, play.account_id, play.playbook_id, play.playbook_version
-    )
-    why = f"text failed: {message.error_code or message.error_message or message.status}"
-    if playbook.on_failure == "halt":
-        await record_activity(session, play, ActivityType.EVENT, "stopped", why)
-        end(session, play, PlayState.STOPPED, f"{why} (on_failure: halt)")
-        return
-    log(session, play, "skipped", message.step_id, why=why)
-    _recheck_if_finished(session, play)
-    if play.waiting_reply and message.step_id is not None and play.step_id == message.step_id:
-        # The question can't be answered: go where the ask goes without an answer.
-        move_to(play, playbook.next_step(message.step_id))
-        play.due_at = now()  # act on the next step now, not after its delay
-        session.add(play)

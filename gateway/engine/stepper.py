@@ -189,15 +189,17 @@ async def _call(
     session: AsyncSession, playbook: Playbook, play: Play, lead: Lead, step: CallStep
 ) -> None:
     """Start a party line; the play waits on this step until the party line ends
-    (`voice.runner` then finishes the play with its outcome or moves it on)."""
+    (the party line reports its end, and `lifecycle.on_party_line_reports` finishes the play
+    with its outcome or moves it on)."""
     play.paused, play.due_at = True, None
     account = await session.get(Account, play.account_id)
     assert account is not None
     whisper = fill(step.whisper, playbook, play, lead) if step.whisper else None
     try:
-        await start_party_line(
+        row = await start_party_line(
             session, account=account, play=play, lead=lead, step_id=step.id, whisper=whisper
         )
+        log(session, play, "party_line", step.id, party_line_id=row.id)
     except PartyLineError as exc:
         if exc.code == "conflict":
             return  # the live party line ends this step

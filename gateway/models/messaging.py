@@ -163,7 +163,7 @@ class Message(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     # When Twilio is next asked for this text's status (its callbacks may have been lost while
     # the gateway was down): set while it is sent without a final status, None otherwise
-    # (gateway/sms/status_checks.py).
+    # (gateway/jobs/sms_status_checks.py).
     status_check_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
 

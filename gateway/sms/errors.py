@@ -1,16 +1,29 @@
 """What to do about each Twilio error: one table, one row per code, tested row by row.
 
 Codes at `Messages.create` come as TwilioRestException; 30xxx codes arrive later in status
-callbacks as ErrorCode. Both go through `policy_for`.
+callbacks as ErrorCode. Both go through `policy_for`; `apply_error_policy` does what a failure
+teaches about the lead, for the sender and the status path alike.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sqlalchemy import update
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway import optouts
+from gateway.clock import now
+from gateway.contact_lock import lock_contact
+from gateway.models import Channel, Lead, LedgerEvent, LedgerSource, Message
 from gateway.models.leads import PhoneStatus
+from gateway.sms.status import TextOutcome
+
+log = logging.getLogger(__name__)
 
 
 class Action(StrEnum):
@@ -118,3 +131,58 @@ def retry_delay(
     base = schedule[attempt - 1]
     delay = base * random.uniform(1 - JITTER, 1 + JITTER)  # not a secret: jitter
     return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
+
+
+async def apply_error_policy(
+    session: AsyncSession, message: Message, policy: ErrorPolicy, code: int | None
+) -> TextOutcome | None:
+    """What a failed message teaches us about the lead (opt-out, landline, invalid number);
+    returns what its play hears (`failed`, or `opted_out` when the opt-out is news; None when
+    the lead had opted out already).
+
+    `code` is the error just recorded: the in-memory `message` may predate it.
+    """
+    outcome: TextOutcome | None = "failed"
+    if policy.action == Action.OPT_OUT:
+        outcome = None
+        await lock_contact(session, message.account_id, message.lead_phone)
+        if not await optouts.is_opted_out(session, message.account_id, message.lead_phone):
+            await optouts.record(
+                session,
+                account_id=message.account_id,
+                phone=message.lead_phone,
+                event=LedgerEvent.OPT_OUT,
+                channel=Channel.SMS,
+                source=LedgerSource.CARRIER_21610
+                if code in (None, 21610)
+                else LedgerSource.CARRIER,
+                message_sid=message.twilio_sid,
+                inbound_number=message.from_number,
+                note=policy.note,
+            )
+            outcome = "opted_out"
+    if policy.phone_status is not None and message.lead_id is not None:
+        await session.exec(
+            update(Lead)
+            .where(col(Lead.id) == message.lead_id)
+            .values(
+                phone_status=policy.phone_status,
+                phone_status_code=code,
+                updated_at=now(),
+            )
+        )
+    if policy.action == Action.FILTERED:
+        log.error(
+            "carrier filtering (30007) account=%s message=%s: review content and registration",
+            message.account_id,
+            message.id,
+        )
+    elif policy.action == Action.ACCOUNT:
+        log.error(
+            "Twilio account set-up account=%s message=%s code=%s: %s",
+            message.account_id,
+            message.id,
+            code,
+            policy.note,
+        )
+    return outcome

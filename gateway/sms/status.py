@@ -5,6 +5,8 @@ Twilio's own order for channels that report reads (queued -> sent -> delivered -
 
 from __future__ import annotations
 
+from typing import Literal
+
 from sqlalchemy import update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -12,6 +14,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.clock import now
 from gateway.models import Message, MessageEvent, MessageStatus
 from gateway.sms.status_schedule import first_check
+
+# What the sms channel reports about one of our texts, for its play and lead to hear
+# (gateway.engine.lifecycle.on_text): Twilio took it, it failed for good, or the carrier says
+# the lead opted out (recorded in the ledger just now).
+TextOutcome = Literal["accepted", "failed", "opted_out"]
 
 RANK: dict[MessageStatus, int] = {
     MessageStatus.QUEUED: 0,
@@ -81,7 +88,7 @@ async def advance(
         "status": status,
         "updated_at": moment,
         # A sent text without a final status is asked for again if its callbacks don't come
-        # (gateway/sms/status_checks.py); a final one never is.
+        # (gateway/jobs/sms_status_checks.py); a final one never is.
         "status_check_at": None if status in FINAL else first_check(moment),
     }
     if error_code is not None:

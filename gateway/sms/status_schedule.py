@@ -1,4 +1,5 @@
-"""When a sent text without a final status is checked with Twilio (gateway/sms/status_checks.py).
+"""When a sent text without a final status is checked with Twilio
+(gateway/jobs/sms_status_checks.py).
 
 Status callbacks are Twilio's only push: one that meets the gateway down is lost for good (Twilio
 does not send it again), and the message would stay `accepted` or `sent` for ever. So a message

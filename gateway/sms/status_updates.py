@@ -1,11 +1,13 @@
 """Applying a status Twilio reports for one of our texts, whoever brought it: a status callback
 (`/twilio/sms/status`) or a status check that asked Twilio because the callback never came
-(gateway/sms/status_checks.py). One path, so a checked status moves the message, the lead, the
-play, its activities and their webhooks exactly as the callback would have.
+(gateway/jobs/sms_status_checks.py). One path, so a checked status moves the message and the
+lead exactly as the callback would have, and reports the same outcome for the caller to hand to
+the engine (the play, its activities and their webhooks).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlmodel import select
@@ -15,10 +17,17 @@ from gateway.clock import now
 from gateway.models import Message, MessageStatus
 from gateway.sms import errors, sender_status
 from gateway.sms.outbox import queue_message
-from gateway.sms.sender import apply_error_policy
-from gateway.sms.status import advance
+from gateway.sms.status import TextOutcome, advance
 
 FAILURES = (MessageStatus.UNDELIVERED, MessageStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a status report left to do in the caller's transaction, and after it."""
+
+    resend: Message | None = None  # enqueue once the transaction has committed
+    outcome: TextOutcome | None = None  # for the play: `gateway.engine.lifecycle.on_text`
 
 
 async def apply_status(
@@ -29,9 +38,9 @@ async def apply_status(
     error_code: int | None = None,
     twilio_sid: str | None = None,
     detail: str | None = None,
-) -> Message | None:
+) -> Applied:
     """Move `message` to `status` if that is forward, and act on a failure; returns a resend to
-    enqueue once the transaction has committed (None: nothing to send).
+    enqueue once the transaction has committed, and what the play hears.
 
     The caller has claimed the report (`claims.claim`), so a repeat of it never comes here."""
     moved = await advance(
@@ -41,10 +50,10 @@ async def apply_status(
     # final status (say `delivered`) is history, never a resend or a flag.
     if moved and status in FAILURES and error_code:
         return await after_failure(session, message, error_code)
-    return None
+    return Applied()
 
 
-async def after_failure(session: AsyncSession, message: Message, code: int) -> Message | None:
+async def after_failure(session: AsyncSession, message: Message, code: int) -> Applied:
     """A text Twilio could not deliver: resend it later (handset away, sender set-up), or let
     the error policy say what it teaches about the lead and the play."""
     policy = errors.policy_for(code)
@@ -53,8 +62,7 @@ async def after_failure(session: AsyncSession, message: Message, code: int) -> M
     elif policy.action == errors.Action.SENDER:
         schedule = errors.SENDER_RETRY_DELAYS
     else:
-        await apply_error_policy(session, message, policy, code)
-        return None
+        return Applied(outcome=await errors.apply_error_policy(session, message, policy, code))
     root = message.retry_of or message.id
     query = select(Message.id).where(
         Message.account_id == message.account_id, Message.retry_of == root
@@ -66,7 +74,7 @@ async def after_failure(session: AsyncSession, message: Message, code: int) -> M
         # Our number's set-up, not the lead: flag the number, tell the account, resend later.
         await sender_status.refused(session, message, code, policy.note, retry_at)
     if retry_at is None:
-        return None
+        return Applied()
     resend = await queue_message(
         session,
         account_id=message.account_id,
@@ -81,4 +89,4 @@ async def after_failure(session: AsyncSession, message: Message, code: int) -> M
     if policy.action == errors.Action.SENDER:
         resend.gate_reason = sender_status.SENDER_UNAVAILABLE
         session.add(resend)
-    return resend
+    return Applied(resend=resend)

@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.slow  # two subprocesses and a whole party line: run by .ci/run
 
 START_LIMIT = 30.0  # seconds for `gateway run` to answer /healthz
 DEMO_LIMIT = 240.0  # the demo subprocess is killed after this (its own --timeout is shorter)

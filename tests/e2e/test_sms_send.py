@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from gateway.clock import now, set_clock
 from gateway.db import transaction
+from gateway.jobs import sms_send
 from gateway.models import Message, Purpose
 from gateway.sms import errors, sender
 from gateway.sms.outbox import enqueue_send, queue_message
@@ -106,7 +107,7 @@ async def test_interrupted_send_is_reconciled_not_repeated(stack: Stack) -> None
     try:
         context["twilio"] = twilio
         sc = sender.send_context(context)
-        claimed = await sender._prepare(sc, message["id"])
+        claimed = await sms_send._prepare(sc, message["id"])
         assert isinstance(claimed, Message) and claimed.status == "sending"
         # The request reaches Twilio...
         await twilio.messages.create_async(to=LEAD, from_=OUR_NUMBER, body=claimed.body)

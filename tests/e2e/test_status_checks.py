@@ -13,8 +13,8 @@ from sqlmodel import col, select
 
 from gateway.clock import now
 from gateway.db import transaction
+from gateway.jobs import sms_status_checks as status_checks
 from gateway.models import Lead, Message, MessageEvent, Play, WebhookClaim
-from gateway.sms import status_checks
 from gateway.sms.status_schedule import CHECK_OFFSETS, CHECKS_END, FIRST_CHECK
 from gateway.twilio_client import build_twilio_client
 from gateway.webhooks.addresses import set_private_allowed

@@ -2,7 +2,7 @@
 server that Twilio calls back is stopped (its port refuses connections) while the sandbox's
 status callbacks fall due, and Twilio, like the sandbox, does not send a failed status callback
 again. Then the gateway comes back. Every text must reach its final status through the status
-checks (gateway/sms/status_checks.py) within a stated time, and the plays move on as the lost
+checks (gateway/jobs/sms_status_checks.py) within a stated time, and the plays move on as the lost
 callbacks would have moved them: a landline lead's text ends `undelivered` 30006, the lead is
 flagged and its play stopped.
 
@@ -39,7 +39,7 @@ from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Stack
 from tests.reliability.support_callbacks import MORTGAGE, publish_mortgage, start
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"

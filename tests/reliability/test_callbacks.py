@@ -28,7 +28,7 @@ from tests.reliability.support_callbacks import (
 from tests.webhooks.conftest import Receiver, ReceiverServer
 from twilio_sandbox import CallbackFault
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"

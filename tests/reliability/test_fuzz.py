@@ -71,7 +71,7 @@ from voice.links import (
     WHISPER_PATH,
 )
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"

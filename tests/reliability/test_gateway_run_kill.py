@@ -44,6 +44,7 @@ from twilio_sandbox.store import FILE_NAME, Sent, outbound_per_phone
 
 pytestmark = [
     pytest.mark.reliability,
+    pytest.mark.slow,
     pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc"),
 ]
 

@@ -28,7 +28,7 @@ from tests.reliability.support_callbacks import CONVERSATION, MORTGAGE, publish_
 from tests.webhooks.conftest import Receiver, ReceiverServer
 from twilio_sandbox import Reply
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 LEADS = 40 if os.environ.get("RELIABILITY_FULL") == "1" else 6

@@ -17,7 +17,7 @@ from tests.reliability.drill import FULL, Drill, lead_phones, wait_for
 from tests.reliability.private_services import PrivateRedis
 from twilio_sandbox.faults import RestFault
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 SENDS = 2000 if FULL else 200
 LOSSES = 3 if FULL else 1

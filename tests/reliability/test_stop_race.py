@@ -24,7 +24,7 @@ from gateway.worker import build_worker, stop_worker
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 QUEUED = 50

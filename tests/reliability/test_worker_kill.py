@@ -15,7 +15,7 @@ import pytest
 
 from tests.reliability.drill import FULL, Drill, lead_phones, wait_for
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 SENDS = 2000 if FULL else 200
 KILLS = 10 if FULL else 3

@@ -1,6 +1,7 @@
-"""Twilio's SMS webhooks: inbound texts (`/twilio/sms`) and status callbacks
+"""Twilio's SMS routes: inbound texts (`/twilio/sms`) and status callbacks
 (`/twilio/sms/status`). Each is signature-checked, claimed once, recorded, and answered fast;
-sending is left to jobs.
+sending is left to jobs. What the sms channel makes of a report (a STOP, a failed text) goes
+to the engine in the route's transaction.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from starlette.routing import Route
 from gateway.claims import claim
 from gateway.clock import now
 from gateway.db import transaction
+from gateway.engine import lifecycle
 from gateway.engine.jobs import enqueue_reply
-from gateway.engine.starting import on_opt_out
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.models import (
@@ -156,7 +157,7 @@ async def inbound_sms(request: Request) -> Response:
         )
         reply = result.reply
         if result.kind == "opt_out":
-            await on_opt_out(session, account.id, phone)
+            await lifecycle.on_opt_out(session, account.id, phone)
         for_plays = result.kind is None and lead is not None
         if not for_plays:
             message.dispatched_at = now()
@@ -197,9 +198,11 @@ async def sms_status(request: Request) -> Response:
         # A SID is written once: a message that has one needs no UPDATE to set it (one
         # statement fewer on every callback of every text we send).
         new_sid = sid if message.twilio_sid is None else None
-        resend = await apply_status(
+        applied = await apply_status(
             session, message, status, error_code=error_code, twilio_sid=new_sid
         )
+        await lifecycle.on_text(session, message, applied.outcome)
+        resend = applied.resend
     if resend is not None:
         await enqueue_send(state["redis"], resend.id, resend.send_after)
     return Response(status_code=204)

@@ -6,7 +6,8 @@ again. So every sent text without a final status carries `status_check_at`, set 
 `status.advance` on each status change (gateway/sms/status_schedule.py says when); this sweep
 claims the due ones in one conditional UPDATE, fetches each by its SID a few at a time, and
 applies the answer through `status_updates.apply_status`, the callback's own path (claim, move
-forward, error policy, resend, the play, its activities and webhooks).
+forward, error policy, resend), then hands what it reports to the engine as the callback route
+does (the play, its activities and webhooks).
 
 Safe with any number of workers: a row is claimed by moving its `status_check_at` to a lease
 (`UPDATE ... WHERE status_check_at <= now`), and every later write is conditional on that lease
@@ -34,6 +35,7 @@ from twilio.rest import Client
 from gateway.claims import claim
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
+from gateway.engine import lifecycle
 from gateway.models import Message, MessageEvent
 from gateway.sms.outbox import enqueue_send
 from gateway.sms.status import FROM_TWILIO, lower_statuses
@@ -164,9 +166,11 @@ async def _check(ctx: dict[str, Any], due: Due) -> str:
             and forward
             and await claim(session, "sms_status", f"{due.twilio_sid}:{status_text}", params)
         ):
-            resend = await apply_status(
+            applied = await apply_status(
                 session, message, status, error_code=error_code, detail=DETAIL
             )
+            await lifecycle.on_text(session, message, applied.outcome)
+            resend = applied.resend
             log.info(
                 "status check message=%s sid=%s account=%s: Twilio says %s%s",
                 message.id,

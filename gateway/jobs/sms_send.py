@@ -1,0 +1,188 @@
+"""The `sms.send` job: the sms channel prepares a text (gate, sender, rate, claim), the job
+hands it to Twilio once, and what became of it (`accepted`, `failed`, `opted_out`) goes to the
+engine in the same transaction that records it (`gateway.engine.lifecycle.on_text`).
+
+Idempotent under arq's re-runs: the row moves queued -> sending by compare-and-set before the
+request; a row found in `sending` (a crash after Twilio answered, before we recorded it) is
+reconciled by listing the sender's messages to that number, never blindly sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+from arq import Retry
+from sqlalchemy import update
+from sqlmodel import col, select
+from twilio.base.exceptions import TwilioRestException
+
+from gateway.clock import now
+from gateway.db import transaction
+from gateway.engine import lifecycle
+from gateway.models import Direction, Message, MessageStatus
+from gateway.sms import errors, sender, sender_status
+from gateway.sms.outbox import enqueue_send
+from gateway.sms.status import advance
+from gateway.twilio_client import last_retry_after
+
+log = logging.getLogger(__name__)
+
+
+async def send(ctx: dict[str, Any], message_id: str) -> str:
+    """Send one queued message (arq job `sms.send`); returns what happened, for the log."""
+    sc = sender.send_context(ctx)
+    async with sc.sessions() as session:
+        message = await session.get(Message, message_id)
+    if message is None or message.direction != Direction.OUTBOUND:
+        return "missing"
+    if message.status == MessageStatus.SENDING:
+        outcome = await _reconcile(sc, message)
+        if outcome != "requeued":
+            return outcome
+    elif message.status != MessageStatus.QUEUED:
+        return f"already {message.status}"
+    prepared = await _prepare(sc, message_id)
+    if isinstance(prepared, str):
+        return prepared
+    return await _deliver(sc, prepared)
+
+
+async def _prepare(sc: sender.SendContext, message_id: str) -> Message | str:
+    """Gate and claim the message under the contact lock; the claimed row, or why not."""
+    async with transaction(sc.sessions) as session:
+        prepared = await sender.prepare(sc, session, message_id)
+        if prepared.failed is not None:
+            await lifecycle.on_text(session, prepared.failed, "failed")
+        if prepared.gate is not None:
+            message = await session.get(Message, message_id)
+            assert message is not None
+            await lifecycle.on_gate_decision(
+                session,
+                message.play_id,
+                prepared.gate.decision,
+                step_id=message.step_id,
+                message_id=message.id,
+                repeated=prepared.gate.repeated,
+            )
+    if prepared.deferred_until is not None:
+        await enqueue_send(sc.redis, message_id, prepared.deferred_until)
+    return prepared.result
+
+
+async def _deliver(sc: sender.SendContext, message: Message) -> str:
+    """The one request to Twilio, then record what it answered."""
+    callback = f"{sc.settings.base_url}/twilio/sms/status?message_id={message.id}"
+    options: dict[str, Any] = {"status_callback": callback}
+    if message.validity_period:
+        options["validity_period"] = message.validity_period
+    try:
+        result = await sc.twilio.messages.create_async(
+            to=message.lead_phone, from_=message.from_number, body=message.body, **options
+        )
+    except TwilioRestException as exc:
+        return await _failed(
+            sc, message, exc.code, exc.status, str(exc.msg), retry_after=last_retry_after()
+        )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # Did Twilio get it? Unknown: leave it `sending`; the next run reconciles.
+        log.warning("sms.send outcome unknown message=%s: %s", message.id, exc)
+        raise Retry(defer=sender.IN_FLIGHT_GRACE.total_seconds() + 1) from None
+    async with transaction(sc.sessions) as session:
+        await advance(
+            session,
+            message.id,
+            MessageStatus.ACCEPTED,
+            twilio_sid=result.sid,
+            detail=f"twilio status {result.status}",
+        )
+        if result.num_segments:
+            await session.exec(
+                update(Message)
+                .where(col(Message.id) == message.id)
+                .values(num_segments=int(result.num_segments))
+            )
+        await sender.confirm_ledger(session, message, result.sid)
+        await lifecycle.on_text(session, message, "accepted")
+        released = (
+            await sender_status.recovered(session, message)
+            if message.gate_reason == sender_status.SENDER_UNAVAILABLE
+            else []
+        )
+    for held_id in released:
+        await enqueue_send(sc.redis, held_id)
+    log.info("sms sent message=%s sid=%s account=%s", message.id, result.sid, message.account_id)
+    return "sent"
+
+
+async def _failed(
+    sc: sender.SendContext,
+    message: Message,
+    code: int | None,
+    http_status: int | None,
+    text: str,
+    *,
+    retry_after: float | None = None,
+) -> str:
+    policy = errors.policy_for(code, http_status)
+    if policy.action == errors.Action.RETRY:
+        delay = errors.retry_delay(errors.RETRY_DELAYS, message.attempts, retry_after)
+        if delay is not None:
+            async with transaction(sc.sessions) as session:
+                await sender.requeue(session, message.id, f"Twilio {code}: {policy.note}", code)
+            raise Retry(defer=delay)
+    if policy.action == errors.Action.SENDER:
+        async with transaction(sc.sessions) as session:
+            retry_at = await sender_status.hold(session, message, code, text, policy.note)
+        if retry_at is not None:
+            await enqueue_send(sc.redis, message.id, retry_at)
+            return f"held: sender {message.from_number} refused ({code})"
+    async with transaction(sc.sessions) as session:
+        await advance(
+            session, message.id, MessageStatus.FAILED, error_code=code, error_message=text
+        )
+        outcome = await errors.apply_error_policy(session, message, policy, code)
+        await lifecycle.on_text(session, message, outcome)
+    return f"failed: {code}"
+
+
+async def _reconcile(sc: sender.SendContext, message: Message) -> str:
+    """A row left `sending`: find out whether Twilio has it before trying again."""
+    started = message.attempt_started_at or message.updated_at
+    if now() - started < sender.IN_FLIGHT_GRACE:
+        raise Retry(defer=(sender.IN_FLIGHT_GRACE - (now() - started)).total_seconds() + 1)
+    listed = await sc.twilio.messages.list_async(
+        to=message.lead_phone, from_=message.from_number, limit=50
+    )
+    async with sc.sessions() as session:
+        known = set(
+            (
+                await session.exec(
+                    select(Message.twilio_sid).where(
+                        col(Message.twilio_sid).in_([m.sid for m in listed])
+                    )
+                )
+            ).all()
+        )
+    since = started - sender.RECONCILE_WINDOW
+    for found in listed:
+        created = found.date_created
+        if found.sid in known or found.body != message.body:
+            continue
+        if created is not None and created < since:
+            continue
+        async with transaction(sc.sessions) as session:
+            await advance(
+                session,
+                message.id,
+                MessageStatus.ACCEPTED,
+                twilio_sid=found.sid,
+                detail="reconciled after an interrupted send",
+            )
+            await sender.confirm_ledger(session, message, found.sid)
+            await lifecycle.on_text(session, message, "accepted")
+        return "reconciled"
+    async with transaction(sc.sessions) as session:
+        await sender.requeue(session, message.id, "interrupted send not found at Twilio", None)
+    return "requeued"
