@@ -21,6 +21,7 @@ from types import TracebackType
 
 from starlette.applications import Starlette
 
+from twilio_sandbox.callbacks import Webhooks, under_base
 from twilio_sandbox.calls import Call, Calls
 from twilio_sandbox.conferences import Conferences
 from twilio_sandbox.control import ControlApi
@@ -32,7 +33,6 @@ from twilio_sandbox.rest import RestApi
 from twilio_sandbox.scheduler import Scheduler, VirtualClock
 from twilio_sandbox.store import SandboxStore
 from twilio_sandbox.twiml import Twiml
-from twilio_sandbox.webhooks import Webhooks, under_base
 from twilio_sandbox.wire import TwilioError
 
 _log = logging.getLogger("twilio_sandbox")

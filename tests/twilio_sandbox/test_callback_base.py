@@ -18,7 +18,7 @@ from tests.twilio_sandbox.conftest import (
     make_sandbox,
 )
 from twilio_sandbox import Sandbox
-from twilio_sandbox.webhooks import under_base
+from twilio_sandbox.callbacks import under_base
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from twilio_sandbox.faults import CallbackFault, Faults
 from twilio_sandbox.record import CallbackEntry, Record
 from twilio_sandbox.scheduler import Scheduler
 
-_log = logging.getLogger("twilio_sandbox.webhooks")
+_log = logging.getLogger("twilio_sandbox.callbacks")
 
 OnAnswer = Callable[[CallbackEntry], Coroutine[Any, Any, None]]
 
