@@ -26,9 +26,9 @@ from gateway.engine.jobs import enqueue_advance
 from gateway.job_results import forget_results
 from gateway.models import PartyLineRecord
 from gateway.sms.outbox import enqueue_send
-from voice.outbox import OutcomeUnknown, carry_out
 from voice.runner import AfterCommit, Runner
 from voice.starting import enqueue_run, run_job_id
+from voice.twilio_work import OutcomeUnknown, carry_out
 
 log = logging.getLogger(__name__)
 

@@ -72,10 +72,10 @@ from voice.events import (
 )
 from voice.links import Links
 from voice.machine import step
-from voice.outbox import call_item, cancel_item, repeatable, twiml_item
 from voice.policy import Policy
 from voice.states import PartyLine
 from voice.steps import WAITING
+from voice.twilio_work import call_item, cancel_item, repeatable, twiml_item
 
 log = logging.getLogger(__name__)
 
