@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select
 
 from gateway.models import Message, PlayLog
-from tests.e2e.conftest import Stack
-from tests.e2e.party_line_support import (
+from tests.support.party_line import (
     add_reps,
     add_rule,
     begin,
@@ -20,6 +19,7 @@ from tests.e2e.party_line_support import (
     publish_call_now,
     texts_to,
 )
+from tests.support.stack import Stack
 
 FLORIDA = "+13055550123"  # Miami: America/New_York, Florida's cap of 3 per 24 hours
 

@@ -14,7 +14,7 @@ from gateway.engine.starting import start_play
 from gateway.ids import new_id
 from gateway.models import Activity, Lead, OptOutEvent, Play
 from gateway.playbooks import AskStep, parse_playbook
-from tests.e2e.conftest import OUR_NUMBER, Stack
+from tests.support.stack import OUR_NUMBER, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"Content-Type": "application/yaml"}

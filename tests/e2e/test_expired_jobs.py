@@ -22,8 +22,8 @@ from gateway.models import Direction, Message, MessageStatus, Purpose
 from gateway.sms import sweep as sms_sweep
 from gateway.sms.outbox import enqueue_send, queue_message, send_job_id
 from gateway.worker import FUNCTIONS, build_worker
-from tests.e2e.conftest import LEAD, Stack
-from tests.e2e.test_plays import begin, publish
+from tests.engine.test_plays import begin, publish
+from tests.support.stack import LEAD, Stack
 
 
 async def run_without_cron(stack: Stack) -> Worker:

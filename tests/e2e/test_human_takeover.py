@@ -8,10 +8,8 @@ from typing import Any
 
 from gateway import accounts
 from gateway.db import transaction
-from tests.e2e import test_play_lifecycle
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
-from tests.e2e.party_line_support import texts_to
-from tests.e2e.test_play_lifecycle import (
+from tests.engine import test_play_lifecycle
+from tests.engine.test_play_lifecycle import (
     LEAD2,
     Hooks,
     log_of,
@@ -20,6 +18,8 @@ from tests.e2e.test_play_lifecycle import (
     say,
     start,
 )
+from tests.support.party_line import texts_to
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 hooks = test_play_lifecycle.hooks  # the customer's webhook receiver (a fixture)
 CREDIT_QUESTION = "Thanks! And how would you rate your credit?"

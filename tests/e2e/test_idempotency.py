@@ -7,8 +7,8 @@ from __future__ import annotations
 from sqlmodel import select
 
 from gateway.models import IdempotencyKey
-from tests.e2e.conftest import LEAD, Stack
 from tests.e2e.test_plays_api import play_body, publish
+from tests.support.stack import LEAD, Stack
 
 
 async def _lead(stack: Stack, lead_id: str) -> dict[str, object]:

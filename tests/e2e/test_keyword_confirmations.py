@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from gateway.models import OptOutEvent
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 from twilio_sandbox.messaging import KEYWORD_REPLIES
 
 

@@ -4,7 +4,7 @@ names a way to reach the business before `help_contact` is set; through the sand
 from __future__ import annotations
 
 from gateway.account_settings import DEFAULT_OPT_OUT_CONFIRMATION_ES
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 OTHER = "+14155550177"
 YAML = {"Content-Type": "application/yaml"}

@@ -15,8 +15,8 @@ from starlette.routing import Route
 from gateway import cli, logs
 from gateway.db import transaction
 from gateway.webhooks.addresses import set_private_allowed
-from tests.e2e.conftest import LEAD, Stack
 from tests.support.servers import serve
+from tests.support.stack import LEAD, Stack
 
 TOKEN = "tok-4f1d9c0e-secret"
 BODY = "your code is 771245"

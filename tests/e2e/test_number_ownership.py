@@ -14,7 +14,7 @@ from sqlmodel import func, select
 from gateway import accounts
 from gateway.db import transaction
 from gateway.models import Message, MessagingService, OptOutEvent
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 SERVICE_A = "MG" + "a" * 32
 SERVICE_B = "MG" + "b" * 32

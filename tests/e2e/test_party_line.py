@@ -21,8 +21,7 @@ from gateway.models import (
     PartyLineRecord,
     RepReservation,
 )
-from tests.e2e.conftest import LEAD, Stack
-from tests.e2e.party_line_support import (
+from tests.support.party_line import (
     REP_PHONES,
     add_reps,
     add_rule,
@@ -35,6 +34,7 @@ from tests.e2e.party_line_support import (
     publish_call_now,
     texts_to,
 )
+from tests.support.stack import LEAD, Stack
 from twilio_sandbox import CallbackFault
 
 

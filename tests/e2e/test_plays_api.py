@@ -11,7 +11,7 @@ import httpx
 
 from gateway import accounts
 from gateway.db import transaction
-from tests.e2e.conftest import LEAD, Stack
+from tests.support.stack import LEAD, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"Content-Type": "application/yaml"}

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 YAML = {"Content-Type": "application/yaml"}
 REP_PHONE, REP_EMAIL = "+14155550141", "dana@acme.test"

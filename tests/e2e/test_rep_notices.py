@@ -24,8 +24,8 @@ from gateway.db import transaction
 from gateway.models import Message, MessageStatus
 from gateway.webhooks.addresses import set_private_allowed
 from gateway.webhooks.payloads import WebhookPayload
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
 from tests.support.servers import serve
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"Content-Type": "application/yaml"}

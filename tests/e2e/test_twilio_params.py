@@ -15,8 +15,7 @@ from twilio.request_validator import RequestValidator
 from gateway.body_limit import TWILIO_LIMIT
 from gateway.models import Message, PartyLineRecord, WebhookClaim
 from gateway.twilio_signature import FORM, MAX_FIELDS, FormFields
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
-from tests.e2e.party_line_support import (
+from tests.support.party_line import (
     add_reps,
     add_rule,
     begin,
@@ -24,6 +23,7 @@ from tests.e2e.party_line_support import (
     party_lines,
     publish_call_now,
 )
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 from voice.links import CONFERENCE_PATH, STATUS_PATH
 
 INBOUND = {

@@ -11,7 +11,7 @@ from sqlmodel import func, select
 from twilio.request_validator import RequestValidator
 
 from gateway.models import Message, WebhookClaim
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 INBOUND = {
     "MessageSid": "SM" + "1" * 32,

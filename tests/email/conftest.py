@@ -1,6 +1,6 @@
 """A real SMTP server for the email tests: aiosmtpd on 127.0.0.1, with a handler that keeps
 every envelope and can be told to answer the next RCPT or DATA with an error. The whole stack
-(`stack`) comes from the end-to-end fixtures."""
+(`stack`) comes from the tests.support.stack plugin."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from typing import Any, cast
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-
-from tests.e2e.conftest import stack  # noqa: F401 - the full stack fixture, shared
 
 
 class Inbox:

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import col, select
 
 from gateway.models import Activity, Email, Play
-from tests.e2e.conftest import LEAD, Stack
+from tests.support.stack import LEAD, Stack
 
 from .conftest import Inbox
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlmodel import col, select
 
 from gateway.models import Activity, Email, Message, Play, PlayLog
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 from .conftest import Inbox
 

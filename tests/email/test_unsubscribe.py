@@ -11,7 +11,7 @@ import httpx
 from sqlmodel import col, select
 
 from gateway.models import Email, OptOutEvent
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 from .conftest import Inbox
 

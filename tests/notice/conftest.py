@@ -1,5 +1,5 @@
-"""The full stack of tests/e2e (gateway, Twilio sandbox, real twilio client, burst worker) and
-helpers shared by the notice and consent-age tests."""
+"""Helpers shared by the notice and consent-age tests; the full stack (`stack`) is the
+tests.support.stack plugin's."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from sqlmodel import col, select
 from gateway.api.play_log import PlayLogPublic
 from gateway.clock import now
 from gateway.models import Activity, Message
-from tests.e2e.conftest import LEAD, Stack, stack
-
-__all__ = ["stack"]  # the fixture, re-exported for this folder
+from tests.support.stack import LEAD, Stack
 
 NOTICE = " Reply STOP to opt out."
 DAY = 24 * 3600.0

@@ -8,7 +8,6 @@ import httpx
 from gateway import accounts, gate
 from gateway.db import transaction
 from gateway.models import Account
-from tests.e2e.conftest import LEAD, Stack
 from tests.notice.conftest import (
     activities,
     bodies_to,
@@ -19,6 +18,7 @@ from tests.notice.conftest import (
     send_text,
     source_rule,
 )
+from tests.support.stack import LEAD, Stack
 
 HELLO_WITH_NOTICE = "Hi Ann, your quote is ready. Reply STOP to opt out."
 

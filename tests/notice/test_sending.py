@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.sms import errors
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
 from tests.notice.conftest import NOTICE, bodies_to, later, message_row, send_text
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 from twilio_sandbox import RestFault
 
 OTHER_LEAD = "+14155550124"

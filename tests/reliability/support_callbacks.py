@@ -31,8 +31,8 @@ from gateway.models import (
     SourceRule,
     WebhookDelivery,
 )
-from tests.e2e.conftest import OUR_NUMBER, Stack
-from tests.e2e.party_line_support import drive
+from tests.support.party_line import drive
+from tests.support.stack import OUR_NUMBER, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MORTGAGE = "mortgage-qualification"

@@ -35,12 +35,10 @@ from gateway.models import Lead, Message, Play
 from gateway.settings import Settings
 from gateway.sms.status import FINAL
 from gateway.sms.status_schedule import FIRST_CHECK
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import Stack
 from tests.reliability.support_callbacks import MORTGAGE, publish_mortgage, start
+from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
-stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"
 LEADS_PER_OUTAGE = 150 if FULL else 20

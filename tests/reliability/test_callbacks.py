@@ -16,20 +16,18 @@ from sqlmodel import select
 from gateway.db import transaction
 from gateway.models import Activity
 from gateway.webhooks.addresses import set_private_allowed
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import Stack
-from tests.e2e.party_line_support import publish_call_now
 from tests.reliability.support_callbacks import (
     Cast,
     publish_mortgage,
     run_scenario,
     snapshot,
 )
+from tests.support.party_line import publish_call_now
+from tests.support.stack import Stack
 from tests.webhooks.conftest import Receiver, ReceiverServer
 from twilio_sandbox import CallbackFault
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
-stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"
 MANY = 1000  # "every one of this kind" for the faulted run

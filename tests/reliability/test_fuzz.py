@@ -48,9 +48,7 @@ from gateway.models import (
 )
 from gateway.settings import Settings
 from gateway.twilio_signature import FORM
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
-from tests.e2e.party_line_support import (
+from tests.support.party_line import (
     REP_PHONES,
     add_reps,
     add_rule,
@@ -60,6 +58,7 @@ from tests.e2e.party_line_support import (
     publish_call_now,
 )
 from tests.support.servers import serve
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 from voice.links import (
     AMD_PATH,
     ANSWER_PATH,
@@ -72,7 +71,6 @@ from voice.links import (
 )
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
-stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"
 API_EXAMPLES = 40 if FULL else 8

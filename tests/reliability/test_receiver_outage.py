@@ -21,15 +21,13 @@ from gateway.clock import now
 from gateway.db import transaction
 from gateway.models import Activity, DeliveryStatus, WebhookDelivery
 from gateway.webhooks.addresses import set_private_allowed
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import Stack
-from tests.e2e.party_line_support import drive
 from tests.reliability.support_callbacks import CONVERSATION, MORTGAGE, publish_mortgage, start
+from tests.support.party_line import drive
+from tests.support.stack import Stack
 from tests.webhooks.conftest import Receiver, ReceiverServer
 from twilio_sandbox import Reply
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
-stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 LEADS = 40 if os.environ.get("RELIABILITY_FULL") == "1" else 6
 DOWN = timedelta(minutes=10)

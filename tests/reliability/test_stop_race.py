@@ -21,11 +21,9 @@ from sqlmodel import select
 
 from gateway.models import Message, MessageStatus, OptOutEvent, Purpose
 from gateway.worker import build_worker, stop_worker
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
-stack = e2e.stack  # the end-to-end stack: gateway and sandbox under uvicorn
 
 QUEUED = 50
 ROUNDS = 5 if os.environ.get("RELIABILITY_FULL") == "1" else 1

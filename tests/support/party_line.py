@@ -21,7 +21,7 @@ from gateway.models import (
     SourceRule,
 )
 from gateway.playbooks import parse_playbook
-from tests.e2e.conftest import LEAD, Stack
+from tests.support.stack import LEAD, Stack
 
 PLAYBOOK = """\
 name: Call now

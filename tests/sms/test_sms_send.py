@@ -19,7 +19,7 @@ from gateway.sms import errors, sender
 from gateway.sms.outbox import enqueue_send, queue_message
 from gateway.twilio_client import build_twilio_client
 from gateway.worker import redis_settings
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 from twilio_sandbox import RestFault
 
 

@@ -21,8 +21,8 @@ from gateway.models import (
     SourceRule,
 )
 from gateway.playbooks import parse_playbook
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
-from tests.e2e.party_line_support import add_reps, drive, labels, play_row, texts_to
+from tests.support.party_line import add_reps, drive, labels, play_row, texts_to
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SETTINGS = {"partner_name": "Acme Lending"}

@@ -10,7 +10,7 @@ import io
 from sqlmodel import col, func, select
 
 from gateway.models import Message, OptOutEvent, WebhookClaim
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 
 async def _send(stack: Stack, body: str, phone: str = LEAD) -> dict[str, object]:

@@ -21,8 +21,8 @@ from gateway.models import (
 )
 from gateway.sms import errors
 from gateway.sms import sweep as sms_sweep
-from tests.e2e.conftest import LEAD, OUR_NUMBER, Stack
 from tests.e2e.test_plays_api import play_body, publish
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 OTHER_LEAD = "+14155550124"
 

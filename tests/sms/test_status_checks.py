@@ -18,8 +18,8 @@ from gateway.models import Lead, Message, MessageEvent, Play, WebhookClaim
 from gateway.sms.status_schedule import CHECK_OFFSETS, CHECKS_END, FIRST_CHECK
 from gateway.twilio_client import build_twilio_client
 from gateway.webhooks.addresses import set_private_allowed
-from tests.e2e.conftest import LEAD, Stack
 from tests.reliability.support_callbacks import MORTGAGE, publish_mortgage, start
+from tests.support.stack import LEAD, Stack
 from tests.webhooks.conftest import Receiver, ReceiverServer
 from twilio_sandbox import CallbackFault, RestFault
 

@@ -24,9 +24,9 @@ from gateway.clock import now
 from gateway.db import transaction
 from gateway.models import Activity, WebhookDelivery
 from gateway.webhooks.addresses import set_private_allowed
-from tests.e2e.conftest import OUR_NUMBER, Stack
-from tests.e2e.party_line_support import add_reps, drive
+from tests.support.party_line import add_reps, drive
 from tests.support.servers import serve
+from tests.support.stack import OUR_NUMBER, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"Content-Type": "application/yaml"}
