@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import time
-from typing import Annotated
+from typing import Annotated, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
@@ -137,6 +137,24 @@ class ComplianceSettings(BaseModel):
 
 def compliance_settings(account: Account) -> ComplianceSettings:
     return ComplianceSettings.model_validate(account.compliance or {})
+
+
+class TwilioOptOutHandling(TypedDict):
+    """Twilio's default opt-out handling on a number, as the built-in sandbox's switches
+    (`Sandbox.add_number` and `set_opt_out_handling`; None: the sandbox's default, Twilio's)."""
+
+    keyword_replies: bool | None
+    stop_filtering: bool | None
+
+
+def twilio_opt_out_handling(settings: ComplianceSettings) -> TwilioOptOutHandling:
+    """What the built-in sandbox must do on the account's numbers so that a lead gets one
+    confirmation: Twilio's default handling while the account says Twilio answers the keywords,
+    none at all (no replies, no STOP list) once it says Twilio's handling is off and the gateway
+    answers itself."""
+    if settings.twilio_answers_default_keywords:
+        return TwilioOptOutHandling(keyword_replies=None, stop_filtering=None)
+    return TwilioOptOutHandling(keyword_replies=False, stop_filtering=False)
 
 
 def fallback_contact(

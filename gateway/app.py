@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager
 
 from arq import create_pool
 from arq.worker import Worker
-from sqlmodel import select
+from sqlmodel import col, select
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import sms_routes, unsubscribe_page
+from gateway.account_settings import compliance_settings, twilio_opt_out_handling
 from gateway.api import (
     account,
     assignments,
@@ -40,7 +41,7 @@ from gateway.db import SessionFactory, create_engine, session_factory
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import healthz
 from gateway.migrate import upgrade_async
-from gateway.models import SenderNumber
+from gateway.models import Account, SenderNumber
 from gateway.redis_embedded import EmbeddedRedis
 from gateway.settings import SANDBOX_PATH, Settings, load_settings
 from gateway.state import AppState
@@ -82,14 +83,19 @@ def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
 
 
 async def _register_numbers(sandbox: Sandbox, sessions: SessionFactory, base_url: str) -> None:
-    """Tell the built-in sandbox which numbers are ours and where their texts go."""
+    """Tell the built-in sandbox which numbers are ours, where their texts go, and whether it
+    answers STOP, START and HELP on them (as each number's account says Twilio does)."""
     async with sessions() as session:
-        for number in (await session.exec(select(SenderNumber))).all():
+        query = select(SenderNumber, Account).join(
+            Account, col(Account.id) == col(SenderNumber.account_id)
+        )
+        for number, account in (await session.exec(query)).all():
             sandbox.add_number(
                 number.number,
                 sms_url=f"{base_url}/twilio/sms",
                 voice_url=f"{base_url}{INBOUND_PATH}",
                 messaging_service_sid=number.messaging_service_sid,
+                **twilio_opt_out_handling(compliance_settings(account)),
             )
 
 

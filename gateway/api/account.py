@@ -17,6 +17,7 @@ from gateway.models import Account
 from gateway.models.accounts import AccountBase
 from gateway.state import app_state, current_account, current_key
 
+from .numbers import sync_sandbox_opt_out_handling
 from .openapi import operation
 from .requests import read_json, validation_error
 
@@ -82,6 +83,10 @@ async def update_account(request: Request) -> JSONResponse:
                 raise validation_error(exc, prefix=("compliance",)) from None
             account.compliance = settings.model_dump(mode="json", exclude_defaults=True)
         session.add(account)
+    if update.compliance is not None and "twilio_answers_default_keywords" in update.compliance:
+        # After the commit: the built-in sandbox (if it serves) stops or resumes answering
+        # STOP, START and HELP on the account's numbers, as the account now says Twilio does.
+        await sync_sandbox_opt_out_handling(app_state(request), account.id)
     return JSONResponse(_public(request, account).model_dump(mode="json"))
 
 

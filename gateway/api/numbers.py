@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
@@ -12,14 +14,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.account_settings import (
+    ComplianceSettings,
+    TwilioOptOutHandling,
+    compliance_settings,
+    twilio_opt_out_handling,
+)
 from gateway.db import transaction
 from gateway.errors import ApiError
 from gateway.ids import new_id
-from gateway.models import MessagingService, NumberKind, SenderNumber
+from gateway.models import Account, MessagingService, NumberKind, SenderNumber
 from gateway.models.messaging import SenderStatus
 from gateway.number_ownership import OwnershipUnknown, twilio_refusal
 from gateway.phones import Phone
-from gateway.state import app_state, current_account
+from gateway.state import AppState, app_state, current_account
 
 from .openapi import operation
 from .requests import read_json
@@ -111,14 +119,50 @@ async def create_number(request: Request) -> JSONResponse:
     sandbox = state.get("sandbox")
     if sandbox is not None:
         base_url = state["settings"].base_url
-        sandbox.add_number(
-            number.number,
-            sms_url=f"{base_url}/twilio/sms",
-            voice_url=f"{base_url}/twilio/voice",
-            messaging_service_sid=number.messaging_service_sid,
-        )
+        async with _sandbox_lock(sandbox), state["sessions"]() as session:
+            handling = await _opt_out_handling(session, account.id)
+            sandbox.add_number(
+                number.number,
+                sms_url=f"{base_url}/twilio/sms",
+                voice_url=f"{base_url}/twilio/voice",
+                messaging_service_sid=number.messaging_service_sid,
+                **handling,
+            )
     public = NumberPublic.model_validate(number, from_attributes=True)
     return JSONResponse(public.model_dump(mode="json"), status_code=201)
+
+
+# The built-in sandbox's opt-out switches are set one change at a time, each from the account's
+# setting read after its own commit: the last one set has seen every committed change, so a
+# number registered while `PATCH /v1/account` changes the setting ends with the new value.
+_sandbox_locks: WeakKeyDictionary[object, asyncio.Lock] = WeakKeyDictionary()
+
+
+def _sandbox_lock(sandbox: object) -> asyncio.Lock:
+    return _sandbox_locks.setdefault(sandbox, asyncio.Lock())
+
+
+async def _opt_out_handling(session: AsyncSession, account_id: str) -> TwilioOptOutHandling:
+    account = await session.get(Account, account_id)
+    settings = ComplianceSettings() if account is None else compliance_settings(account)
+    return twilio_opt_out_handling(settings)
+
+
+async def sync_sandbox_opt_out_handling(state: AppState, account_id: str) -> None:
+    """When the built-in sandbox stands in for Twilio, make its opt-out handling on the
+    account's numbers what the account's `twilio_answers_default_keywords` says, so that a
+    lead gets one confirmation (Twilio's or the gateway's), never both."""
+    sandbox = state.get("sandbox")
+    if sandbox is None:
+        return
+    async with _sandbox_lock(sandbox), state["sessions"]() as session:
+        handling = await _opt_out_handling(session, account_id)
+        query = select(SenderNumber.number).where(SenderNumber.account_id == account_id)
+        for number in (await session.exec(query)).all():
+            # Every registered number is the sandbox's (at start-up and on registration);
+            # the check spares a settings change an error for one that is not.
+            if number in sandbox.numbers:
+                sandbox.set_opt_out_handling(number, **handling)
 
 
 async def _claim(session: AsyncSession, account_id: str, number: SenderNumber) -> None:
