@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from starlette.testclient import TestClient
 
-from gateway import accounts
-from gateway.db import SessionFactory, transaction
+from gateway.db import SessionFactory
+from tests.support.tenants import Tenant, new_tenant
 
 PLAYBOOK_YAML = """\
 name: Hello
@@ -25,37 +23,14 @@ steps:
 YAML = {"Content-Type": "application/yaml"}
 
 
-def auth(issued: accounts.IssuedKey) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issued.secret}"}
-
-
-@dataclass
-class Tenant:
-    """An account's key and ready-made headers."""
-
-    key: accounts.IssuedKey
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return auth(self.key)
-
-    @property
-    def account_id(self) -> str:
-        return self.key.key.account_id
-
-
 @pytest.fixture
 async def tenant_a(sessions: SessionFactory) -> Tenant:
-    async with transaction(sessions) as session:
-        _account, issued = await accounts.create_account(session, "A Lending")
-    return Tenant(issued)
+    return await new_tenant(sessions, "A Lending")
 
 
 @pytest.fixture
 async def tenant_b(sessions: SessionFactory) -> Tenant:
-    async with transaction(sessions) as session:
-        _account, issued = await accounts.create_account(session, "B Insurance")
-    return Tenant(issued)
+    return await new_tenant(sessions, "B Insurance")
 
 
 def publish(client: TestClient, tenant: Tenant, playbook_id: str = "hello") -> dict[str, object]:

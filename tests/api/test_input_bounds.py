@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from .conftest import Tenant
+from tests.support.tenants import Tenant
 
 EDGES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z"]
 

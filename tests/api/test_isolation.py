@@ -7,8 +7,9 @@ from starlette.testclient import TestClient
 
 from gateway.db import SessionFactory, transaction
 from gateway.leads import LeadCreate, upsert_lead
+from tests.support.tenants import Tenant
 
-from .conftest import PLAYBOOK_YAML, YAML, Tenant, add_rep, publish
+from .conftest import PLAYBOOK_YAML, YAML, add_rep, publish
 
 PHONE = "+14155550123"
 

@@ -14,8 +14,7 @@ from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.leads import LeadCreate, OriginatorConflict, upsert_lead
 from gateway.models import Consent, Lead
-
-from .conftest import Tenant
+from tests.support.tenants import Tenant
 
 PHONE = "+14155550123"
 

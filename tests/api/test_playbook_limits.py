@@ -19,8 +19,9 @@ from gateway.app import create_app
 from gateway.playbooks.limits import MAX_DOCUMENT_BYTES, MAX_SETTINGS
 from gateway.settings import Settings
 from tests.support.servers import serve
+from tests.support.tenants import Tenant
 
-from .conftest import PLAYBOOK_YAML, YAML, Tenant
+from .conftest import PLAYBOOK_YAML, YAML
 
 ASK = """\
 name: P

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from .conftest import PLAYBOOK_YAML, YAML, Tenant, publish
+from tests.support.tenants import Tenant
+
+from .conftest import PLAYBOOK_YAML, YAML, publish
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from .conftest import Tenant, add_rep, publish
+from tests.support.tenants import Tenant
+
+from .conftest import add_rep, publish
 
 
 def test_rep_lifecycle(client: TestClient, tenant_a: Tenant) -> None:

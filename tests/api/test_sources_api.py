@@ -11,8 +11,9 @@ from starlette.testclient import TestClient
 from gateway.db import SessionFactory, transaction
 from gateway.models import Rep, SourceRule
 from gateway.reps import assign_rep
+from tests.support.tenants import Tenant
 
-from .conftest import Tenant, add_rep, publish
+from .conftest import add_rep, publish
 
 
 def test_source_lifecycle(client: TestClient, tenant_a: Tenant) -> None:

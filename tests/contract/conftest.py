@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.ports import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRISM = REPO_ROOT / "node_modules" / ".bin" / "prism"
 SPEC_NAME = "twilio_api_v2010.json"
@@ -49,12 +51,6 @@ def patch_form_arrays(spec: dict[str, Any]) -> int:
     return patched
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
@@ -77,7 +73,7 @@ def prism_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("prism")
     patched = work / SPEC_NAME
     patched.write_text(json.dumps(spec))
-    port = _free_port()
+    port = free_port()
     log = (work / "prism.log").open("wb")
     process = subprocess.Popen(
         [str(PRISM), "mock", "-h", "127.0.0.1", "-p", str(port), "--errors", str(patched)],

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow  # two subprocesses and a whole party line: run by .ci/run
 
@@ -40,12 +41,6 @@ SUMMARY = re.compile(
 KEY = re.compile(r"Authorization: Bearer (\S+)'")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ISOLATED}
     env.update(PORT=str(port), DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO", **extra)
@@ -55,7 +50,7 @@ def _env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
 @contextmanager
 def gateway_run(tmp_path: Path, **extra: str) -> Iterator[tuple[str, dict[str, str], Path]]:
     """`gateway run` in a subprocess; yields its URL, its environment and its log file."""
-    port = _free_port()
+    port = free_port()
     env = _env(tmp_path, port, **extra)
     log = tmp_path / "gateway.log"
     url = f"http://127.0.0.1:{port}"
@@ -156,7 +151,7 @@ def test_demo_tells_a_party_line_where_the_second_rep_connects(tmp_path: Path) -
 
 
 def test_demo_refuses_when_no_gateway_answers(tmp_path: Path) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     done = gateway(
         _env(tmp_path, port), tmp_path, "demo", "party-line", "--url", f"http://127.0.0.1:{port}"
     )

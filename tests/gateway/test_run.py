@@ -12,17 +12,13 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.ports import free_port
+
 START_LIMIT = 60.0  # generous: a busy CI machine starts slowly; only a broken start waits it out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_gateway_run_serves_healthz_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(PORT=str(port), DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO")
     process = subprocess.Popen(

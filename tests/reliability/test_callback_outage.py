@@ -36,6 +36,7 @@ from gateway.settings import Settings
 from gateway.sms.status import FINAL
 from gateway.sms.status_schedule import FIRST_CHECK
 from tests.reliability.support_callbacks import MORTGAGE, publish_mortgage, start
+from tests.support.ports import free_port
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -59,10 +60,7 @@ class WebServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None

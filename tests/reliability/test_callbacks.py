@@ -24,7 +24,7 @@ from tests.reliability.support_callbacks import (
 )
 from tests.support.party_line import publish_call_now
 from tests.support.stack import Stack
-from tests.webhooks.conftest import Receiver, ReceiverServer
+from tests.support.webhook_endpoint import WebhookEndpoint, WebhookEndpointServer
 from twilio_sandbox import CallbackFault
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -72,8 +72,8 @@ FAULTED = Cast("+14155550121", "+14155550122", "+14155550123", "+14155550182", "
 async def test_duplicated_reordered_late_callbacks_end_like_a_clean_run(
     stack: Stack, delay: float
 ) -> None:
-    receiver = Receiver()
-    server = ReceiverServer(receiver)
+    receiver = WebhookEndpoint()
+    server = WebhookEndpointServer(receiver)
     server.start()
     try:
         async with transaction(stack.sessions) as session:

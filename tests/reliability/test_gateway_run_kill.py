@@ -16,7 +16,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from tests.gateway.test_embedded_redis_lifetime import wait_until_gone
 from tests.reliability.drill import FULL, SEED, START, lead_phones
 from tests.reliability.run_process import CREATES_LOG, KILL_AT_CREATE
 from tests.reliability.worker_process import CLOCK_EPOCH, CLOCK_START, COMPRESSED, REPO
+from tests.support.ports import free_port
 from twilio_sandbox.store import FILE_NAME, Sent, outbound_per_phone
 
 pytestmark = [
@@ -59,12 +59,6 @@ POLL = 0.2
 ISOLATED = ("DATABASE_", "REDIS_", "TWILIO_", "PUBLIC_", "SMTP_", "TEST_", "PORT", "DATA_DIR")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class GatewayRunStack:
     """`gateway run` (through `run_process`) in a temp DATA_DIR, started, killed, restarted."""
@@ -72,7 +66,7 @@ class GatewayRunStack:
     directory: Path
     sessions: SessionFactory
     env: dict[str, str]
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     kills: int = 0

@@ -24,7 +24,7 @@ from gateway.webhooks.addresses import set_private_allowed
 from tests.reliability.support_callbacks import CONVERSATION, MORTGAGE, publish_mortgage, start
 from tests.support.party_line import drive
 from tests.support.stack import Stack
-from tests.webhooks.conftest import Receiver, ReceiverServer
+from tests.support.webhook_endpoint import WebhookEndpoint, WebhookEndpointServer
 from twilio_sandbox import Reply
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -45,8 +45,8 @@ async def test_receiver_down_ten_minutes_then_back(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(policy, "MAX_DEFER_SECONDS", 0.0)
-    receiver = Receiver()
-    server = ReceiverServer(receiver)
+    receiver = WebhookEndpoint()
+    server = WebhookEndpointServer(receiver)
     try:
         async with transaction(stack.sessions) as session:
             await set_private_allowed(session, stack.account_id, True)

@@ -20,7 +20,7 @@ from gateway.twilio_client import build_twilio_client
 from gateway.webhooks.addresses import set_private_allowed
 from tests.reliability.support_callbacks import MORTGAGE, publish_mortgage, start
 from tests.support.stack import LEAD, Stack
-from tests.webhooks.conftest import Receiver, ReceiverServer
+from tests.support.webhook_endpoint import WebhookEndpoint, WebhookEndpointServer
 from twilio_sandbox import CallbackFault, RestFault
 
 
@@ -111,8 +111,8 @@ async def test_a_checked_failure_moves_the_play_as_its_callback_would(stack: Sta
     the second with every callback lost and its status fetched. Both end the same way: the text
     undelivered with 30006, the lead flagged `landline` with the code, the play stopped, and the
     `started` and `stopped` activities at the customer's webhook."""
-    receiver = Receiver()
-    server = ReceiverServer(receiver)
+    receiver = WebhookEndpoint()
+    server = WebhookEndpointServer(receiver)
     server.start()
     try:
         async with transaction(stack.sessions) as session:
@@ -154,7 +154,9 @@ async def _play_messages(stack: Stack, play_id: str) -> list[Message]:
         return list((await session.exec(query)).all())
 
 
-async def _outcome(stack: Stack, play_id: str, phone: str, receiver: Receiver) -> dict[str, Any]:
+async def _outcome(
+    stack: Stack, play_id: str, phone: str, receiver: WebhookEndpoint
+) -> dict[str, Any]:
     detail = (await stack.api.get(f"/v1/plays/{play_id}")).json()
     async with stack.sessions() as session:
         play = await session.get(Play, play_id)

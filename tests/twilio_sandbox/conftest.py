@@ -33,8 +33,9 @@ class Hit:
 
 
 @dataclass
-class Receiver:
-    """The gateway's stand-in: records every webhook hit and checks its signature."""
+class CallbackRecorder:
+    """The gateway's stand-in: records every callback the sandbox makes (webhook hits) and checks
+    its signature."""
 
     base_url: str = ""
     hits: list[Hit] = field(default_factory=list)
@@ -48,7 +49,7 @@ class Receiver:
         return [h for h in self.hits if h.path == path]
 
 
-def receiver_app(receiver: Receiver, validator: RequestValidator) -> Starlette:
+def receiver_app(receiver: CallbackRecorder, validator: RequestValidator) -> Starlette:
     async def hook(request: Request) -> Response:
         form = await request.form()
         params = {k: str(v) for k, v in form.multi_items()}
@@ -63,8 +64,8 @@ def receiver_app(receiver: Receiver, validator: RequestValidator) -> Starlette:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
+async def receiver() -> AsyncIterator[CallbackRecorder]:
+    rec = CallbackRecorder()
     async with serve(receiver_app(rec, RequestValidator(AUTH_TOKEN))) as url:
         rec.base_url = url
         yield rec
@@ -75,7 +76,7 @@ def make_sandbox(**options: object) -> Sandbox:
 
 
 @pytest.fixture
-def sandbox(receiver: Receiver) -> Sandbox:
+def sandbox(receiver: CallbackRecorder) -> Sandbox:
     sb = make_sandbox()
     sb.add_number(OUR_NUMBER, sms_url=receiver.url("/sms"), voice_url=receiver.url("/voice"))
     return sb

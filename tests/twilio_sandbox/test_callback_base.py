@@ -14,7 +14,7 @@ from tests.twilio_sandbox.conftest import (
     AUTH_TOKEN,
     LEAD,
     OUR_NUMBER,
-    Receiver,
+    CallbackRecorder,
     make_sandbox,
 )
 from twilio_sandbox import Sandbox
@@ -22,7 +22,7 @@ from twilio_sandbox.callbacks import under_base
 
 
 @pytest.fixture
-def fenced(receiver: Receiver) -> Sandbox:
+def fenced(receiver: CallbackRecorder) -> Sandbox:
     """Only the receiver's /gw/... counts as the gateway."""
     sandbox = make_sandbox(callback_base=receiver.url("/gw"))
     sandbox.add_number(OUR_NUMBER)
@@ -30,7 +30,7 @@ def fenced(receiver: Receiver) -> Sandbox:
 
 
 async def test_status_callbacks_outside_the_base_are_not_sent(
-    fenced: Sandbox, receiver: Receiver
+    fenced: Sandbox, receiver: CallbackRecorder
 ) -> None:
     async with serve(fenced.app) as url:
         twilio = build_twilio_client(ACCOUNT_SID, AUTH_TOKEN, api_base_url=url, timeout=5)
@@ -48,7 +48,7 @@ async def test_status_callbacks_outside_the_base_are_not_sent(
 
 
 async def test_buying_a_number_with_an_outside_url_is_refused(
-    fenced: Sandbox, receiver: Receiver
+    fenced: Sandbox, receiver: CallbackRecorder
 ) -> None:
     async with serve(fenced.app) as url:
         twilio = build_twilio_client(ACCOUNT_SID, AUTH_TOKEN, api_base_url=url, timeout=5)
@@ -68,7 +68,9 @@ async def test_buying_a_number_with_an_outside_url_is_refused(
     assert fenced.numbers["+15005550009"].sms_url == receiver.url("/gw/sms")
 
 
-async def test_control_api_refuses_an_outside_sms_url(fenced: Sandbox, receiver: Receiver) -> None:
+async def test_control_api_refuses_an_outside_sms_url(
+    fenced: Sandbox, receiver: CallbackRecorder
+) -> None:
     async with (
         serve(fenced.app) as url,
         httpx.AsyncClient(base_url=url, auth=(ACCOUNT_SID, AUTH_TOKEN)) as http,
@@ -101,7 +103,7 @@ def test_under_base(url: str, allowed: bool) -> None:
     assert under_base(url, "https://gw.example.com") is allowed
 
 
-async def test_messaging_services_answer_like_twilio(receiver: Receiver) -> None:
+async def test_messaging_services_answer_like_twilio(receiver: CallbackRecorder) -> None:
     sandbox: Sandbox = make_sandbox()
     sandbox.add_number(OUR_NUMBER, messaging_service_sid="MG" + "1" * 32)
     async with serve(sandbox.app) as url:

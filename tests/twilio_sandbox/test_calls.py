@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twilio.rest import Client
 
-from tests.twilio_sandbox.conftest import LEAD, OUR_NUMBER, REP, Receiver
+from tests.twilio_sandbox.conftest import LEAD, OUR_NUMBER, REP, CallbackRecorder
 from twilio_sandbox import Sandbox
 
 MENU = (
@@ -15,7 +15,7 @@ ALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
 
 async def test_answered_call_runs_gather_and_posts_digits(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.phones.script(LEAD, answer_after=4, digits=["1"])
     receiver.answers["/voice"] = MENU
@@ -55,7 +55,7 @@ async def test_answered_call_runs_gather_and_posts_digits(
 
 
 async def test_gather_without_input_falls_through(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     receiver.answers["/voice"] = MENU
     await client.calls.create_async(to=LEAD, from_=OUR_NUMBER, url=receiver.url("/voice"))
@@ -65,7 +65,7 @@ async def test_gather_without_input_falls_through(
 
 
 async def test_busy_no_answer_and_unreachable(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.phones.script("+15551230021", busy=True)
     sandbox.phones.script("+15551230022", answer=False)
@@ -84,7 +84,7 @@ async def test_busy_no_answer_and_unreachable(
 
 
 async def test_async_amd_reports_voicemail(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.phones.script(LEAD, voicemail=True, amd_after=9)
     receiver.answers["/voice"] = '<Response><Pause length="20"/><Say>Message</Say></Response>'
@@ -104,7 +104,7 @@ async def test_async_amd_reports_voicemail(
 
 
 async def test_sync_amd_passes_answered_by_to_the_url(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     await client.calls.create_async(
         to=LEAD, from_=OUR_NUMBER, url=receiver.url("/voice"), machine_detection="Enable"
@@ -114,7 +114,7 @@ async def test_sync_amd_passes_answered_by_to_the_url(
 
 
 async def test_update_redirects_then_completes(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     receiver.answers["/voice"] = '<Response><Pause length="600"/></Response>'
     receiver.answers["/other"] = '<Response><Pause length="600"/></Response>'
@@ -129,7 +129,9 @@ async def test_update_redirects_then_completes(
     assert sandbox.calls.get(call.sid).status == "completed"
 
 
-async def test_cancel_a_ringing_call(client: Client, sandbox: Sandbox, receiver: Receiver) -> None:
+async def test_cancel_a_ringing_call(
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
+) -> None:
     sandbox.phones.script(LEAD, answer_after=30)
     call = await client.calls.create_async(
         to=LEAD,
@@ -146,7 +148,7 @@ async def test_cancel_a_ringing_call(client: Client, sandbox: Sandbox, receiver:
 
 
 async def test_dial_with_whisper_connects_when_rep_presses_1(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.phones.script(LEAD, hangup_after=120)
     sandbox.phones.script(REP, answer_after=5, digits=["1"])
@@ -173,7 +175,7 @@ async def test_dial_with_whisper_connects_when_rep_presses_1(
 
 
 async def test_dial_declined_in_whisper_reports_no_answer(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.phones.script(REP, digits=["2"])
     receiver.answers["/voice"] = (
@@ -190,7 +192,7 @@ async def test_dial_declined_in_whisper_reports_no_answer(
 
 
 async def test_inbound_call_runs_the_numbers_voice_url(
-    sandbox: Sandbox, receiver: Receiver
+    sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     receiver.answers["/voice"] = "<Response><Reject/></Response>"
     call = sandbox.place_call(LEAD, OUR_NUMBER)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from twilio.rest import Client
 
-from tests.twilio_sandbox.conftest import LEAD, OUR_NUMBER, REP, Receiver
+from tests.twilio_sandbox.conftest import LEAD, OUR_NUMBER, REP, CallbackRecorder
 from twilio_sandbox import Sandbox
 
 ROOM = "party-line-42"
 
 
 async def test_two_calls_meet_in_a_conference(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.phones.script(LEAD, answer_after=2)
     sandbox.phones.script(REP, answer_after=6, hangup_after=90)
@@ -90,7 +90,7 @@ async def test_two_calls_meet_in_a_conference(
 
 
 async def test_end_via_api_and_kick_a_participant(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     for number in (LEAD, REP):
         await client.conferences(ROOM).participants.create_async(

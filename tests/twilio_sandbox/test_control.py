@@ -13,14 +13,14 @@ from tests.twilio_sandbox.conftest import (
     AUTH_TOKEN,
     LEAD,
     OUR_NUMBER,
-    Receiver,
+    CallbackRecorder,
     make_sandbox,
 )
 from twilio_sandbox import Sandbox
 
 
 async def test_control_api_drives_the_sandbox(
-    sandbox: Sandbox, sandbox_url: str, client: Client, receiver: Receiver
+    sandbox: Sandbox, sandbox_url: str, client: Client, receiver: CallbackRecorder
 ) -> None:
     auth = (ACCOUNT_SID, AUTH_TOKEN)
     async with httpx.AsyncClient(base_url=sandbox_url, auth=auth, timeout=5) as http:
@@ -60,7 +60,7 @@ async def test_control_api_drives_the_sandbox(
         assert bad.status_code == 400
 
 
-async def test_realtime_mode_runs_without_advance(receiver: Receiver) -> None:
+async def test_realtime_mode_runs_without_advance(receiver: CallbackRecorder) -> None:
     sandbox = make_sandbox(realtime=True, speed=200.0)
     sandbox.add_number(OUR_NUMBER, sms_url=receiver.url("/sms"))
     async with serve(sandbox.app):  # the app's lifespan starts the real-time driver

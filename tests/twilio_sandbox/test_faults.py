@@ -10,22 +10,30 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
 from gateway.twilio_client import build_twilio_client
-from tests.twilio_sandbox.conftest import ACCOUNT_SID, AUTH_TOKEN, LEAD, OUR_NUMBER, Receiver
+from tests.twilio_sandbox.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    LEAD,
+    OUR_NUMBER,
+    CallbackRecorder,
+)
 from twilio_sandbox import CallbackFault, RestFault, Sandbox
 
 
-async def _send(client: Client, receiver: Receiver) -> str:
+async def _send(client: Client, receiver: CallbackRecorder) -> str:
     msg = await client.messages.create_async(
         to=LEAD, from_=OUR_NUMBER, body="x", status_callback=receiver.url("/status")
     )
     return str(msg.sid)
 
 
-def _statuses(receiver: Receiver) -> list[str]:
+def _statuses(receiver: CallbackRecorder) -> list[str]:
     return [h.params["MessageStatus"] for h in receiver.at("/status")]
 
 
-async def test_duplicate_callback(client: Client, sandbox: Sandbox, receiver: Receiver) -> None:
+async def test_duplicate_callback(
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
+) -> None:
     sandbox.faults.add_callback(
         CallbackFault("duplicate", kind="sms.status", params={"MessageStatus": "delivered"})
     )
@@ -35,14 +43,16 @@ async def test_duplicate_callback(client: Client, sandbox: Sandbox, receiver: Re
     assert [e.fault for e in sandbox.record.callbacks("sms.status")] == [None, None, "duplicate"]
 
 
-async def test_out_of_order_callbacks(client: Client, sandbox: Sandbox, receiver: Receiver) -> None:
+async def test_out_of_order_callbacks(
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
+) -> None:
     sandbox.faults.add_callback(CallbackFault("reorder", params={"MessageStatus": "sent"}))
     await _send(client, receiver)
     await sandbox.settle()
     assert _statuses(receiver) == ["delivered", "sent"]
 
 
-async def test_late_callback(client: Client, sandbox: Sandbox, receiver: Receiver) -> None:
+async def test_late_callback(client: Client, sandbox: Sandbox, receiver: CallbackRecorder) -> None:
     sandbox.faults.add_callback(CallbackFault("delay", params={"MessageStatus": "sent"}, delay=120))
     await _send(client, receiver)
     await sandbox.advance(60)
@@ -51,7 +61,9 @@ async def test_late_callback(client: Client, sandbox: Sandbox, receiver: Receive
     assert _statuses(receiver) == ["delivered", "sent"]
 
 
-async def test_dropped_callback(client: Client, sandbox: Sandbox, receiver: Receiver) -> None:
+async def test_dropped_callback(
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
+) -> None:
     sandbox.faults.add_callback(CallbackFault("drop", params={"MessageStatus": "delivered"}))
     await _send(client, receiver)
     await sandbox.settle()
@@ -61,7 +73,7 @@ async def test_dropped_callback(client: Client, sandbox: Sandbox, receiver: Rece
 
 
 async def test_rest_500_for_n_requests(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.faults.add_rest(RestFault("error500", kind="messages.create", times=2))
     for _ in range(2):
@@ -73,7 +85,7 @@ async def test_rest_500_for_n_requests(
 
 
 async def test_rest_429_until_a_virtual_time(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.faults.add_rest(RestFault("rate_limit", times=None, until=sandbox.clock.seconds + 30))
     with pytest.raises(TwilioRestException) as raised:

@@ -17,7 +17,7 @@ from tests.twilio_sandbox.conftest import (
     AUTH_TOKEN,
     LEAD,
     OUR_NUMBER,
-    Receiver,
+    CallbackRecorder,
     make_sandbox,
 )
 from twilio_sandbox import Reply, Sandbox
@@ -68,7 +68,7 @@ def test_the_replies_are_twilios_documented_defaults() -> None:
 
 
 async def test_stop_is_answered_by_twilio_and_still_reaches_the_webhook(
-    client: Client, sandbox: Sandbox, control: httpx.AsyncClient, receiver: Receiver
+    client: Client, sandbox: Sandbox, control: httpx.AsyncClient, receiver: CallbackRecorder
 ) -> None:
     await _text(control, "Stop")
     assert await _screen(control) == [
@@ -95,7 +95,7 @@ async def test_stop_is_answered_by_twilio_and_still_reaches_the_webhook(
 
 
 async def test_start_and_help_are_answered_and_start_resubscribes(
-    client: Client, control: httpx.AsyncClient, receiver: Receiver
+    client: Client, control: httpx.AsyncClient, receiver: CallbackRecorder
 ) -> None:
     await _text(control, "STOP")
     await _text(control, " unstop ")
@@ -132,7 +132,7 @@ async def test_every_default_keyword_gets_its_reply(
     "body", ["stop please", "please stop", "STOP!", "yes, tomorrow", "help me"]
 )
 async def test_only_the_whole_body_is_a_keyword(
-    control: httpx.AsyncClient, receiver: Receiver, body: str
+    control: httpx.AsyncClient, receiver: CallbackRecorder, body: str
 ) -> None:
     await _text(control, body)
     assert await _screen(control) == [("inbound", body, "received")]
@@ -142,7 +142,7 @@ async def test_only_the_whole_body_is_a_keyword(
 
 
 async def test_twilios_reply_does_not_use_up_the_phones_scripted_replies(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     # The phone answers the gateway's texts; Twilio's HELP answer is not one of them.
     sandbox.phones.script(LEAD, replies=[Reply("HELP", after=1), Reply("thanks", after=1)])
@@ -159,7 +159,9 @@ async def test_twilios_reply_does_not_use_up_the_phones_scripted_replies(
     ]
 
 
-async def test_replies_switched_off_for_the_sandbox_or_one_number(receiver: Receiver) -> None:
+async def test_replies_switched_off_for_the_sandbox_or_one_number(
+    receiver: CallbackRecorder,
+) -> None:
     other = "+15005550007"
     sandbox = make_sandbox(keyword_replies=False)
     sandbox.add_number(OUR_NUMBER, sms_url=receiver.url("/sms"))
@@ -190,7 +192,7 @@ async def test_replies_switched_off_for_the_sandbox_or_one_number(receiver: Rece
 
 
 async def test_default_handling_off_keeps_no_stop_list_and_sends_no_reply(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.set_opt_out_handling(OUR_NUMBER, keyword_replies=False, stop_filtering=False)
     sandbox.send_sms(LEAD, OUR_NUMBER, "STOP")
@@ -206,7 +208,9 @@ async def test_default_handling_off_keeps_no_stop_list_and_sends_no_reply(
     assert (await client.messages(sent.sid).fetch_async()).status == "delivered"
 
 
-async def test_advanced_opt_out_adds_opt_out_type_and_still_answers(receiver: Receiver) -> None:
+async def test_advanced_opt_out_adds_opt_out_type_and_still_answers(
+    receiver: CallbackRecorder,
+) -> None:
     sandbox = make_sandbox(advanced_opt_out=True)
     sandbox.add_number(OUR_NUMBER, sms_url=receiver.url("/sms"))
     try:
@@ -220,7 +224,7 @@ async def test_advanced_opt_out_adds_opt_out_type_and_still_answers(receiver: Re
         await sandbox.aclose()
 
 
-async def test_control_api_sets_a_numbers_keyword_replies(receiver: Receiver) -> None:
+async def test_control_api_sets_a_numbers_keyword_replies(receiver: CallbackRecorder) -> None:
     sandbox = make_sandbox()
     async with (
         serve(sandbox.app) as url,

@@ -10,12 +10,18 @@ from twilio.rest import Client
 
 from gateway.twilio_client import build_twilio_client
 from tests.support.servers import serve
-from tests.twilio_sandbox.conftest import ACCOUNT_SID, LEAD, OUR_NUMBER, Receiver, make_sandbox
+from tests.twilio_sandbox.conftest import (
+    ACCOUNT_SID,
+    LEAD,
+    OUR_NUMBER,
+    CallbackRecorder,
+    make_sandbox,
+)
 from twilio_sandbox import Reply, Sandbox
 
 
 async def test_sms_is_delivered_with_signed_status_callbacks(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     msg = await client.messages.create_async(
         to=LEAD,
@@ -46,7 +52,7 @@ async def test_sms_is_delivered_with_signed_status_callbacks(
 
 
 async def test_landline_and_unreachable_are_undelivered(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.phones.script("+15551230011", line_type="landline")
     sandbox.phones.script("+15551230012", unreachable=True)
@@ -78,7 +84,7 @@ async def test_list_filters_by_to_and_date_sent(client: Client, sandbox: Sandbox
 
 
 async def test_reply_and_stop_reach_the_sms_webhook_and_opt_out(
-    client: Client, sandbox: Sandbox, receiver: Receiver
+    client: Client, sandbox: Sandbox, receiver: CallbackRecorder
 ) -> None:
     sandbox.phones.script(LEAD, replies=[Reply("YES", after=10), Reply("STOP", after=3)])
     await client.messages.create_async(to=LEAD, from_=OUR_NUMBER, body="Still looking?")
@@ -105,7 +111,7 @@ async def test_reply_and_stop_reach_the_sms_webhook_and_opt_out(
     await client.messages.create_async(to=LEAD, from_=OUR_NUMBER, body="welcome back")
 
 
-async def test_advanced_opt_out_and_twiml_reply(receiver: Receiver) -> None:
+async def test_advanced_opt_out_and_twiml_reply(receiver: CallbackRecorder) -> None:
     sandbox = make_sandbox(advanced_opt_out=True)
     sandbox.add_number(OUR_NUMBER, sms_url=receiver.url("/sms"))
     receiver.answers["/sms"] = "<Response><Message>You are unsubscribed.</Message></Response>"
@@ -140,7 +146,9 @@ async def test_invalid_to_is_rejected(client: Client, to: str, code: int) -> Non
     assert raised.value.code == code and raised.value.status == 400
 
 
-async def test_landline_rejected_at_create_when_checking_line_type(receiver: Receiver) -> None:
+async def test_landline_rejected_at_create_when_checking_line_type(
+    receiver: CallbackRecorder,
+) -> None:
     sandbox = make_sandbox(check_line_type=True)
     sandbox.add_number(OUR_NUMBER)
     sandbox.phones.script("+15551230011", line_type="landline")
@@ -168,7 +176,7 @@ async def test_bad_credentials_and_unknown_sid(sandbox_url: str, client: Client)
     assert missing.value.code == 20404 and missing.value.status == 404
 
 
-async def test_rate_limit_answers_20429(receiver: Receiver) -> None:
+async def test_rate_limit_answers_20429(receiver: CallbackRecorder) -> None:
     sandbox = make_sandbox(rate_limit=3)
     sandbox.add_number(OUR_NUMBER)
     async with serve(sandbox.app) as url:

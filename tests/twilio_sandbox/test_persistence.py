@@ -19,7 +19,7 @@ from tests.twilio_sandbox.conftest import (
     AUTH_TOKEN,
     LEAD,
     OUR_NUMBER,
-    Receiver,
+    CallbackRecorder,
     make_sandbox,
 )
 from twilio_sandbox import CallbackFault, Sandbox
@@ -40,14 +40,14 @@ async def served(sandbox: Sandbox) -> AsyncIterator[Client]:
             await sandbox.aclose()
 
 
-def statuses(receiver: Receiver, sid: str) -> list[str]:
+def statuses(receiver: CallbackRecorder, sid: str) -> list[str]:
     return [
         h.params["MessageStatus"] for h in receiver.at("/status") if h.params["MessageSid"] == sid
     ]
 
 
 async def test_a_new_sandbox_on_the_same_directory_knows_every_message(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: CallbackRecorder
 ) -> None:
     first = make_sandbox(state_dir=tmp_path)
     number = first.add_number(
@@ -98,7 +98,7 @@ async def test_a_new_sandbox_on_the_same_directory_knows_every_message(
 
 
 async def test_a_status_callback_owed_at_the_crash_is_sent_after_the_restart(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: CallbackRecorder
 ) -> None:
     first = make_sandbox(state_dir=tmp_path)
     first.add_number(OUR_NUMBER, sms_url=receiver.url("/sms"))

@@ -16,8 +16,10 @@ from gateway.models import DeliveryStatus, WebhookSubscription
 from gateway.webhooks import signing
 from gateway.webhooks.addresses import AddressRefused, check_form, check_url, public
 from tests.conftest import RunWorker
+from tests.support.tenants import Tenant, new_tenant
+from tests.support.webhook_endpoint import WebhookEndpoint
 
-from .conftest import Receiver, Tenant, deliveries, new_play, new_tenant, record, settle, subscribe
+from .conftest import deliveries, new_play, record, settle, subscribe
 
 # Each names a loopback, private, link-local, reserved or multicast address.
 NON_GLOBAL = [
@@ -191,7 +193,7 @@ STORED_BAD = [  # appended to the receiver's URL (too long can't be stored: VARC
 async def test_a_stored_bad_url_is_dead_lettered_with_a_reason_not_retried(
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
     suffix: str,
 ) -> None:
@@ -223,7 +225,11 @@ async def test_a_stored_odd_ipv4_url_is_dead_lettered(
 
 @pytest.mark.parametrize("suffix", STORED_BAD)
 async def test_the_test_tool_on_a_stored_bad_url_answers_not_500(
-    client: TestClient, sessions: SessionFactory, tenant: Tenant, receiver: Receiver, suffix: str
+    client: TestClient,
+    sessions: SessionFactory,
+    tenant: Tenant,
+    receiver: WebhookEndpoint,
+    suffix: str,
 ) -> None:
     hook_id = await _stored(sessions, tenant, receiver.url + suffix)
     answered = client.post(

@@ -25,8 +25,10 @@ from gateway.models import (
 from gateway.webhooks import signing
 from tests.api.conftest import PLAYBOOK_YAML, YAML
 from tests.conftest import RunWorker
+from tests.support.tenants import Tenant
+from tests.support.webhook_endpoint import Received, WebhookEndpoint
 
-from .conftest import Received, Receiver, Tenant, deliveries, new_play, record, settle, subscribe
+from .conftest import deliveries, new_play, record, settle, subscribe
 from .readme import readme_recipe
 
 # The verification recipe of the README's "Receiving webhooks" section, run as written.
@@ -42,7 +44,7 @@ async def test_payload_field_for_field_and_signature(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
 ) -> None:
     hook = subscribe(client, tenant, receiver.url + "/hook", activities="all")
@@ -98,7 +100,7 @@ async def test_filters_by_label(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
 ) -> None:
     subscribe(client, tenant, receiver.url + "/all")
@@ -125,7 +127,7 @@ async def test_gone_disables_the_subscription(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
 ) -> None:
     hook = subscribe(client, tenant, receiver.url + "/hook")
@@ -162,7 +164,7 @@ async def test_retry_after_is_a_floor(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
 ) -> None:
     subscribe(client, tenant, receiver.url + "/hook")
@@ -182,7 +184,7 @@ async def test_rotation_signs_with_both_secrets_for_a_day(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
 ) -> None:
     hook = subscribe(client, tenant, receiver.url + "/hook")
@@ -202,7 +204,7 @@ async def test_replay_one_delivery_sends_the_same_event_id(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
     other_tenant: Tenant,
 ) -> None:
@@ -223,7 +225,7 @@ async def test_replay_one_delivery_sends_the_same_event_id(
 
 
 async def test_the_test_tool(
-    client: TestClient, tenant: Tenant, receiver: Receiver, sessions: SessionFactory
+    client: TestClient, tenant: Tenant, receiver: WebhookEndpoint, sessions: SessionFactory
 ) -> None:
     client.put("/v1/playbooks/hello", content=PLAYBOOK_YAML, headers={**tenant.headers, **YAML})
     hook = subscribe(client, tenant, receiver.url + "/hook")
@@ -259,7 +261,7 @@ async def test_opt_out_status_changes_are_activities(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
     channel: Channel,
 ) -> None:
@@ -295,7 +297,7 @@ async def test_opt_out_through_the_api_is_delivered(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
 ) -> None:
     subscribe(client, tenant, receiver.url + "/hook", activities=["opted_out"])

@@ -23,8 +23,10 @@ from gateway.db import SessionFactory
 from gateway.models import DeliveryStatus
 from gateway.webhooks import addresses, sending
 from tests.conftest import RunWorker
+from tests.support.tenants import Tenant
+from tests.support.webhook_endpoint import WebhookEndpoint
 
-from .conftest import Receiver, Tenant, deliveries, new_play, record, settle, subscribe
+from .conftest import deliveries, new_play, record, settle, subscribe
 
 NAME = "hooks.rebind.test"  # resolvable only through the test's resolver
 
@@ -63,7 +65,7 @@ async def test_a_delivery_connects_to_the_checked_address_after_one_lookup(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
     dns: Dns,
 ) -> None:
@@ -82,7 +84,7 @@ async def test_a_delivery_connects_to_the_checked_address_after_one_lookup(
 
 
 async def test_the_test_tool_connects_to_the_checked_address_after_one_lookup(
-    client: TestClient, tenant: Tenant, receiver: Receiver, dns: Dns
+    client: TestClient, tenant: Tenant, receiver: WebhookEndpoint, dns: Dns
 ) -> None:
     port = receiver.url.rsplit(":", 1)[1]
     dns.answers[NAME] = [["127.0.0.1"]]
@@ -98,7 +100,7 @@ async def test_the_test_tool_connects_to_the_checked_address_after_one_lookup(
     assert got.headers["host"] == f"{NAME}:{port}"
 
 
-async def test_the_client_never_connects_to_an_unchecked_host(receiver: Receiver) -> None:
+async def test_the_client_never_connects_to_an_unchecked_host(receiver: WebhookEndpoint) -> None:
     async with sending.new_client() as clients:
         assert clients.for_policy(True) is not clients.for_policy(False)  # pools by policy
         for allow_private in (True, False):
@@ -108,7 +110,7 @@ async def test_the_client_never_connects_to_an_unchecked_host(receiver: Receiver
 
 
 @pytest.fixture
-def tls_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
+def tls_receiver(tmp_path: Path) -> Iterator[tuple[WebhookEndpoint, Path]]:
     """A receiver on 127.0.0.1 serving https with a self-signed certificate for NAME only."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
@@ -117,7 +119,7 @@ def tls_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
          "-addext", f"subjectAltName=DNS:{NAME}"],
         check=True, capture_output=True,
     )  # fmt: skip
-    found = Receiver()
+    found = WebhookEndpoint()
     app = Starlette(routes=[Route("/{path:path}", found.handle, methods=["POST"])])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -141,7 +143,7 @@ def tls_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
 
 
 async def test_tls_verifies_the_urls_name_not_the_address(
-    tls_receiver: tuple[Receiver, Path], dns: Dns
+    tls_receiver: tuple[WebhookEndpoint, Path], dns: Dns
 ) -> None:
     receiver, cert = tls_receiver
     port = receiver.url.rsplit(":", 1)[1]

@@ -16,8 +16,10 @@ from gateway.clock import set_clock
 from gateway.db import SessionFactory
 from gateway.models import DeliveryStatus, WebhookSubscription
 from tests.conftest import RunWorker
+from tests.support.tenants import Tenant
+from tests.support.webhook_endpoint import WebhookEndpoint
 
-from .conftest import Receiver, Tenant, deliveries, new_play, record, subscribe
+from .conftest import deliveries, new_play, record, subscribe
 
 
 async def until(condition: Callable[[], bool], seconds: float) -> None:
@@ -50,7 +52,7 @@ async def test_receiver_down_then_back_gets_everything_in_order(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -90,7 +92,7 @@ async def test_500_forever_is_dead_lettered_after_the_schedule_and_the_breaker_r
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
     monkeypatch: pytest.MonkeyPatch,
     clock: FakeClock,
@@ -156,7 +158,7 @@ async def test_slow_endpoint_does_not_delay_another_subscription(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     background_worker: object,
 ) -> None:
     # Every /slow request is held open until the fast subscription has everything: were fast

@@ -23,8 +23,10 @@ from gateway.models import DeliveryStatus, WebhookSubscription
 from gateway.webhooks import signing
 from tests.api.conftest import PLAYBOOK_YAML, YAML
 from tests.conftest import RunWorker
+from tests.support.tenants import Tenant
+from tests.support.webhook_endpoint import Received, WebhookEndpoint
 
-from .conftest import LEAD_IN, Received, Receiver, Tenant, deliveries, new_play, record, settle
+from .conftest import LEAD_IN, deliveries, new_play, record, settle
 from .conftest import subscribe as subscribe_url
 from .readme import readme_recipe
 
@@ -45,7 +47,7 @@ class Holder:
     """A customer's endpoint: verifies every request with the library and the secret it holds
     right now, answers 400 when that fails (as a real receiver would), and keeps the outcome."""
 
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: WebhookEndpoint) -> None:
         self.secret = ""
         self.outcomes: list[tuple[str, bool]] = []  # (secret held, verified)
         receiver.answer = self.answer
@@ -64,7 +66,7 @@ def library_verifies(secret: str, got: Received) -> bool:
     return True
 
 
-def subscribe(client: TestClient, tenant: Tenant, receiver: Receiver) -> dict[str, Any]:
+def subscribe(client: TestClient, tenant: Tenant, receiver: WebhookEndpoint) -> dict[str, Any]:
     return subscribe_url(client, tenant, receiver.url + "/hook")
 
 
@@ -118,7 +120,7 @@ async def test_deliveries_verify_with_the_library_on_retry_and_replay(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
     clock: StartedClock,
     monkeypatch: pytest.MonkeyPatch,
@@ -166,7 +168,7 @@ async def test_rotation_overlap_both_secrets_verify(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
 ) -> None:
     hook = subscribe(client, tenant, receiver)
@@ -209,7 +211,7 @@ async def test_secrets_issued_before_standard_signing_keep_working(
     *,
     sessions: SessionFactory,
     tenant: Tenant,
-    receiver: Receiver,
+    receiver: WebhookEndpoint,
     run_worker: RunWorker,
 ) -> None:
     hook = subscribe(client, tenant, receiver)
@@ -242,7 +244,7 @@ async def test_secrets_issued_before_standard_signing_keep_working(
 
 
 async def test_the_test_tool_signs_the_standard_way(
-    client: TestClient, tenant: Tenant, receiver: Receiver
+    client: TestClient, tenant: Tenant, receiver: WebhookEndpoint
 ) -> None:
     client.put("/v1/playbooks/hello", content=PLAYBOOK_YAML, headers={**tenant.headers, **YAML})
     hook = subscribe(client, tenant, receiver)

@@ -12,8 +12,10 @@ from gateway.app import create_app
 from gateway.db import SessionFactory
 from gateway.settings import Settings
 from tests.api.conftest import PLAYBOOK_YAML, YAML
+from tests.support.tenants import Tenant, new_tenant
+from tests.support.webhook_endpoint import WebhookEndpoint
 
-from .conftest import Receiver, Tenant, new_tenant, subscribe
+from .conftest import subscribe
 
 HOOK = "https://crm.example.com/hooks"
 
@@ -175,7 +177,7 @@ async def test_https_required_in_production(
     settings: Settings, sessions: SessionFactory, engine: Any
 ) -> None:
     settings.environment = "production"
-    tenant = await new_tenant(sessions, "Prod")
+    tenant = await new_tenant(sessions, "Prod", private=True)
     with TestClient(create_app(settings)) as client:
         plain = client.post(
             "/v1/webhooks", headers=tenant.headers, json={"url": "http://127.0.0.1:9/h"}
@@ -189,7 +191,7 @@ async def test_https_required_in_production(
 
 
 async def test_tenant_isolation_on_every_route(
-    client: TestClient, tenant: Tenant, other_tenant: Tenant, receiver: Receiver
+    client: TestClient, tenant: Tenant, other_tenant: Tenant, receiver: WebhookEndpoint
 ) -> None:
     mine = subscribe(client, tenant, receiver.url + "/a")
     path = f"/v1/webhooks/{mine['id']}"

@@ -9,7 +9,6 @@ runs in a process of its own (`receiver_process.py`), as a customer's would.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,8 +29,10 @@ from gateway.engine.records import record_activity
 from gateway.models import Activity, ActivityType, DeliveryStatus
 from gateway.settings import Settings
 from tests.conftest import RunWorker
+from tests.support.ports import free_port
+from tests.support.tenants import Tenant
 
-from .conftest import Tenant, deliveries, new_play, settle, subscribe
+from .conftest import deliveries, new_play, settle, subscribe
 from .receiver_process import fails_first_try
 
 VOLUME = int(os.environ.get("WEBHOOKS_VOLUME", "1000"))
@@ -45,9 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     """The receiver process on a free 127.0.0.1 port; its URL once it answers."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["--port", str(port), "--fail-first-of-every", str(FAIL_EVERY)]
     process = subprocess.Popen(
