@@ -42,7 +42,9 @@ __all__ = [
     "applicable_states",
     "area_code_state",
     "candidate_zones",
+    "counts_contacts",
     "decide",
+    "uses_last_inbound",
 ]
 
 Channel = Literal["sms", "call", "email"]
@@ -248,6 +250,23 @@ def frequency_rule(request: GateRequest, at: datetime) -> Verdict:
     if decision.allowed:
         return PASS
     return Verdict("defer", FREQUENCY_CAP, until=decision.next_allowed_at, detail=decision.reason)
+
+
+def uses_last_inbound(channel: Channel, purpose: Purpose) -> bool:
+    """Whether the lead's last message can change the decision (so a caller need not look it
+    up otherwise): only a reply's text or call weighs it, for the grace and for the cap; email,
+    confirmations and staff notices are decided before, an initiated contact never asks."""
+    return channel != "email" and purpose == "reply"
+
+
+def counts_contacts(
+    channel: Channel, purpose: Purpose, phone: str, state: str | None, postal_code: str | None
+) -> bool:
+    """Whether the contacts of the last 24 hours can change the decision: a text or call that
+    may count toward a cap, to a lead in a state that has one."""
+    if channel == "email" or purpose not in ("initiated", "reply"):
+        return False
+    return bool(frequency.caps_for(applicable_states(phone, state, postal_code)))
 
 
 # Order matters: final allows (confirmation) come before blocks (opt-out), and

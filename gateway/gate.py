@@ -1,6 +1,9 @@
-"""The gate as the gateway runs it: the account's settings, the ledger's opt-out status and the
-lead's consent evidence fed into `compliance.gate.decide`, at the moment a text, call or email
-is about to leave.
+"""The gate as the gateway runs it: at the moment a text, call or email is about to leave,
+`decide` gathers every fact `compliance.gate.decide` weighs (the account's settings, the
+ledger's opt-out status, the lead's consent evidence and where the lead is, the contacts that
+count toward a cap, the lead's last message, an email address's unsubscribe) and returns the
+decision. Callers name the contact, never its facts: what the gate knows is decided here once,
+so a route's early answer and the job's answer at send time are the same rules on the same facts.
 
 The gate only decides; what a decision does to the play it belongs to (a block ends it, a
 deferral is logged) is the engine's: `gateway.engine.lifecycle.on_gate_decision`.
@@ -9,7 +12,6 @@ deferral is logged) is the engine's: `gateway.engine.lifecycle.on_gate_decision`
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
@@ -17,20 +19,24 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance import consent
-from compliance.gate import Channel, GateDecision, GateRequest, Purpose, decide
+from compliance import gate as rules
+from compliance.gate import Channel, GateDecision, GateRequest, Purpose
+from gateway import playbook_versions
 from gateway.account_settings import ComplianceSettings, compliance_settings
 from gateway.clock import now
 from gateway.models import (
     Account,
     Consent,
+    Direction,
     Lead,
     Message,
     PartyLineRecord,
     Play,
+    Rep,
     SourceRule,
 )
 from gateway.models import Purpose as MessagePurpose
-from gateway.optouts import is_opted_out
+from gateway.optouts import email_unsubscribed, is_opted_out
 
 logger = logging.getLogger(__name__)
 
@@ -39,53 +45,119 @@ logger = logging.getLogger(__name__)
 SOURCE_RULE_SETTING = "max_consent_age_days"
 
 
-async def check(
+async def decide(
     session: AsyncSession,
     account: Account,
+    phone: str,
     *,
     channel: Channel,
     purpose: Purpose,
-    phone: str,
+    lead: Lead | None = None,
+    play: Play | str | None = None,
+    email_to: str | None = None,
+    rep: Rep | None = None,
     at: datetime | None = None,
-    state: str | None = None,
-    postal_code: str | None = None,
-    initiated_contacts_last_24h: Sequence[datetime] = (),
-    last_inbound_at: datetime | None = None,
-    email_continues_after_opt_out: bool = False,
-    email_unsubscribed: bool = False,
-    play_id: str | None = None,
 ) -> GateDecision:
-    """Allow, defer (until T) or block one contact. Call it when sending, not when scheduling:
-    an opt-out recorded a second ago must stop a message queued an hour ago.
+    """Allow, defer (until T) or block one contact of `account` with `phone`. Call it when
+    sending, not when scheduling: an opt-out recorded a second ago must stop a message queued
+    an hour ago.
 
-    `play_id`: the play the contact belongs to, whose source rule may set its own consent age.
+    `lead`: the lead row when there is one (its state and ZIP place it); `play`: the play the
+    contact belongs to (row or id: its source rule may set its own consent age, its playbook
+    whether email continues after an opt-out); `email_to`: an email's address (its unsubscribe
+    counts); `rep`: a notice to this rep (staff mail: only the rep's own email opt-out holds it
+    back). A fact the rules can't use for this contact is not looked up.
     """
+    at = at or now()
     settings = compliance_settings(account)
+    state = lead.state if lead is not None else None
+    postal_code = lead.postal_code if lead is not None else None
     consent_at: datetime | None = None
     max_age: timedelta | None = None
     if consent.applies(channel, purpose):  # spare the queries for replies, confirmations, email
         consent_at = await latest_consent(session, account.id, phone)
-        max_age = await max_consent_age(session, account.id, settings, play_id)
+        play = await _play(session, account.id, play)
+        max_age = await max_consent_age(session, account.id, settings, play)
+    contacts: list[datetime] = []
+    if rules.counts_contacts(channel, purpose, phone, state, postal_code):
+        contacts = await initiated_contacts(session, account.id, phone, at)
+    last_inbound: datetime | None = None
+    if rules.uses_last_inbound(channel, purpose):
+        last_inbound = await last_inbound_at(session, account.id, phone)
+    continues, unsubscribed = False, False
+    if channel == "email":
+        play = await _play(session, account.id, play)
+        continues, unsubscribed = await _email_facts(session, account.id, play, email_to, rep)
     request = GateRequest(
         channel=channel,
         purpose=purpose,
         phone=phone,
-        at=at or now(),
+        at=at,
         opted_out=await is_opted_out(session, account.id, phone),
-        email_continues_after_opt_out=email_continues_after_opt_out,
-        email_unsubscribed=email_unsubscribed,
+        email_continues_after_opt_out=continues,
+        email_unsubscribed=unsubscribed,
         state=state,
         postal_code=postal_code,
         fallback_tz=settings.timezone,
         window=settings.window(),
-        initiated_contacts_last_24h=initiated_contacts_last_24h,
-        last_inbound_at=last_inbound_at,
+        initiated_contacts_last_24h=contacts,
+        last_inbound_at=last_inbound,
         reply_grace_enabled=settings.reply_grace,
         consent_captured_at=consent_at,
         max_consent_age=max_age,
         require_consent=settings.require_consent,
     )
-    return decide(request)
+    return rules.decide(request)
+
+
+async def _play(session: AsyncSession, account_id: str, play: Play | str | None) -> Play | None:
+    if isinstance(play, str):
+        play = await session.get(Play, play)
+    return play if play is not None and play.account_id == account_id else None
+
+
+async def _email_facts(
+    session: AsyncSession,
+    account_id: str,
+    play: Play | None,
+    address: str | None,
+    rep: Rep | None,
+) -> tuple[bool, bool]:
+    """(email continues after the phone's opt-out, the address unsubscribed) for an email."""
+    unsubscribed = False
+    if rep is not None:
+        # A notice to a rep is about their work: a STOP from the rep's phone is about texts,
+        # and the rep may have stopped this kind of notice by its own unsubscribe link.
+        if address is not None:
+            address = address.strip().lower()
+            unsubscribed = rep.notice_emails_stopped == address or await email_unsubscribed(
+                session, account_id, address
+            )
+        return True, unsubscribed
+    if address is not None:
+        unsubscribed = await email_unsubscribed(session, account_id, address)
+    if play is None:
+        return False, unsubscribed
+    # The play's playbook version (immutable, so as it was when the email was queued).
+    playbook = await playbook_versions.load(
+        session, account_id, play.playbook_id, play.playbook_version
+    )
+    return playbook is not None and playbook.email_after_opt_out, unsubscribed
+
+
+async def last_inbound_at(session: AsyncSession, account_id: str, phone: str) -> datetime | None:
+    """When the lead last texted the account (None: never)."""
+    query = (
+        select(Message.created_at)
+        .where(
+            Message.account_id == account_id,
+            Message.lead_phone == phone,
+            Message.direction == Direction.INBOUND,
+        )
+        .order_by(col(Message.created_at).desc())
+        .limit(1)
+    )
+    return (await session.exec(query)).first()
 
 
 # Texts that went to Twilio count as contacts; queued, canceled and blocked ones never left.
@@ -144,11 +216,11 @@ async def latest_consent(session: AsyncSession, account_id: str, phone: str) -> 
 
 
 async def max_consent_age(
-    session: AsyncSession, account_id: str, settings: ComplianceSettings, play_id: str | None
+    session: AsyncSession, account_id: str, settings: ComplianceSettings, play: Play | None
 ) -> timedelta | None:
     """The limit for this contact: the play's source rule's, else the account's (None: none)."""
     days = settings.max_consent_age_days
-    rule = await _source_rule(session, account_id, play_id)
+    rule = await _source_rule(session, account_id, play)
     if rule is not None and SOURCE_RULE_SETTING in rule.settings:
         value = rule.settings[SOURCE_RULE_SETTING]
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -164,11 +236,8 @@ async def max_consent_age(
 
 
 async def _source_rule(
-    session: AsyncSession, account_id: str, play_id: str | None
+    session: AsyncSession, account_id: str, play: Play | None
 ) -> SourceRule | None:
-    if play_id is None:
-        return None
-    play = await session.get(Play, play_id)
     if play is None or play.account_id != account_id or play.source_rule_id is None:
         return None
     rule = await session.get(SourceRule, play.source_rule_id)

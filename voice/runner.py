@@ -339,18 +339,14 @@ class Runner:
             self.row.outbox = [*self.row.outbox, twiml_item(action.call_sid, document)]
 
     async def _check_gate(self) -> Event:
-        decision = await gate.check(
+        decision = await gate.decide(
             self.session,
             self.account,
+            self.lead.phone,
             channel="call",
             purpose="initiated",
-            phone=self.lead.phone,
-            state=self.lead.state,
-            postal_code=self.lead.postal_code,
-            initiated_contacts_last_24h=await gate.initiated_contacts(
-                self.session, self.row.account_id, self.lead.phone, now()
-            ),
-            play_id=self.play.id,
+            lead=self.lead,
+            play=self.play,
         )
         self.reports.append(GateNoted(decision, self.row.step_id, self.row.id))
         return GateDecided(decision.action, decision.reason, decision.until)

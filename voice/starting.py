@@ -17,15 +17,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.ids import new_id
+from gateway.lead_number import number_lead_knows
 from gateway.models import (
     Account,
     Lead,
     LeadOriginator,
-    Message,
     PartyLineRecord,
     Play,
     Rep,
-    SenderNumber,
     SourceRule,
 )
 from voice.policy import Policy
@@ -81,30 +80,10 @@ async def _source(session: AsyncSession, play: Play) -> str | None:
 
 
 async def caller_id(session: AsyncSession, account_id: str, phone: str) -> str | None:
-    """The number the lead last texted with, if still the account's; else the first number."""
-    numbers = (
-        await session.exec(
-            select(SenderNumber.number)
-            .where(SenderNumber.account_id == account_id)
-            .order_by(col(SenderNumber.id))
-        )
-    ).all()
-    if not numbers:
-        return None
-    last = (
-        await session.exec(
-            select(Message.from_number, Message.to_number)
-            .where(Message.account_id == account_id, Message.lead_phone == phone)
-            .where(col(Message.from_number).is_not(None))
-            .order_by(col(Message.created_at).desc())
-            .limit(1)
-        )
-    ).first()
-    if last is not None:
-        for number in last:
-            if number in numbers:
-                return number
-    return numbers[0]
+    """The number the lead knows (gateway/lead_number.py): a call comes from the number the
+    lead's texts came from."""
+    number = await number_lead_knows(session, account_id, phone)
+    return number.number if number is not None else None
 
 
 async def live_party_line(session: AsyncSession, account_id: str, play_id: str) -> str | None:

@@ -164,14 +164,13 @@ async def create_message(request: Request) -> JSONResponse:
             lead_id=lead.id if lead else None,
         )
         # The gate decides again when the job sends; asking now tells the caller at once.
-        decision = await gate.check(
+        decision = await gate.decide(
             session,
             account,
+            phone,
             channel="sms",
             purpose=cast(GatePurpose, str(purpose)),
-            phone=phone,
-            state=lead.state if lead else None,
-            postal_code=lead.postal_code if lead else None,
+            lead=lead,
         )
         if decision.action == "block":
             message.status, message.gate_reason = MessageStatus.BLOCKED, decision.reason

@@ -113,15 +113,14 @@ async def post_message(request: Request) -> JSONResponse:
             raise ApiError(409, "conflict", "a party line of this play is under way", "play_id")
         # The gate decides again when the job sends; asking now tells the person at once, and
         # a blocked text changes nothing.
-        decision = await gate.check(
+        decision = await gate.decide(
             session,
             account,
+            lead.phone,
             channel="sms",
             purpose=cast(GatePurpose, str(reply_purpose(play))),
-            phone=lead.phone,
-            state=lead.state,
-            postal_code=lead.postal_code,
-            play_id=play.id,
+            lead=lead,
+            play=play,
         )
         if decision.action == "block":
             return error_with(

@@ -95,20 +95,18 @@ def cmd_compliance_check(settings: Settings, args: argparse.Namespace) -> int:
                 select(Lead).where(Lead.account_id == account.id, Lead.phone == phone)
             )
         ).first()
-        # The gate's own decision, with every fact a send would give it: the ledger, consent
-        # evidence, the account's window and zone, the contacts that count toward a cap.
-        decision = await gate.check(
-            session,
-            account,
-            channel=args.channel,
-            purpose="initiated",
+        # The gate's own decision, on every fact a send would give it (the ledger, consent
+        # evidence, the account's window and zone, the contacts that count toward a cap); the
+        # lead as the gate sees it, placed by --state/--postal-code where they are given.
+        seen = Lead(
+            id=lead.id if lead else "",
+            account_id=account.id,
             phone=phone,
-            at=at,
             state=args.state or (lead.state if lead else None),
             postal_code=args.postal_code or (lead.postal_code if lead else None),
-            initiated_contacts_last_24h=await gate.initiated_contacts(
-                session, account.id, phone, at
-            ),
+        )
+        decision = await gate.decide(
+            session, account, phone, channel=args.channel, purpose="initiated", lead=seen, at=at
         )
         return decision, lead
 

@@ -29,7 +29,7 @@ from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.gate import GateDecision
-from gateway import gate, optouts, playbook_versions
+from gateway import gate
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import SessionFactory, transaction
@@ -37,8 +37,7 @@ from gateway.email import unsubscribe
 from gateway.email.outbox import SEND_JOB, send_job_id
 from gateway.email.transport import DeliveryError, Outgoing, new_message_id
 from gateway.job_results import forget_results
-from gateway.models import Account, Email, EmailStatus, Lead, Play, Rep
-from gateway.playbooks import Playbook
+from gateway.models import Account, Email, EmailStatus, Lead, Rep
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -120,21 +119,21 @@ async def prepare(
         return Prepared(f"already {email.status}")
     if email.send_after is not None and email.send_after > moment:
         return Prepared("not due")
-    if email.rep_id is not None:
-        decision = await _gate_rep_notice(session, account, email, rep, moment)
+    if email.rep_id is not None and rep is None:
+        decision = GateDecision(action="block", reason=REP_GONE, detail="the rep was deleted")
     else:
-        playbook = await _playbook(session, email)
-        decision = await gate.check(
+        # A notice to a rep is gated on the rep (staff mail, their own email opt-outs only).
+        decision = await gate.decide(
             session,
             account,
+            rep.phone if rep is not None else lead.phone,
             channel="email",
-            purpose="initiated",
-            phone=lead.phone,
+            purpose="staff" if rep is not None else "initiated",
+            lead=lead if rep is None else None,
+            play=email.play_id if rep is None else None,
+            email_to=email.to_address,
+            rep=rep,
             at=moment,
-            email_continues_after_opt_out=playbook is not None and playbook.email_after_opt_out,
-            email_unsubscribed=await optouts.email_unsubscribed(
-                session, account.id, email.to_address
-            ),
         )
     # From here on the engine hears the decision, whatever the email becomes: a block ends the
     # email's play (the engine decides how), a deferral is logged on it.
@@ -237,30 +236,6 @@ async def _rep(session: AsyncSession, email: Email) -> Rep | None:
     return rep if rep is not None and rep.account_id == email.account_id else None
 
 
-async def _gate_rep_notice(
-    session: AsyncSession, account: Account, email: Email, rep: Rep | None, moment: datetime
-) -> GateDecision:
-    """The gate for a notice to a rep: staff mail, held back only by the rep's own email
-    opt-out (the ledger's, or this kind of notice's unsubscribe link); a STOP from the rep's
-    phone is about texts, and the lead's status is not the rep's."""
-    if rep is None:
-        return GateDecision(action="block", reason=REP_GONE, detail="the rep was deleted")
-    address = email.to_address.strip().lower()
-    stopped = rep.notice_emails_stopped == address or await optouts.email_unsubscribed(
-        session, account.id, address
-    )
-    return await gate.check(
-        session,
-        account,
-        channel="email",
-        purpose="staff",
-        phone=rep.phone,
-        at=moment,
-        email_continues_after_opt_out=True,
-        email_unsubscribed=stopped,
-    )
-
-
 async def record_failure(session: AsyncSession, email_id: str, exc: DeliveryError) -> Failure:
     """A transient error waits for the next try on the schedule; a permanent one (or the last
     try) fails the email (then the job tells the engine, whose playbook `on_failure` decides
@@ -279,22 +254,6 @@ async def record_failure(session: AsyncSession, email_id: str, exc: DeliveryErro
         email.status = EmailStatus.FAILED
     session.add(email)
     return Failure(email, retry_at)
-
-
-async def _playbook(session: AsyncSession, email: Email) -> Playbook | None:
-    """The playbook version of the email's play (immutable, so as it was when queued)."""
-    if email.play_id is None:
-        return None
-    found = (
-        await session.exec(
-            select(Play.playbook_id, Play.playbook_version).where(
-                Play.id == email.play_id, Play.account_id == email.account_id
-            )
-        )
-    ).first()
-    if found is None:
-        return None
-    return await playbook_versions.load(session, email.account_id, found[0], found[1])
 
 
 async def sweep(ctx: dict[str, Any]) -> int:

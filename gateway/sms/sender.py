@@ -6,7 +6,6 @@ request to Twilio; and the records the job writes around that request.
 from __future__ import annotations
 
 import logging
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -24,6 +23,7 @@ from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import SessionFactory
+from gateway.lead_number import number_lead_knows
 from gateway.models import (
     Account,
     Direction,
@@ -123,20 +123,15 @@ async def prepare(sc: SendContext, session: AsyncSession, message_id: str) -> Pr
     if lead is not None and lead.phone_status != PhoneStatus.OK:
         await _finish(session, message, MessageStatus.FAILED, f"phone is {lead.phone_status}")
         return Prepared("phone flagged", failed=message)
-    decision = await gate.check(
+    decision = await gate.decide(
         session,
         account,
+        message.lead_phone,
         channel="sms",
         purpose=cast(GatePurpose, str(message.purpose)),
-        phone=message.lead_phone,
+        lead=lead,
+        play=message.play_id,
         at=moment,
-        state=lead.state if lead else None,
-        postal_code=lead.postal_code if lead else None,
-        initiated_contacts_last_24h=await gate.initiated_contacts(
-            session, message.account_id, message.lead_phone, moment
-        ),
-        last_inbound_at=await _last_inbound(session, message),
-        play_id=message.play_id,
     )
     noted = GateNoted(
         decision,
@@ -291,52 +286,13 @@ async def _earlier_pending(
     return min(moment if at is None or at <= moment else at for at in ahead)
 
 
-async def _last_inbound(session: AsyncSession, message: Message) -> datetime | None:
-    query = (
-        select(Message.created_at)
-        .where(
-            Message.account_id == message.account_id,
-            Message.lead_phone == message.lead_phone,
-            Message.direction == Direction.INBOUND,
-        )
-        .order_by(col(Message.created_at).desc())
-        .limit(1)
-    )
-    return (await session.exec(query)).first()
-
-
 async def _choose_sender(session: AsyncSession, message: Message) -> SenderNumber | None:
-    """The number the lead last talked with, if the account still has it; else a stable pick."""
-    numbers = list(
-        (
-            await session.exec(
-                select(SenderNumber)
-                .where(SenderNumber.account_id == message.account_id)
-                .order_by(col(SenderNumber.id))
-            )
-        ).all()
+    """The number the lead knows (gateway/lead_number.py), passing over a number Twilio
+    refused lately while another works (sender_status.py)."""
+    return await number_lead_knows(
+        session,
+        message.account_id,
+        message.lead_phone,
+        usable=lambda n: n.status == SenderStatus.OK,
+        excluding_message=message.id,
     )
-    if not numbers:
-        return None
-    # A number Twilio refused lately is passed over while another works (sender_status.py).
-    numbers = [n for n in numbers if n.status == SenderStatus.OK] or numbers
-    by_number = {n.number: n for n in numbers}
-    last = (
-        await session.exec(
-            select(Message.direction, Message.from_number, Message.to_number)
-            .where(
-                Message.account_id == message.account_id,
-                Message.lead_phone == message.lead_phone,
-                col(Message.id) != message.id,
-                col(Message.from_number).is_not(None),
-            )
-            .order_by(col(Message.created_at).desc())
-            .limit(1)
-        )
-    ).first()
-    if last is not None:
-        direction, from_number, to_number = last
-        ours = to_number if direction == Direction.INBOUND else from_number
-        if ours in by_number:
-            return by_number[ours]
-    return numbers[zlib.crc32(message.lead_phone.encode()) % len(numbers)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from starlette.testclient import TestClient
 
@@ -10,6 +11,7 @@ from gateway import accounts, gate
 from gateway.db import SessionFactory, transaction
 from gateway.models import Account
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PHONE = "+14155550123"  # San Francisco: America/Los_Angeles
 NOON_PACIFIC = datetime(2026, 11, 18, 20, 0, tzinfo=UTC)  # Wednesday 12:00 PST
 NIGHT_PACIFIC = datetime(2026, 11, 19, 6, 0, tzinfo=UTC)  # Wednesday 22:00 PST
@@ -22,18 +24,45 @@ async def _account(sessions: SessionFactory, account_id: str) -> Account:
     return account
 
 
+def _drip_play(client: TestClient, secret: str) -> str:
+    """A play for PHONE of the example drip, whose playbook says `email_after_opt_out: true`."""
+    headers = {"Authorization": secret}
+    for name in ("insurance-xdate", "insurance-quote-drip"):
+        text = (EXAMPLES / f"{name}.yaml").read_text()
+        text = text.replace("email_after_opt_out: false", "email_after_opt_out: true")
+        put = client.put(
+            f"/v1/playbooks/{name}",
+            content=text,
+            headers={**headers, "Content-Type": "application/yaml"},
+        )
+        assert put.status_code == 201, put.text
+    created = client.post(
+        "/v1/plays",
+        headers=headers,
+        json={
+            "playbook_id": "insurance-quote-drip",
+            "lead": {"phone": PHONE, "first_name": "Ann", "email": "ann@example.com"},
+            "settings": {"partner_name": "Acme Insurance", "agency_phone": "(415) 555-0100"},
+        },
+    )
+    assert created.status_code == 201, created.text
+    play_id: str = created.json()["id"]
+    return play_id
+
+
 async def test_api_opt_out_blocks_next_sms_and_call(
     client: TestClient, issued_key: accounts.IssuedKey, sessions: SessionFactory
 ) -> None:
     account = await _account(sessions, issued_key.key.account_id)
     async with sessions() as session:
-        before = await gate.check(
-            session, account, channel="sms", purpose="initiated", phone=PHONE, at=NOON_PACIFIC
+        before = await gate.decide(
+            session, account, PHONE, channel="sms", purpose="initiated", at=NOON_PACIFIC
         )
     assert before.action == "allow"
     assert before.zones == ("America/Los_Angeles",)
     assert before.validity_period == 8 * 3600  # until 20:00 local
 
+    play_id = _drip_play(client, issued_key.secret)
     response = client.post(
         "/v1/opt-outs", headers={"Authorization": issued_key.secret}, json={"phone": PHONE}
     )
@@ -42,26 +71,27 @@ async def test_api_opt_out_blocks_next_sms_and_call(
     async with sessions() as session:
         for channel in ("sms", "call"):
             for purpose in ("initiated", "reply"):
-                decision = await gate.check(
-                    session, account, channel=channel, purpose=purpose, phone=PHONE, at=NOON_PACIFIC
+                decision = await gate.decide(
+                    session, account, PHONE, channel=channel, purpose=purpose, at=NOON_PACIFIC
                 )
                 assert (decision.action, decision.reason) == ("block", "opted_out")
-        email = await gate.check(
-            session, account, channel="email", purpose="initiated", phone=PHONE, at=NOON_PACIFIC
+        email = await gate.decide(
+            session, account, PHONE, channel="email", purpose="initiated", at=NOON_PACIFIC
         )
         assert email.action == "block"
-        email_continues = await gate.check(
+        # A play whose playbook keeps emailing after a STOP.
+        email_continues = await gate.decide(
             session,
             account,
+            PHONE,
             channel="email",
             purpose="initiated",
-            phone=PHONE,
+            play=play_id,
             at=NOON_PACIFIC,
-            email_continues_after_opt_out=True,
         )
         assert email_continues.action == "allow"
-        confirmation = await gate.check(
-            session, account, channel="sms", purpose="confirmation", phone=PHONE, at=NIGHT_PACIFIC
+        confirmation = await gate.decide(
+            session, account, PHONE, channel="sms", purpose="confirmation", at=NIGHT_PACIFIC
         )
         assert confirmation.action == "allow"
 
@@ -76,8 +106,8 @@ async def test_quiet_hours_defer_to_account_window(
         session.add(account)
     account = await _account(sessions, issued_key.key.account_id)
     async with sessions() as session:
-        night = await gate.check(
-            session, account, channel="call", purpose="initiated", phone=PHONE, at=NIGHT_PACIFIC
+        night = await gate.decide(
+            session, account, PHONE, channel="call", purpose="initiated", at=NIGHT_PACIFIC
         )
     assert night.action == "defer" and night.reason == "quiet_hours"
     assert night.until == datetime(2026, 11, 19, 18, 0, tzinfo=UTC)  # 10:00 PST Thursday

@@ -133,11 +133,11 @@ async def test_calls_are_blocked_and_email_is_not(stack: Stack) -> None:
     async with stack.sessions() as session:
         account = await session.get(Account, stack.account_id)
         assert account is not None
-        call = await gate.check(
-            session, account, channel="call", purpose="initiated", phone=LEAD, play_id=play_id
+        call = await gate.decide(
+            session, account, LEAD, channel="call", purpose="initiated", play=play_id
         )
-        email = await gate.check(
-            session, account, channel="email", purpose="initiated", phone=LEAD, play_id=play_id
+        email = await gate.decide(
+            session, account, LEAD, channel="email", purpose="initiated", play=play_id
         )
     assert (call.action, call.reason) == ("block", "consent_expired")
     assert (email.action, email.reason) == ("allow", "email_not_time_restricted")
