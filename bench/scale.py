@@ -47,9 +47,11 @@ from gateway import accounts
 from gateway.api.pagination import next_cursor
 from gateway.api.plays import PlayQuery, list_statement
 from gateway.db import create_engine, session_factory, transaction
+from gateway.job_context import as_ctx
 from gateway.migrate import upgrade_async
 from gateway.models import Play
-from gateway.worker import SWEEPS, redis_settings
+from gateway.settings import load_settings
+from gateway.worker import SWEEPS, build_job_context, close_job_context, redis_settings
 
 # `python bench/scale.py` (this directory on sys.path) or `python -m bench.scale` (a package).
 if __package__:
@@ -239,7 +241,15 @@ async def sweep_queries(url: str, redis_url: str, runs: int) -> list[Timed]:
     """Every periodic sweep of the worker: its SQL timed and explained, and the whole call."""
     engine = create_engine(url)
     redis = await create_pool(redis_settings(redis_url))
-    ctx: dict[str, Any] = {"sessions": session_factory(engine), "redis": redis}
+    # The sweeps ask Twilio nothing; fixed credentials keep the sandbox's out of DATA_DIR.
+    settings = load_settings(
+        database_url=url,
+        redis_url=redis_url,
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token="unused",
+    )
+    jc = build_job_context(settings, session_factory(engine), redis)
+    ctx = as_ctx(jc)
     timed: list[Timed] = []
     try:
         for name, sweep, _offset in SWEEPS:
@@ -257,6 +267,7 @@ async def sweep_queries(url: str, redis_url: str, runs: int) -> list[Timed]:
             await time_statement(engine, entry, runs)
             report_statement(entry)
     finally:
+        await close_job_context(jc)
         await redis.aclose()
         await engine.dispose()
     return timed

@@ -9,10 +9,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, TypedDict, cast
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from arq import cron, func
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker
@@ -24,6 +26,8 @@ from gateway.db import SessionFactory, create_engine, session_factory, transacti
 from gateway.email import sender as email_sender
 from gateway.email.outbox import SEND_JOB as EMAIL_SEND_JOB
 from gateway.engine import jobs as plays
+from gateway.job_context import KEY as JOB_CONTEXT
+from gateway.job_context import JobContext, job_context
 from gateway.jobs import email_send, sms_send, sms_status_checks
 from gateway.settings import Settings
 from gateway.sms import sweep
@@ -31,6 +35,7 @@ from gateway.sms.outbox import SEND_JOB
 from gateway.sms.ratelimit import SenderRateLimiter
 from gateway.twilio_client import build_twilio_client
 from gateway.webhooks import delivery as webhooks
+from gateway.webhooks import sending
 from gateway.webhooks import sweep as webhooks_sweep
 from gateway.webhooks.outbox import DELIVER_JOB
 from voice import jobs as party_lines
@@ -51,20 +56,10 @@ REDIS_RETRY_SECONDS = 1.0
 REDIS_LOST = (RedisError, OSError, TimeoutError)
 
 
-class WorkerContext(TypedDict):
-    settings: Settings
-    engine: AsyncEngine
-    sessions: SessionFactory
-    owns_engine: bool
-
-
-def job_context(ctx: dict[str, Any]) -> WorkerContext:
-    return cast(WorkerContext, ctx)
-
-
 async def keys_mark_used(ctx: dict[str, Any], key_id: str) -> None:
     """Record that an API key was used (deduplicated by job id, so at most one in the queue)."""
-    async with transaction(job_context(ctx)["sessions"]) as session:
+    jc = job_context(ctx)
+    async with transaction(jc.sessions) as session:
         await mark_key_used(session, key_id)
 
 
@@ -118,20 +113,53 @@ def redis_settings(url: str) -> RedisSettings:
     return settings
 
 
+def build_job_context(settings: Settings, sessions: SessionFactory, redis: ArqRedis) -> JobContext:
+    """What every job reads: the database, Redis, and the clients a worker keeps open."""
+    return JobContext(
+        settings=settings,
+        sessions=sessions,
+        redis=redis,
+        twilio=build_twilio_client(
+            settings.twilio_sid,
+            settings.twilio_token,
+            api_base_url=settings.twilio_api_base_url,
+            timeout=TWILIO_TIMEOUT,
+        ),
+        rate_limiter=SenderRateLimiter(redis),
+        http=sending.new_client(),  # the webhooks' httpx clients (10 s timeout)
+    )
+
+
+async def close_job_context(jc: JobContext) -> None:
+    """Close the clients `build_job_context` opened (not the database or Redis: not its own)."""
+    try:
+        await jc.http.aclose()
+    finally:
+        await jc.twilio.http_client.close()
+
+
+@asynccontextmanager
+async def opened_job_context(
+    settings: Settings, sessions: SessionFactory, redis: ArqRedis
+) -> AsyncIterator[JobContext]:
+    """A `JobContext` for running jobs outside a worker (tests, bench), closed afterwards."""
+    jc = build_job_context(settings, sessions, redis)
+    try:
+        yield jc
+    finally:
+        await close_job_context(jc)
+
+
 async def _startup(ctx: dict[str, Any]) -> None:
+    # The worker's own keys (set by build_worker, and arq's `redis`); jobs read only JOB_CONTEXT.
     settings: Settings = ctx["settings"]
     if "engine" not in ctx:
         ctx["engine"] = create_engine(settings.database)
         ctx["sessions"] = session_factory(ctx["engine"])
         ctx["owns_engine"] = True
-    ctx["twilio"] = build_twilio_client(
-        settings.twilio_sid,
-        settings.twilio_token,
-        api_base_url=settings.twilio_api_base_url,
-        timeout=TWILIO_TIMEOUT,
-    )
-    ctx["rate_limiter"] = SenderRateLimiter(ctx["redis"])
-    await webhooks.start(ctx)  # the webhooks' httpx client (10 s timeout)
+    jc = build_job_context(settings, ctx["sessions"], ctx["redis"])
+    ctx[JOB_CONTEXT] = jc
+    webhooks.start(jc)
     ctx["started"] = True
     log.info("worker started")
 
@@ -141,10 +169,11 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     # run_until_stopped, and the webhooks' flush may fail without leaking the rest.
     if not ctx.pop("started", False):
         return
+    jc = job_context(ctx)
     try:
-        await webhooks.stop(ctx)
+        await webhooks.stop(jc)
     finally:
-        await ctx["twilio"].http_client.close()
+        await close_job_context(jc)
         if ctx.get("owns_engine"):
             await ctx["engine"].dispose()
     log.info("worker stopped")

@@ -20,9 +20,10 @@ from arq.connections import ArqRedis
 from sqlmodel import col, select
 
 from gateway.clock import now
-from gateway.db import SessionFactory, transaction
+from gateway.db import transaction
 from gateway.engine import lifecycle
 from gateway.engine.jobs import enqueue_advance
+from gateway.job_context import job_context
 from gateway.job_results import forget_results
 from gateway.models import PartyLineRecord
 from gateway.sms.outbox import enqueue_send
@@ -57,9 +58,8 @@ async def publish(redis: ArqRedis, party_line_id: str, version: int, after: Afte
 
 async def run(ctx: dict[str, Any], party_line_id: str) -> str:
     """Feed due timers, then carry out the outbox one request at a time (job `party_lines.run`)."""
-    sessions: SessionFactory = ctx["sessions"]
-    base_url: str = ctx["settings"].base_url
-    redis: ArqRedis = ctx["redis"]
+    jc = job_context(ctx)
+    sessions, base_url, redis = jc.sessions, jc.settings.base_url, jc.redis
     done = 0
     for _ in range(MAX_ITEMS_PER_RUN):
         async with transaction(sessions) as session:
@@ -75,7 +75,7 @@ async def run(ctx: dict[str, Any], party_line_id: str) -> str:
         if item is None:
             return f"{done} requests"
         try:
-            event = await carry_out(ctx["twilio"], item, links=links, from_number=from_number)
+            event = await carry_out(jc.twilio, item, links=links, from_number=from_number)
         except OutcomeUnknown as exc:
             # Left in flight: after the grace the sweep repeats it, or (a call) leaves it to
             # the callbacks and the watchdog.
@@ -91,21 +91,22 @@ async def run(ctx: dict[str, Any], party_line_id: str) -> str:
         after.run_job = False
         await publish(redis, party_line_id, 0, after)
         done += 1
-    await enqueue_run(ctx["redis"], party_line_id, -done)  # more than one run's worth: go on
+    await enqueue_run(redis, party_line_id, -done)  # more than one run's worth: go on
     return f"{done} requests, more to do"
 
 
 async def sweep(ctx: dict[str, Any]) -> int:
     """Enqueue `party_lines.run` for party lines whose wake time has come (cron)."""
+    jc = job_context(ctx)
     query = (
         select(PartyLineRecord.id, PartyLineRecord.version)
         .where(col(PartyLineRecord.wake_at) <= now())
         .order_by(col(PartyLineRecord.wake_at))
         .limit(SWEEP_LIMIT)
     )
-    async with ctx["sessions"]() as session:
+    async with jc.sessions() as session:
         due = list((await session.exec(query)).all())
-    await forget_results(ctx["redis"], [run_job_id(i, v) for i, v in due])
+    await forget_results(jc.redis, [run_job_id(i, v) for i, v in due])
     for party_line_id, version in due:
-        await enqueue_run(ctx["redis"], party_line_id, version)
+        await enqueue_run(jc.redis, party_line_id, version)
     return len(due)

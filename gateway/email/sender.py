@@ -36,6 +36,7 @@ from gateway.db import SessionFactory, transaction
 from gateway.email import unsubscribe
 from gateway.email.outbox import SEND_JOB, send_job_id
 from gateway.email.transport import DeliveryError, Outgoing, new_message_id
+from gateway.job_context import job_context
 from gateway.job_results import forget_results
 from gateway.models import Account, Email, EmailStatus, Lead, Rep
 from gateway.settings import Settings
@@ -258,6 +259,7 @@ async def record_failure(session: AsyncSession, email_id: str, exc: DeliveryErro
 
 async def sweep(ctx: dict[str, Any]) -> int:
     """Enqueue `email.send` for due emails that have no live job; how many were enqueued."""
+    jc = job_context(ctx)
     moment = now()
     query = (
         select(Email.id)
@@ -272,12 +274,12 @@ async def sweep(ctx: dict[str, Any]) -> int:
         .order_by(col(Email.created_at))
         .limit(SWEEP_LIMIT)
     )
-    async with ctx["sessions"]() as session:
+    async with jc.sessions() as session:
         due = list((await session.exec(query)).all())
-    await forget_results(ctx["redis"], map(send_job_id, due))
+    await forget_results(jc.redis, map(send_job_id, due))
     enqueued = 0
     for email_id in due:
-        if await ctx["redis"].enqueue_job(SEND_JOB, email_id, _job_id=send_job_id(email_id)):
+        if await jc.redis.enqueue_job(SEND_JOB, email_id, _job_id=send_job_id(email_id)):
             enqueued += 1
     if enqueued:
         logger.info("sweep enqueued %d of %d due emails", enqueued, len(due))

@@ -18,6 +18,7 @@ from gateway.email.outbox import enqueue_pending
 from gateway.engine import rep_notices
 from gateway.engine.replies import on_reply
 from gateway.engine.stepper import run_due
+from gateway.job_context import job_context
 from gateway.job_results import forget_results
 from gateway.models import Direction, Lead, Message, Play, PlayState
 from gateway.sms.outbox import MAX_DEFER_SECONDS, enqueue_send
@@ -48,7 +49,8 @@ async def enqueue_reply(redis: ArqRedis, message_id: str) -> None:
 
 async def advance(ctx: dict[str, Any], play_id: str) -> str:
     """Run a play's due steps (arq job `plays.advance`)."""
-    async with transaction(ctx["sessions"]) as session:
+    jc = job_context(ctx)
+    async with transaction(jc.sessions) as session:
         play = await session.get(Play, play_id)
         if play is None or play.state != PlayState.RUNNING:
             return "not running"
@@ -59,14 +61,14 @@ async def advance(ctx: dict[str, Any], play_id: str) -> str:
         queued = await run_due(session, play, lead)
         due_at = play.due_at if play.state == PlayState.RUNNING and not play.paused else None
     for message in queued:
-        await enqueue_send(ctx["redis"], message.id)
-    await enqueue_pending(ctx["redis"], session)  # emails the steps queued
-    await rep_notices.enqueue_pending(ctx["redis"], session)  # talk_to_human told the rep
+        await enqueue_send(jc.redis, message.id)
+    await enqueue_pending(jc.redis, session)  # emails the steps queued
+    await rep_notices.enqueue_pending(jc.redis, session)  # talk_to_human told the rep
     for party_line_id in started_ids(session):
-        await enqueue_run(ctx["redis"], party_line_id, 0)
+        await enqueue_run(jc.redis, party_line_id, 0)
     delay = (due_at - now()).total_seconds() if due_at is not None else 0.0
     if due_at is not None and 0 < delay <= MAX_DEFER_SECONDS:
-        await ctx["redis"].enqueue_job(
+        await jc.redis.enqueue_job(
             ADVANCE_JOB,
             play_id,
             _job_id=f"play:{play_id}@{int(due_at.timestamp())}",
@@ -77,7 +79,8 @@ async def advance(ctx: dict[str, Any], play_id: str) -> str:
 
 async def reply(ctx: dict[str, Any], message_id: str) -> str:
     """Hand an inbound text to the lead's running plays (arq job `plays.reply`)."""
-    async with transaction(ctx["sessions"]) as session:
+    jc = job_context(ctx)
+    async with transaction(jc.sessions) as session:
         message = await session.get(Message, message_id)
         if message is None or message.direction != Direction.INBOUND:
             return "not inbound"
@@ -108,16 +111,17 @@ async def reply(ctx: dict[str, Any], message_id: str) -> str:
         message.dispatched_at = now()
         session.add(message)
     for sent in queued:
-        await enqueue_send(ctx["redis"], sent.id)
-    await enqueue_pending(ctx["redis"], session)  # emails the steps queued
-    await rep_notices.enqueue_pending(ctx["redis"], session)  # talk_to_human told the rep
+        await enqueue_send(jc.redis, sent.id)
+    await enqueue_pending(jc.redis, session)  # emails the steps queued
+    await rep_notices.enqueue_pending(jc.redis, session)  # talk_to_human told the rep
     for party_line_id in started_ids(session):
-        await enqueue_run(ctx["redis"], party_line_id, 0)
+        await enqueue_run(jc.redis, party_line_id, 0)
     return f"{len(plays)} plays"
 
 
 async def sweep(ctx: dict[str, Any]) -> int:
     """Enqueue `plays.advance` for running plays whose time has come (no-op if a job is live)."""
+    jc = job_context(ctx)
     query = (
         select(Play.id)
         .where(
@@ -138,15 +142,15 @@ async def sweep(ctx: dict[str, Any]) -> int:
         .order_by(col(Message.created_at))
         .limit(SWEEP_LIMIT)
     )
-    async with ctx["sessions"]() as session:
+    async with jc.sessions() as session:
         due = list((await session.exec(query)).all())
         owed = list((await session.exec(replies)).all())
-    await forget_results(ctx["redis"], [f"play:{i}" for i in due] + [f"reply:{i}" for i in owed])
+    await forget_results(jc.redis, [f"play:{i}" for i in due] + [f"reply:{i}" for i in owed])
     enqueued = 0
     for play_id in due:
-        if await ctx["redis"].enqueue_job(ADVANCE_JOB, play_id, _job_id=f"play:{play_id}"):
+        if await jc.redis.enqueue_job(ADVANCE_JOB, play_id, _job_id=f"play:{play_id}"):
             enqueued += 1
     for message_id in owed:
-        if await ctx["redis"].enqueue_job(REPLY_JOB, message_id, _job_id=f"reply:{message_id}"):
+        if await jc.redis.enqueue_job(REPLY_JOB, message_id, _job_id=f"reply:{message_id}"):
             enqueued += 1
     return enqueued

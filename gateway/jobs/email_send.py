@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gateway.db import SessionFactory, transaction
+from gateway.db import transaction
 from gateway.email import sender
 from gateway.email.outbox import enqueue_email
 from gateway.email.transport import DeliveryError, deliver
 from gateway.engine import lifecycle
-from gateway.settings import Settings
+from gateway.job_context import job_context
 from gateway.smtp_url import parse_smtp_url
 
 logger = logging.getLogger(__name__)
@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 async def send(ctx: dict[str, Any], email_id: str) -> str:
     """Send (or capture) one queued email (arq job `email.send`); what happened, for the log."""
-    settings: Settings = ctx["settings"]
-    sessions: SessionFactory = ctx["sessions"]
+    jc = job_context(ctx)
+    settings, sessions = jc.settings, jc.sessions
     target = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
     async with transaction(sessions) as session:
         prepared = await sender.prepare(session, settings, email_id, capture=target is None)
@@ -52,7 +52,8 @@ async def send(ctx: dict[str, Any], email_id: str) -> str:
 async def _failed(ctx: dict[str, Any], email_id: str, exc: DeliveryError) -> str:
     """A transient error waits for the next try on the schedule; a permanent one (or the last
     try) fails the email, and the engine decides what its play does (`on_failure`)."""
-    async with transaction(ctx["sessions"]) as session:
+    jc = job_context(ctx)
+    async with transaction(jc.sessions) as session:
         failure = await sender.record_failure(session, email_id, exc)
         if failure.email is None:
             return "not sending"
@@ -62,7 +63,7 @@ async def _failed(ctx: dict[str, Any], email_id: str, exc: DeliveryError) -> str
         logger.warning(
             "email retry email=%s at=%s: %s", email_id, failure.retry_at.isoformat(), exc
         )
-        await enqueue_email(ctx["redis"], email_id, failure.retry_at)
+        await enqueue_email(jc.redis, email_id, failure.retry_at)
         return f"retry at {failure.retry_at.isoformat()}"
     logger.warning("email failed email=%s code=%s", email_id, exc.code)
     return f"failed: {exc.code}"

@@ -21,6 +21,7 @@ from twilio.base.exceptions import TwilioRestException
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.engine import lifecycle
+from gateway.job_context import JobContext, job_context
 from gateway.models import Direction, Message, MessageStatus
 from gateway.sms import errors, sender, sender_status
 from gateway.sms.outbox import enqueue_send
@@ -32,27 +33,27 @@ log = logging.getLogger(__name__)
 
 async def send(ctx: dict[str, Any], message_id: str) -> str:
     """Send one queued message (arq job `sms.send`); returns what happened, for the log."""
-    sc = sender.send_context(ctx)
-    async with sc.sessions() as session:
+    jc = job_context(ctx)
+    async with jc.sessions() as session:
         message = await session.get(Message, message_id)
     if message is None or message.direction != Direction.OUTBOUND:
         return "missing"
     if message.status == MessageStatus.SENDING:
-        outcome = await _reconcile(sc, message)
+        outcome = await _reconcile(jc, message)
         if outcome != "requeued":
             return outcome
     elif message.status != MessageStatus.QUEUED:
         return f"already {message.status}"
-    prepared = await _prepare(sc, message_id)
+    prepared = await _prepare(jc, message_id)
     if isinstance(prepared, str):
         return prepared
-    return await _deliver(sc, prepared)
+    return await _deliver(jc, prepared)
 
 
-async def _prepare(sc: sender.SendContext, message_id: str) -> Message | str:
+async def _prepare(jc: JobContext, message_id: str) -> Message | str:
     """Gate and claim the message under the contact lock; the claimed row, or why not."""
-    async with transaction(sc.sessions) as session:
-        prepared = await sender.prepare(sc, session, message_id)
+    async with transaction(jc.sessions) as session:
+        prepared = await sender.prepare(jc, session, message_id)
         if prepared.failed is not None:
             await lifecycle.on_text(session, prepared.failed, "failed")
         if prepared.gate is not None:
@@ -67,29 +68,29 @@ async def _prepare(sc: sender.SendContext, message_id: str) -> Message | str:
                 repeated=prepared.gate.repeated,
             )
     if prepared.deferred_until is not None:
-        await enqueue_send(sc.redis, message_id, prepared.deferred_until)
+        await enqueue_send(jc.redis, message_id, prepared.deferred_until)
     return prepared.result
 
 
-async def _deliver(sc: sender.SendContext, message: Message) -> str:
+async def _deliver(jc: JobContext, message: Message) -> str:
     """The one request to Twilio, then record what it answered."""
-    callback = f"{sc.settings.base_url}/twilio/sms/status?message_id={message.id}"
+    callback = f"{jc.settings.base_url}/twilio/sms/status?message_id={message.id}"
     options: dict[str, Any] = {"status_callback": callback}
     if message.validity_period:
         options["validity_period"] = message.validity_period
     try:
-        result = await sc.twilio.messages.create_async(
+        result = await jc.twilio.messages.create_async(
             to=message.lead_phone, from_=message.from_number, body=message.body, **options
         )
     except TwilioRestException as exc:
         return await _failed(
-            sc, message, exc.code, exc.status, str(exc.msg), retry_after=last_retry_after()
+            jc, message, exc.code, exc.status, str(exc.msg), retry_after=last_retry_after()
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
         # Did Twilio get it? Unknown: leave it `sending`; the next run reconciles.
         log.warning("sms.send outcome unknown message=%s: %s", message.id, exc)
         raise Retry(defer=sender.IN_FLIGHT_GRACE.total_seconds() + 1) from None
-    async with transaction(sc.sessions) as session:
+    async with transaction(jc.sessions) as session:
         await advance(
             session,
             message.id,
@@ -111,13 +112,13 @@ async def _deliver(sc: sender.SendContext, message: Message) -> str:
             else []
         )
     for held_id in released:
-        await enqueue_send(sc.redis, held_id)
+        await enqueue_send(jc.redis, held_id)
     log.info("sms sent message=%s sid=%s account=%s", message.id, result.sid, message.account_id)
     return "sent"
 
 
 async def _failed(
-    sc: sender.SendContext,
+    jc: JobContext,
     message: Message,
     code: int | None,
     http_status: int | None,
@@ -129,16 +130,16 @@ async def _failed(
     if policy.action == errors.Action.RETRY:
         delay = errors.retry_delay(errors.RETRY_DELAYS, message.attempts, retry_after)
         if delay is not None:
-            async with transaction(sc.sessions) as session:
+            async with transaction(jc.sessions) as session:
                 await sender.requeue(session, message.id, f"Twilio {code}: {policy.note}", code)
             raise Retry(defer=delay)
     if policy.action == errors.Action.SENDER:
-        async with transaction(sc.sessions) as session:
+        async with transaction(jc.sessions) as session:
             retry_at = await sender_status.hold(session, message, code, text, policy.note)
         if retry_at is not None:
-            await enqueue_send(sc.redis, message.id, retry_at)
+            await enqueue_send(jc.redis, message.id, retry_at)
             return f"held: sender {message.from_number} refused ({code})"
-    async with transaction(sc.sessions) as session:
+    async with transaction(jc.sessions) as session:
         await advance(
             session, message.id, MessageStatus.FAILED, error_code=code, error_message=text
         )
@@ -147,15 +148,15 @@ async def _failed(
     return f"failed: {code}"
 
 
-async def _reconcile(sc: sender.SendContext, message: Message) -> str:
+async def _reconcile(jc: JobContext, message: Message) -> str:
     """A row left `sending`: find out whether Twilio has it before trying again."""
     started = message.attempt_started_at or message.updated_at
     if now() - started < sender.IN_FLIGHT_GRACE:
         raise Retry(defer=(sender.IN_FLIGHT_GRACE - (now() - started)).total_seconds() + 1)
-    listed = await sc.twilio.messages.list_async(
+    listed = await jc.twilio.messages.list_async(
         to=message.lead_phone, from_=message.from_number, limit=50
     )
-    async with sc.sessions() as session:
+    async with jc.sessions() as session:
         known = set(
             (
                 await session.exec(
@@ -172,7 +173,7 @@ async def _reconcile(sc: sender.SendContext, message: Message) -> str:
             continue
         if created is not None and created < since:
             continue
-        async with transaction(sc.sessions) as session:
+        async with transaction(jc.sessions) as session:
             await advance(
                 session,
                 message.id,
@@ -183,6 +184,6 @@ async def _reconcile(sc: sender.SendContext, message: Message) -> str:
             await sender.confirm_ledger(session, message, found.sid)
             await lifecycle.on_text(session, message, "accepted")
         return "reconciled"
-    async with transaction(sc.sessions) as session:
+    async with transaction(jc.sessions) as session:
         await sender.requeue(session, message.id, "interrupted send not found at Twilio", None)
     return "requeued"

@@ -30,12 +30,12 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from twilio.base.exceptions import TwilioRestException
-from twilio.rest import Client
 
 from gateway.claims import claim
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.engine import lifecycle
+from gateway.job_context import JobContext, job_context
 from gateway.models import Message, MessageEvent
 from gateway.sms.outbox import enqueue_send
 from gateway.sms.status import FROM_TWILIO, lower_statuses
@@ -77,16 +77,16 @@ class Due:
 
 async def check_statuses(ctx: dict[str, Any]) -> int:
     """Check every message whose status check is due (cron); returns how many were claimed."""
-    sessions: SessionFactory = ctx["sessions"]
+    jc = job_context(ctx)
     moment = now()
-    claimed = await _claim(sessions, moment, moment + CLAIM_LEASE)
+    claimed = await _claim(jc.sessions, moment, moment + CLAIM_LEASE)
     if not claimed:
         return 0
     bound = asyncio.Semaphore(CHECK_CONCURRENCY)
 
     async def one(due: Due) -> str:
         async with bound:
-            return await _check(ctx, due)
+            return await _check(jc, due)
 
     outcomes: Counter[str] = Counter()
     try:
@@ -129,10 +129,9 @@ async def _claim(sessions: SessionFactory, moment: datetime, lease: datetime) ->
     return [Due(row[0], row[1], row[2], row[3], lease) for row in rows]
 
 
-async def _check(ctx: dict[str, Any], due: Due) -> str:
+async def _check(jc: JobContext, due: Due) -> str:
     """Fetch one message from Twilio and apply what it says; returns the outcome, for the log."""
-    sessions: SessionFactory = ctx["sessions"]
-    twilio: Client = ctx["twilio"]
+    sessions, twilio = jc.sessions, jc.twilio
     if due.twilio_sid is None:  # nothing to ask Twilio about (not sent through it)
         await _stop(sessions, due, None, None)
         return "without a SID"
@@ -189,7 +188,7 @@ async def _check(ctx: dict[str, Any], due: Due) -> str:
             await _ended(session, due, status_text)
             outcome = "checks ended"
     if resend is not None:
-        await enqueue_send(ctx["redis"], resend.id, resend.send_after)
+        await enqueue_send(jc.redis, resend.id, resend.send_after)
     return outcome
 
 

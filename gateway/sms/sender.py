@@ -11,18 +11,16 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from arq import Retry
-from arq.connections import ArqRedis
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from twilio.rest import Client
 
 from compliance.gate import GateDecision
 from compliance.gate import Purpose as GatePurpose
 from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
-from gateway.db import SessionFactory
+from gateway.job_context import JobContext
 from gateway.lead_number import number_lead_knows
 from gateway.models import (
     Account,
@@ -37,11 +35,10 @@ from gateway.models import (
     SenderNumber,
     SenderStatus,
 )
-from gateway.settings import Settings
 from gateway.sms import notice as sms_notice
 from gateway.sms import sender_status
 from gateway.sms.outbox import enqueue_send
-from gateway.sms.ratelimit import SenderRateLimiter, rate_for
+from gateway.sms.ratelimit import rate_for
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +51,6 @@ BEHIND_EARLIER = "behind_earlier_text"  # gate_reason: waits for the lead's earl
 # A text whose lead has an earlier one due or being sent comes back after this long (a lead's
 # queued texts leave a few a second, in order).
 EARLIER_TEXT_POLL_SECONDS = 0.25
-
-
-@dataclass
-class SendContext:
-    settings: Settings
-    sessions: SessionFactory
-    twilio: Client
-    redis: ArqRedis
-    limiter: SenderRateLimiter
-
-
-def send_context(ctx: dict[str, Any]) -> SendContext:
-    return SendContext(
-        ctx["settings"], ctx["sessions"], ctx["twilio"], ctx["redis"], ctx["rate_limiter"]
-    )
 
 
 @dataclass(frozen=True)
@@ -90,7 +72,7 @@ class Prepared:
     gate: GateNoted | None = None  # the gate's decision, once it was asked
 
 
-async def prepare(sc: SendContext, session: AsyncSession, message_id: str) -> Prepared:
+async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Prepared:
     """Gate and claim the message under the contact lock, in the job's transaction."""
     message = await session.get(Message, message_id)
     if message is None or message.status != MessageStatus.QUEUED:
@@ -117,7 +99,7 @@ async def prepare(sc: SendContext, session: AsyncSession, message_id: str) -> Pr
         session.add(message)
         await session.flush()
         # Enqueued for a later moment, so the commit just below lands first.
-        await enqueue_send(sc.redis, message.id, ahead)
+        await enqueue_send(jc.redis, message.id, ahead)
         return Prepared(f"behind an earlier text until {ahead.isoformat()}")
     lead = await session.get(Lead, message.lead_id) if message.lead_id else None
     if lead is not None and lead.phone_status != PhoneStatus.OK:
@@ -155,7 +137,7 @@ async def prepare(sc: SendContext, session: AsyncSession, message_id: str) -> Pr
             await _finish(session, message, MessageStatus.FAILED, "account has no sender number")
             return Prepared("no sender", gate=noted)
         held_until = sender_status.wait_until(sender, message, moment)
-        wait = 0.0 if held_until is not None else await _rate_slot(sc, message, sender)
+        wait = 0.0 if held_until is not None else await _rate_slot(jc, message, sender)
         if held_until is not None:
             # Twilio refused this sender lately and the account has no other: wait for the
             # number's next try rather than ask again (gateway/sms/sender_status.py).
@@ -198,14 +180,14 @@ async def prepare(sc: SendContext, session: AsyncSession, message_id: str) -> Pr
     return Prepared(f"deferred until {deferred_until.isoformat()}", deferred_until, gate=noted)
 
 
-async def _rate_slot(sc: SendContext, message: Message, sender: SenderNumber) -> float:
+async def _rate_slot(jc: JobContext, message: Message, sender: SenderNumber) -> float:
     """Seconds until this message's send slot on `sender` (0: now)."""
-    if not sc.settings.sms_rate_limits or message.gate_reason == RATE_SLOT:
+    if not jc.settings.sms_rate_limits or message.gate_reason == RATE_SLOT:
         return 0.0  # limits off, or the slot was reserved on an earlier run
     if message.purpose == Purpose.CONFIRMATION:
         return 0.0  # a STOP/HELP answer must not wait behind a burst; Twilio queues it
     rate = rate_for(sender.kind, sender.messaging_service_sid is not None)
-    return await sc.limiter.reserve(sender.number, rate)
+    return await jc.rate_limiter.reserve(sender.number, rate)
 
 
 async def _claim(

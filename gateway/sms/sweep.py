@@ -14,6 +14,7 @@ from typing import Any
 from sqlmodel import col, or_, select
 
 from gateway.clock import now
+from gateway.job_context import job_context
 from gateway.job_results import forget_results
 from gateway.models import Message, MessageStatus
 from gateway.sms.outbox import SEND_JOB, send_job_id
@@ -26,6 +27,7 @@ STALE_SENDING = timedelta(minutes=2)
 
 async def sweep(ctx: dict[str, Any]) -> int:
     """Enqueue `sms.send` for due work that has no live job; returns how many were enqueued."""
+    jc = job_context(ctx)
     moment = now()
     query = (
         select(Message.id)
@@ -40,12 +42,12 @@ async def sweep(ctx: dict[str, Any]) -> int:
         .order_by(col(Message.created_at))
         .limit(SWEEP_LIMIT)
     )
-    async with ctx["sessions"]() as session:
+    async with jc.sessions() as session:
         due = list((await session.exec(query)).all())
-    await forget_results(ctx["redis"], map(send_job_id, due))
+    await forget_results(jc.redis, map(send_job_id, due))
     enqueued = 0
     for message_id in due:
-        if await ctx["redis"].enqueue_job(SEND_JOB, message_id, _job_id=send_job_id(message_id)):
+        if await jc.redis.enqueue_job(SEND_JOB, message_id, _job_id=send_job_id(message_id)):
             enqueued += 1
     if enqueued:
         log.info("sweep enqueued %d of %d due messages", enqueued, len(due))

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from arq import Retry
-from arq.connections import ArqRedis
 from sqlalchemy import update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -28,27 +27,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway import webhook_policy as policy
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
+from gateway.job_context import JobContext, job_context
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookPolicy, WebhookSubscription
 from gateway.webhooks import concurrency, outbox, sending, signing
 from gateway.webhooks.sweep import due_deliveries, subscription_of_delivery
 
 log = logging.getLogger(__name__)
 
-HTTP_CLIENT = "webhooks_http"  # the worker context key of the shared `sending.Clients`
 # Clock skew between the worker that scheduled a retry and the one running it.
 DUE_TOLERANCE = timedelta(seconds=1)
 
 
-async def start(ctx: dict[str, Any]) -> None:
-    """Worker startup: one set of HTTP clients per worker; kick deliveries committed here."""
-    ctx[HTTP_CLIENT] = sending.new_client()
-    outbox.register(ctx["redis"])
+def start(jc: JobContext) -> None:
+    """Worker startup: kick deliveries committed in this worker's jobs."""
+    outbox.register(jc.redis)
 
 
-async def stop(ctx: dict[str, Any]) -> None:
-    outbox.unregister(ctx["redis"])
+async def stop(jc: JobContext) -> None:
+    outbox.unregister(jc.redis)
     await outbox.flush_kicks()
-    await ctx[HTTP_CLIENT].aclose()
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,8 @@ class Recorded:
 
 async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     """Attempt one delivery (arq job `webhooks.deliver`); returns what happened, for the log."""
-    sessions: SessionFactory = ctx["sessions"]
-    redis: ArqRedis = ctx["redis"]
+    jc = job_context(ctx)
+    sessions, redis = jc.sessions, jc.redis
     moment = now()
     async with sessions() as session:
         loaded = await _load(session, delivery_id)
@@ -92,14 +89,13 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
             sessions, subscription, moment
         ):
             return "breaker open"
-        clients: sending.Clients = ctx[HTTP_CLIENT]
         outcome = await sending.post(
-            clients,
+            jc.http,
             subscription.url,
             delivery.payload,
             signing_secrets=signing.valid_secrets(subscription, now()),
             delivery_id=delivery.id,
-            https_required=ctx["settings"].environment != "development",
+            https_required=jc.settings.environment != "development",
             allow_private=allow_private,
         )
     finally:

@@ -21,6 +21,7 @@ import httpx
 
 from gateway import webhook_policy as policy
 from gateway.clock import now
+from gateway.job_context import HttpClients
 from gateway.retry_after import parse_retry_after
 from gateway.webhooks import signing
 from gateway.webhooks.addresses import AddressRefused, Target, check_url
@@ -154,7 +155,7 @@ def new_client(verify: ssl.SSLContext | bool = True) -> Clients:
 
 
 async def post(
-    clients: Clients,
+    clients: HttpClients,
     url: str,
     payload: dict[str, Any],
     *,

@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.db import transaction
+from gateway.job_context import job_context
 from gateway.job_results import forget_results
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from gateway.webhooks.outbox import deliver_job_id, enqueue
@@ -107,13 +108,14 @@ async def expire(session: AsyncSession, moment: datetime) -> int:
 
 async def sweep(ctx: dict[str, Any]) -> int:
     """Enqueue `webhooks.deliver` for due deliveries; returns how many were enqueued."""
+    jc = job_context(ctx)
     moment = now()
-    async with transaction(ctx["sessions"]) as session:
+    async with transaction(jc.sessions) as session:
         expired = await expire(session, moment)
-    async with ctx["sessions"]() as session:
+    async with jc.sessions() as session:
         due = await due_deliveries(session, moment)
-    await forget_results(ctx["redis"], map(deliver_job_id, due))
-    enqueued = await enqueue(ctx["redis"], due)
+    await forget_results(jc.redis, map(deliver_job_id, due))
+    enqueued = await enqueue(jc.redis, due)
     if enqueued or expired:
         log.info(
             "webhooks sweep: %d enqueued of %d due, %d dead-lettered", enqueued, len(due), expired

@@ -10,6 +10,7 @@ failure; the old worker kept that failure for an hour under the worker-wide `kee
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
@@ -18,10 +19,11 @@ from sqlmodel import col, select
 
 from gateway.db import transaction
 from gateway.engine import jobs as plays
+from gateway.job_context import as_ctx
 from gateway.models import Direction, Message, MessageStatus, Purpose
 from gateway.sms import sweep as sms_sweep
 from gateway.sms.outbox import enqueue_send, queue_message, send_job_id
-from gateway.worker import FUNCTIONS, build_worker
+from gateway.worker import FUNCTIONS, build_worker, opened_job_context
 from tests.engine.test_plays import begin, publish
 from tests.support.stack import LEAD, Stack
 
@@ -46,8 +48,10 @@ async def lose_job_data(stack: Stack, job_id: str) -> None:
     assert await redis.delete(job_key_prefix + job_id) == 1
 
 
-def sweep_context(stack: Stack) -> dict[str, Any]:
-    return {"sessions": stack.sessions, "redis": stack.api_redis}
+async def sweep_once(stack: Stack, sweep: Callable[[dict[str, Any]], Awaitable[int]]) -> int:
+    """One run of a cron sweep, with the context a worker gives it."""
+    async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
+        return await sweep(as_ctx(jc))
 
 
 async def outbound(stack: Stack) -> list[Message]:
@@ -86,7 +90,7 @@ async def test_an_expired_send_is_enqueued_again_by_the_next_sweep(stack: Stack)
     assert expired.jobs_failed == 1
     assert [m.status for m in await outbound(stack)] == [MessageStatus.QUEUED]
 
-    assert await sms_sweep.sweep(sweep_context(stack)) == 1  # at once, not in an hour
+    assert await sweep_once(stack, sms_sweep.sweep) == 1  # at once, not in an hour
     await stack.work()
     [sent] = await outbound(stack)
     assert sent.status in (MessageStatus.ACCEPTED, MessageStatus.SENT, MessageStatus.DELIVERED)
@@ -101,7 +105,7 @@ async def test_an_expired_play_is_enqueued_again_by_the_next_sweep(stack: Stack)
     assert expired.jobs_failed == 1
     assert await outbound(stack) == []
 
-    assert await plays.sweep(sweep_context(stack)) == 1
+    assert await sweep_once(stack, plays.sweep) == 1
     await stack.work()
     assert len(await outbound(stack)) == 1  # the play's first text
     assert len(stack.creates()) == 1
@@ -121,7 +125,7 @@ async def test_a_result_kept_by_an_older_worker_does_not_block_the_sweep(stack: 
     stale = result_key_prefix + send_job_id(message.id)
     await stack.api_redis.set(stale, b"a failed result", px=3_600_000)
 
-    assert await sms_sweep.sweep(sweep_context(stack)) == 1
+    assert await sweep_once(stack, sms_sweep.sweep) == 1
     await stack.work()
     [sent] = await outbound(stack)
     assert sent.status in (MessageStatus.ACCEPTED, MessageStatus.SENT, MessageStatus.DELIVERED)

@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import col, func, select
 
 from gateway.clock import now
+from gateway.job_context import as_ctx
 from gateway.models import (
     Lead,
     Message,
@@ -21,6 +22,7 @@ from gateway.models import (
 )
 from gateway.sms import errors
 from gateway.sms import sweep as sms_sweep
+from gateway.worker import opened_job_context
 from tests.e2e.test_plays_api import play_body, publish
 from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
@@ -54,7 +56,8 @@ async def _lead(stack: Stack, phone: str) -> Lead:
 
 async def _sweep_and_work(stack: Stack) -> None:
     """What the cron sweep does once the clock has moved: enqueue every due text, then run."""
-    await sms_sweep.sweep({"sessions": stack.sessions, "redis": stack.api_redis})
+    async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
+        await sms_sweep.sweep(as_ctx(jc))
     await stack.work()
 
 

@@ -17,8 +17,7 @@ from gateway.jobs import sms_send
 from gateway.models import Message, Purpose
 from gateway.sms import errors, sender
 from gateway.sms.outbox import enqueue_send, queue_message
-from gateway.twilio_client import build_twilio_client
-from gateway.worker import redis_settings
+from gateway.worker import opened_job_context, redis_settings
 from tests.support.stack import LEAD, OUR_NUMBER, Stack
 from twilio_sandbox import RestFault
 
@@ -92,28 +91,12 @@ async def test_twilio_retry_after_is_honoured(
 async def test_interrupted_send_is_reconciled_not_repeated(stack: Stack) -> None:
     """The worker dies after Twilio accepted the text and before the SID was committed."""
     message = (await stack.api.post("/v1/messages", json={"phone": LEAD, "body": "once"})).json()
-    context = {
-        "settings": stack.settings,
-        "sessions": stack.sessions,
-        "redis": None,
-        "rate_limiter": None,
-    }
-
-    twilio = build_twilio_client(
-        stack.settings.twilio_sid,
-        stack.settings.twilio_token,
-        api_base_url=stack.settings.twilio_api_base_url,
-    )
-    try:
-        context["twilio"] = twilio
-        sc = sender.send_context(context)
-        claimed = await sms_send._prepare(sc, message["id"])
+    async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
+        claimed = await sms_send._prepare(jc, message["id"])
         assert isinstance(claimed, Message) and claimed.status == "sending"
         # The request reaches Twilio...
-        await twilio.messages.create_async(to=LEAD, from_=OUR_NUMBER, body=claimed.body)
+        await jc.twilio.messages.create_async(to=LEAD, from_=OUR_NUMBER, body=claimed.body)
         # ...and the process dies before recording the answer.
-    finally:
-        await twilio.http_client.close()
     await stack.sandbox.advance(sender.IN_FLIGHT_GRACE.total_seconds() + 150)
     await stack.work()
     assert len(stack.creates(To=LEAD)) == 1

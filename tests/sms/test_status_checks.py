@@ -6,6 +6,7 @@ answers the fetches; the sandbox's virtual clock is the gateway's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,11 +14,12 @@ from sqlmodel import col, select
 
 from gateway.clock import now
 from gateway.db import transaction
+from gateway.job_context import as_ctx
 from gateway.jobs import sms_status_checks as status_checks
 from gateway.models import Lead, Message, MessageEvent, Play, WebhookClaim
 from gateway.sms.status_schedule import CHECK_OFFSETS, CHECKS_END, FIRST_CHECK
-from gateway.twilio_client import build_twilio_client
 from gateway.webhooks.addresses import set_private_allowed
+from gateway.worker import opened_job_context
 from tests.reliability.support_callbacks import MORTGAGE, publish_mortgage, start
 from tests.support.stack import LEAD, Stack
 from tests.support.webhook_endpoint import WebhookEndpoint, WebhookEndpointServer
@@ -261,23 +263,16 @@ async def test_workers_side_by_side_check_each_message_once(stack: Stack) -> Non
     ids = [await _text(stack, f"+141555501{i:02d}") for i in range(40, 56)]
     await stack.work()
     await stack.sandbox.advance(FIRST_CHECK.total_seconds())
-    clients = [
-        build_twilio_client(
-            stack.settings.twilio_sid,
-            stack.settings.twilio_token,
-            api_base_url=stack.settings.twilio_api_base_url,
-        )
-        for _ in range(4)
-    ]
-    try:
+    async with contextlib.AsyncExitStack() as workers:  # each with its own Twilio client
         contexts = [
-            {"sessions": stack.sessions, "redis": stack.api_redis, "twilio": client}
-            for client in clients
+            as_ctx(
+                await workers.enter_async_context(
+                    opened_job_context(stack.settings, stack.sessions, stack.api_redis)
+                )
+            )
+            for _ in range(4)
         ]
         claimed = await asyncio.gather(*(status_checks.check_statuses(c) for c in contexts))
-    finally:
-        for client in clients:
-            await client.http_client.close()
     assert sum(claimed) == len(ids)
     fetched = [f.path.rsplit("/", 1)[-1] for f in _fetches(stack)]
     assert len(fetched) == len(set(fetched)) == len(ids)  # each message asked for once
