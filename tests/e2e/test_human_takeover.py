@@ -8,10 +8,8 @@ from typing import Any
 
 from gateway import accounts
 from gateway.db import transaction
-from tests.engine import test_play_lifecycle
 from tests.engine.test_play_lifecycle import (
     LEAD2,
-    Hooks,
     log_of,
     play_of,
     publish_mortgage,
@@ -19,9 +17,8 @@ from tests.engine.test_play_lifecycle import (
     start,
 )
 from tests.support.party_line import texts_to
-from tests.support.stack import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Hooks, Stack
 
-hooks = test_play_lifecycle.hooks  # the customer's webhook receiver (a fixture)
 CREDIT_QUESTION = "Thanks! And how would you rate your credit?"
 
 

@@ -6,26 +6,16 @@ and webhook payloads carry the assigned rep beside the documented fields."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlmodel import col, select
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway import accounts
 from gateway.db import transaction
 from gateway.models import Message, MessageStatus
-from gateway.webhooks.addresses import set_private_allowed
 from gateway.webhooks.payloads import WebhookPayload
-from tests.support.servers import serve
-from tests.support.stack import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, OUR_NUMBER, Hooks, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"Content-Type": "application/yaml"}
@@ -33,36 +23,6 @@ REP_PHONES = ["+14155550141", "+14155550142"]
 LEAD2 = "+14155550124"
 DOCUMENTED = list(WebhookPayload.model_fields)
 REP_FIELDS = ["rep_id", "rep_name", "rep_phone"]
-
-
-@dataclass
-class Hooks:
-    """The customer's webhook receiver: every body it was sent."""
-
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-    def of(self, play_id: str, label: str) -> list[dict[str, Any]]:
-        return [
-            b
-            for b in self.bodies
-            if b["activity_play_id"] == play_id and b["activity_label"] == label
-        ]
-
-
-@pytest.fixture
-async def hooks(stack: Stack) -> AsyncIterator[Hooks]:
-    got = Hooks()
-
-    async def hook(request: Request) -> Response:
-        got.bodies.append(json.loads(await request.body()))
-        return Response("ok")
-
-    async with serve(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
-        async with transaction(stack.sessions) as session:
-            await set_private_allowed(session, stack.account_id, True)
-        created = await stack.api.post("/v1/webhooks", json={"url": f"{url}/hook"})
-        assert created.status_code == 201, created.text
-        yield got
 
 
 async def setup(stack: Stack, distribution: str = "round_robin", **rule: Any) -> list[str]:

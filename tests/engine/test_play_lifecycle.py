@@ -6,60 +6,22 @@ whether a call step or the API started it; a choice's event is recorded once per
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlmodel import col, select
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway.clock import now
-from gateway.db import transaction
 from gateway.models import Activity, WebhookDelivery
-from gateway.webhooks.addresses import set_private_allowed
 from tests.support.party_line import add_reps, drive
-from tests.support.servers import serve
-from tests.support.stack import OUR_NUMBER, Stack
+from tests.support.stack import OUR_NUMBER, Hooks, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"Content-Type": "application/yaml"}
 HAWAII = "+18085550145"  # the issue's opted-out lead
 TOLL_FREE = "+18005550411"  # no time zone can be known for it
 LEAD2 = "+14155550124"  # San Francisco
-
-
-@dataclass
-class Hooks:
-    """The customer's webhook receiver: every body it was sent."""
-
-    url: str
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-    def labels(self, play_id: str) -> list[str]:
-        return [b["activity_label"] for b in self.bodies if b.get("activity_play_id") == play_id]
-
-
-@pytest.fixture
-async def hooks(stack: Stack) -> AsyncIterator[Hooks]:
-    received: list[dict[str, Any]] = []
-
-    async def hook(request: Request) -> Response:
-        received.append(json.loads(await request.body()))
-        return Response("ok")
-
-    async with serve(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
-        async with transaction(stack.sessions) as session:
-            await set_private_allowed(session, stack.account_id, True)
-        created = await stack.api.post("/v1/webhooks", json={"url": f"{url}/hook"})
-        assert created.status_code == 201, created.text
-        yield Hooks(url, received)
 
 
 async def publish_mortgage(stack: Stack) -> None:

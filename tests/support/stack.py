@@ -1,5 +1,9 @@
 """The whole stack on 127.0.0.1: the gateway under uvicorn, the Twilio sandbox under uvicorn,
-the real twilio client between them, the real database and Redis, and a burst worker.
+the real twilio client between them, the real database and Redis, and a burst worker; and
+`hooks`, a customer's webhook receiver subscribed by the stack's account.
+
+A pytest plugin (`pytest_plugins` in tests/conftest.py): the `stack` and `hooks` fixtures are
+there for every directory, which imports only the names (`Stack`, `LEAD`, …) from here.
 
 The gateway's clock is the sandbox's virtual clock, starting on a Wednesday at noon in San
 Francisco, so quiet hours are known and time moves only when a test says so.
@@ -7,8 +11,9 @@ Francisco, so quiet hours are known and time moves only when a test says so.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +23,10 @@ from arq import create_pool
 from arq.connections import ArqRedis
 from arq.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from gateway import accounts
@@ -25,6 +34,7 @@ from gateway.app import create_app
 from gateway.clock import set_clock
 from gateway.db import SessionFactory, transaction
 from gateway.settings import Settings
+from gateway.webhooks.addresses import set_private_allowed
 from gateway.worker import redis_settings
 from tests.conftest import RunWorker
 from tests.support.servers import serve
@@ -103,3 +113,39 @@ async def stack(
     finally:
         set_clock(None)
         await sandbox.aclose()
+
+
+@dataclass
+class Hooks:
+    """The customer's webhook receiver: every body it was sent."""
+
+    url: str = ""
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def labels(self, play_id: str) -> list[str]:
+        return [b["activity_label"] for b in self.bodies if b.get("activity_play_id") == play_id]
+
+    def of(self, play_id: str, label: str) -> list[dict[str, Any]]:
+        return [
+            b
+            for b in self.bodies
+            if b["activity_play_id"] == play_id and b["activity_label"] == label
+        ]
+
+
+@pytest.fixture
+async def hooks(stack: Stack) -> AsyncIterator[Hooks]:
+    """A webhook receiver on 127.0.0.1 that the stack's account subscribes to."""
+    got = Hooks()
+
+    async def hook(request: Request) -> Response:
+        got.bodies.append(json.loads(await request.body()))
+        return Response("ok")
+
+    async with serve(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
+        got.url = url
+        async with transaction(stack.sessions) as session:
+            await set_private_allowed(session, stack.account_id, True)
+        created = await stack.api.post("/v1/webhooks", json={"url": f"{url}/hook"})
+        assert created.status_code == 201, created.text
+        yield got
