@@ -18,7 +18,7 @@ from gateway import gate
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.errors import ApiError
-from gateway.models import Direction, Lead, Message, MessageEvent, MessageStatus, Purpose
+from gateway.models import Lead, Message, MessageEvent, MessageStatus, Purpose
 from gateway.phones import Phone
 from gateway.sms.outbox import enqueue_send, queue_message
 from gateway.state import app_state, current_account
@@ -193,18 +193,7 @@ async def create_message(request: Request) -> JSONResponse:
 
 async def _purpose(session: AsyncSession, account_id: str, phone: str) -> Purpose:
     """A text within 24 hours of the lead's last message continues a conversation."""
-    last_inbound = (
-        await session.exec(
-            select(Message.created_at)
-            .where(
-                Message.account_id == account_id,
-                Message.lead_phone == phone,
-                Message.direction == Direction.INBOUND,
-            )
-            .order_by(col(Message.created_at).desc())
-            .limit(1)
-        )
-    ).first()
+    last_inbound = await gate.last_inbound_at(session, account_id, phone)
     if last_inbound is not None and now() - last_inbound < CONVERSATION:
         return Purpose.REPLY
     return Purpose.INITIATED
