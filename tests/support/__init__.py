@@ -6,5 +6,6 @@
 - tenants.py: an account as a tenant (`Tenant`, `new_tenant`);
 - webhook_endpoint.py: a customer's webhook endpoint that records and answers, stoppable;
 - servers.py: any ASGI app under uvicorn on a bound port; ports.py: a free port for the rest;
-- databases.py: the session's database and its per-test copies.
+- databases.py: the session's database and its per-test copies;
+- browser.py: headless Chromium under Selenium for page tests (`browser` fixture), a plugin.
 """
