@@ -65,6 +65,7 @@ async def get_account(request: Request) -> JSONResponse:
     "Change the account's name or compliance settings",
     tags=["account"],
     request=AccountUpdate,
+    example={"name": "Acme Insurance", "compliance": {"timezone": "America/Chicago"}},
     response=AccountPublic,
 )
 async def update_account(request: Request) -> JSONResponse:

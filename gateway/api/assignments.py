@@ -93,6 +93,7 @@ def _answer(lead: Lead, rep: Rep | None, plays: list[Play], changed: list[Play])
     "(webhook payloads then carry `rep_id`, `rep_name`, `rep_phone`) and the rep is texted "
     "with the lead's name, phone and id, as the play's source rule's `notify` says.",
     request=AssignmentCreate,
+    example={"rep_id": "rep_01J9Z8Q4V6"},
     response=AssignmentPublic,
     errors={409: "the lead has no running play"},
 )

@@ -134,6 +134,7 @@ async def list_leads(request: Request) -> JSONResponse:
     description="A field given replaces the stored value (`null` clears it). `additional_info` "
     "merges: keys given replace stored ones, a key given as `null` is deleted.",
     request=LeadUpdate,
+    example={"first_name": "Ana", "state": "TX", "additional_info": {"vehicle": "2019 Civic"}},
     response=LeadPublic,
 )
 async def update_lead(request: Request) -> JSONResponse:

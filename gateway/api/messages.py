@@ -126,6 +126,7 @@ async def _with_history(session: AsyncSession, messages: list[Message]) -> list[
     description="Through the compliance gate and the send pipeline; `status` says whether it "
     "was queued, deferred (`send_after`) or blocked (`gate_reason`).",
     request=MessageCreate,
+    example={"phone": "+14155550101", "body": "Hi Ana, your quote is ready."},
     response=MessagePublic,
     status=201,
     errors={404: "`lead_id` names no lead of this account"},

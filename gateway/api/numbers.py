@@ -93,6 +93,7 @@ async def _check_with_twilio(request: Request, body: NumberCreate) -> None:
     "Register a sending number",
     tags=["numbers"],
     request=NumberCreate,
+    example={"number": "+14155550100", "kind": "long_code"},
     response=NumberPublic,
     status=201,
     errors={

@@ -13,6 +13,7 @@ the decorator:
         response=PlayPublic,       # response model (serialization mode); None: no body
         status=201,                # success status
         errors={409: "a play of this playbook is already running for the lead"},
+        example={"playbook_id": "quote-drip", "lead": {"phone": "+14155550101"}},
     )
     async def create_play(request: Request) -> JSONResponse: ...
 
@@ -27,6 +28,10 @@ their names are the document's component names: `XCreate` (a POST or PUT body, a
 `model_dump(mode="json")`), and `XList` or `XPage` (a page of them). Answers that combine
 objects or report an action are named for what they hold (`LeadStarted`, `ReplayResult`); every
 error is an `ErrorBody`.
+
+Every operation with a body gives an `example` of it (and `text_example` for a plain-text body):
+`/docs` shows them, and `tests/api/test_openapi.py` fails for a body without one, or with one
+its own schema or model refuses.
 """
 
 from __future__ import annotations
@@ -93,6 +98,8 @@ class Operation:
     description: str | None = None
     request: type[BaseModel] | None = None
     request_text: tuple[str, ...] = ()  # media types whose body is plain text (e.g. YAML)
+    example: Mapping[str, Any] | None = None  # a valid JSON body, shown by /docs
+    text_example: str | None = None  # a valid plain-text body (request_text), shown by /docs
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     response_media: tuple[str, ...] = ()  # non-JSON success bodies (e.g. text/csv)
@@ -111,6 +118,8 @@ def operation(
     description: str | None = None,
     request: type[BaseModel] | None = None,
     request_text: Iterable[str] = (),
+    example: Mapping[str, Any] | None = None,
+    text_example: str | None = None,
     query: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
     response_media: Iterable[str] = (),
@@ -125,6 +134,8 @@ def operation(
         description=description,
         request=request,
         request_text=tuple(request_text),
+        example=example,
+        text_example=text_example,
         query=query,
         response=response,
         response_media=tuple(response_media),
@@ -215,8 +226,12 @@ def _path_item(
         content: dict[str, Any] = {}
         if op.request is not None:
             content["application/json"] = {"schema": refs[(op.request, "validation")]}
+            if op.example is not None:
+                content["application/json"]["example"] = dict(op.example)
         for media in op.request_text:
             content[media] = {"schema": {"type": "string"}}
+            if op.text_example is not None:
+                content[media]["example"] = op.text_example
         item["requestBody"] = {"required": True, "content": content}
         responses["400"] = _error("the body is not valid JSON, or not an object")
         responses["413"] = _error("the body is too large")

@@ -148,6 +148,7 @@ async def export_opt_outs(request: Request) -> StreamingResponse:
     "Record an opt-out taken by other means",
     tags=["opt-outs"],
     request=OptOutCreate,
+    example={"phone": "+14155550101", "channel": "voice", "text": "please stop calling"},
     response=OptOutPublic,
     status=201,
 )

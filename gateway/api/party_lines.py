@@ -173,6 +173,7 @@ async def list_play_party_lines(request: Request) -> JSONResponse:
     "The party line's progress and outcome are recorded on the play as activities; "
     "`completed`, `callback_requested` and `rep_unsuccessful` end the play with that outcome.",
     request=PartyLineCreate,
+    example={"policy": {"max_rep_attempts": 2, "lead_retries": 0}},
     response=PartyLinePublic,
     status=201,
     errors={409: "the play is not running, or already has a live party line"},

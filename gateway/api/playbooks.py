@@ -60,6 +60,16 @@ from .requests import MAX_BODY, read_query, validation_error
 
 TAGS = ["playbooks"]
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+# The document /docs shows for PUT /v1/playbooks/{id} and POST /v1/playbooks/validate.
+PLAYBOOK_EXAMPLE = """\
+name: Quote follow-up
+settings:
+  agent_name: Jordan
+steps:
+  - id: welcome
+    kind: send
+    text: "Hi {lead.first_name|there}, it's {settings.agent_name}. Your quote is on its way."
+"""
 PUBLISH_ATTEMPTS = 3
 
 
@@ -265,6 +275,8 @@ def _version_body(record: PlaybookRecord, version: PlaybookVersion) -> dict[str,
     "with `error.issues` (every problem, each with its `field` path). Warnings come back with "
     "the published version.",
     request=PlaybookVersionCreate,
+    example={"document": PLAYBOOK_EXAMPLE, "format": "yaml"},
+    text_example=PLAYBOOK_EXAMPLE,
     request_text=YAML_TYPES,
     response=PlaybookPublished,
     status=201,
@@ -343,6 +355,8 @@ async def publish_playbook(request: Request) -> Response:
     description="Same bodies as the publish. Always 200 (unless the body can't be read): "
     "`valid`, `errors` and `warnings`, each issue with its `field` path.",
     request=PlaybookVersionCreate,
+    example={"document": PLAYBOOK_EXAMPLE, "format": "yaml"},
+    text_example=PLAYBOOK_EXAMPLE,
     request_text=YAML_TYPES,
     query=ValidateQuery,
     response=ValidationResult,

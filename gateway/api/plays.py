@@ -56,6 +56,23 @@ from .play_settings import declared_settings, refuse_unknown
 from .requests import read_json, read_query
 
 TAGS = ["plays"]
+# The body /docs shows for POST /v1/plays (and its lead for POST /v1/leads).
+PLAY_EXAMPLE: dict[str, Any] = {
+    "playbook_id": "quote-drip",
+    "lead": {
+        "phone": "+14155550101",
+        "first_name": "Ana",
+        "email": "ana@example.com",
+        "state": "TX",
+        "originators": [{"origin": "EverQuote", "key": "eq-123"}],
+        "consent": {
+            "captured_at": "2026-01-15T14:02:00Z",
+            "source": "quote form",
+            "url": "https://quotes.example.com/form",
+        },
+    },
+    "settings": {"partner_name": "Acme Insurance"},
+}
 SettingValue = str | int | float | bool | None
 
 
@@ -253,6 +270,7 @@ async def _claim_key(
     description="Creates or updates the lead (one per phone) and starts the playbook's latest "
     "version on it. Honours `Idempotency-Key`.",
     request=PlayCreate,
+    example=PLAY_EXAMPLE,
     response=PlayPublic,
     status=201,
     errors={409: "the lead already has a running play of this playbook (`existing_id`), or "
@@ -383,6 +401,7 @@ async def stop_play(request: Request) -> JSONResponse:
     "assigned by the rule: 201 with `play_started: true`. When the lead already has a running "
     "play of that playbook, nothing starts: 200 with that play and `play_started: false`.",
     request=LeadCreate,
+    example=PLAY_EXAMPLE["lead"],
     response=LeadStarted,
     status=201,
     extra_statuses={200: "the lead already had a running play of the rule's playbook"},

@@ -82,7 +82,14 @@ async def find_rep(session: AsyncSession, account_id: str, rep_id: str) -> Rep:
     return rep
 
 
-@operation("Add a rep", tags=TAGS, request=RepCreate, response=RepPublic, status=201)
+@operation(
+    "Add a rep",
+    tags=TAGS,
+    request=RepCreate,
+    example={"name": "Dana Reyes", "phone": "+14155550102", "email": "dana@example.com"},
+    response=RepPublic,
+    status=201,
+)
 async def create_rep(request: Request) -> JSONResponse:
     body = await read_json(request, RepCreate)
     rep = Rep(id=new_id("rep"), account_id=current_account(request).id, **body.model_dump())
@@ -117,6 +124,7 @@ async def get_rep(request: Request) -> JSONResponse:
     description="Only the fields given change; `email: null` clears the email. "
     "`available: false` takes the rep out of every round-robin rotation.",
     request=RepUpdate,
+    example={"available": False},
     response=RepPublic,
 )
 async def update_rep(request: Request) -> JSONResponse:

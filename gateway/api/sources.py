@@ -270,6 +270,7 @@ async def _lost_race(request: Request, account_id: str, origin: str) -> JSONResp
     "Create a source rule",
     tags=TAGS,
     request=SourceCreate,
+    example={"origin": "EverQuote", "playbook_id": "quote-drip", "rep_ids": ["rep_01J9Z8Q4V6"]},
     response=SourcePublic,
     status=201,
     errors={409: "the origin already has a rule (`existing_id`)"},
@@ -313,6 +314,7 @@ async def get_source(request: Request) -> JSONResponse:
     description="Replaces the fields given (`settings` as a whole); the result is checked "
     "like a new rule.",
     request=SourceUpdate,
+    example={"distribution": "manual", "rep_ids": []},
     response=SourcePublic,
     errors={409: "the new origin already has a rule (`existing_id`)"},
 )
@@ -347,6 +349,7 @@ async def update_source(request: Request) -> Response:
     "Clone a source rule for another origin",
     tags=TAGS,
     request=SourceCloneCreate,
+    example={"origin": "SmartFinancial"},
     response=SourcePublic,
     status=201,
     errors={409: "the new origin already has a rule (`existing_id`)"},

@@ -95,6 +95,7 @@ def _refuse_ended(play: Play) -> None:
     "and in `GET /v1/plays?awaiting=human`, the bot answers none of the lead's replies until "
     "`POST /v1/plays/{id}/resume`.",
     request=HumanMessageCreate,
+    example={"body": "Hi Ana, Dana here. Does 3pm work for a call?", "sender": "Dana"},
     response=HumanReply,
     status=201,
     errors={
@@ -151,6 +152,7 @@ async def post_message(request: Request) -> JSONResponse:
     "playbook at `step`: unpaused, out of the inbox, event `resumed` and its webhook; the step "
     "runs as the engine would run it (after its own delay).",
     request=ResumeCreate,
+    example={"step": "next_day", "by": "Dana"},
     response=PlayPublic,
     errors={
         404: "no such play in this account",

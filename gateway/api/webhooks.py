@@ -107,6 +107,10 @@ async def _check_filter(
     tags=TAGS,
     description="The response carries the signing `secret`, shown this once.",
     request=WebhookCreate,
+    example={
+        "url": "https://crm.example.com/hooks/partyline",
+        "activities": ["replied", "opted_out"],
+    },
     response=WebhookCreated,
     status=201,
 )
@@ -161,6 +165,7 @@ async def get_webhook(request: Request) -> JSONResponse:
     description="Only the fields given change. `enabled: false` cancels what is owed; "
     "`enabled: true` re-enables a subscription disabled by a 410 and closes its breaker.",
     request=WebhookUpdate,
+    example={"enabled": False},
     response=WebhookPublic,
 )
 async def update_webhook(request: Request) -> JSONResponse:
