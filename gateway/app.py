@@ -37,6 +37,7 @@ from gateway.api import (
 )
 from gateway.auth import ApiKeyMiddleware
 from gateway.body_limit import BodyLimitMiddleware
+from gateway.console import mount as console_mount
 from gateway.db import SessionFactory, create_engine, session_factory
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import healthz
@@ -76,6 +77,7 @@ def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
         *sms_routes.routes,
         *unsubscribe_page.routes,
         *voice_routes.routes,
+        console_mount(),
     ]
     if sandbox is not None:
         routes.append(Mount(SANDBOX_PATH, app=sandbox.app))

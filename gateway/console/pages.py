@@ -1,0 +1,313 @@
+"""The console's routes: sign-in, sign-out and the Compliance page, mounted under `/console`."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from sqlmodel import select
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from compliance.gate import Channel
+from gateway import gate, optouts
+from gateway.accounts import authenticate
+from gateway.api import optouts as optouts_api
+from gateway.clock import now
+from gateway.console import sessions
+from gateway.db import transaction
+from gateway.exports import as_dict
+from gateway.models import Lead
+from gateway.phones import InvalidPhone, to_e164
+from gateway.state import app_state
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+PAGE_ROWS = 200  # the page shows this many events; the CSV export has every one
+# No inline script or style anywhere: the pages need nothing but their own stylesheet.
+CSP = (
+    "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+class SecurityHeaders:
+    """The CSP and friends on every console response (pages, redirects, the stylesheet)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _secure(request: Request) -> bool:
+    return app_state(request)["settings"].environment == "production"
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=age,
+        path="/console",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
+
+
+def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers["cache-control"] = "no-store"  # pages hold the account's data
+    return response
+
+
+async def _session(request: Request) -> sessions.Session | None:
+    state = app_state(request)
+    async with state["sessions"]() as db:
+        return await sessions.resume(state["redis"], db, request.cookies.get(sessions.COOKIE))
+
+
+def _to_sign_in() -> RedirectResponse:
+    return RedirectResponse("/console/sign-in", status_code=303)
+
+
+def _forbidden() -> Response:
+    return Response(
+        "403 Forbidden: the form's security token is missing or wrong. Reload the page and "
+        "try again.",
+        status_code=403,
+        media_type="text/plain",
+    )
+
+
+async def home(request: Request) -> Response:
+    found = await _session(request)
+    return RedirectResponse("/console/compliance" if found else "/console/sign-in", 303)
+
+
+async def _sign_in_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    redis = app_state(request)["redis"]
+    # Before sign-in there is no session to bind the CSRF token to: a short-lived cookie's
+    # nonce stands in for it, so another site cannot post a key into this browser's sign-in.
+    nonce = request.cookies.get(sessions.SIGN_IN_COOKIE) or sessions.new_nonce()
+    context = {"error": error, "csrf": await sessions.csrf_token(redis, nonce), "account": None}
+    response = _page(request, "sign_in.html", context, status)
+    _set_cookie(request, response, sessions.SIGN_IN_COOKIE, nonce, sessions.SIGN_IN_SECONDS)
+    return response
+
+
+async def sign_in_form(request: Request) -> Response:
+    if await _session(request) is not None:
+        return RedirectResponse("/console/compliance", 303)
+    return await _sign_in_page(request)
+
+
+async def sign_in(request: Request) -> Response:
+    state = app_state(request)
+    form = await request.form()
+    token = form.get("csrf")
+    nonce = request.cookies.get(sessions.SIGN_IN_COOKIE)
+    if not await sessions.csrf_ok(state["redis"], nonce, token if isinstance(token, str) else None):
+        return _forbidden()
+    secret = form.get("key")
+    found = None
+    if isinstance(secret, str) and secret.strip():
+        # The API's own check: the key's hash, and not revoked.
+        async with transaction(state["sessions"]) as db:
+            found = await authenticate(db, secret.strip())
+    if found is None:
+        return await _sign_in_page(request, "That API key is not valid or has been revoked.", 401)
+    _account, key = found
+    cookie, _nonce = await sessions.start(state["redis"], key)
+    response = RedirectResponse("/console/compliance", status_code=303)
+    _set_cookie(request, response, sessions.COOKIE, cookie, sessions.SESSION_SECONDS)
+    response.delete_cookie(sessions.SIGN_IN_COOKIE, path="/console")
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    state = app_state(request)
+    found = await _session(request)
+    if found is None:
+        return _to_sign_in()
+    form = await request.form()
+    token = form.get("csrf")
+    if not await sessions.csrf_ok(
+        state["redis"], found.nonce, token if isinstance(token, str) else None
+    ):
+        return _forbidden()
+    await sessions.end(state["redis"], found.nonce)
+    response = _to_sign_in()
+    response.delete_cookie(sessions.COOKIE, path="/console")
+    return response
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def _ledger_filter(request: Request) -> tuple[optouts.LedgerFilter, dict[str, str]]:
+    """The search form's fields as a ledger filter; ValueError with a message when malformed.
+    Dates are UTC days; `until` is inclusive (the filter's bound is the next midnight)."""
+    params = request.query_params
+    shown = {name: params.get(name, "").strip() for name in ("phone", "since", "until")}
+    phone = None
+    if shown["phone"]:
+        try:
+            phone = to_e164(shown["phone"])
+        except InvalidPhone as exc:
+            raise ValueError(f"Phone: {exc}") from None
+    try:
+        since_day, until_day = _day(shown["since"]), _day(shown["until"])
+    except ValueError:
+        raise ValueError("Dates must look like 2026-01-31.") from None
+    since = datetime.combine(since_day, time(), UTC) if since_day else None
+    until = datetime.combine(until_day + timedelta(days=1), time(), UTC) if until_day else None
+    if since and until and until <= since:
+        raise ValueError("The end date must not be before the start date.")
+    return optouts.LedgerFilter(since=since, until=until, phone=phone), shown
+
+
+def _export_url(filters: optouts.LedgerFilter) -> str:
+    # The API export's own query parameters (gateway/api/optouts.py ExportQuery).
+    params = {"format": "csv"}
+    if filters.phone:
+        params["phone"] = filters.phone
+    if filters.since:
+        params["since"] = filters.since.isoformat()
+    if filters.until:
+        params["until"] = filters.until.isoformat()
+    return "/console/compliance/export?" + urlencode(params)
+
+
+async def _compliance_page(
+    request: Request, found: sessions.Session, extra: dict[str, Any] | None = None
+) -> Response:
+    state = app_state(request)
+    context: dict[str, Any] = {
+        "account": found.account,
+        "csrf": await sessions.csrf_token(state["redis"], found.nonce),
+        "rows": [],
+        "more": False,
+        "check_phone": "",
+        "check_channel": "sms",
+        "ledger_error": None,
+    }
+    try:
+        filters, shown = _ledger_filter(request)
+    except ValueError as exc:
+        context["ledger_error"] = str(exc)
+        context["query"] = {
+            name: request.query_params.get(name, "") for name in ("phone", "since", "until")
+        }
+    else:
+        context["query"] = shown
+        async with state["sessions"]() as db:
+            rows = await optouts.page(db, found.account.id, filters, limit=PAGE_ROWS + 1)
+        context["rows"] = [as_dict(row) for row in rows[:PAGE_ROWS]]
+        context["more"] = len(rows) > PAGE_ROWS
+        context["export_url"] = _export_url(filters)
+    context.update(extra or {})
+    return _page(request, "compliance.html", context)
+
+
+async def compliance(request: Request) -> Response:
+    found = await _session(request)
+    if found is None:
+        return _to_sign_in()
+    return await _compliance_page(request, found)
+
+
+async def check(request: Request) -> Response:
+    """The gate's answer for a contact now, as `gateway compliance check` asks it."""
+    state = app_state(request)
+    found = await _session(request)
+    if found is None:
+        return _to_sign_in()
+    form = await request.form()
+    token = form.get("csrf")
+    if not await sessions.csrf_ok(
+        state["redis"], found.nonce, token if isinstance(token, str) else None
+    ):
+        return _forbidden()
+    raw_phone = str(form.get("phone") or "").strip()
+    channel: Channel = "call" if form.get("channel") == "call" else "sms"
+    extra: dict[str, Any] = {"check_phone": raw_phone, "check_channel": channel}
+    try:
+        phone = to_e164(raw_phone)
+    except InvalidPhone as exc:
+        extra["check_error"] = f"Phone: {exc}"
+        return await _compliance_page(request, found, extra)
+    account = found.account
+    at = now()
+    async with state["sessions"]() as db:
+        lead = (
+            await db.exec(select(Lead).where(Lead.account_id == account.id, Lead.phone == phone))
+        ).first()
+        decision = await gate.decide(
+            db, account, phone, channel=channel, purpose="initiated", lead=lead, at=at
+        )
+    words = {"allow": "allowed", "defer": "deferred", "block": "blocked"}
+    extra["decision"] = {
+        "phone": phone,
+        "action": decision.action,
+        "word": words[decision.action],
+        "rule": decision.reason,
+        "detail": decision.detail,
+        "until": decision.until.isoformat() if decision.until else None,
+        "zones": decision.zones,
+    }
+    extra["zone_times"] = {
+        zone: at.astimezone(ZoneInfo(zone)).isoformat(timespec="minutes") for zone in decision.zones
+    }
+    return await _compliance_page(request, found, extra)
+
+
+async def export(request: Request) -> Response:
+    """The API's streamed export (`GET /v1/opt-outs/export`), reached with the console session:
+    the same handler, given the session's account where the API key middleware puts it."""
+    found = await _session(request)
+    if found is None:
+        return _to_sign_in()
+    request.scope["state"]["account"] = found.account
+    request.scope["state"]["api_key"] = found.key
+    return await optouts_api.export_opt_outs(request)
+
+
+def mount() -> Mount:
+    return Mount(
+        "/console",
+        routes=[
+            Route("/", home, methods=["GET"]),
+            Route("/sign-in", sign_in_form, methods=["GET"]),
+            Route("/sign-in", sign_in, methods=["POST"]),
+            Route("/sign-out", sign_out, methods=["POST"]),
+            Route("/compliance", compliance, methods=["GET"]),
+            Route("/compliance/check", check, methods=["POST"]),
+            Route("/compliance/export", export, methods=["GET"]),
+            Mount("/static", app=StaticFiles(directory=HERE / "static"), name="console-static"),
+        ],
+        middleware=[Middleware(SecurityHeaders)],
+    )
