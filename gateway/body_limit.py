@@ -22,10 +22,12 @@ TWILIO_LIMIT = 64 * 1024
 API_LIMIT = 1_000_000
 SANDBOX_LIMIT = 256 * 1024
 UNSUBSCRIBE_LIMIT = 4 * 1024
+CONSOLE_LIMIT = 16 * 1024
 GATEWAY_LIMITS: tuple[tuple[str, int], ...] = (
     ("/twilio", TWILIO_LIMIT),  # the SMS routes and the voice routes (/twilio/voice/...)
     (SANDBOX_PATH, SANDBOX_LIMIT),
     ("/unsubscribe", UNSUBSCRIBE_LIMIT),  # the email opt-out page and RFC 8058 one-click
+    ("/console", CONSOLE_LIMIT),  # sign-in and contact-check forms: a key, a phone, a token
 )
 
 

@@ -42,10 +42,13 @@ class Session:
 
 async def _secret(redis: ArqRedis) -> bytes:
     # Created once by whichever process asks first (NX), then shared by all of them.
-    await redis.set(SECRET_KEY, secrets.token_hex(32), nx=True)
+    candidate = secrets.token_hex(32)
+    await redis.set(SECRET_KEY, candidate, nx=True)
     value = await redis.get(SECRET_KEY)
-    if value is None:  # flushed between the two calls: this request simply fails closed
-        raise RuntimeError("console secret missing from Redis")
+    if value is None:
+        # Redis was flushed between the two calls: sign with the candidate, which matches no
+        # stored session, so this request fails closed (signed out), not with a 500.
+        return candidate.encode()
     return value if isinstance(value, bytes) else str(value).encode()
 
 

@@ -31,11 +31,8 @@ WAIT = 20  # seconds: a bound for a page to arrive on a loaded machine, not a ti
 
 @pytest.fixture
 def console(settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome) -> Iterator[str]:
-    """The whole gateway under uvicorn; yields its base URL."""
-    # The `browser` fixture's delete_all_cookies runs at about:blank, where it reaches no
-    # site's cookies; every test's server is on 127.0.0.1 (cookies ignore the port), so an
-    # earlier test's session would still be there. Clear them all through DevTools.
-    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    """The whole gateway under uvicorn (the `browser` fixture starts with no cookies); yields
+    its base URL."""
     with serve_in_thread(create_app(settings)) as url:
         yield url
 

@@ -19,7 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.accounts import IssuedKey
 from gateway.app import create_app
-from gateway.body_limit import API_LIMIT, SANDBOX_LIMIT, TWILIO_LIMIT, BodyLimitMiddleware
+from gateway.body_limit import (
+    API_LIMIT,
+    CONSOLE_LIMIT,
+    SANDBOX_LIMIT,
+    TWILIO_LIMIT,
+    BodyLimitMiddleware,
+)
 from gateway.settings import Settings
 from tests.support.servers import serve
 
@@ -171,6 +177,7 @@ def counted() -> Iterator[Counted]:
             "application/x-www-form-urlencoded",
         ),
         ("/v1/leads", API_LIMIT, "application/json"),
+        ("/console/sign-in", CONSOLE_LIMIT, "application/x-www-form-urlencoded"),
     ],
 )
 async def test_chunked_body_is_cut_off_at_the_limit(  # noqa: PLR0917
@@ -198,7 +205,14 @@ async def test_chunked_body_is_cut_off_at_the_limit(  # noqa: PLR0917
 
 
 @pytest.mark.parametrize(
-    "path", ["/twilio/sms", "/twilio/voice/amd?pl=pl_x", "/v1/leads", "/sandbox/_sandbox/numbers"]
+    "path",
+    [
+        "/twilio/sms",
+        "/twilio/voice/amd?pl=pl_x",
+        "/v1/leads",
+        "/sandbox/_sandbox/numbers",
+        "/console/sign-in",
+    ],
 )
 async def test_declared_length_over_the_limit_is_refused_without_reading(
     settings: Settings, engine: AsyncEngine, issued_key: IssuedKey, counted: Counted, path: str
@@ -228,6 +242,7 @@ def test_limits_by_path() -> None:
     assert limits.limit_for("/twilioX") == API_LIMIT
     assert limits.limit_for("/sandbox/2010-04-01/Accounts/AC1/Messages.json") == SANDBOX_LIMIT
     assert limits.limit_for("/v1/playbooks") == API_LIMIT
+    assert limits.limit_for("/console/compliance/check") == CONSOLE_LIMIT
 
 
 async def test_bodies_within_the_limit_pass(

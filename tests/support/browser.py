@@ -54,7 +54,9 @@ def chromium() -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def browser(chromium: webdriver.Chrome) -> webdriver.Chrome:
-    """The session's Chromium with no cookies, at a blank page."""
+    """The session's Chromium with no cookies, at a blank page. (WebDriver's
+    `delete_all_cookies` only clears the current page's site, and about:blank has none: every
+    test server is on 127.0.0.1, whose cookies ignore the port, so DevTools clears them all.)"""
     chromium.get("about:blank")
-    chromium.delete_all_cookies()
+    chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
     return chromium
