@@ -1,4 +1,5 @@
-"""The console's routes: sign-in, sign-out and the Compliance page, mounted under `/console`."""
+"""The console's routes: sign-in, sign-out, the Compliance page and the Conversations section
+(gateway/console/conversations.py), mounted under `/console`."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from gateway import gate, optouts
 from gateway.accounts import authenticate
 from gateway.api import optouts as optouts_api
 from gateway.clock import now
-from gateway.console import sessions
+from gateway.console import conversations, sessions
 from gateway.db import transaction
 from gateway.exports import as_dict
 from gateway.models import Lead
@@ -59,6 +60,30 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ScopeGate:
+    """Refuses (403) the console pages the signed-in key's scope does not allow, for every page
+    in one place (sessions.page_allowed); signed-out requests pass on to their page's redirect."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = await _session(Request(scope))
+            if found is not None and not sessions.page_allowed(
+                found.scope, scope["method"], scope["path"]
+            ):
+                response = Response(
+                    f"403 Forbidden: this API key's scope is {found.scope.value}, which does not "
+                    "allow this page. Sign in with a key that does.",
+                    status_code=403,
+                    media_type="text/plain",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _secure(request: Request) -> bool:
@@ -307,7 +332,8 @@ def mount() -> Mount:
             Route("/compliance", compliance, methods=["GET"]),
             Route("/compliance/check", check, methods=["POST"]),
             Route("/compliance/export", export, methods=["GET"]),
+            *conversations.routes,
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="console-static"),
         ],
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(SecurityHeaders), Middleware(ScopeGate)],
     )

@@ -13,7 +13,6 @@ import pytest
 import redis
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,10 +22,12 @@ from gateway.app import create_app
 from gateway.console.sessions import COOKIE, SESSION_PREFIX
 from gateway.db import create_engine, session_factory, transaction
 from gateway.settings import Settings
+from tests.support.console import WAIT
+from tests.support.console import sign_in as _sign_in
+from tests.support.console import wait_for as _wait_for
 from tests.support.servers import serve_in_thread
 
 PHONE = "+14155550123"
-WAIT = 20  # seconds: a bound for a page to arrive on a loaded machine, not a timing claim
 
 
 @pytest.fixture
@@ -35,17 +36,6 @@ def console(settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome) 
     its base URL."""
     with serve_in_thread(create_app(settings)) as url:
         yield url
-
-
-def _wait_for(browser: webdriver.Chrome, element_id: str) -> None:
-    WebDriverWait(browser, WAIT).until(ec.presence_of_element_located((By.ID, element_id)))
-
-
-def _sign_in(browser: webdriver.Chrome, url: str, secret: str) -> None:
-    browser.get(url + "/console/")
-    _wait_for(browser, "key")
-    # By keyboard: type the key and press Enter in its field.
-    browser.find_element(By.ID, "key").send_keys(secret + Keys.ENTER)
 
 
 def _signed_in(browser: webdriver.Chrome, url: str, secret: str) -> str:
