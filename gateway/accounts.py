@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.ids import new_id
-from gateway.models import Account, ApiKey
+from gateway.models import Account, ApiKey, KeyScope
 
 KEY_PREFIX = "gw_"
 VISIBLE_PREFIX_LEN = len(KEY_PREFIX) + 8
@@ -38,12 +38,18 @@ async def create_account(session: AsyncSession, name: str) -> tuple[Account, Iss
     return account, await create_key(session, account.id)
 
 
-async def create_key(session: AsyncSession, account_id: str, name: str = "default") -> IssuedKey:
+async def create_key(
+    session: AsyncSession,
+    account_id: str,
+    name: str = "default",
+    scope: KeyScope = KeyScope.FULL,
+) -> IssuedKey:
     secret = KEY_PREFIX + secrets.token_urlsafe(24)
     key = ApiKey(
         id=new_id("key"),
         account_id=account_id,
         name=name,
+        scope=scope,
         prefix=secret[:VISIBLE_PREFIX_LEN],
         key_hash=hash_key(secret),
     )

@@ -17,8 +17,9 @@ the decorator:
     )
     async def create_play(request: Request) -> JSONResponse: ...
 
-401 (every `/v1` route), 404 (routes with path parameters), 400/413/422 (routes with a body)
-and 422 (routes with a query model) are added automatically, all with the `ErrorBody` shape.
+401 and 403 `scope_forbidden` (every `/v1` route), 404 (routes with path parameters),
+400/413/422 (routes with a body) and 422 (routes with a query model) are added automatically,
+all with the `ErrorBody` shape.
 `tests/api/test_openapi.py` fails for any `/v1` route without an operation.
 
 Models are named as in the design's `XBase -> XCreate/XUpdate -> X -> XPublic` family, and
@@ -203,7 +204,10 @@ def _path_item(
         {"name": param, "in": "path", "required": True, "schema": {"type": "string"}}
         for param in route.param_convertors
     ]
-    responses: dict[str, Any] = {"401": _error("missing, invalid or revoked API key")}
+    responses: dict[str, Any] = {
+        "401": _error("missing, invalid or revoked API key"),
+        "403": _error("the API key's scope does not allow this call (`scope_forbidden`)"),
+    }
     item: dict[str, Any] = {"operationId": name, "responses": responses}
     if op is None:
         item["summary"] = f"{method} {route.path} (undocumented)"

@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     kc = command(key_cmds, "create", "admin:cmd_keys_create", "create an API key (printed once)")
     kc.add_argument("--account", required=True, help="account id")
     kc.add_argument("--name", default="default", help="a label for the key")
+    kc.add_argument(
+        "--scope",
+        default="full",
+        choices=["full", "read", "compliance"],
+        help="what the key may do: full (everything), read (GET/HEAD only), compliance (the "
+        "opt-out ledger, its export and a phone's opt-out status); default full",
+    )
     kl = command(key_cmds, "list", "admin:cmd_keys_list", "list an account's keys")
     kl.add_argument("--account", required=True, help="account id")
     kr = command(key_cmds, "revoke", "admin:cmd_keys_revoke", "revoke an API key")

@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import accounts, migrate
 from gateway.cli.common import account_named, with_session
-from gateway.models import ApiKey
+from gateway.models import ApiKey, KeyScope
 from gateway.settings import Settings
 from gateway.webhooks.addresses import set_private_allowed
 
@@ -41,7 +41,7 @@ def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     async def work(session: AsyncSession) -> accounts.IssuedKey:
         await account_named(session, args.account)
-        return await accounts.create_key(session, args.account, args.name)
+        return await accounts.create_key(session, args.account, args.name, KeyScope(args.scope))
 
     issued = asyncio.run(with_session(settings, work))
     print(f"key {issued.key.id} {issued.secret}")
@@ -57,7 +57,7 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
     for key in asyncio.run(with_session(settings, work)):
         state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
         used = key.last_used_at.isoformat() if key.last_used_at else "never used"
-        print(f"{key.id}\t{key.prefix}...\t{key.name}\t{state}\t{used}")
+        print(f"{key.id}\t{key.prefix}...\t{key.name}\t{key.scope}\t{state}\t{used}")
     return 0
 
 

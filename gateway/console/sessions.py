@@ -23,7 +23,7 @@ from arq.connections import ArqRedis
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.models import Account, ApiKey
+from gateway.models import Account, ApiKey, KeyScope
 
 COOKIE = "gw_console"
 SIGN_IN_COOKIE = "gw_console_sign_in"
@@ -38,6 +38,31 @@ class Session:
     account: Account
     key: ApiKey
     nonce: str
+
+    @property
+    def scope(self) -> KeyScope:
+        return KeyScope(self.key.scope)
+
+
+# Open to every signed-in key whatever its scope: signing in and out, the stylesheet, and the
+# console's home (which leads to the Compliance page, open to every scope).
+ANY_SCOPE_PATHS = ("/console", "/console/", "/console/sign-in", "/console/sign-out")
+COMPLIANCE_PAGES = "/console/compliance"
+
+
+def page_allowed(scope: KeyScope, method: str, path: str) -> bool:
+    """Whether a key of `scope` may open this console page, as the API decides for its routes
+    (gateway.auth.scope_allows): `full` everything, `read` GET pages only, `compliance` only the
+    Compliance pages. Anything else is refused, so a new page is closed to them until listed."""
+    if path in ANY_SCOPE_PATHS or path.startswith("/console/static/"):
+        return True
+    if scope == KeyScope.FULL:
+        return True
+    if scope == KeyScope.READ:
+        return method in ("GET", "HEAD")
+    if scope == KeyScope.COMPLIANCE:
+        return path == COMPLIANCE_PAGES or path.startswith(COMPLIANCE_PAGES + "/")
+    return False
 
 
 async def _secret(redis: ArqRedis) -> bytes:

@@ -1,6 +1,6 @@
 """SQLModel tables; importing this package registers every table on `SQLModel.metadata`."""
 
-from gateway.models.accounts import Account, ApiKey, ApiKeyPublic
+from gateway.models.accounts import Account, ApiKey, ApiKeyPublic, KeyScope
 from gateway.models.compliance import (
     Channel,
     Consent,
@@ -59,6 +59,7 @@ __all__ = [
     "Email",
     "EmailStatus",
     "IdempotencyKey",
+    "KeyScope",
     "Lead",
     "LeadOriginator",
     "LedgerEvent",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, String
 from sqlmodel import Column, Field, SQLModel
 
 from gateway.clock import now
@@ -29,8 +30,22 @@ class Account(AccountBase, table=True):
     link_secret: str | None = Field(default=None, max_length=64)
 
 
+class KeyScope(StrEnum):
+    """What a key may do: `full` everything, `read` only GET/HEAD, `compliance` only the opt-out
+    ledger (list, record, export) and a phone's opt-out status; see gateway.auth.SCOPE_ROUTES."""
+
+    FULL = "full"
+    READ = "read"
+    COMPLIANCE = "compliance"
+
+
 class ApiKeyBase(SQLModel):
     name: str = Field(default="default", max_length=200)
+    # Keys made before scopes existed could do everything: the column's default keeps them so.
+    scope: KeyScope = Field(
+        default=KeyScope.FULL,
+        sa_column=Column(String(12), nullable=False, server_default=KeyScope.FULL.value),
+    )
 
 
 class ApiKey(ApiKeyBase, table=True):

@@ -118,6 +118,26 @@ async def test_accounts_and_keys_commands(
     assert missing.returncode == 1 and "no key key_nope" in missing.stderr
 
 
+def test_keys_create_with_a_scope_and_list_shows_it(database_url: str, tmp_path: Path) -> None:
+    created = gateway("accounts", "create", "Acme", database_url=database_url, cwd=tmp_path)
+    account_id = created.stdout.split()[1]
+    scoped = gateway(
+        "keys", "create", "--account", account_id, "--scope", "compliance",
+        database_url=database_url, cwd=tmp_path,
+    )  # fmt: skip
+    assert scoped.returncode == 0, scoped.stderr
+    key_id = scoped.stdout.split()[1]
+    keys = gateway("keys", "list", "--account", account_id, database_url=database_url, cwd=tmp_path)
+    scopes = {line.split("\t")[0]: line.split("\t")[3] for line in keys.stdout.splitlines()}
+    assert scopes[key_id] == "compliance"
+    assert sorted(scopes.values()) == ["compliance", "full"]  # the account's first key is full
+    wrong = gateway(
+        "keys", "create", "--account", account_id, "--scope", "admin",
+        database_url=database_url, cwd=tmp_path,
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+
+
 @pytest.mark.parametrize(
     "command",
     [
