@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.api import play_log, plays
-from gateway.console import pages, sessions
+from gateway.console import sessions, web
 from gateway.errors import ApiError
 from gateway.models import Lead
 from gateway.state import app_state
@@ -66,9 +66,9 @@ def _lead_name(lead: Lead | None) -> str:
 
 
 async def plays_page(request: Request) -> Response:
-    found = await pages._session(request)
+    found = await web.session_of(request)
     if found is None:
-        return pages._to_sign_in()
+        return web.to_sign_in()
     params = request.query_params
     inbox = params.get("awaiting") == "human"
     shown = {name: params.get(name, "").strip() for name in ("state", "playbook_id", "cursor")}
@@ -91,7 +91,7 @@ async def plays_page(request: Request) -> Response:
         listed = await _api(request, found, plays.list_plays, query)
     except ApiError as exc:
         context["error"] = f"{exc.field}: {exc.message}" if exc.field else exc.message
-        return pages._page(request, "plays.html", context)
+        return web.page(request, "plays.html", context)
     leads = await _leads(request, found.account.id, {p["lead_id"] for p in listed["data"]})
     context["rows"] = [
         {
@@ -105,7 +105,7 @@ async def plays_page(request: Request) -> Response:
         following = {k: v for k, v in query.items() if k != "limit"}
         following["cursor"] = listed["next_cursor"]
         context["next_url"] = "/console/plays?" + urlencode(following)
-    return pages._page(request, "plays.html", context)
+    return web.page(request, "plays.html", context)
 
 
 def _summary(detail: dict[str, Any]) -> list[tuple[str, str]]:
@@ -118,9 +118,9 @@ def _summary(detail: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 async def play_page(request: Request) -> Response:
-    found = await pages._session(request)
+    found = await web.session_of(request)
     if found is None:
-        return pages._to_sign_in()
+        return web.to_sign_in()
     play_id = request.path_params["play_id"]
     path = {"play_id": play_id}
     csrf = await sessions.csrf_token(app_state(request)["redis"], found.nonce)
@@ -139,7 +139,7 @@ async def play_page(request: Request) -> Response:
         if exc.status_code != 404:
             raise
         context = {"account": found.account, "csrf": csrf}
-        return pages._page(request, "not_found.html", context, status=404)
+        return web.page(request, "not_found.html", context, status=404)
     leads = await _leads(request, found.account.id, {play["lead_id"]})
     context = {
         "account": found.account,
@@ -149,7 +149,7 @@ async def play_page(request: Request) -> Response:
         "lead_name": _lead_name(leads.get(play["lead_id"])),
         "entries": [{**entry, "summary": _summary(entry["detail"])} for entry in entries],
     }
-    return pages._page(request, "play.html", context)
+    return web.page(request, "play.html", context)
 
 
 routes = [

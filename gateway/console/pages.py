@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -15,120 +14,24 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compliance.gate import Channel
 from gateway import gate, optouts
 from gateway.accounts import authenticate
 from gateway.api import optouts as optouts_api
 from gateway.clock import now
-from gateway.console import conversations, sessions
+from gateway.console import conversations, sessions, web
 from gateway.db import transaction
 from gateway.exports import as_dict
 from gateway.models import Lead
 from gateway.phones import InvalidPhone, to_e164
 from gateway.state import app_state
 
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
 PAGE_ROWS = 200  # the page shows this many events; the CSV export has every one
-# No inline script or style anywhere: the pages need nothing but their own stylesheet.
-CSP = (
-    "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-)
-
-
-class SecurityHeaders:
-    """The CSP and friends on every console response (pages, redirects, the stylesheet)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [
-                    (b"content-security-policy", CSP.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"same-origin"),
-                    (b"x-frame-options", b"DENY"),
-                ]
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class ScopeGate:
-    """Refuses (403) the console pages the signed-in key's scope does not allow, for every page
-    in one place (sessions.page_allowed); signed-out requests pass on to their page's redirect."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            found = await _session(Request(scope))
-            if found is not None and not sessions.page_allowed(
-                found.scope, scope["method"], scope["path"]
-            ):
-                response = Response(
-                    f"403 Forbidden: this API key's scope is {found.scope.value}, which does not "
-                    "allow this page. Sign in with a key that does.",
-                    status_code=403,
-                    media_type="text/plain",
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def _secure(request: Request) -> bool:
-    return app_state(request)["settings"].environment == "production"
-
-
-def _set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=age,
-        path="/console",
-        httponly=True,
-        samesite="lax",
-        secure=_secure(request),
-    )
-
-
-def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-    response = templates.TemplateResponse(request, name, context, status_code=status)
-    response.headers["cache-control"] = "no-store"  # pages hold the account's data
-    return response
-
-
-async def _session(request: Request) -> sessions.Session | None:
-    state = app_state(request)
-    async with state["sessions"]() as db:
-        return await sessions.resume(state["redis"], db, request.cookies.get(sessions.COOKIE))
-
-
-def _to_sign_in() -> RedirectResponse:
-    return RedirectResponse("/console/sign-in", status_code=303)
-
-
-def _forbidden() -> Response:
-    return Response(
-        "403 Forbidden: the form's security token is missing or wrong. Reload the page and "
-        "try again.",
-        status_code=403,
-        media_type="text/plain",
-    )
 
 
 async def home(request: Request) -> Response:
-    found = await _session(request)
+    found = await web.session_of(request)
     return RedirectResponse("/console/compliance" if found else "/console/sign-in", 303)
 
 
@@ -138,13 +41,13 @@ async def _sign_in_page(request: Request, error: str | None = None, status: int 
     # nonce stands in for it, so another site cannot post a key into this browser's sign-in.
     nonce = request.cookies.get(sessions.SIGN_IN_COOKIE) or sessions.new_nonce()
     context = {"error": error, "csrf": await sessions.csrf_token(redis, nonce), "account": None}
-    response = _page(request, "sign_in.html", context, status)
-    _set_cookie(request, response, sessions.SIGN_IN_COOKIE, nonce, sessions.SIGN_IN_SECONDS)
+    response = web.page(request, "sign_in.html", context, status)
+    web.set_cookie(request, response, sessions.SIGN_IN_COOKIE, nonce, sessions.SIGN_IN_SECONDS)
     return response
 
 
 async def sign_in_form(request: Request) -> Response:
-    if await _session(request) is not None:
+    if await web.session_of(request) is not None:
         return RedirectResponse("/console/compliance", 303)
     return await _sign_in_page(request)
 
@@ -155,7 +58,7 @@ async def sign_in(request: Request) -> Response:
     token = form.get("csrf")
     nonce = request.cookies.get(sessions.SIGN_IN_COOKIE)
     if not await sessions.csrf_ok(state["redis"], nonce, token if isinstance(token, str) else None):
-        return _forbidden()
+        return web.forbidden()
     secret = form.get("key")
     found = None
     if isinstance(secret, str) and secret.strip():
@@ -167,24 +70,24 @@ async def sign_in(request: Request) -> Response:
     _account, key = found
     cookie, _nonce = await sessions.start(state["redis"], key)
     response = RedirectResponse("/console/compliance", status_code=303)
-    _set_cookie(request, response, sessions.COOKIE, cookie, sessions.SESSION_SECONDS)
+    web.set_cookie(request, response, sessions.COOKIE, cookie, sessions.SESSION_SECONDS)
     response.delete_cookie(sessions.SIGN_IN_COOKIE, path="/console")
     return response
 
 
 async def sign_out(request: Request) -> Response:
     state = app_state(request)
-    found = await _session(request)
+    found = await web.session_of(request)
     if found is None:
-        return _to_sign_in()
+        return web.to_sign_in()
     form = await request.form()
     token = form.get("csrf")
     if not await sessions.csrf_ok(
         state["redis"], found.nonce, token if isinstance(token, str) else None
     ):
-        return _forbidden()
+        return web.forbidden()
     await sessions.end(state["redis"], found.nonce)
-    response = _to_sign_in()
+    response = web.to_sign_in()
     response.delete_cookie(sessions.COOKIE, path="/console")
     return response
 
@@ -255,28 +158,28 @@ async def _compliance_page(
         context["more"] = len(rows) > PAGE_ROWS
         context["export_url"] = _export_url(filters)
     context.update(extra or {})
-    return _page(request, "compliance.html", context)
+    return web.page(request, "compliance.html", context)
 
 
 async def compliance(request: Request) -> Response:
-    found = await _session(request)
+    found = await web.session_of(request)
     if found is None:
-        return _to_sign_in()
+        return web.to_sign_in()
     return await _compliance_page(request, found)
 
 
 async def check(request: Request) -> Response:
     """The gate's answer for a contact now, as `gateway compliance check` asks it."""
     state = app_state(request)
-    found = await _session(request)
+    found = await web.session_of(request)
     if found is None:
-        return _to_sign_in()
+        return web.to_sign_in()
     form = await request.form()
     token = form.get("csrf")
     if not await sessions.csrf_ok(
         state["redis"], found.nonce, token if isinstance(token, str) else None
     ):
-        return _forbidden()
+        return web.forbidden()
     raw_phone = str(form.get("phone") or "").strip()
     channel: Channel = "call" if form.get("channel") == "call" else "sms"
     extra: dict[str, Any] = {"check_phone": raw_phone, "check_channel": channel}
@@ -313,9 +216,9 @@ async def check(request: Request) -> Response:
 async def export(request: Request) -> Response:
     """The API's streamed export (`GET /v1/opt-outs/export`), reached with the console session:
     the same handler, given the session's account where the API key middleware puts it."""
-    found = await _session(request)
+    found = await web.session_of(request)
     if found is None:
-        return _to_sign_in()
+        return web.to_sign_in()
     request.scope["state"]["account"] = found.account
     request.scope["state"]["api_key"] = found.key
     return await optouts_api.export_opt_outs(request)
@@ -333,7 +236,7 @@ def mount() -> Mount:
             Route("/compliance/check", check, methods=["POST"]),
             Route("/compliance/export", export, methods=["GET"]),
             *conversations.routes,
-            Mount("/static", app=StaticFiles(directory=HERE / "static"), name="console-static"),
+            Mount("/static", app=StaticFiles(directory=web.HERE / "static"), name="console-static"),
         ],
-        middleware=[Middleware(SecurityHeaders), Middleware(ScopeGate)],
+        middleware=[Middleware(web.SecurityHeaders), Middleware(web.ScopeGate)],
     )

@@ -1,0 +1,110 @@
+"""What every console page shares: the templates, the security headers and the scope gate on
+the mount, the session cookie, and the answers a page gives when signed out or forged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.console import sessions
+from gateway.state import app_state
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+# No inline script or style anywhere: the pages need nothing but their own stylesheet.
+CSP = (
+    "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+class SecurityHeaders:
+    """The CSP and friends on every console response (pages, redirects, the stylesheet)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class ScopeGate:
+    """Refuses (403) the console pages the signed-in key's scope does not allow, for every page
+    in one place (sessions.page_allowed); signed-out requests pass on to their page's redirect."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = await session_of(Request(scope))
+            if found is not None and not sessions.page_allowed(
+                found.scope, scope["method"], scope["path"]
+            ):
+                response = Response(
+                    f"403 Forbidden: this API key's scope is {found.scope.value}, which does not "
+                    "allow this page. Sign in with a key that does.",
+                    status_code=403,
+                    media_type="text/plain",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def secure(request: Request) -> bool:
+    return app_state(request)["settings"].environment == "production"
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=age,
+        path="/console",
+        httponly=True,
+        samesite="lax",
+        secure=secure(request),
+    )
+
+
+def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers["cache-control"] = "no-store"  # pages hold the account's data
+    return response
+
+
+async def session_of(request: Request) -> sessions.Session | None:
+    state = app_state(request)
+    async with state["sessions"]() as db:
+        return await sessions.resume(state["redis"], db, request.cookies.get(sessions.COOKIE))
+
+
+def to_sign_in() -> RedirectResponse:
+    return RedirectResponse("/console/sign-in", status_code=303)
+
+
+def forbidden() -> Response:
+    return Response(
+        "403 Forbidden: the form's security token is missing or wrong. Reload the page and "
+        "try again.",
+        status_code=403,
+        media_type="text/plain",
+    )
