@@ -273,7 +273,8 @@ async def _claim_key(
     example=PLAY_EXAMPLE,
     response=PlayPublic,
     status=201,
-    errors={409: "the lead already has a running play of this playbook (`existing_id`), or "
+    errors={404: "`playbook_id` names no playbook of this account",
+            409: "the lead already has a running play of this playbook (`existing_id`), or "
             "the Idempotency-Key was used with another body"},
 )  # fmt: skip
 async def create_play(request: Request) -> JSONResponse:
