@@ -76,17 +76,11 @@ async def sign_in(request: Request) -> Response:
 
 
 async def sign_out(request: Request) -> Response:
-    state = app_state(request)
-    found = await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
-    form = await request.form()
-    token = form.get("csrf")
-    if not await sessions.csrf_ok(
-        state["redis"], found.nonce, token if isinstance(token, str) else None
-    ):
-        return web.forbidden()
-    await sessions.end(state["redis"], found.nonce)
+    checked = await web.signed_in_post(request)
+    if isinstance(checked, Response):
+        return checked
+    found, _form = checked
+    await sessions.end(app_state(request)["redis"], found.nonce)
     response = web.to_sign_in()
     response.delete_cookie(sessions.COOKIE, path="/console")
     return response
@@ -170,16 +164,10 @@ async def compliance(request: Request) -> Response:
 
 async def check(request: Request) -> Response:
     """The gate's answer for a contact now, as `gateway compliance check` asks it."""
-    state = app_state(request)
-    found = await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
-    form = await request.form()
-    token = form.get("csrf")
-    if not await sessions.csrf_ok(
-        state["redis"], found.nonce, token if isinstance(token, str) else None
-    ):
-        return web.forbidden()
+    checked = await web.signed_in_post(request)
+    if isinstance(checked, Response):
+        return checked
+    found, form = checked
     raw_phone = str(form.get("phone") or "").strip()
     channel: Channel = "call" if form.get("channel") == "call" else "sms"
     extra: dict[str, Any] = {"check_phone": raw_phone, "check_channel": channel}
@@ -190,7 +178,7 @@ async def check(request: Request) -> Response:
         return await _compliance_page(request, found, extra)
     account = found.account
     at = now()
-    async with state["sessions"]() as db:
+    async with app_state(request)["sessions"]() as db:
         lead = (
             await db.exec(select(Lead).where(Lead.account_id == account.id, Lead.phone == phone))
         ).first()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -108,3 +109,17 @@ def forbidden() -> Response:
         status_code=403,
         media_type="text/plain",
     )
+
+
+async def signed_in_post(request: Request) -> tuple[sessions.Session, FormData] | Response:
+    """A console POST's session and form once its CSRF token checks out; otherwise the answer
+    (to sign-in when signed out, 403 when the token is missing or wrong)."""
+    found = await session_of(request)
+    if found is None:
+        return to_sign_in()
+    form = await request.form()
+    token = form.get("csrf")
+    redis = app_state(request)["redis"]
+    if not await sessions.csrf_ok(redis, found.nonce, token if isinstance(token, str) else None):
+        return forbidden()
+    return found, form
