@@ -10,13 +10,12 @@ it, as the Compliance page's export does: the same query, keyset pagination, `ne
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any, get_args
 from urllib.parse import urlencode
 
 from sqlmodel import col, select
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api import play_log, plays
@@ -29,26 +28,6 @@ PAGE_PLAYS = 50
 LOG_PAGE = 500  # the log API's largest page; a play's log is read to its end
 # The states the API filters by, from its own query model (a Literal inside an Optional).
 STATES: tuple[str, ...] = get_args(get_args(plays.PlayQuery.model_fields["state"].annotation)[0])
-Handler = Callable[[Request], Awaitable[JSONResponse]]
-
-
-async def _api(
-    request: Request,
-    found: sessions.Session,
-    handler: Handler,
-    query: dict[str, str],
-    path_params: dict[str, str] | None = None,
-) -> Any:
-    """What the API handler answers for the session's account, as parsed JSON. Its ApiError
-    (a 404, a 422 naming the field) propagates as the API would raise it."""
-    scope = {
-        **request.scope,
-        "query_string": urlencode(query).encode(),
-        "path_params": path_params or {},
-        "state": {**request.scope["state"], "account": found.account, "api_key": found.key},
-    }
-    response = await handler(Request(scope, request.receive))
-    return json.loads(bytes(response.body))
 
 
 async def _leads(request: Request, account_id: str, ids: set[str]) -> dict[str, Lead]:
@@ -88,7 +67,7 @@ async def plays_page(request: Request) -> Response:
         "error": None,
     }
     try:
-        listed = await _api(request, found, plays.list_plays, query)
+        listed = await web.call_api(request, found, plays.list_plays, query=query)
     except ApiError as exc:
         context["error"] = f"{exc.field}: {exc.message}" if exc.field else exc.message
         return web.page(request, "plays.html", context)
@@ -125,12 +104,14 @@ async def play_page(request: Request) -> Response:
     path = {"play_id": play_id}
     csrf = await sessions.csrf_token(app_state(request)["redis"], found.nonce)
     try:
-        play = await _api(request, found, plays.get_play, {}, path)
+        play = await web.call_api(request, found, plays.get_play, path_params=path)
         entries: list[dict[str, Any]] = []
         after: int | None = None
         while True:  # the log's pages, to its end
             log_query = {"limit": str(LOG_PAGE)} | ({"after": str(after)} if after else {})
-            log = await _api(request, found, play_log.get_play_log, log_query, path)
+            log = await web.call_api(
+                request, found, play_log.get_play_log, query=log_query, path_params=path
+            )
             entries += log["data"]
             after = log["next_after"]
             if after is None:
