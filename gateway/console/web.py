@@ -20,9 +20,10 @@ from gateway.state import app_state
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-# No inline script or style anywhere: the pages need nothing but their own stylesheet.
+# No inline script or style anywhere: the pages load their own stylesheet and their own scripts
+# (static/live.js, which refreshes `data-live-src` parts of a page) from the gateway, nothing else.
 CSP = (
-    "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
 
