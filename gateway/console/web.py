@@ -16,6 +16,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.console import sessions
+from gateway.errors import ApiError
 from gateway.state import app_state
 
 HERE = Path(__file__).parent
@@ -140,11 +141,14 @@ async def call_api(
     query: dict[str, str] | None = None,
     path_params: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
+    method: str | None = None,
 ) -> Any:
     """What an API handler answers for the session's account, as parsed JSON: the pages call the
     API's own code (its validation, its transaction, its account scoping) rather than a copy.
-    With `body` the handler sees a POST with that JSON. Its ApiError (a 404, a 422 naming the
-    field, a 409) propagates as the API would raise it, for the page to show."""
+    With `body` the handler sees a POST with that JSON; `method` names another (e.g. DELETE,
+    with an empty body). Its ApiError (a 404, a 422 naming the field, a 409) propagates as the
+    API would raise it, for the page to show; so does an error the handler answers rather than
+    raises (`error_with`, e.g. a 409 `gate_blocked`), rebuilt as an ApiError."""
     scope: dict[str, Any] = {
         **request.scope,
         "query_string": urlencode(query or {}).encode(),
@@ -152,9 +156,9 @@ async def call_api(
         "state": {**request.scope["state"], "account": found.account, "api_key": found.key},
     }
     receive = request.receive
-    if body is not None:
-        payload = json.dumps(body).encode()
-        scope["method"] = "POST"
+    if body is not None or method is not None:
+        payload = json.dumps(body).encode() if body is not None else b""
+        scope["method"] = method or "POST"
         scope["headers"] = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
@@ -164,4 +168,14 @@ async def call_api(
             return {"type": "http.request", "body": payload, "more_body": False}
 
     response = await handler(Request(scope, receive))
-    return json.loads(bytes(response.body)) if response.body else None
+    answer = json.loads(bytes(response.body)) if response.body else None
+    if response.status_code >= 400:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        error = error if isinstance(error, dict) else {}
+        raise ApiError(
+            response.status_code,
+            str(error.get("code", "error")),
+            str(error.get("message", f"the API answered {response.status_code}")),
+            error["field"] if isinstance(error.get("field"), str) else None,
+        )
+    return answer
