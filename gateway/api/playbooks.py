@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,7 +38,7 @@ from gateway.account_warnings import account_warnings
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.errors import ApiError
-from gateway.models import PlaybookRecord, PlaybookVersion
+from gateway.models import PlaybookRecord, PlaybookVersion, SourceRule
 from gateway.playbooks import (
     ActivityKind,
     GotoStep,
@@ -56,7 +56,7 @@ from gateway.sms.notice import segment_warnings
 from gateway.state import app_state, current_account
 
 from .openapi import IssuePublic, error_with, operation
-from .requests import MAX_BODY, read_query, validation_error
+from .requests import MAX_BODY, read_json, read_query, validation_error
 
 TAGS = ["playbooks"]
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
@@ -96,6 +96,15 @@ class VersionQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int | None = Field(default=None, ge=1, description="default: the latest")
+
+
+class PlaybookCloneCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    playbook_id: str = Field(max_length=64, description="the new playbook's id")
+    version: int | None = Field(
+        default=None, ge=1, description="the version to copy; default: the latest"
+    )
 
 
 class ValidationResult(BaseModel):
@@ -295,6 +304,30 @@ async def publish_playbook(request: Request) -> Response:
     text, format = await _read_source(request)
     report, data = await _validate_off_loop(text, format)
     report.add(segment_warnings(report.playbook, current_account(request)))
+    return await _store(request, playbook_id, text=text, format=format, report=report, data=data)
+
+
+async def _next_version(session: AsyncSession, account_id: str, playbook_id: str) -> int:
+    """The number a first publish under this id takes: after any versions a deleted playbook of
+    the same id left behind (finished and running plays still name them), else 1."""
+    query = select(func.max(PlaybookVersion.version)).where(
+        PlaybookVersion.account_id == account_id, PlaybookVersion.playbook_id == playbook_id
+    )
+    return ((await session.exec(query)).first() or 0) + 1
+
+
+async def _store(
+    request: Request,
+    playbook_id: str,
+    *,
+    text: str,
+    format: Literal["yaml", "json"],
+    report: ValidationReport,
+    data: Any,
+    new_only: bool = False,
+) -> Response:
+    """Publish a validated document as the next version of `playbook_id`: a 422 with every
+    issue when it has errors; with `new_only` (a clone), a 409 when the id is taken."""
     account_id = current_account(request).id
     for _ in range(PUBLISH_ATTEMPTS):
         try:
@@ -312,20 +345,23 @@ async def publish_playbook(request: Request) -> Response:
                         first.path or None,
                         issues=_issues(report.errors),
                     )
-                record = (
-                    await session.exec(
-                        select(PlaybookRecord).where(
-                            PlaybookRecord.account_id == account_id,
-                            PlaybookRecord.id == playbook_id,
-                        )
+                record = await _find_record(session, account_id, playbook_id)
+                if record is not None and new_only:
+                    return error_with(
+                        409,
+                        "conflict",
+                        f"playbook {playbook_id!r} already exists",
+                        "playbook_id",
+                        existing_id=playbook_id,
                     )
-                ).first()
                 assert report.playbook is not None
-                number = (record.latest_version if record else 0) + 1
                 if record is None:
+                    number = await _next_version(session, account_id, playbook_id)
                     record = PlaybookRecord(
                         account_id=account_id, id=playbook_id, name="", latest_version=0
                     )
+                else:
+                    number = record.latest_version + 1
                 record.name, record.latest_version = report.playbook.name, number
                 record.updated_at = now()
                 version = PlaybookVersion(
@@ -347,6 +383,15 @@ async def publish_playbook(request: Request) -> Response:
         )
         return JSONResponse(body, status_code=201)
     raise ApiError(409, "conflict", "the playbook is being published concurrently; retry")
+
+
+async def _find_record(
+    session: AsyncSession, account_id: str, playbook_id: str
+) -> PlaybookRecord | None:
+    query = select(PlaybookRecord).where(
+        PlaybookRecord.account_id == account_id, PlaybookRecord.id == playbook_id
+    )
+    return (await session.exec(query)).first()
 
 
 @operation(
@@ -442,9 +487,91 @@ async def list_playbooks(request: Request) -> JSONResponse:
     return JSONResponse({"data": data})
 
 
+@operation(
+    "Clone a playbook under a new id",
+    tags=TAGS,
+    description="Publishes a copy of one version's document (default: the latest), exactly as "
+    "it was published, as the first version of `playbook_id`, validated like any publish. The "
+    "new id must not name a playbook of the account (409 with `existing_id`).",
+    request=PlaybookCloneCreate,
+    example={"playbook_id": "quote-follow-up-copy"},
+    response=PlaybookPublished,
+    status=201,
+    errors={409: "the new id names a playbook already (`existing_id`)"},
+)
+async def clone_playbook(request: Request) -> Response:
+    body = await read_json(request, PlaybookCloneCreate)
+    try:
+        check_playbook_id(body.playbook_id)
+    except PydanticCustomError as exc:
+        raise ApiError(422, "invalid", f"playbook_id: {exc.message()}", "playbook_id") from None
+    account_id = current_account(request).id
+    async with app_state(request)["sessions"]() as session:
+        record = await _find_record(session, account_id, request.path_params["playbook_id"])
+        if record is None:
+            raise ApiError(404, "not_found", "no such playbook")
+        source = await session.get(
+            PlaybookVersion, (account_id, record.id, body.version or record.latest_version)
+        )
+    if source is None:
+        raise ApiError(404, "not_found", "no such version of this playbook", "version")
+    format: Literal["yaml", "json"] = "json" if source.format == "json" else "yaml"
+    # Validated again: the rules may have grown since it was published, and the goto warnings
+    # depend on the id it is published under.
+    report, data = await _validate_off_loop(source.document, format)
+    report.add(segment_warnings(report.playbook, current_account(request)))
+    return await _store(
+        request,
+        body.playbook_id,
+        text=source.document,
+        format=format,
+        report=report,
+        data=data,
+        new_only=True,
+    )
+
+
+@operation(
+    "Delete a playbook",
+    tags=TAGS,
+    description="The playbook leaves the list and no new play can start on it (a `goto` to it "
+    "stops, as for a playbook never published). Its versions are kept: plays already running "
+    "finish on theirs, and finished plays still show which version they ran. Publishing the "
+    "id again continues the version numbers after the last kept one. Refused (409) while a "
+    "source rule starts it: change or delete the rule first.",
+    status=204,
+    errors={409: "a source rule starts this playbook (`existing_id` is one such rule)"},
+)
+async def delete_playbook(request: Request) -> Response:
+    account_id = current_account(request).id
+    async with transaction(app_state(request)["sessions"]) as session:
+        record = await _find_record(session, account_id, request.path_params["playbook_id"])
+        if record is None:
+            raise ApiError(404, "not_found", "no such playbook")
+        rules = (
+            await session.exec(
+                select(SourceRule)
+                .where(SourceRule.account_id == account_id, SourceRule.playbook_id == record.id)
+                .order_by(col(SourceRule.origin_key))
+            )
+        ).all()
+        if rules:
+            named = ", ".join(f"{rule.id} ({rule.origin})" for rule in rules)
+            return error_with(
+                409,
+                "conflict",
+                f"source rules start this playbook: {named}; change or delete them first",
+                existing_id=rules[0].id,
+            )
+        await session.delete(record)
+    return Response(status_code=204)
+
+
 routes = [
     Route("/v1/playbooks", list_playbooks, methods=["GET"]),
     Route("/v1/playbooks/validate", validate_playbook_draft, methods=["POST"]),
     Route("/v1/playbooks/{playbook_id}", get_playbook, methods=["GET"]),
     Route("/v1/playbooks/{playbook_id}", publish_playbook, methods=["PUT"]),
+    Route("/v1/playbooks/{playbook_id}", delete_playbook, methods=["DELETE"]),
+    Route("/v1/playbooks/{playbook_id}/clone", clone_playbook, methods=["POST"]),
 ]
