@@ -44,7 +44,7 @@ from gateway.models import (
     PlayState,
     SourceRule,
 )
-from gateway.models.plays import origin_key
+from gateway.models.plays import LeadOriginator, origin_key
 from gateway.playbooks import Playbook
 from gateway.reps import assign_rep
 from gateway.state import app_state, current_account
@@ -150,7 +150,16 @@ class PlayQuery(BaseModel):
     state: Literal["running", "stopped", "has_outcome", "opted_out"] | None = None
     lead_id: str | None = Field(default=None, max_length=40)
     playbook_id: str | None = Field(default=None, max_length=64)
-    since: Instant | None = None
+    rep_id: str | None = Field(default=None, max_length=40, description="the rep assigned")
+    source: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="a lead origin: plays of leads with an originator of exactly this `origin` "
+        "(as the lead's `originators` give it)",
+    )
+    since: Instant | None = Field(default=None, description="started at or after this time")
+    until: Instant | None = Field(default=None, description="started before this time")
     awaiting: Literal["human"] | None = Field(
         default=None,
         description="`human`: the inbox, running plays waiting for a person, oldest wait first",
@@ -338,8 +347,18 @@ def list_statement(account_id: str, query: PlayQuery) -> SelectOfScalar[Play]:
         statement = statement.where(Play.lead_id == query.lead_id)
     if query.playbook_id is not None:
         statement = statement.where(Play.playbook_id == query.playbook_id)
+    if query.rep_id is not None:
+        statement = statement.where(Play.rep_id == query.rep_id)
+    if query.source is not None:
+        # The account's leads from that origin (uq_lead_originators_origin_key's prefix).
+        from_source = select(LeadOriginator.lead_id).where(
+            LeadOriginator.account_id == account_id, LeadOriginator.origin == query.source
+        )
+        statement = statement.where(col(Play.lead_id).in_(from_source))
     if query.since is not None:
         statement = statement.where(col(Play.created_at) >= query.since)
+    if query.until is not None:
+        statement = statement.where(col(Play.created_at) < query.until)
     if query.awaiting == "human":
         # The inbox (gateway/engine/handover.py): running plays waiting for a person, oldest
         # wait first, on `ix_plays_awaiting_human`.
@@ -353,9 +372,19 @@ def _order(query: PlayQuery) -> str:
     return "awaiting_human_since" if query.awaiting == "human" else "created_at"
 
 
-@operation("List plays", tags=TAGS, query=PlayQuery, response=PlayList)
+@operation(
+    "List plays",
+    tags=TAGS,
+    description="The account's plays by start, oldest first (`?awaiting=human`: the inbox, "
+    "oldest wait first), filtered by any of state, lead, playbook, rep, source and start time.",
+    query=PlayQuery,
+    response=PlayList,
+    errors={422: "a filter is malformed, or `until` is not after `since`"},
+)
 async def list_plays(request: Request) -> JSONResponse:
     query = read_query(request, PlayQuery)
+    if query.since is not None and query.until is not None and query.until <= query.since:
+        raise ApiError(422, "invalid", "until: must be after since", "until")
     account = current_account(request)
     statement = list_statement(account.id, query)
     async with app_state(request)["sessions"]() as session:

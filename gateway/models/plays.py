@@ -83,6 +83,7 @@ class Play(SQLModel, table=True):
         Index("ix_plays_account_state", "account_id", "state", "created_at", "id"),
         Index("ix_plays_account_playbook", "account_id", "playbook_id", "created_at", "id"),
         Index("ix_plays_account_lead", "account_id", "lead_id"),
+        Index("ix_plays_account_rep", "account_id", "rep_id", "created_at", "id"),
         # The inbox, GET /v1/plays?awaiting=human, oldest first (partial: see migration 0018).
         Index(
             "ix_plays_awaiting_human",
