@@ -5,6 +5,7 @@ account's play as a 404, against the app served on 127.0.0.1 with a burst worker
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from gateway import accounts
 from gateway.app import create_app
 from gateway.console.sessions import COOKIE
 from gateway.db import create_engine, session_factory, transaction
+from gateway.models import KeyScope
 from gateway.settings import Settings
 from tests.conftest import RunWorker
 from tests.support.console import WAIT, sign_in, wait_for
@@ -43,6 +45,8 @@ steps:
 @pytest.fixture
 def console(settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome) -> Iterator[str]:
     with serve_in_thread(create_app(settings)) as url:
+        # The built-in sandbox (Twilio's stand-in) calls the gateway back here, as `gateway run`.
+        settings.public_base_url = url
         yield url
 
 
@@ -148,8 +152,8 @@ def test_the_play_page_shows_the_text_its_status_and_the_log(
     assert kinds == [entry["kind"] for entry in log]
     assert "message" in kinds
 
-    # No inline script or style on the page; it fits a 360 px screen.
-    assert "<script" not in browser.page_source
+    # No inline script or style on the page (live.js is a file); it fits a 360 px screen.
+    assert "<script>" not in browser.page_source
     assert "style=" not in browser.page_source
     size = browser.get_window_size()
     browser.set_window_size(360, 800)
@@ -203,3 +207,357 @@ def test_another_accounts_play_is_a_404_page(
         listed = web.get("/console/plays")
         assert listed.status_code == 200
         assert play["id"] not in listed.text
+
+
+# The actions on one play, the list's other filters, live updates.
+
+OUR_NUMBER = "+14155550100"
+
+
+def _signed_in_client(url: str, browser: webdriver.Chrome) -> httpx.Client:
+    """An HTTP client with the browser's session cookie (for what a page can't be made to do:
+    a request with no token, a 422 the page's controls can't produce)."""
+    cookie = browser.get_cookie(COOKIE)
+    assert cookie is not None
+    return httpx.Client(base_url=url, headers={"Cookie": f"{COOKIE}={cookie['value']}"})
+
+
+def _csrf(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match is not None
+    return match.group(1)
+
+
+def _add_rep(url: str, key: accounts.IssuedKey, name: str, phone: str) -> str:
+    with _api(url, key) as api:
+        created = api.post("/v1/reps", json={"name": name, "phone": phone})
+        assert created.status_code == 201, created.text
+        rep_id: str = created.json()["id"]
+    return rep_id
+
+
+def _play(url: str, key: accounts.IssuedKey, play_id: str) -> dict[str, Any]:
+    with _api(url, key) as api:
+        shown = api.get(f"/v1/plays/{play_id}")
+        assert shown.status_code == 200, shown.text
+        play: dict[str, Any] = shown.json()
+    return play
+
+
+def _open_play(browser: webdriver.Chrome, url: str, play_id: str) -> None:
+    browser.get(f"{url}/console/plays/{play_id}")
+    wait_for(browser, "messages")
+
+
+def _click_and_wait_notice(browser: webdriver.Chrome, button_id: str) -> str:
+    """Click an action's button; the redirect's notice, once the new page has it."""
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, button_id).click()
+    WebDriverWait(browser, WAIT).until(ec.staleness_of(old))
+    wait_for(browser, "play-notice")
+    assert "notice=" in browser.current_url
+    return str(browser.find_element(By.ID, "play-notice").text)
+
+
+def test_take_over_resume_assign_unassign_and_stop_by_clicking(
+    browser: webdriver.Chrome,
+    console: str,
+    issued_key: accounts.IssuedKey,
+    run_worker: RunWorker,
+) -> None:
+    play = _start_play(console, issued_key, run_worker)
+    rep_id = _add_rep(console, issued_key, "Dana Reyes", "+14155550109")
+    sign_in(browser, console, issued_key.secret)
+    wait_for(browser, "nav-plays")
+    _open_play(browser, console, play["id"])
+    # Every control has its label.
+    for control in browser.find_elements(
+        By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea"
+    ):
+        control_id = control.get_attribute("id")
+        assert browser.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']"), control_id
+    assert not browser.find_elements(By.ID, "resume")  # nobody has taken it over yet
+
+    # Take over: a person's text, then its bubble with the sender; the play is now a person's.
+    browser.find_element(By.ID, "reply-body").send_keys("Dana here. Does 3pm work for a call?")
+    browser.find_element(By.ID, "reply-sender").send_keys("Dana")
+    assert "yours" in _click_and_wait_notice(browser, "reply")
+    bubbles = browser.find_elements(By.CSS_SELECTOR, "#messages .bubble.out")
+    assert bubbles[-1].find_element(By.CSS_SELECTOR, ".body").text == (
+        "Dana here. Does 3pm work for a call?"
+    )
+    assert bubbles[-1].find_element(By.CSS_SELECTOR, ".sent-by").text == "Dana"
+    assert browser.find_elements(By.ID, "play-human")
+    after_reply = _play(console, issued_key, play["id"])
+    assert after_reply["awaiting_human_since"] is not None
+    assert after_reply["messages"][-1]["sent_by"] == "Dana"
+
+    # Resume at a named step: back with the playbook, out of the inbox.
+    Select(browser.find_element(By.ID, "resume-step")).select_by_value("hi")
+    browser.find_element(By.ID, "resume-by").send_keys("Dana")
+    assert "back with its playbook" in _click_and_wait_notice(browser, "resume")
+    assert not browser.find_elements(By.ID, "play-human")
+    assert _play(console, issued_key, play["id"])["awaiting_human_since"] is None
+
+    # Assign the rep, then take the lead back.
+    Select(browser.find_element(By.ID, "assign-rep")).select_by_value(rep_id)
+    assert _click_and_wait_notice(browser, "assign") == "The rep is assigned."
+    assert browser.find_element(By.ID, "play-rep").text == "Dana Reyes"
+    assert _play(console, issued_key, play["id"])["rep_id"] == rep_id
+    assert _click_and_wait_notice(browser, "unassign") == "The rep is unassigned."
+    assert browser.find_element(By.ID, "play-rep").text == "none"
+    assert _play(console, issued_key, play["id"])["rep_id"] is None
+
+    # Stop: the play ends and its actions are gone.
+    assert _click_and_wait_notice(browser, "stop") == "The play is stopped."
+    assert browser.find_element(By.ID, "play-state").text == "stopped"
+    assert not browser.find_elements(By.ID, "play-actions")
+    assert _play(console, issued_key, play["id"])["state"] == "stopped"
+
+
+def test_the_apis_refusals_are_shown_on_the_page(
+    browser: webdriver.Chrome,
+    console: str,
+    issued_key: accounts.IssuedKey,
+    run_worker: RunWorker,
+) -> None:
+    play = _start_play(console, issued_key, run_worker)
+    sign_in(browser, console, issued_key.secret)
+    wait_for(browser, "nav-plays")
+    _open_play(browser, console, play["id"])
+    # Stopped elsewhere while the page is open: the page's Stop is the API's 409, shown.
+    with _api(console, issued_key) as api:
+        assert api.post(f"/v1/plays/{play['id']}/stop").status_code == 200
+    browser.find_element(By.ID, "stop").click()
+    wait_for(browser, "play-error")
+    assert "the play is stopped, not running" in browser.find_element(By.ID, "play-error").text
+
+    # A 422 (a step the playbook lacks) and a 409 (not waiting for a person), with the status
+    # the API gave, from the form the page would post, never a 500.
+    second = _start_play_again(console, issued_key)
+    with _signed_in_client(console, browser) as web:
+        token = _csrf(web.get(f"/console/plays/{second}").text)
+        taken = web.post(
+            f"/console/plays/{second}/messages", data={"csrf": token, "body": "Hi, Dana here"}
+        )
+        assert taken.status_code == 303, taken.text
+        bad_step = web.post(f"/console/plays/{second}/resume", data={"csrf": token, "step": "hii"})
+        assert bad_step.status_code == 422
+        assert "is not a step of hello version 1 (did you mean &#39;hi&#39;?)" in bad_step.text
+        empty = web.post(f"/console/plays/{second}/messages", data={"csrf": token, "body": ""})
+        assert empty.status_code == 422 and "body" in empty.text
+        no_rep = web.post(
+            f"/console/plays/{second}/assign", data={"csrf": token, "rep_id": "rep_x"}
+        )
+        assert no_rep.status_code == 404 and "no such rep" in no_rep.text
+        resumed = web.post(f"/console/plays/{second}/resume", data={"csrf": token, "step": "hi"})
+        assert resumed.status_code == 303
+        again = web.post(f"/console/plays/{second}/resume", data={"csrf": token, "step": "hi"})
+        assert again.status_code == 409 and "not waiting for a person" in again.text
+        # Another account's play, or none: the 404 page, whatever the action.
+        assert web.post("/console/plays/play_nope/stop", data={"csrf": token}).status_code == 404
+
+
+def _start_play_again(url: str, key: accounts.IssuedKey) -> str:
+    """A second running play of the published playbook, for another lead."""
+    with _api(url, key) as api:
+        body = {"playbook_id": "hello", "lead": {"phone": "+14155550124", "first_name": "Bo"}}
+        created = api.post("/v1/plays", json=body)
+        assert created.status_code == 201, created.text
+        play_id: str = created.json()["id"]
+    return play_id
+
+
+def test_a_tampered_token_is_a_403_and_changes_nothing(
+    browser: webdriver.Chrome,
+    console: str,
+    issued_key: accounts.IssuedKey,
+    run_worker: RunWorker,
+) -> None:
+    play = _start_play(console, issued_key, run_worker)
+    sign_in(browser, console, issued_key.secret)
+    wait_for(browser, "nav-plays")
+    _open_play(browser, console, play["id"])
+    # Another site's form, or a tampered page: the Stop form's token is not this session's.
+    browser.execute_script(
+        "document.querySelector('form[action$=\"/stop\"] input[name=csrf]').value = 'forged'"
+    )
+    browser.find_element(By.ID, "stop").click()
+    WebDriverWait(browser, WAIT).until(ec.url_contains("/stop"))
+    assert "security token is missing or wrong" in browser.find_element(By.TAG_NAME, "body").text
+    assert _play(console, issued_key, play["id"])["state"] == "running"
+    with _signed_in_client(console, browser) as web:
+        for action, data in (
+            ("messages", {"body": "forged"}),
+            ("resume", {"step": "hi"}),
+            ("party-line", {}),
+            ("unassign", {}),
+        ):
+            refused = web.post(f"/console/plays/{play['id']}/{action}", data=data)
+            assert refused.status_code == 403, action
+    after = _play(console, issued_key, play["id"])
+    assert after["state"] == "running" and after["messages"] == play["messages"]
+    assert after["awaiting_human_since"] is None
+
+
+def test_a_read_key_sees_the_play_but_its_actions_are_403(
+    browser: webdriver.Chrome,
+    console: str,
+    issued_key: accounts.IssuedKey,
+    settings: Settings,
+    run_worker: RunWorker,
+) -> None:
+    play = _start_play(console, issued_key, run_worker)
+    read_key = _key_of_scope(settings, issued_key, KeyScope.READ)
+    sign_in(browser, console, read_key.secret)
+    wait_for(browser, "nav-plays")
+    _open_play(browser, console, play["id"])
+    with _signed_in_client(console, browser) as web:
+        page = web.get(f"/console/plays/{play['id']}")
+        assert page.status_code == 200
+        token = _csrf(page.text)
+        assert web.get(f"/console/plays/{play['id']}/entries").status_code == 200
+        for action, data in (
+            ("stop", {}),
+            ("messages", {"body": "Hi"}),
+            ("resume", {"step": "hi"}),
+            ("party-line", {}),
+            ("assign", {"rep_id": "rep_x"}),
+            ("unassign", {}),
+        ):
+            refused = web.post(
+                f"/console/plays/{play['id']}/{action}", data={"csrf": token, **data}
+            )
+            assert refused.status_code == 403 and "scope is read" in refused.text, action
+    assert _play(console, issued_key, play["id"])["state"] == "running"
+
+
+def _key_of_scope(
+    settings: Settings, issued: accounts.IssuedKey, scope: KeyScope
+) -> accounts.IssuedKey:
+    async def create() -> accounts.IssuedKey:
+        engine = create_engine(settings.database)
+        try:
+            async with transaction(session_factory(engine)) as session:
+                return await accounts.create_key(session, issued.key.account_id, scope.value, scope)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(create())
+
+
+def test_a_new_text_appears_on_the_open_page_without_a_reload(
+    browser: webdriver.Chrome,
+    console: str,
+    issued_key: accounts.IssuedKey,
+    settings: Settings,
+    run_worker: RunWorker,
+) -> None:
+    with _api(console, issued_key) as api:
+        registered = api.post("/v1/numbers", json={"number": OUR_NUMBER})
+        assert registered.status_code == 201, registered.text
+    play = _start_play(console, issued_key, run_worker)
+    sign_in(browser, console, issued_key.secret)
+    wait_for(browser, "nav-plays")
+    _open_play(browser, console, play["id"])
+    live = browser.find_element(By.ID, "live")
+    assert live.get_attribute("data-live-src") == f"/console/plays/{play['id']}/entries"
+    # A mark on this very document: a reload would lose it.
+    browser.execute_script("document.documentElement.dataset.mark = 'same-page'")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#messages .bubble.in")
+
+    # The lead texts back through the sandbox (as `gateway run`'s dev phone does), the gateway
+    # hears it, the worker records it in the play.
+    sandbox = httpx.Client(
+        base_url=f"{console}/sandbox/_sandbox", auth=(settings.twilio_sid, settings.twilio_token)
+    )
+    with sandbox:
+        sent = sandbox.post("/sms", json={"from": LEAD, "to": OUR_NUMBER, "body": "yes please"})
+        assert sent.status_code == 200, sent.text
+        assert sandbox.post("/settle", json={}).status_code == 200
+    asyncio.run(run_worker())
+    assert _play(console, issued_key, play["id"])["state"] == "has_outcome"
+
+    WebDriverWait(browser, WAIT).until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#messages .bubble.in"), "yes please")
+    )
+    WebDriverWait(browser, WAIT).until(
+        ec.text_to_be_present_in_element((By.ID, "play-state"), "has outcome")
+    )
+    assert browser.execute_script("return document.documentElement.dataset.mark") == "same-page"
+    assert browser.find_element(By.ID, "live").get_attribute("data-live-error") is None
+    # The fragment is the page's own part, nothing more.
+    with _signed_in_client(console, browser) as web:
+        fragment = web.get(f"/console/plays/{play['id']}/entries")
+        assert fragment.status_code == 200 and "yes please" in fragment.text
+        assert "<html" not in fragment.text and 'id="messages"' in fragment.text
+        assert web.get("/console/plays/play_nope/entries").status_code == 404
+    with httpx.Client(base_url=console) as signed_out:
+        assert signed_out.get(f"/console/plays/{play['id']}/entries").status_code == 303
+
+
+def test_the_list_filters_by_rep_source_and_day(
+    browser: webdriver.Chrome,
+    console: str,
+    issued_key: accounts.IssuedKey,
+    run_worker: RunWorker,
+) -> None:
+    play = _start_play(console, issued_key, run_worker)
+    rep_id = _add_rep(console, issued_key, "Dana Reyes", "+14155550109")
+    with _api(console, issued_key) as api:
+        body = {
+            "playbook_id": "hello",
+            "lead": {
+                "phone": "+14155550124",
+                "first_name": "Bo",
+                "originators": [{"origin": "EverQuote", "key": "eq-1"}],
+            },
+        }
+        created = api.post("/v1/plays", json=body)
+        assert created.status_code == 201, created.text
+        quoted = created.json()
+        assigned = api.post(f"/v1/leads/{play['lead_id']}/assign", json={"rep_id": rep_id})
+        assert assigned.status_code == 200, assigned.text
+    sign_in(browser, console, issued_key.secret)
+    wait_for(browser, "nav-plays")
+    browser.get(f"{console}/console/plays")
+    wait_for(browser, "plays")
+    assert _play_ids(browser) == [play["id"], quoted["id"]]
+
+    Select(browser.find_element(By.ID, "rep_id")).select_by_value(rep_id)
+    browser.find_element(By.ID, "filter").click()
+    _wait_for_url(browser, "rep_id=")
+    assert _play_ids(browser) == [play["id"]]
+    assert browser.find_element(By.CSS_SELECTOR, f"#row-{play['id']} .rep").text == "Dana Reyes"
+
+    Select(browser.find_element(By.ID, "rep_id")).select_by_value("")
+    browser.find_element(By.ID, "source").send_keys("EverQuote")
+    browser.find_element(By.ID, "filter").click()
+    _wait_for_url(browser, "source=EverQuote")
+    assert _play_ids(browser) == [quoted["id"]]
+
+    # Days (UTC): today holds both; a range that ends before today, none; a backwards one is
+    # the API's 422, named by the form's field.
+    today = quoted["created_at"][:10]
+    browser.get(f"{console}/console/plays?from={today}&to={today}")
+    wait_for(browser, "plays")
+    assert _play_ids(browser) == [play["id"], quoted["id"]]
+    assert browser.find_element(By.ID, "from").get_attribute("value") == today
+    browser.get(f"{console}/console/plays?to=2000-01-01")
+    wait_for(browser, "plays")
+    assert _play_ids(browser) == []
+    browser.get(f"{console}/console/plays?from={today}&to=2000-01-01")
+    wait_for(browser, "plays-error")
+    assert "to: must be after" in browser.find_element(By.ID, "plays-error").text
+    browser.get(f"{console}/console/plays?from=someday")
+    wait_for(browser, "plays-error")
+    assert "from: not a day" in browser.find_element(By.ID, "plays-error").text
+    # The list refreshes itself from its rows fragment, with the page's filters.
+    browser.get(f"{console}/console/plays?source=EverQuote")
+    wait_for(browser, "plays")
+    rows_url = browser.find_element(By.ID, "plays-live").get_attribute("data-live-src")
+    assert rows_url == "/console/plays/rows?source=EverQuote"
+    WebDriverWait(browser, WAIT).until(
+        lambda b: b.find_element(By.ID, "plays-live").get_attribute("data-live-at")
+    )
+    assert _play_ids(browser) == [quoted["id"]]

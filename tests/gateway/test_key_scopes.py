@@ -159,6 +159,11 @@ def test_every_console_page_is_refused_or_allowed_by_scope(
 ) -> None:
     pages = list(_console_pages(client))
     assert ("POST", "/console/compliance/check") in pages
+    # The Conversations section's fragments and actions are walked too (read: GETs only).
+    for action in ("stop", "messages", "resume", "party-line", "assign", "unassign"):
+        assert ("POST", f"/console/plays/{{play_id}}/{action}") in pages
+    assert ("GET", "/console/plays/{play_id}/entries") in pages
+    assert ("GET", "/console/plays/rows") in pages
     for scope, secret in keys.items():
         client.cookies.clear()
         _sign_in(client, secret)
