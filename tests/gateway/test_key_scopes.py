@@ -159,6 +159,24 @@ def test_every_console_page_is_refused_or_allowed_by_scope(
 ) -> None:
     pages = list(_console_pages(client))
     assert ("POST", "/console/compliance/check") in pages
+    # Reps, leads and webhooks are walked too (read: their GETs only; compliance: none).
+    for page in (
+        ("GET", "/console/reps"),
+        ("POST", "/console/reps"),
+        ("POST", "/console/reps/{rep_id}/availability"),
+        ("GET", "/console/leads"),
+        ("GET", "/console/leads/{lead_id}"),
+        ("GET", "/console/webhooks"),
+        ("POST", "/console/webhooks"),
+        ("GET", "/console/webhooks/{webhook_id}"),
+        ("POST", "/console/webhooks/{webhook_id}/enabled"),
+        ("POST", "/console/webhooks/{webhook_id}/delete"),
+        ("POST", "/console/webhooks/{webhook_id}/rotate-secret"),
+        ("POST", "/console/webhooks/{webhook_id}/replay"),
+        ("POST", "/console/webhooks/{webhook_id}/test"),
+        ("POST", "/console/deliveries/{delivery_id}/replay"),
+    ):
+        assert page in pages, page
     # The Conversations section's fragments and actions are walked too (read: GETs only).
     for action in ("stop", "messages", "resume", "party-line", "assign", "unassign"):
         assert ("POST", f"/console/plays/{{play_id}}/{action}") in pages
