@@ -20,7 +20,15 @@ from gateway import gate, optouts
 from gateway.accounts import authenticate
 from gateway.api import optouts as optouts_api
 from gateway.clock import now
-from gateway.console import conversations, people, sessions, web, webhooks
+from gateway.console import (
+    conversations,
+    people,
+    playbooks,
+    sessions,
+    source_rules,
+    web,
+    webhooks,
+)
 from gateway.db import transaction
 from gateway.exports import as_dict
 from gateway.models import Lead
@@ -224,6 +232,8 @@ def mount() -> Mount:
             Route("/compliance/check", check, methods=["POST"]),
             Route("/compliance/export", export, methods=["GET"]),
             *conversations.routes,
+            *playbooks.routes,
+            *source_rules.routes,
             *people.routes,
             *webhooks.routes,
             Mount("/static", app=StaticFiles(directory=web.HERE / "static"), name="console-static"),

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from tests.support.stack import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"Content-Type": "application/yaml"}
@@ -39,12 +39,6 @@ async def start(stack: Stack, phone: str = LEAD, **settings: object) -> dict[str
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-async def say(stack: Stack, text: str, phone: str = LEAD) -> None:
-    stack.sandbox.send_sms(phone, OUR_NUMBER, text)
-    await stack.sandbox.settle()
-    await stack.work()
 
 
 def at(value: str) -> datetime:
@@ -184,7 +178,7 @@ async def test_a_lead_shows_its_opt_out(stack: Stack) -> None:
     for n in range(4):
         await start(stack, phone=f"+1415555{300 + n:04d}")
     await stack.work()
-    await say(stack, "STOP")
+    await stack.say("STOP")
     lead = (await stack.api.get(f"/v1/leads/{play['lead_id']}")).json()
     assert lead["opted_out"] is True and lead["opt_out_channel"] == "sms"
     assert lead["opted_out_at"] is not None
@@ -199,7 +193,7 @@ async def test_a_lead_shows_its_opt_out(stack: Stack) -> None:
     assert all(x["opted_out_at"] is None and x["opt_out_channel"] is None for x in others)
     assert len(one) == len(five) == 1  # one ledger query for any number of leads
 
-    await say(stack, "START")
+    await stack.say("START")
     lead = (await stack.api.get(f"/v1/leads/{play['lead_id']}")).json()
     assert lead["opted_out"] is False and lead["opted_out_at"] is None
 
@@ -247,7 +241,7 @@ async def test_the_play_log_shows_texts_replies_and_gate_decisions(stack: Stack)
     await publish(stack, MORTGAGE)
     play = await start(stack)
     await stack.work()
-    await say(stack, "yes please")
+    await stack.say("yes please")
     log = (await stack.api.get(f"/v1/plays/{play['id']}/log")).json()["data"]
     texts = [e["detail"] for e in log if e["kind"] == "message"]
     sent = [r.get("Body") for r in stack.creates(To=LEAD)]

@@ -84,12 +84,6 @@ def texts_to(stack: Stack, phone: str) -> list[str]:
     ]
 
 
-async def say(stack: Stack, text: str) -> None:
-    stack.sandbox.send_sms(LEAD, OUR_NUMBER, text)
-    await stack.sandbox.settle()
-    await stack.work()
-
-
 async def test_the_rule_emails_the_rep_on_assignment_and_on_talk_to_human(stack: Stack) -> None:
     rep_id = await setup(stack, notify={"sms": True, "email": True})
     started = await new_lead(stack)
@@ -106,7 +100,7 @@ async def test_the_rule_emails_the_rep_on_assignment_and_on_talk_to_human(stack:
 
     # The lead asks for a person through the playbook's choice: the play waits in the inbox
     # at the step the playbook would go to next, and the rep is emailed (and texted) again.
-    await say(stack, "agent please")
+    await stack.say("agent please")
     inbox = await stack.api.get("/v1/plays", params={"awaiting": "human"})
     assert [p["id"] for p in inbox.json()["data"]] == [play_id]
     shown = (await stack.api.get(f"/v1/plays/{play_id}")).json()
@@ -181,7 +175,7 @@ async def test_the_notice_is_gated_on_the_rep_not_the_lead(stack: Stack) -> None
         f"/v1/leads/{started['lead']['id']}/assign", json={"rep_id": rep_id}
     )
     assert assigned.status_code == 200, assigned.text
-    await say(stack, "STOP")  # before the worker sends the rep's notices
+    await stack.say("STOP")  # before the worker sends the rep's notices
     assert (await stack.api.get(f"/v1/opt-outs/{LEAD}")).json()["status"] == "opted_out"
     [email] = await rep_emails(stack)
     assert email["status"] == "captured" and email["lead_id"] == started["lead"]["id"]

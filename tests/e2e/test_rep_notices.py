@@ -15,7 +15,7 @@ from gateway import accounts
 from gateway.db import transaction
 from gateway.models import Message, MessageStatus
 from gateway.webhooks.payloads import WebhookPayload
-from tests.support.stack import LEAD, OUR_NUMBER, Hooks, Stack
+from tests.support.stack import LEAD, Hooks, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"Content-Type": "application/yaml"}
@@ -76,19 +76,6 @@ def received(stack: Stack, phone: str) -> list[str]:
     ]
 
 
-async def log_kinds(stack: Stack, play_id: str) -> list[dict[str, Any]]:
-    shown = await stack.api.get(f"/v1/plays/{play_id}/log?limit=500")
-    assert shown.status_code == 200, shown.text
-    entries: list[dict[str, Any]] = shown.json()["data"]
-    return entries
-
-
-async def say(stack: Stack, phone: str, text: str) -> None:
-    stack.sandbox.send_sms(phone, OUR_NUMBER, text)
-    await stack.sandbox.settle()
-    await stack.work()
-
-
 async def test_round_robin_texts_each_rep_its_lead_and_again_on_talk_to_human(
     stack: Stack, hooks: Hooks
 ) -> None:
@@ -105,7 +92,7 @@ async def test_round_robin_texts_each_rep_its_lead_and_again_on_talk_to_human(
     [other] = received(stack, REP_PHONES[1])
     assert second["lead"]["id"] in other and lead_id not in other
     play_id = first["play"]["id"]
-    logged = [e for e in await log_kinds(stack, play_id) if e["kind"] == "rep_notified"]
+    logged = [e for e in await stack.log(play_id) if e["kind"] == "rep_notified"]
     assert [e["detail"]["rep_id"] for e in logged] == [reps[0]]
 
     # The lead's webhooks carry the assigned rep, beside the documented fields.
@@ -115,7 +102,7 @@ async def test_round_robin_texts_each_rep_its_lead_and_again_on_talk_to_human(
 
     # Three answers the playbook can't place: the lead wants a person, and the rep is told.
     for text in ("banana", "what?", "purple"):
-        await say(stack, LEAD, text)
+        await stack.say(text, LEAD)
     assert hooks.of(play_id, "talk_to_human")
     texts = received(stack, REP_PHONES[0])
     assert len(texts) == 2 and "wants to talk to a person" in texts[1]
@@ -149,7 +136,7 @@ async def test_manual_assignment_texts_the_rep_records_the_activity_and_webhook(
     [hook] = hooks.of(play_id, "rep_assigned")
     assert hook["activity_note"] == "Rep 2"
     assert [hook[f] for f in REP_FIELDS] == [reps[1], "Rep 2", REP_PHONES[1]]
-    kinds = [e["kind"] for e in await log_kinds(stack, play_id)]
+    kinds = [e["kind"] for e in await stack.log(play_id)]
     assert "rep_assigned" in kinds and "rep_notified" in kinds
 
     # The same request again changes nothing and texts nobody twice.
@@ -172,7 +159,7 @@ async def test_manual_assignment_texts_the_rep_records_the_activity_and_webhook(
 
 async def test_a_rep_who_texted_stop_is_not_texted(stack: Stack) -> None:
     reps = await setup(stack, distribution="manual")
-    await say(stack, REP_PHONES[0], "STOP")  # the rep's own opt-out
+    await stack.say("STOP", REP_PHONES[0])  # the rep's own opt-out
     lead = await new_lead(stack, LEAD, "z-1")
     await stack.work()
     before = len(stack.creates(To=REP_PHONES[0]))  # the STOP confirmation
@@ -201,7 +188,7 @@ async def test_a_rule_with_sms_notify_off_texts_nobody(stack: Stack) -> None:
     lead = await new_lead(stack, LEAD, "z-1")
     await stack.work()
     assert received(stack, REP_PHONES[0]) == []
-    kinds = [e["kind"] for e in await log_kinds(stack, lead["play"]["id"])]
+    kinds = [e["kind"] for e in await stack.log(lead["play"]["id"])]
     assert "rep_not_notified" in kinds and "rep_notified" not in kinds
     rule = (await stack.api.get("/v1/sources")).json()["data"][0]
     assert rule["notify"] == {"sms": False}

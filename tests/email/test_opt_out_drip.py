@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlmodel import col, select
 
 from gateway.models import Activity, Email, Message, Play, PlayLog
-from tests.support.stack import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, Stack
 
 from .conftest import Inbox
 
@@ -45,12 +45,6 @@ async def start(stack: Stack) -> str:
 
 async def later(stack: Stack, seconds: float) -> None:
     await stack.sandbox.advance(seconds)
-    await stack.work()
-
-
-async def say_stop(stack: Stack) -> None:
-    stack.sandbox.send_sms(LEAD, OUR_NUMBER, "STOP")
-    await stack.sandbox.settle()
     await stack.work()
 
 
@@ -105,7 +99,7 @@ async def test_the_drip_texts_emails_an_hour_later_then_texts_and_moves_on(
 async def test_stop_mid_drip_ends_it_when_email_does_not_continue(stack: Stack) -> None:
     await publish(stack, email_after_opt_out=False)
     play_id = await start(stack)
-    await say_stop(stack)
+    await stack.say("STOP")
     [play] = await plays(stack)
     assert play.state == "opted_out"
     for _ in range(3):
@@ -123,7 +117,7 @@ async def test_stop_mid_drip_stops_texts_and_email_continues(
     stack.settings.smtp_url = url
     await publish(stack, email_after_opt_out=True)
     play_id = await start(stack)
-    await say_stop(stack)
+    await stack.say("STOP")
     [play] = await plays(stack)
     assert play.state == "running"  # for its emails only
     assert await labels(stack, play_id) == ["started", "opted_out"]
@@ -161,7 +155,7 @@ async def test_an_email_queued_before_the_stop_is_blocked_without_continuation(
     await later(stack, HOUR + 1)
     [email] = await emails(stack)
     assert email.status == "queued" and email.attempts == 1  # waiting for its retry
-    await say_stop(stack)
+    await stack.say("STOP")
     await later(stack, 61)
     [email] = await emails(stack)
     assert email.status == "blocked" and email.gate_reason == "opted_out"

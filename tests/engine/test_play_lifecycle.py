@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from gateway.clock import now
 from gateway.models import Activity, WebhookDelivery
 from tests.support.party_line import add_reps, drive
-from tests.support.stack import OUR_NUMBER, Hooks, Stack
+from tests.support.stack import Hooks, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 YAML = {"Content-Type": "application/yaml"}
@@ -54,19 +54,6 @@ async def play_of(stack: Stack, play_id: str) -> dict[str, Any]:
     return body
 
 
-async def log_of(stack: Stack, play_id: str) -> list[dict[str, Any]]:
-    shown = await stack.api.get(f"/v1/plays/{play_id}/log?limit=500")
-    assert shown.status_code == 200, shown.text
-    entries: list[dict[str, Any]] = shown.json()["data"]
-    return entries
-
-
-async def say(stack: Stack, phone: str, text: str) -> None:
-    stack.sandbox.send_sms(phone, OUR_NUMBER, text)
-    await stack.sandbox.settle()
-    await stack.work()
-
-
 async def delivered_labels(stack: Stack, play_id: str) -> list[str]:
     """The play's activities that have a delivered webhook delivery row."""
     async with stack.sessions() as session:
@@ -83,7 +70,7 @@ async def delivered_labels(stack: Stack, play_id: str) -> list[str]:
 
 async def test_an_opted_out_leads_play_ends_opted_out(stack: Stack, hooks: Hooks) -> None:
     await publish_mortgage(stack)
-    await say(stack, HAWAII, "STOP")  # the lead opted out before any play
+    await stack.say("STOP", HAWAII)  # the lead opted out before any play
     play = await start(stack, HAWAII)
     await stack.work()  # the first text meets the opt-out
     await stack.work()  # the activity's webhook
@@ -93,7 +80,7 @@ async def test_an_opted_out_leads_play_ends_opted_out(stack: Stack, hooks: Hooks
     assert (shown["state"], shown["waiting_reply"]) == ("opted_out", False)
     assert [a["label"] for a in shown["activities"]] == ["opted_out"]
     [blocked] = [m for m in shown["messages"] if m["status"] == "blocked"]
-    entries = await log_of(stack, play["id"])
+    entries = await stack.log(play["id"])
     [gate] = [e for e in entries if e["kind"] == "blocked"]
     assert gate["detail"]["reason"] == "opted_out"
     assert gate["detail"]["message_id"] == blocked["id"]
@@ -118,7 +105,7 @@ async def test_a_toll_free_leads_play_ends_stopped_with_the_reason(
     [stopped] = shown["activities"]
     assert stopped["label"] == "stopped"
     assert stopped["note"].startswith("time_zone_unknown")
-    entries = await log_of(stack, play["id"])
+    entries = await stack.log(play["id"])
     [gate] = [e for e in entries if e["kind"] == "blocked"]
     assert (gate["detail"]["reason"], gate["detail"]["channel"]) == ("time_zone_unknown", "sms")
     [ended] = [e for e in entries if e["kind"] == "state" and e["detail"]["state"] == "stopped"]
@@ -139,7 +126,7 @@ async def test_a_quiet_hours_deferral_is_in_the_play_log_once(stack: Stack) -> N
         await stack.sandbox.advance(3 * 3600)
         await stack.work()
     assert stack.creates(To=LEAD2) == []
-    [deferred] = [e for e in await log_of(stack, play["id"]) if e["kind"] == "deferred"]
+    [deferred] = [e for e in await stack.log(play["id"]) if e["kind"] == "deferred"]
     assert deferred["detail"]["reason"] == "quiet_hours"
     assert deferred["detail"]["channel"] == "sms"
     assert datetime.fromisoformat(deferred["detail"]["until"]) == eight
@@ -148,7 +135,7 @@ async def test_a_quiet_hours_deferral_is_in_the_play_log_once(stack: Stack) -> N
     await stack.sandbox.advance((eight - now()).total_seconds() + 1)
     await stack.work()
     assert len(stack.creates(To=LEAD2)) == 1
-    entries = await log_of(stack, play["id"])
+    entries = await stack.log(play["id"])
     assert len([e for e in entries if e["kind"] == "deferred"]) == 1
 
 
@@ -164,7 +151,7 @@ async def test_every_rep_declines_the_play_ends_rep_unsuccessful(
     play = await start(stack, LEAD2)
     await stack.work()
     for reply in ("yes", "400k", "1", "call me now"):
-        await say(stack, LEAD2, reply)
+        await stack.say(reply, LEAD2)
     await drive(stack)
     await stack.work()  # the last webhooks
     shown = await play_of(stack, play["id"])
@@ -181,7 +168,7 @@ async def test_every_rep_declines_the_play_ends_rep_unsuccessful(
         "declined",
     ]
     assert hooks.labels(play["id"]) == got
-    repeated = [e for e in await log_of(stack, play["id"]) if e["kind"] == "activity_repeated"]
+    repeated = [e for e in await stack.log(play["id"]) if e["kind"] == "activity_repeated"]
     assert [e["detail"]["label"] for e in repeated] == ["interested"]
 
 
@@ -203,7 +190,7 @@ async def test_an_api_started_party_line_gives_the_play_its_outcome(
     assert got[-2:] == ["party_line_completed", "completed"]
     assert got.count("party_line_completed") == 1
     assert hooks.labels(play["id"]) == got
-    entries = await log_of(stack, play["id"])
+    entries = await stack.log(play["id"])
     assert [e["detail"]["state"] for e in entries if e["kind"] == "state"] == [
         "running",
         "has_outcome",
@@ -246,7 +233,7 @@ async def test_a_repeatable_event_is_recorded_at_every_match(stack: Stack) -> No
     assert created.status_code == 201, created.text
     await stack.work()
     for reply in ("rates?", "what are your rates", "done"):
-        await say(stack, LEAD2, reply)
+        await stack.say(reply, LEAD2)
     shown = await play_of(stack, created.json()["id"])
     assert (shown["state"], shown["outcome"]) == ("has_outcome", "qualified")
     assert [a["label"] for a in shown["activities"]].count("asked_about_rates") == 2

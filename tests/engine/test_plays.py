@@ -42,22 +42,16 @@ async def begin(stack: Stack, playbook_id: str, phone: str = LEAD) -> str:
     return play.id
 
 
-async def say(stack: Stack, text: str, phone: str = LEAD) -> None:
-    stack.sandbox.send_sms(phone, OUR_NUMBER, text)
-    await stack.sandbox.settle()
-    await stack.work()
-
-
 async def test_mortgage_conversation_to_textback(stack: Stack) -> None:
     await publish(stack, "mortgage-qualification")
     play_id = await begin(stack, "mortgage-qualification")
     await stack.work()
     [intro] = texts_to(stack)
     assert intro.startswith("Hi Ann, it's Sam with Acme Lending.")
-    await say(stack, "Yes!")
-    await say(stack, "about 350k")
-    await say(stack, "2")
-    await say(stack, "text please")
+    await stack.say("Yes!")
+    await stack.say("about 350k")
+    await stack.say("2")
+    await stack.say("text please")
     sent = texts_to(stack)
     assert len(sent) == 5
     assert sent[1].startswith("Great! Roughly how much")
@@ -80,7 +74,7 @@ async def test_not_interested_is_unqualified(stack: Stack) -> None:
     await publish(stack, "mortgage-qualification")
     play_id = await begin(stack, "mortgage-qualification")
     await stack.work()
-    await say(stack, "no thanks")
+    await stack.say("no thanks")
     play = await play_row(stack, play_id)
     assert play.outcome == "unqualified"
     assert await labels(stack, play_id) == ["started", "unqualified", "completed"]
@@ -91,7 +85,7 @@ async def test_catch_all_levels_then_a_human(stack: Stack) -> None:
     play_id = await begin(stack, "mortgage-qualification")
     await stack.work()
     for text in ("banana", "what?", "purple"):
-        await say(stack, text)
+        await stack.say(text)
     sent = texts_to(stack)
     assert sent[1] == "Sorry, I didn't quite get that. A quick YES or NO works!"
     assert sent[2].startswith("Sorry, still not sure what you mean.")
@@ -105,7 +99,7 @@ async def test_catch_all_levels_then_a_human(stack: Stack) -> None:
     ]
     play = await play_row(stack, play_id)
     assert play.paused and play.state == "running"
-    await say(stack, "yes")  # a human has the conversation now: the play stays quiet
+    await stack.say("yes")  # a human has the conversation now: the play stays quiet
     assert len(texts_to(stack)) == 4
 
 
@@ -126,7 +120,7 @@ async def test_opt_out_mid_conversation_ends_the_play(stack: Stack) -> None:
     await publish(stack, "mortgage-qualification")
     play_id = await begin(stack, "mortgage-qualification")
     await stack.work()
-    await say(stack, "STOP")
+    await stack.say("STOP")
     play = await play_row(stack, play_id)
     assert play.state == "opted_out"
     assert await labels(stack, play_id) == ["started", "opted_out"]
@@ -238,7 +232,7 @@ async def test_a_reply_halts_the_drip(stack: Stack) -> None:
     await enqueue_advance(stack.api_redis, play.id)
     await stack.work()
     assert len(texts_to(stack)) == 1
-    await say(stack, "thanks, call me tomorrow")
+    await stack.say("thanks, call me tomorrow")
     assert (await play_row(stack, play.id)).state == "stopped"
     assert (await labels(stack, play.id))[-1] == "stopped"
     await stack.sandbox.advance(2 * 24 * 3600)
@@ -276,7 +270,7 @@ async def test_mortgage_conversation_to_rep_unsuccessful_after_a_call(stack: Sta
     await enqueue_advance(stack.api_redis, play.id)
     await stack.work()
     for reply in ("yes", "400k", "1", "call me now"):
-        await say(stack, reply)
+        await stack.say(reply)
     await drive(stack)
     final = await play_row(stack, play.id)
     assert (final.state, final.outcome) == ("has_outcome", "rep_unsuccessful")

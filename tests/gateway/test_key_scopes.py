@@ -182,6 +182,22 @@ def test_every_console_page_is_refused_or_allowed_by_scope(
         assert ("POST", f"/console/plays/{{play_id}}/{action}") in pages
     assert ("GET", "/console/plays/{play_id}/entries") in pages
     assert ("GET", "/console/plays/rows") in pages
+    # Playbooks and source rules are walked too (read: their GETs only; compliance: none).
+    for page in (
+        ("GET", "/console/playbooks"),
+        ("POST", "/console/playbooks"),
+        ("GET", "/console/playbooks/{playbook_id}"),
+        ("POST", "/console/playbooks/{playbook_id}/publish"),
+        ("POST", "/console/playbooks/{playbook_id}/clone"),
+        ("POST", "/console/playbooks/{playbook_id}/delete"),
+        ("GET", "/console/sources"),
+        ("POST", "/console/sources"),
+        ("GET", "/console/sources/{rule_id}"),
+        ("POST", "/console/sources/{rule_id}"),
+        ("POST", "/console/sources/{rule_id}/clone"),
+        ("POST", "/console/sources/{rule_id}/delete"),
+    ):
+        assert page in pages, page
     for scope, secret in keys.items():
         client.cookies.clear()
         _sign_in(client, secret)

@@ -73,6 +73,19 @@ class Stack:
     def creates(self, **params: str) -> list[Any]:
         return self.sandbox.record.requests("messages.create", **params)
 
+    async def say(self, text: str, phone: str = LEAD) -> None:
+        """A lead's phone texts our number; then the callbacks and the work that follow."""
+        self.sandbox.send_sms(phone, OUR_NUMBER, text)
+        await self.sandbox.settle()
+        await self.work()
+
+    async def log(self, play_id: str) -> list[dict[str, Any]]:
+        """The play's log as the API shows it (one page: a test's play is shorter)."""
+        shown = await self.api.get(f"/v1/plays/{play_id}/log?limit=500")
+        assert shown.status_code == 200, shown.text
+        entries: list[dict[str, Any]] = shown.json()["data"]
+        return entries
+
 
 @pytest.fixture
 async def stack(
