@@ -152,6 +152,7 @@ class LedgerFilter:
     until: datetime | None = None
     phone: str | None = None
     channel: Channel | None = None
+    source: LedgerSource | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,8 @@ async def page(
         query = query.where(OptOutEvent.phone == filters.phone)
     if filters.channel is not None:
         query = query.where(OptOutEvent.channel == filters.channel)
+    if filters.source is not None:
+        query = query.where(OptOutEvent.source == filters.source)
     rows: Sequence[tuple[OptOutEvent, OptOutConfirmation | None]] = (
         await session.exec(query)
     ).all()

@@ -29,11 +29,16 @@ class LedgerQuery(BaseModel):
     until: Instant | None = None
     phone: Phone | None = None
     channel: Channel | None = None
+    source: LedgerSource | None = Field(
+        default=None, description="how the event was recorded (keyword, phrase, api, ...)"
+    )
 
     def filters(self) -> optouts.LedgerFilter:
         if self.since and self.until and self.until <= self.since:
             raise ApiError(422, "invalid", "until: must be after since", "until")
-        return optouts.LedgerFilter(self.since, self.until, self.phone, self.channel)
+        return optouts.LedgerFilter(
+            self.since, self.until, self.phone, self.channel, self.source
+        )
 
 
 class ListQuery(LedgerQuery):

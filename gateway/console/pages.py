@@ -16,7 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from compliance.gate import Channel
-from gateway import gate, optouts
+from gateway import gate
 from gateway.accounts import authenticate
 from gateway.api import optouts as optouts_api
 from gateway.clock import now
@@ -30,12 +30,13 @@ from gateway.console import (
     webhooks,
 )
 from gateway.db import transaction
-from gateway.exports import as_dict
-from gateway.models import Lead
+from gateway.errors import ApiError
+from gateway.models import Channel as LedgerChannel
+from gateway.models import Lead, LedgerSource
 from gateway.phones import InvalidPhone, to_e164
 from gateway.state import app_state
 
-PAGE_ROWS = 200  # the page shows this many events; the CSV export has every one
+PAGE_ROWS = 200  # the page shows this many events at a time; the export has every one
 
 
 async def home(request: Request) -> Response:
@@ -98,38 +99,42 @@ def _day(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-def _ledger_filter(request: Request) -> tuple[optouts.LedgerFilter, dict[str, str]]:
-    """The search form's fields as a ledger filter; ValueError with a message when malformed.
-    Dates are UTC days; `until` is inclusive (the filter's bound is the next midnight)."""
+LEDGER_FIELDS = ("phone", "since", "until", "channel", "source")
+CHANNELS = tuple(channel.value for channel in LedgerChannel)
+SOURCES = tuple(source.value for source in LedgerSource)
+
+
+def _ledger_query(request: Request) -> tuple[dict[str, str], dict[str, str]]:
+    """The search form's fields as the query of `GET /v1/opt-outs` (whose own model checks the
+    phone, the channel and the source), and the fields as typed, to show again. Dates are UTC
+    days; `until` is inclusive (the API's bound is the next midnight). ValueError with a
+    message for a malformed date, which the API would not know as a day."""
     params = request.query_params
-    shown = {name: params.get(name, "").strip() for name in ("phone", "since", "until")}
-    phone = None
-    if shown["phone"]:
-        try:
-            phone = to_e164(shown["phone"])
-        except InvalidPhone as exc:
-            raise ValueError(f"Phone: {exc}") from None
+    shown = {name: params.get(name, "").strip() for name in LEDGER_FIELDS}
+    query = {name: shown[name] for name in ("phone", "channel", "source") if shown[name]}
     try:
         since_day, until_day = _day(shown["since"]), _day(shown["until"])
     except ValueError:
         raise ValueError("Dates must look like 2026-01-31.") from None
-    since = datetime.combine(since_day, time(), UTC) if since_day else None
-    until = datetime.combine(until_day + timedelta(days=1), time(), UTC) if until_day else None
-    if since and until and until <= since:
+    if since_day:
+        query["since"] = datetime.combine(since_day, time(), UTC).isoformat()
+    if until_day:
+        query["until"] = datetime.combine(until_day + timedelta(days=1), time(), UTC).isoformat()
+    if since_day and until_day and until_day < since_day:
         raise ValueError("The end date must not be before the start date.")
-    return optouts.LedgerFilter(since=since, until=until, phone=phone), shown
+    return query, shown
 
 
-def _export_url(filters: optouts.LedgerFilter) -> str:
+def _export_urls(query: dict[str, str]) -> dict[str, str]:
     # The API export's own query parameters (gateway/api/optouts.py ExportQuery).
-    params = {"format": "csv"}
-    if filters.phone:
-        params["phone"] = filters.phone
-    if filters.since:
-        params["since"] = filters.since.isoformat()
-    if filters.until:
-        params["until"] = filters.until.isoformat()
-    return "/console/compliance/export?" + urlencode(params)
+    return {
+        fmt: "/console/compliance/export?" + urlencode({**query, "format": fmt})
+        for fmt in ("csv", "jsonl")
+    }
+
+
+def _api_error(exc: ApiError) -> str:
+    return f"{exc.field}: {exc.message}" if exc.field else exc.message
 
 
 async def _compliance_page(
@@ -140,25 +145,35 @@ async def _compliance_page(
         "account": found.account,
         "csrf": await sessions.csrf_token(state["redis"], found.nonce),
         "rows": [],
-        "more": False,
+        "next_url": None,
         "check_phone": "",
         "check_channel": "sms",
         "ledger_error": None,
+        "channels": CHANNELS,
+        "sources": SOURCES,
+        "manual": {"phone": "", "channel": "manual", "actor": "", "note": "", "text": ""},
+        "recorded": request.query_params.get("recorded", ""),
     }
+    context["query"] = {name: request.query_params.get(name, "") for name in LEDGER_FIELDS}
     try:
-        filters, shown = _ledger_filter(request)
+        query, context["query"] = _ledger_query(request)
+        cursor = request.query_params.get("cursor", "")
+        listed = await web.call_api(
+            request,
+            found,
+            optouts_api.list_opt_outs,
+            query={**query, "limit": str(PAGE_ROWS)} | ({"cursor": cursor} if cursor else {}),
+        )
     except ValueError as exc:
         context["ledger_error"] = str(exc)
-        context["query"] = {
-            name: request.query_params.get(name, "") for name in ("phone", "since", "until")
-        }
+    except ApiError as exc:
+        context["ledger_error"] = _api_error(exc)
     else:
-        context["query"] = shown
-        async with state["sessions"]() as db:
-            rows = await optouts.page(db, found.account.id, filters, limit=PAGE_ROWS + 1)
-        context["rows"] = [as_dict(row) for row in rows[:PAGE_ROWS]]
-        context["more"] = len(rows) > PAGE_ROWS
-        context["export_url"] = _export_url(filters)
+        context["rows"] = listed["data"]
+        if listed["next_cursor"]:
+            following = {**context["query"], "cursor": listed["next_cursor"]}
+            context["next_url"] = "/console/compliance?" + urlencode(following)
+        context["export_urls"] = _export_urls(query)
     context.update(extra or {})
     return web.page(request, "compliance.html", context)
 
@@ -168,6 +183,32 @@ async def compliance(request: Request) -> Response:
     if found is None:
         return web.to_sign_in()
     return await _compliance_page(request, found)
+
+
+async def record_opt_out(request: Request) -> Response:
+    """A manual opt-out (taken by phone, email, in person) through `POST /v1/opt-outs`, with
+    who took it and a note; then the ledger shows the phone's events (post, redirect, get)."""
+    checked = await web.signed_in_post(request)
+    if isinstance(checked, Response):
+        return checked
+    found, form = checked
+    fields = {
+        name: str(form.get(name) or "").strip()
+        for name in ("phone", "channel", "actor", "note", "text")
+    }
+    extra: dict[str, Any] = {"manual": fields}
+    if not fields["actor"]:
+        # The API leaves it optional; a person's entry on this page says who took it.
+        extra["manual_error"] = "Taken by: say who took the opt-out."
+        return await _compliance_page(request, found, extra)
+    body = {name: value for name, value in fields.items() if value}
+    try:
+        event = await web.call_api(request, found, optouts_api.create_opt_out, body=body)
+    except ApiError as exc:
+        extra["manual_error"] = _api_error(exc)
+        return await _compliance_page(request, found, extra)
+    shown = urlencode({"phone": event["phone"], "recorded": str(event["id"])})
+    return RedirectResponse(f"/console/compliance?{shown}", status_code=303)
 
 
 async def check(request: Request) -> Response:
@@ -230,6 +271,7 @@ def mount() -> Mount:
             Route("/sign-out", sign_out, methods=["POST"]),
             Route("/compliance", compliance, methods=["GET"]),
             Route("/compliance/check", check, methods=["POST"]),
+            Route("/compliance/opt-out", record_opt_out, methods=["POST"]),
             Route("/compliance/export", export, methods=["GET"]),
             *conversations.routes,
             *playbooks.routes,

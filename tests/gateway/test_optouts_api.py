@@ -153,7 +153,7 @@ async def test_list_filters_and_cursor(
                 phone=f"+1415555010{i}",
                 event=LedgerEvent.OPT_OUT,
                 channel=Channel.SMS if i % 2 else Channel.WEB,
-                source=LedgerSource.API,
+                source=LedgerSource.KEYWORD if i == 3 else LedgerSource.API,
                 received_at=start + timedelta(days=i),
             )
     headers = auth(issued_key)
@@ -168,6 +168,10 @@ async def test_list_filters_and_cursor(
     assert window["next_cursor"] is None
     sms = client.get("/v1/opt-outs?channel=sms", headers=headers).json()
     assert [r["phone"] for r in sms["data"]] == ["+14155550101", "+14155550103"]
+    keyword = client.get("/v1/opt-outs?source=keyword", headers=headers).json()
+    assert [r["phone"] for r in keyword["data"]] == ["+14155550103"]
+    both = client.get("/v1/opt-outs?channel=sms&source=api", headers=headers).json()
+    assert [r["phone"] for r in both["data"]] == ["+14155550101"]
     by_phone = client.get("/v1/opt-outs?phone=4155550104", headers=headers).json()
     assert [r["phone"] for r in by_phone["data"]] == ["+14155550104"]
     for bad in (
@@ -176,6 +180,7 @@ async def test_list_filters_and_cursor(
         "cursor=abc",
         "since=yesterday",
         "channel=fax",
+        "source=rumour",
         "since=2026-11-04T00:00:00Z&until=2026-11-01T00:00:00Z",
         "bogus=1",
     ):
@@ -242,8 +247,13 @@ async def test_accounts_see_only_their_own_ledger(
         client.post("/v1/opt-outs", headers=auth(key_a), json={"phone": PHONE}).status_code == 201
     )
     assert client.get("/v1/opt-outs", headers=auth(key_b)).json()["data"] == []
+    # The filters stay inside the key's account: B's search by A's channel and source is empty.
+    filtered = client.get("/v1/opt-outs?channel=api&source=api", headers=auth(key_b)).json()
+    assert filtered["data"] == []
+    assert len(client.get("/v1/opt-outs?source=api", headers=auth(key_a)).json()["data"]) == 1
     assert client.get(f"/v1/opt-outs/{PHONE}", headers=auth(key_b)).json()["status"] == "subscribed"
     assert client.get("/v1/opt-outs/export?format=jsonl", headers=auth(key_b)).text == ""
+    assert client.get("/v1/opt-outs/export?source=api", headers=auth(key_b)).text.count("\r\n") == 1
     assert client.get(f"/v1/opt-outs/{PHONE}", headers=auth(key_a)).json()["status"] == "opted_out"
 
 
@@ -255,3 +265,12 @@ def test_opt_out_routes_need_a_key(client: TestClient) -> None:
         ("GET", f"/v1/opt-outs/{PHONE}"),
     ):
         assert client.request(method, path).status_code == 401
+
+
+def test_ledger_filters_are_in_the_openapi_document(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/opt-outs", "/v1/opt-outs/export"):
+        parameters = {p["name"]: p for p in paths[path]["get"]["parameters"]}
+        assert {"since", "until", "phone", "channel", "source"} <= set(parameters), path
+    source = {p["name"]: p for p in paths["/v1/opt-outs"]["get"]["parameters"]}["source"]
+    assert "keyword" in json.dumps(source["schema"])  # the enum's values, not a bare string
