@@ -34,9 +34,18 @@ async def test_a_burst_takes_consecutive_slots_one_interval_apart(
     assert waits[0] == 0.0  # an idle sender sends at once
     # (Lua keeps 14 significant digits of the ms stamp: equal to a hundredth of a millisecond.)
     gaps = [b - a for a, b in itertools.pairwise(slots)]
-    assert gaps == pytest.approx([interval_ms] * len(gaps), abs=0.01)
-    # Each wait is its slot's distance from the moment it was asked: later asks wait longer.
-    assert waits[-1] > waits[1] > 0
+    # Never two slots closer than one interval, however the asks were timed.
+    assert min(gaps) >= interval_ms - 0.01
+    # An ask made before the sender's next slot (it waits) takes exactly that slot, one interval
+    # after the last. An ask made after it (a machine slower than the rate: a 10 ms short-code
+    # interval on a loaded machine) starts from its own moment instead, so its gap is longer.
+    queued = [gap for gap, wait in zip(gaps, waits[1:], strict=True) if wait > 0]
+    assert queued == pytest.approx([interval_ms] * len(queued), abs=0.01)
+    if interval_ms >= 300:
+        # 60 asks come far faster than one a third of a second: all but the first queue, and
+        # later asks wait longer.
+        assert len(queued) == len(gaps)
+        assert waits[-1] > waits[1] > 0
 
 
 async def test_senders_do_not_share_slots(clean_redis: str) -> None:
