@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -51,10 +52,18 @@ def database_url(database_template: str, tmp_path: Path) -> str:
     )
 
 
+def worker_redis_url(url: str) -> str:
+    """TEST_REDIS_URL for this pytest process: under pytest-xdist each worker takes its own
+    database (gw0 the URL's own, gw1 the next, …), since every test flushes the one it uses."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    parsed = urlsplit(url)
+    return parsed._replace(path=f"/{int(parsed.path.strip('/') or 0) + int(worker[2:])}").geturl()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if TEST_REDIS_URL:
-        yield TEST_REDIS_URL
+        yield worker_redis_url(TEST_REDIS_URL)
         return
     with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
