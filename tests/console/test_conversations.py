@@ -254,7 +254,14 @@ def _click_and_wait_notice(browser: webdriver.Chrome, button_id: str) -> str:
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, button_id).click()
     WebDriverWait(browser, WAIT).until(ec.staleness_of(old))
-    wait_for(browser, "play-notice")
+    WebDriverWait(browser, WAIT).until(
+        ec.any_of(
+            ec.presence_of_element_located((By.ID, "play-notice")),
+            ec.presence_of_element_located((By.ID, "play-error")),
+        )
+    )
+    errors = browser.find_elements(By.ID, "play-error")
+    assert not errors, errors[0].text
     assert "notice=" in browser.current_url
     return str(browser.find_element(By.ID, "play-notice").text)
 
@@ -561,3 +568,33 @@ def test_the_list_filters_by_rep_source_and_day(
         lambda b: b.find_element(By.ID, "plays-live").get_attribute("data-live-at")
     )
     assert _play_ids(browser) == [quoted["id"]]
+
+
+def test_start_a_party_line_by_clicking(
+    browser: webdriver.Chrome,
+    console: str,
+    issued_key: accounts.IssuedKey,
+    run_worker: RunWorker,
+) -> None:
+    play = _start_play(console, issued_key, run_worker)
+    _add_rep(console, issued_key, "Dana Reyes", "+14155550109")
+    sign_in(browser, console, issued_key.secret)
+    wait_for(browser, "nav-plays")
+    _open_play(browser, console, play["id"])
+    # Without a number to call from: the API's refusal, on the page.
+    browser.find_element(By.ID, "party-line").click()
+    wait_for(browser, "play-error")
+    assert "no number to call from" in browser.find_element(By.ID, "play-error").text
+    with _api(console, issued_key) as api:
+        registered = api.post("/v1/numbers", json={"number": OUR_NUMBER})
+        assert registered.status_code == 201, registered.text
+    assert "party line is starting" in _click_and_wait_notice(browser, "party-line")
+    with _api(console, issued_key) as api:
+        [started] = api.get(f"/v1/plays/{play['id']}/party-lines").json()["data"]
+    assert browser.find_elements(By.ID, f"party-line-{started['id']}")
+    # A second one while the first is live: the API's 409, on the page.
+    browser.find_element(By.ID, "party-line").click()
+    wait_for(browser, "play-error")
+    assert "party line" in browser.find_element(By.ID, "play-error").text
+    with _api(console, issued_key) as api:
+        assert len(api.get(f"/v1/plays/{play['id']}/party-lines").json()["data"]) == 1
