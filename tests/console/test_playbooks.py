@@ -5,6 +5,8 @@ forged CSRF token refused. What each click did is read back through the API."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import accounts
 from gateway.app import create_app
+from gateway.console.sessions import COOKIE
+from gateway.db import create_engine, session_factory, transaction
 from gateway.settings import Settings
 from tests.support.console import WAIT, sign_in, wait_for
 from tests.support.servers import serve_in_thread
@@ -311,3 +315,62 @@ def test_a_forged_csrf_token_is_refused_and_changes_nothing(
     WebDriverWait(browser, WAIT).until(_left(old))
     assert "403 Forbidden" in browser.find_element(By.TAG_NAME, "body").text
     assert api.get("/v1/playbooks/hello").status_code == 200
+
+
+def _other_account(settings: Settings) -> accounts.IssuedKey:
+    async def create() -> accounts.IssuedKey:
+        # Its own engine in its own loop: the test is synchronous, the server runs in a thread.
+        engine = create_engine(settings.database)
+        try:
+            async with transaction(session_factory(engine)) as session:
+                _account, issued = await accounts.create_account(session, "B Insurance")
+        finally:
+            await engine.dispose()
+        return issued
+
+    return asyncio.run(create())
+
+
+def test_another_accounts_playbook_and_rule_are_404_pages(
+    browser: webdriver.Chrome,
+    console: str,
+    api: httpx.Client,
+    issued_key: accounts.IssuedKey,
+    settings: Settings,
+) -> None:
+    other = _other_account(settings)
+    headers = {"Authorization": f"Bearer {other.secret}"}
+    with httpx.Client(base_url=console, headers=headers) as theirs:
+        _publish(theirs, "secret-drip")
+        rep = _rep(theirs, "Their Rep", "+14155550109")
+        rule = theirs.post(
+            "/v1/sources",
+            json={"origin": "TheirOrigin", "playbook_id": "secret-drip", "rep_ids": [rep]},
+        ).json()
+    sign_in(browser, console, issued_key.secret)
+    wait_for(browser, "nav-playbooks")
+    _open(browser, console + "/console/playbooks/secret-drip", "not-found")
+    assert "still interested" not in browser.page_source
+    _open(browser, f"{console}/console/sources/{rule['id']}", "not-found")
+    assert "TheirOrigin" not in browser.page_source
+    _open(browser, console + "/console/playbooks", "playbooks")
+    assert "secret-drip" not in browser.page_source
+    _open(browser, console + "/console/sources", "sources")
+    assert "TheirOrigin" not in browser.page_source and "Their Rep" not in browser.page_source
+    # Nor cloned or deleted from this account, with its own valid token.
+    cookie = browser.get_cookie(COOKIE)
+    assert cookie is not None
+    with httpx.Client(base_url=console, cookies={COOKIE: cookie["value"]}) as web:
+        match = re.search(r'name="csrf" value="([^"]+)"', web.get("/console/playbooks").text)
+        assert match is not None
+        for path, data in (
+            ("/console/playbooks/secret-drip/delete", {}),
+            ("/console/playbooks/secret-drip/clone", {"clone_id": "mine"}),
+            (f"/console/sources/{rule['id']}/delete", {}),
+        ):
+            answer = web.post(path, data={"csrf": match.group(1), **data})
+            assert answer.status_code == 404, (path, answer.text)
+    with httpx.Client(base_url=console, headers=headers) as theirs:
+        assert theirs.get("/v1/playbooks/secret-drip").status_code == 200
+        assert theirs.get(f"/v1/sources/{rule['id']}").status_code == 200
+    assert api.get("/v1/playbooks").json()["data"] == []
