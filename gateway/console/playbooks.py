@@ -145,6 +145,13 @@ async def playbook_page(
     return web.page(request, "playbook.html", context, status)
 
 
+def _to_playbook(playbook_id: str, **query: str) -> RedirectResponse:
+    """303 to a playbook's page at its title: a redirect without a fragment would keep the
+    form's (the section it was posted from) and open the page scrolled down there."""
+    where = urlencode(query)
+    return RedirectResponse(f"/console/playbooks/{quote(playbook_id)}?{where}#playbook-title", 303)
+
+
 def _document(form: FormData) -> str:
     # Browsers send a textarea's lines with CRLF; the document is stored as the author wrote
     # it, with the newlines every other client sends.
@@ -202,9 +209,7 @@ async def publish_new(request: Request) -> Response:
     published, refused = await _publish(request, found, playbook_id, text)
     if published is None:
         return await list_page(request, found, shown | refused, 422)
-    return RedirectResponse(
-        f"/console/playbooks/{quote(playbook_id)}?published={published['version']}", 303
-    )
+    return _to_playbook(playbook_id, published=str(published["version"]))
 
 
 async def publish_version(request: Request) -> Response:
@@ -217,9 +222,7 @@ async def publish_version(request: Request) -> Response:
     published, refused = await _publish(request, found, playbook_id, text)
     if published is None:
         return await playbook_page(request, found, {"form": {"document": text}, **refused}, 422)
-    return RedirectResponse(
-        f"/console/playbooks/{quote(playbook_id)}?published={published['version']}", 303
-    )
+    return _to_playbook(playbook_id, published=str(published["version"]))
 
 
 async def clone(request: Request) -> Response:
@@ -246,8 +249,7 @@ async def clone(request: Request) -> Response:
             return await playbook_page(request, found)  # gone meanwhile: the page says so
         extra = {"form": {"clone_id": new_id}, "clone_error": exc.message}
         return await playbook_page(request, found, extra, exc.status_code)
-    where = urlencode({"cloned_from": playbook_id})
-    return RedirectResponse(f"/console/playbooks/{quote(new_id)}?{where}", 303)
+    return _to_playbook(new_id, cloned_from=playbook_id)
 
 
 async def delete(request: Request) -> Response:
@@ -265,7 +267,9 @@ async def delete(request: Request) -> Response:
         if exc.status_code == 404:
             return await playbook_page(request, found)
         return await playbook_page(request, found, {"delete_error": exc.message}, exc.status_code)
-    return RedirectResponse("/console/playbooks?" + urlencode({"deleted": playbook_id}), 303)
+    return RedirectResponse(
+        "/console/playbooks?" + urlencode({"deleted": playbook_id}) + "#playbooks-notice", 303
+    )
 
 
 routes = [

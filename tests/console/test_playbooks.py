@@ -149,6 +149,8 @@ def test_publish_refused_at_its_line_then_published_cloned_and_deleted(
     # A draft the validator refuses: the error sits under line 6, and nothing is published.
     _type_into(browser.find_element(By.ID, "document-edit"), BROKEN)
     _click_and_wait(browser, "publish", "draft")
+    # The answer opens at the refused draft, not at the top of a long page.
+    assert browser.current_url.endswith("/publish#publish-heading")
     line = browser.find_element(By.ID, "line-6")
     assert "kind: aks" in line.text
     [error] = line.find_elements(By.CSS_SELECTOR, ".line-error")
