@@ -10,10 +10,8 @@ from gateway import accounts
 from gateway.db import transaction
 from tests.engine.test_play_lifecycle import (
     LEAD2,
-    log_of,
     play_of,
     publish_mortgage,
-    say,
     start,
 )
 from tests.support.party_line import texts_to
@@ -34,7 +32,7 @@ async def to_a_human(stack: Stack, phone: str) -> str:
     play = await start(stack, phone)
     await stack.work()
     for text in ("banana", "what?", "purple"):
-        await say(stack, phone, text)
+        await stack.say(text, phone)
     return str(play["id"])
 
 
@@ -61,7 +59,7 @@ async def test_catch_all_inbox_human_reply_quiet_bot_then_resume(
         r for r in stack.creates(To=LEAD) if (r.get("Body") or "").startswith("Hi Ann, Dana")
     ]
     assert human.get("From") == OUR_NUMBER and human.status == 201
-    entries = await log_of(stack, play_id)
+    entries = await stack.log(play_id)
     [entry] = [e for e in entries if e["kind"] == "message" and e["detail"].get("sender")]
     assert entry["detail"]["sender"] == "Dana" and entry["detail"]["reason"] == "human"
     shown = await play_of(stack, play_id)
@@ -69,10 +67,10 @@ async def test_catch_all_inbox_human_reply_quiet_bot_then_resume(
     assert mine["body"] == "Hi Ann, Dana here. Happy to help!"
 
     # The lead answers the person: recorded, the bot stays quiet, still in the inbox.
-    await say(stack, LEAD, "thanks Dana, when can we talk?")
+    await stack.say("thanks Dana, when can we talk?", LEAD)
     assert len(texts_to(stack)) == 5
     assert [p["id"] for p in await inbox(stack)] == [play_id]
-    entries = await log_of(stack, play_id)
+    entries = await stack.log(play_id)
     assert entries[-1]["kind"] == "reply"
 
     # Back to the playbook at a named step: its text goes out, the play goes on.
@@ -87,7 +85,7 @@ async def test_catch_all_inbox_human_reply_quiet_bot_then_resume(
     await stack.work()
     assert texts_to(stack)[-1].startswith(CREDIT_QUESTION)
     assert await inbox(stack) == []
-    await say(stack, LEAD, "2")  # good credit: on to the connect question
+    await stack.say("2", LEAD)  # good credit: on to the connect question
     shown = await play_of(stack, play_id)
     assert shown["step_id"] == "connect" and shown["answers"]["credit"] == "2"
     await stack.work()  # the activities' webhooks
@@ -119,7 +117,7 @@ async def test_a_person_can_take_over_a_running_conversation(stack: Stack) -> No
     assert sent.status_code == 201, sent.text
     await stack.work()
     assert [p["id"] for p in await inbox(stack)] == [play["id"]]
-    await say(stack, LEAD, "banana")  # no catch-all while a person has it
+    await stack.say("banana", LEAD)  # no catch-all while a person has it
     assert texts_to(stack)[-1] == "Dana here" and len(texts_to(stack)) == 2
     assert (await play_of(stack, play["id"]))["paused"] is True
 
@@ -132,7 +130,7 @@ async def test_refusals(stack: Stack) -> None:
     refused = await stack.api.post(f"/v1/plays/{play['id']}/resume", json={"step": "credit"})
     assert refused.status_code == 409, refused.text
     # The lead opts out: the play ends, and a person's text is refused.
-    await say(stack, LEAD, "STOP")
+    await stack.say("STOP", LEAD)
     ended = await stack.api.post(f"/v1/plays/{play['id']}/messages", json={"body": "hello?"})
     assert ended.status_code == 409 and ended.json()["error"]["code"] == "conflict"
     bad = await stack.api.post(f"/v1/plays/{play['id']}/messages", json={"body": ""})
