@@ -6,10 +6,13 @@ whether a call step or the API started it; a choice's event is recorded once per
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlmodel import col, select
 
 from gateway.clock import now
@@ -135,6 +138,79 @@ async def test_a_quiet_hours_deferral_is_in_the_play_log_once(stack: Stack) -> N
     await stack.sandbox.advance((eight - now()).total_seconds() + 1)
     await stack.work()
     assert len(stack.creates(To=LEAD2)) == 1
+    entries = await stack.log(play["id"])
+    assert len([e for e in entries if e["kind"] == "deferred"]) == 1
+
+
+CONNECTICUT = "+12035550123"  # New Haven: America/New_York, contact from 09:00 (state rule)
+FLORIDA = "+13055550123"  # Miami: America/New_York, 3 initiated contacts per 24 hours
+
+
+async def before_connecticuts_hours(stack: Stack) -> datetime:
+    """08:30 in New Haven: inside the account's 08:00-20:00, before Connecticut's 09:00."""
+    await stack.sandbox.advance(
+        (datetime(2026, 11, 19, 13, 30, tzinfo=UTC) - now()).total_seconds()
+    )
+    return datetime(2026, 11, 19, 14, 0, tzinfo=UTC)  # 09:00 EST
+
+
+async def after_floridas_cap(stack: Stack) -> datetime:
+    """Three texts to the Florida lead first: the play's text would be a fourth within 24 h,
+    so it waits until the first of them is 24 hours old."""
+    first = now()
+    for n in range(3):
+        sent = await stack.api.post("/v1/messages", json={"phone": FLORIDA, "body": f"Offer {n}"})
+        assert sent.status_code == 201, sent.text
+    await stack.work()
+    assert len(stack.creates(To=FLORIDA)) == 3
+    return first + timedelta(hours=24)
+
+
+def play_texts(stack: Stack, phone: str) -> list[Any]:
+    """The play's first text as Twilio took it (not the texts the test sent before)."""
+    return [r for r in stack.creates(To=phone) if "Hi Ann" in (r.get("Body") or "")]
+
+
+@dataclass(frozen=True)
+class Held:
+    """A deferral of the play's first text other than quiet hours, and how to bring it about
+    (`arrange` returns the time the text will go)."""
+
+    phone: str
+    reason: str
+    arrange: Callable[[Stack], Awaitable[datetime]]
+    sweep_every: timedelta  # sweeps look at the waiting text again meanwhile
+
+
+HELD = {
+    "state_rule": Held(
+        CONNECTICUT, "state_rule:CT", before_connecticuts_hours, timedelta(minutes=9)
+    ),
+    "frequency_cap": Held(FLORIDA, "frequency_cap", after_floridas_cap, timedelta(hours=7)),
+}
+
+
+@pytest.mark.parametrize("held", HELD.values(), ids=HELD.keys())
+async def test_a_state_rule_or_cap_deferral_is_in_the_play_log_once(
+    stack: Stack, held: Held
+) -> None:
+    await publish_mortgage(stack)
+    until = await held.arrange(stack)
+    play = await start(stack, held.phone)
+    await stack.work()
+    for _ in range(3):
+        await stack.sandbox.advance(held.sweep_every.total_seconds())
+        await stack.work()
+    assert play_texts(stack, held.phone) == []
+    [deferred] = [e for e in await stack.log(play["id"]) if e["kind"] == "deferred"]
+    assert deferred["detail"]["reason"] == held.reason
+    assert deferred["detail"]["channel"] == "sms"
+    assert datetime.fromisoformat(deferred["detail"]["until"]) == until
+    assert deferred["detail"]["message_id"]
+    assert (await play_of(stack, play["id"]))["state"] == "running"
+    await stack.sandbox.advance((until - now()).total_seconds() + 1)
+    await stack.work()
+    assert len(play_texts(stack, held.phone)) == 1
     entries = await stack.log(play["id"])
     assert len([e for e in entries if e["kind"] == "deferred"]) == 1
 
