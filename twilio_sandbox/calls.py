@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from twilio_sandbox.phones import AnsweredBy
 from twilio_sandbox.scheduler import Timer, Wake
 from twilio_sandbox.wire import API_VERSION, Form, TwilioError, is_e164, new_sid, rfc2822
 
@@ -61,6 +62,8 @@ class Call:
     dial_waiter: Wake | None = None  # set on a child: wakes the parent's <Dial>
     bridged_at: datetime | None = None
     conference_sid: str | None = None
+    hand_wake: Wake | None = None  # a by-hand phone ringing, or in a Gather, waits on this
+    hand_answer: AnsweredBy | None = None  # what a person answered it as
 
     @property
     def duration(self) -> int:
@@ -210,6 +213,28 @@ class Calls:
             call.status_callback = form.get("StatusCallback")
         return call
 
+    # -- a person's hand (the dev phone) --------------------------------------
+
+    def answer_by_hand(self, sid: str, *, machine: bool = False) -> Call:
+        """Pick up a by-hand phone's ringing call, as a person or as its voicemail."""
+        call = self.get(sid)
+        if call.hand_wake is None or call.status != "ringing":
+            raise TwilioError(21220)  # not a call that is ringing and waiting for a hand
+        call.hand_answer = "machine_end_beep" if machine else "human"
+        self._sb.scheduler.wake(call.hand_wake)
+        return call
+
+    def press(self, sid: str, digits: str) -> Call:
+        """Keys pressed on a call: to the Gather waiting for them, else to the next one."""
+        call = self.get(sid)
+        if call.ended or not digits or not all(d in "0123456789*#" for d in digits):
+            raise TwilioError(21220)
+        phone = call.from_ if call.direction == "inbound" else call.to
+        self._sb.phones.get(phone).queue_digits(digits)
+        if call.hand_wake is not None and call.status == "in-progress":
+            self._sb.scheduler.wake(call.hand_wake)
+        return call
+
     # -- lifecycle ----------------------------------------------------------
 
     async def _outbound(self, call: Call) -> None:
@@ -239,11 +264,19 @@ class Calls:
             await sched.sleep(1.0)
             self.end(call, "busy")
             return False
-        if not script.answer or script.answer_after >= ring_for:
+        if script.by_hand:
+            call.hand_wake = sched.new_wake()
+            answered = await sched.park_until(call.hand_wake, ring_for)
+            call.hand_wake = None
+            if not answered:
+                self.end(call, "no-answer")
+                return False
+        elif not script.answer or script.answer_after >= ring_for:
             await sched.sleep(ring_for)
             self.end(call, "no-answer")
             return False
-        await sched.sleep(script.answer_after)
+        else:
+            await sched.sleep(script.answer_after)
         call.start_time = self._sb.clock.now()
         self.progress(call, "in-progress")
         if script.hangup_after is not None:
@@ -255,6 +288,8 @@ class Calls:
             return
         phone = self._sb.phones.get(call.to)
         result, seconds = phone.amd_result(call.machine_detection)
+        if call.hand_answer is not None:
+            result, seconds = call.hand_answer, 2.5 if call.hand_answer == "human" else 4.0
         if seconds > call.machine_detection_timeout:
             result, seconds = "unknown", call.machine_detection_timeout
         if not call.async_amd:

@@ -38,6 +38,9 @@ class PhoneScript:
     unreachable: bool = False  # SMS undelivered 30003, calls fail
     delivery_after: float = 1.0  # seconds from `sent` to `delivered`
     replies: list[Reply] = field(default_factory=list)
+    # Answered by a person (the gateway's dev phone page): calls ring until `Calls.answer_by_hand`
+    # (or their ring timeout), and a Gather with no digits queued waits for `Calls.press`.
+    by_hand: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PhoneScript:
@@ -61,6 +64,10 @@ class Phone:
 
     def next_digits(self) -> str | None:
         return self._digits.popleft() if self._digits else None
+
+    def queue_digits(self, digits: str) -> None:
+        """Digits pressed by hand before the Gather that takes them."""
+        self._digits.append(digits)
 
     def next_reply(self) -> Reply | None:
         return self._replies.popleft() if self._replies else None

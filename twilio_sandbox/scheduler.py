@@ -99,6 +99,9 @@ class Scheduler:
         self._lock = asyncio.Lock()
         self._new_event = asyncio.Event()
         self._realtime: asyncio.Task[None] | None = None
+        # Virtual seconds skipped by advance() while real time drives the clock: the driver
+        # goes on from there instead of waiting for the wall clock to catch up.
+        self.skipped = 0.0
         self.errors: list[BaseException] = []
 
     # -- scheduling -------------------------------------------------------
@@ -206,7 +209,13 @@ class Scheduler:
         return self._queue[0].when if self._queue else None
 
     async def advance(self, seconds: float) -> None:
-        """Move virtual time forward, running every event due on the way, in order."""
+        """Move virtual time forward, running every event due on the way, in order. In real
+        time this is a skip ahead (a day of a drip in a moment); the clock goes on from there."""
+        if self._realtime is not None:
+            self.skipped += max(0.0, seconds)
+        await self._advance(seconds)
+
+    async def _advance(self, seconds: float) -> None:
         async with self._lock:
             target = self.clock.seconds + seconds
             await self._run_until(target)
@@ -246,9 +255,9 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(wait, 1.0)):
                     await self._new_event.wait()
-            target = virtual0 + (time.monotonic() - wall0) * speed
+            target = virtual0 + (time.monotonic() - wall0) * speed + self.skipped
             try:
-                await self.advance(max(0.0, target - self.clock.seconds))
+                await self._advance(max(0.0, target - self.clock.seconds))
             except RuntimeError:
                 _log.exception("sandbox real-time driver: processes did not settle")
 

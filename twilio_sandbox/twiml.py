@@ -121,11 +121,22 @@ class Twiml:
             await self._verb(call, child, doc_url)
         phone = self._sb.phones.get(call.from_ if call.direction == "inbound" else call.to)
         digits = phone.next_digits()
+        timeout = float(verb.get("timeout") or 5)
+        waited = False
+        if digits is None and phone.script.by_hand:
+            # A person listens and may press keys (Calls.press): as long as the Gather waits,
+            # and no longer (the wait is the timeout, not spent twice).
+            waited = True
+            call.hand_wake = self._sb.scheduler.new_wake()
+            try:
+                if await self._sb.scheduler.park_until(call.hand_wake, timeout):
+                    digits = phone.next_digits()
+            finally:
+                call.hand_wake = None
         action = (
             _resolve(doc_url, verb.get("action") or "") if (verb.get("action") or doc_url) else ""
         )
         method = verb.get("method") or "POST"
-        timeout = float(verb.get("timeout") or 5)
         if digits:
             finish = verb.get("finishOnKey", "#")
             if finish and finish in digits:
@@ -136,7 +147,8 @@ class Twiml:
             if action:
                 return _Goto("gather.action", action, method, {"Digits": digits})
             return None
-        await self._sb.scheduler.sleep(timeout)
+        if not waited:
+            await self._sb.scheduler.sleep(timeout)
         if action and parse_bool(verb.get("actionOnEmptyResult")):
             return _Goto("gather.action", action, method, {"Digits": ""})
         return None
