@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway import sms_routes, unsubscribe_page
+from gateway import dev_clock, sms_routes, unsubscribe_page
 from gateway.account_settings import compliance_settings, twilio_opt_out_handling
 from gateway.api import (
     account,
@@ -140,12 +140,18 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             worker_task = asyncio.create_task(worker.async_run())
         try:
             yield AppState(
-                settings=settings, engine=engine, sessions=sessions, redis=redis, sandbox=sandbox
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                redis=redis,
+                sandbox=sandbox,
+                worker_here=run_worker,
             )
         finally:
             if worker is not None and worker_task is not None:
                 await stop_worker(worker, worker_task, JOB_COMPLETION_WAIT)
             if sandbox is not None:
+                dev_clock.release()  # the dev phone may have moved this process's clock
                 await sandbox.aclose()
             await redis.aclose()
             await engine.dispose()

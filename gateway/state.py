@@ -22,6 +22,7 @@ class AppState(TypedDict):
     sessions: SessionFactory
     redis: ArqRedis
     sandbox: NotRequired[Sandbox | None]  # the built-in Twilio, when no credentials are set
+    worker_here: NotRequired[bool]  # the worker runs in this process (`gateway run`)
 
 
 def app_state(request: Request) -> AppState:

@@ -22,6 +22,7 @@ from gateway.api import optouts as optouts_api
 from gateway.clock import now
 from gateway.console import (
     conversations,
+    dev_phone,
     people,
     playbooks,
     sessions,
@@ -276,6 +277,7 @@ def mount() -> Mount:
             *conversations.routes,
             *playbooks.routes,
             *source_rules.routes,
+            *dev_phone.routes,
             *people.routes,
             *webhooks.routes,
             Mount("/static", app=StaticFiles(directory=web.HERE / "static"), name="console-static"),
