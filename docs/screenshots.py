@@ -1,0 +1,475 @@
+"""Screenshots of the console for the README, made from nothing.
+
+    .venv/bin/python docs/screenshots.py
+
+starts `gateway run` on its embedded defaults (SQLite, embedded Redis, the built-in Twilio
+sandbox) in a temporary DATA_DIR on a free 127.0.0.1 port, sets up what a new user would, through
+the CLI and the public API only (an account and its key, a number, the example mortgage playbook,
+two reps, a source rule, a webhook to a local receiver, leads whose replies come in through the
+sandbox, opt-outs), then signs in with headless Chromium (the system's chromium and chromedriver,
+as tests/support/browser.py) and saves PNGs of the main pages into docs/console/. It stops the
+gateway and the receiver it started and removes the temporary directory.
+
+The data is made up: fictional names, 555-01xx numbers, example.com addresses.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "docs" / "console"
+PLAYBOOK = REPO / "examples" / "mortgage-qualification.yaml"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WIDE, NARROW = 1280, 360
+MAX_HEIGHT = 2200  # px: a long page is cut here (the top of a page is what a reader needs)
+START_LIMIT = 60.0  # s for `gateway run` to answer /healthz on a busy machine
+WAIT_LIMIT = 60.0  # s for the worker to send a text or record a reply
+STOP_LIMIT = 30.0
+# The gateway's settings that must not leak in from this shell: it runs on its defaults.
+ISOLATED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_URL",
+    "PUBLIC_BASE_URL",
+    "PORT",
+    "SMTP_URL",
+    "ENVIRONMENT",
+)
+# Area codes to try for the leads, one per US time zone: a lead is texted only between 08:00
+# and 20:00 in their own zone, so the script asks the gate which of these it may text now.
+AREA_CODES = ("808", "907", "415", "303", "312", "617")
+KEY_LINE = re.compile(r"^api key (\S+)$", re.MULTILINE)
+ACCOUNT_LINE = re.compile(r"^account (\S+) ", re.MULTILINE)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(what: str, check: Callable[[], bool], limit: float = WAIT_LIMIT) -> None:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > limit:
+            raise RuntimeError(f"gave up waiting for {what}")
+        time.sleep(0.3)
+
+
+@dataclass
+class Gateway:
+    url: str
+    env: dict[str, str]
+    cwd: Path
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"gateway {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done
+
+
+@contextmanager
+def gateway_run(workdir: Path) -> Iterator[Gateway]:
+    """`gateway run` in a subprocess on a free port; stopped by its PID on the way out."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ISOLATED}
+    env.update(PORT=str(port), DATA_DIR=str(workdir / "data"), LOG_LEVEL="WARNING")
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / "gateway.log"
+    with log.open("w") as sink:
+        # A file, not a pipe: nobody reads it while the server runs, and a full pipe would block.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run"],
+            env=env,
+            cwd=workdir,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def healthy() -> bool:
+                if process.poll() is not None:
+                    raise RuntimeError(f"gateway run exited:\n{log.read_text()[-3000:]}")
+                try:
+                    return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until("gateway run to answer /healthz", healthy, START_LIMIT)
+            yield Gateway(url, env, workdir)
+        finally:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_LIMIT)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=STOP_LIMIT)
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """The business's CRM endpoint for the webhook: answers every delivery 200."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = b'{"received": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/gateway"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class Api:
+    """The public API with the account's key; any answer but the expected one stops the script."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.client = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+
+    def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
+        answer = self.client.request(method, path, **kwargs)
+        if answer.status_code != expect:
+            raise RuntimeError(f"{method} {path}: {answer.status_code} {answer.text}")
+        return answer.json()
+
+
+@dataclass
+class Scene:
+    """What the screenshots show: ids and phones the pages are opened at."""
+
+    key: str
+    play_id: str
+    playbook_id: str
+    webhook_id: str
+    lead_id: str
+    lead_phone: str
+    opted_out_phone: str
+
+
+def pick_area_code(gateway: Gateway, account_id: str) -> str:
+    """The first area code whose leads the gate lets the account text now (quiet hours)."""
+    for area in AREA_CODES:
+        phone = f"+1{area}5550123"
+        done = gateway.cli("compliance", "check", phone, "--account", account_id, check=False)
+        if done.returncode == 0:
+            return area
+    raise RuntimeError("quiet hours everywhere in AREA_CODES: run the script at another time")
+
+
+def set_up(gateway: Gateway, webhook_url: str) -> Scene:
+    created = gateway.cli("accounts", "create", "Acme Lending").stdout
+    key_match, account_match = KEY_LINE.search(created), ACCOUNT_LINE.search(created)
+    assert key_match and account_match, created
+    key, account_id = key_match.group(1), account_match.group(1)
+    credentials = gateway.cli("sandbox", "credentials", "--curl").stdout.strip()
+    sid, token = credentials.split(":", 1)
+    area = pick_area_code(gateway, account_id)
+
+    api = Api(gateway.url, key)
+    number = f"+1{area}5550100"
+    api.call("POST", "/v1/numbers", 201, json={"number": number})
+    api.call(
+        "PUT",
+        "/v1/playbooks/mortgage-qualification",
+        201,
+        content=PLAYBOOK.read_bytes(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    dana = api.call(
+        "POST",
+        "/v1/reps",
+        201,
+        json={"name": "Dana Whitfield", "phone": f"+1{area}5550142", "email": "dana@example.com"},
+    )
+    marcus = api.call(
+        "POST",
+        "/v1/reps",
+        201,
+        json={"name": "Marcus Bell", "phone": f"+1{area}5550143", "email": "marcus@example.com"},
+    )
+    api.call("PATCH", f"/v1/reps/{marcus['id']}", json={"available": False})
+    api.call(
+        "POST",
+        "/v1/sources",
+        201,
+        json={
+            "origin": "EverQuote",
+            "playbook_id": "mortgage-qualification",
+            "distribution": "round_robin",
+            "rep_ids": [dana["id"], marcus["id"]],
+            "settings": {"partner_name": "Acme Lending"},
+        },
+    )
+    # The receiver is on 127.0.0.1, which webhooks may reach only once the operator allows it.
+    gateway.cli("webhooks", "allow-private", "--account", account_id)
+    webhook = api.call(
+        "POST",
+        "/v1/webhooks",
+        201,
+        json={"url": webhook_url, "description": "CRM: lead activities"},
+    )
+
+    sandbox = httpx.Client(base_url=gateway.url, auth=(sid, token), timeout=30)
+
+    def lead_says(phone: str, body: str) -> None:
+        sent = sandbox.post(
+            "/sandbox/_sandbox/sms", json={"from": phone, "to": number, "body": body}
+        )
+        if sent.status_code >= 300:
+            raise RuntimeError(f"sandbox sms: {sent.status_code} {sent.text}")
+
+    def texts(play_id: str) -> list[dict[str, Any]]:
+        play = api.call("GET", f"/v1/plays/{play_id}")
+        return list(play["messages"])
+
+    def sent_count(play_id: str) -> int:
+        """Texts to the lead that the sandbox took (queued ones are still on their way)."""
+        return sum(
+            1
+            for m in texts(play_id)
+            if m["direction"] == "outbound" and m["status"] not in ("queued", "scheduled")
+        )
+
+    def play_is(play_id: str, field: str, value: str) -> Callable[[], bool]:
+        return lambda: bool(api.call("GET", f"/v1/plays/{play_id}")[field] == value)
+
+    def new_lead(first: str, last: str, phone: str, key_: str) -> tuple[str, str]:
+        consent_at = (datetime.now(UTC) - timedelta(minutes=7)).isoformat()
+        started = api.call(
+            "POST",
+            "/v1/leads",
+            201,
+            json={
+                "phone": phone,
+                "first_name": first,
+                "last_name": last,
+                "email": f"{first.lower()}.{last.lower()}@example.com",
+                "originators": [{"origin": "EverQuote", "key": key_}],
+                "consent": {
+                    "captured_at": consent_at,
+                    "source": "EverQuote mortgage form",
+                    "text": "I agree to receive calls and texts from Acme Lending about my "
+                    "mortgage inquiry. Reply STOP to opt out.",
+                    "url": "https://www.example.com/mortgage-quote",
+                },
+            },
+        )
+        return started["lead"]["id"], started["play"]["id"]
+
+    # A lead who qualifies: the bot's questions and her answers, one after the other.
+    lead_phone = f"+1{area}5550123"
+    lead_id, play_id = new_lead("Maria", "Alvarez", lead_phone, "eq-20417")
+    wait_until("the first text", lambda: sent_count(play_id) >= 1)
+    for reply, step in (("Yes please", "loan_amount"), ("about 350k", "credit"), ("2", "connect")):
+        lead_says(lead_phone, reply)
+        wait_until(f"the answer to {reply!r}", play_is(play_id, "step_id", step))
+    count = len([m for m in texts(play_id) if m["direction"] == "outbound"])
+    wait_until("the last question to be sent", lambda: sent_count(play_id) >= count)
+
+    # A lead who says no, and one who texts STOP (the opt-out ledger's keyword entry).
+    other_phone = f"+1{area}5550124"
+    _, other_play = new_lead("James", "Okafor", other_phone, "eq-20418")
+    wait_until("James's first text", lambda: sent_count(other_play) >= 1)
+    lead_says(other_phone, "no thanks")
+    stop_phone = f"+1{area}5550125"
+    _, stop_play = new_lead("Priya", "Shah", stop_phone, "eq-20419")
+    wait_until("Priya's first text", lambda: sent_count(stop_play) >= 1)
+    lead_says(stop_phone, "STOP")
+    wait_until("James's play to end", play_is(other_play, "state", "has_outcome"))
+    wait_until("Priya's play to end", play_is(stop_play, "state", "opted_out"))
+    # A manual opt-out, as a person on the phone asked.
+    api.call(
+        "POST",
+        "/v1/opt-outs",
+        201,
+        json={
+            "phone": f"+1{area}5550188",
+            "channel": "voice",
+            "text": "Please take me off your list",
+            "actor": "Dana Whitfield",
+            "note": "Asked on an inbound call",
+        },
+    )
+    deliveries = f"/v1/webhooks/{webhook['id']}/deliveries"
+    wait_until("webhook deliveries", lambda: bool(api.call("GET", deliveries)["data"]))
+    return Scene(
+        key, play_id, "mortgage-qualification", webhook["id"], lead_id, lead_phone, stop_phone
+    )
+
+
+def chromium() -> webdriver.Chrome:
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # as root (CI), Chromium's sandbox refuses to start
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--window-size={WIDE},900",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+class Camera:
+    """Headless Chromium at a given width; saves a page down to its content (or to the bottom
+    of one element), never taller than MAX_HEIGHT."""
+
+    def __init__(self, browser: webdriver.Chrome) -> None:
+        self.browser = browser
+        self.width = WIDE
+
+    def _metrics(self, height: int) -> None:
+        metrics = {
+            "width": self.width,
+            "height": height,
+            "deviceScaleFactor": 1,
+            "mobile": self.width < 600,
+        }
+        self.browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+    def open(self, url: str, ready: str, width: int = WIDE) -> None:
+        """Open `url` at `width` px and wait for the element `ready`."""
+        self.width = width
+        self._metrics(900)
+        self.browser.get(url)
+        self.wait_for(ready)
+
+    def wait_for(self, element_id: str) -> None:
+        WebDriverWait(self.browser, 30).until(ec.presence_of_element_located((By.ID, element_id)))
+
+    def save(
+        self, name: str, until: str | None = None, margin: int = 24, most: int = MAX_HEIGHT
+    ) -> None:
+        """The page as docs/console/`name`.png: to the bottom of the element the CSS selector
+        `until` finds (and `margin` px) or of the page."""
+        if until:
+            script = "return document.querySelector(arguments[0]).getBoundingClientRect().bottom"
+            bottom = float(self.browser.execute_script(script, until)) + margin
+        else:
+            bottom = float(self.browser.execute_script("return document.body.scrollHeight"))
+        self._metrics(min(int(bottom), most))
+        self.browser.execute_script("window.scrollTo(0, 0)")
+        path = OUT / f"{name}.png"
+        if not self.browser.save_screenshot(str(path)):
+            raise RuntimeError(f"no screenshot of {self.browser.current_url}")
+        print(f"{path.relative_to(REPO)}  {path.stat().st_size // 1024} KB")
+
+
+def take_screenshots(url: str, scene: Scene) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    browser = chromium()
+    camera = Camera(browser)
+    try:
+        console = url + "/console"
+        camera.open(console + "/sign-in", "key")
+        camera.save("sign-in")
+        browser.find_element(By.ID, "key").send_keys(scene.key + Keys.ENTER)
+        camera.wait_for("nav-plays")
+        camera.open(console + "/plays", "plays-live")
+        camera.save("conversations")
+        play = f"{console}/plays/{scene.play_id}"
+        camera.open(play, "messages")
+        camera.save("play", until="#messages")
+        camera.open(play, "messages", width=NARROW)
+        camera.save("play-360", until="#messages")
+        camera.open(f"{console}/playbooks/{scene.playbook_id}", "document")
+        camera.save("playbook", most=1150)
+        camera.open(console + "/sources", "sources")
+        camera.save("source-rules")
+        camera.open(console + "/reps", "reps")
+        camera.save("reps")
+        camera.open(f"{console}/leads/{scene.lead_id}", "lead-summary")
+        camera.save("lead")
+        camera.open(f"{console}/webhooks/{scene.webhook_id}", "deliveries")
+        # Six deliveries are enough to show them (and keep the image small).
+        camera.save("webhook", until="#deliveries tbody tr:nth-child(6)", margin=1)
+        # The compliance officer asks the gate about the number that texted STOP.
+        camera.open(console + "/compliance", "ledger")
+        browser.find_element(By.ID, "check-phone").send_keys(scene.opted_out_phone)
+        browser.find_element(By.ID, "check").click()
+        camera.wait_for("decision")
+        camera.save("compliance")
+        # The dev phone exists only while the built-in sandbox stands in for Twilio (as here),
+        # and only in a gateway that has it: its link in the menu tells.
+        if browser.find_elements(By.ID, "nav-dev-phone"):
+            phone = urlencode({"phone": scene.lead_phone})
+            camera.open(f"{console}/dev-phone?{phone}", "live")
+            camera.save("dev-phone")
+    finally:
+        browser.quit()
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-screenshots-"))
+    try:
+        with webhook_receiver() as hook_url, gateway_run(workdir) as gateway:
+            scene = set_up(gateway, hook_url)
+            take_screenshots(gateway.url, scene)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
