@@ -316,12 +316,20 @@ def set_up(gateway: Gateway, webhook_url: str) -> Scene:
     # A lead who qualifies: the bot's questions and her answers, one after the other.
     lead_phone = f"+1{area}5550123"
     lead_id, play_id = new_lead("Maria", "Alvarez", lead_phone, "eq-20417")
+
+    def all_sent() -> None:
+        """Until every text to the lead so far has reached the sandbox, and a second more: a
+        person reads the question before answering (the dev phone orders texts by second)."""
+        count = len([m for m in texts(play_id) if m["direction"] == "outbound"])
+        wait_until("the questions to be sent", lambda: sent_count(play_id) >= count)
+        time.sleep(1.1)
+
     wait_until("the first text", lambda: sent_count(play_id) >= 1)
     for reply, step in (("Yes please", "loan_amount"), ("about 350k", "credit"), ("2", "connect")):
+        all_sent()
         lead_says(lead_phone, reply)
         wait_until(f"the answer to {reply!r}", play_is(play_id, "step_id", step))
-    count = len([m for m in texts(play_id) if m["direction"] == "outbound"])
-    wait_until("the last question to be sent", lambda: sent_count(play_id) >= count)
+    all_sent()
 
     # A lead who says no, and one who texts STOP (the opt-out ledger's keyword entry).
     other_phone = f"+1{area}5550124"
