@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from markupsafe import Markup
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -21,6 +23,21 @@ from gateway.state import app_state
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def when(value: str | datetime | None) -> Markup:
+    """A time the API gives (ISO 8601, UTC) as people read it, to the second, inside a <time>
+    element that keeps the exact value for machines and a hover."""
+    if value is None or value == "":
+        return Markup("")
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    exact = moment.isoformat().replace("+00:00", "Z")
+    shown = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(exact, shown)
+
+
+templates.env.filters["when"] = when
 # No inline script or style anywhere: the pages load their own stylesheet and their own scripts
 # (static/live.js, which refreshes `data-live-src` parts of a page) from the gateway, nothing else.
 CSP = (

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import accounts
 from gateway.app import create_app
+from gateway.console import web
 from gateway.console.sessions import COOKIE, SESSION_PREFIX
 from gateway.db import create_engine, session_factory, transaction
 from gateway.settings import Settings
@@ -237,3 +238,13 @@ def test_a_revoked_key_ends_its_console_session(
         follow_redirects=False,
     )
     assert replayed.status_code == 303
+
+
+def test_times_are_shown_in_utc_to_the_second_and_keep_the_exact_value() -> None:
+    shown = str(web.when("2026-12-02T10:03:35.5-08:00"))
+    assert ">2026-12-02 18:03:35 UTC</time>" in shown
+    assert 'datetime="2026-12-02T18:03:35.500000Z"' in shown
+    assert str(web.when(None)) == ""
+    # Markup escaping: a value is never HTML (and a non-time is refused loudly, not shown raw).
+    with pytest.raises(ValueError):
+        web.when("<script>")
