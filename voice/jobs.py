@@ -24,11 +24,11 @@ from gateway.db import transaction
 from gateway.engine import lifecycle
 from gateway.engine.jobs import enqueue_advance
 from gateway.job_context import job_context
-from gateway.job_results import forget_results
+from gateway.job_results import enqueue_owed
 from gateway.models import PartyLineRecord
 from gateway.sms.outbox import enqueue_send
 from voice.runner import AfterCommit, Runner
-from voice.starting import enqueue_run, run_job_id
+from voice.starting import RUN_JOB, enqueue_run, run_job_id
 from voice.twilio_work import OutcomeUnknown, carry_out
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,5 @@ async def sweep(ctx: dict[str, Any]) -> int:
     )
     async with jc.sessions() as session:
         due = list((await session.exec(query)).all())
-    await forget_results(jc.redis, [run_job_id(i, v) for i, v in due])
-    for party_line_id, version in due:
-        await enqueue_run(jc.redis, party_line_id, version)
+    await enqueue_owed(jc.redis, RUN_JOB, [(run_job_id(i, v), i) for i, v in due])
     return len(due)

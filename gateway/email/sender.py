@@ -37,7 +37,7 @@ from gateway.email import unsubscribe
 from gateway.email.outbox import SEND_JOB, send_job_id
 from gateway.email.transport import DeliveryError, Outgoing, new_message_id
 from gateway.job_context import job_context
-from gateway.job_results import forget_results
+from gateway.job_results import enqueue_owed
 from gateway.models import Account, Email, EmailStatus, Lead, Rep
 from gateway.settings import Settings
 
@@ -276,11 +276,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
     )
     async with jc.sessions() as session:
         due = list((await session.exec(query)).all())
-    await forget_results(jc.redis, map(send_job_id, due))
-    enqueued = 0
-    for email_id in due:
-        if await jc.redis.enqueue_job(SEND_JOB, email_id, _job_id=send_job_id(email_id)):
-            enqueued += 1
+    enqueued = await enqueue_owed(jc.redis, SEND_JOB, [(send_job_id(i), i) for i in due])
     if enqueued:
         logger.info("sweep enqueued %d of %d due emails", enqueued, len(due))
     return enqueued

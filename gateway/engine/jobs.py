@@ -19,7 +19,7 @@ from gateway.engine import rep_notices
 from gateway.engine.replies import on_reply
 from gateway.engine.stepper import run_due
 from gateway.job_context import job_context
-from gateway.job_results import forget_results
+from gateway.job_results import enqueue_owed
 from gateway.models import Direction, Lead, Message, Play, PlayState
 from gateway.sms.outbox import MAX_DEFER_SECONDS, enqueue_send
 from voice.starting import enqueue_run, started_ids
@@ -145,12 +145,6 @@ async def sweep(ctx: dict[str, Any]) -> int:
     async with jc.sessions() as session:
         due = list((await session.exec(query)).all())
         owed = list((await session.exec(replies)).all())
-    await forget_results(jc.redis, [f"play:{i}" for i in due] + [f"reply:{i}" for i in owed])
-    enqueued = 0
-    for play_id in due:
-        if await jc.redis.enqueue_job(ADVANCE_JOB, play_id, _job_id=f"play:{play_id}"):
-            enqueued += 1
-    for message_id in owed:
-        if await jc.redis.enqueue_job(REPLY_JOB, message_id, _job_id=f"reply:{message_id}"):
-            enqueued += 1
-    return enqueued
+    advanced = await enqueue_owed(jc.redis, ADVANCE_JOB, [(f"play:{i}", i) for i in due])
+    replied = await enqueue_owed(jc.redis, REPLY_JOB, [(f"reply:{i}", i) for i in owed])
+    return advanced + replied

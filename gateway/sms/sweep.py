@@ -15,7 +15,7 @@ from sqlmodel import col, or_, select
 
 from gateway.clock import now
 from gateway.job_context import job_context
-from gateway.job_results import forget_results
+from gateway.job_results import enqueue_owed
 from gateway.models import Message, MessageStatus
 from gateway.sms.outbox import SEND_JOB, send_job_id
 
@@ -44,11 +44,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
     )
     async with jc.sessions() as session:
         due = list((await session.exec(query)).all())
-    await forget_results(jc.redis, map(send_job_id, due))
-    enqueued = 0
-    for message_id in due:
-        if await jc.redis.enqueue_job(SEND_JOB, message_id, _job_id=send_job_id(message_id)):
-            enqueued += 1
+    enqueued = await enqueue_owed(jc.redis, SEND_JOB, [(send_job_id(i), i) for i in due])
     if enqueued:
         log.info("sweep enqueued %d of %d due messages", enqueued, len(due))
     return enqueued

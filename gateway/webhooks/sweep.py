@@ -21,9 +21,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.job_context import job_context
-from gateway.job_results import forget_results
+from gateway.job_results import enqueue_owed
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from gateway.webhooks.outbox import deliver_job_id, enqueue
+from gateway.webhooks.outbox import DELIVER_JOB, deliver_job_id
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
         expired = await expire(session, moment)
     async with jc.sessions() as session:
         due = await due_deliveries(session, moment)
-    await forget_results(jc.redis, map(deliver_job_id, due))
-    enqueued = await enqueue(jc.redis, due)
+    enqueued = await enqueue_owed(jc.redis, DELIVER_JOB, [(deliver_job_id(i), i) for i in due])
     if enqueued or expired:
         log.info(
             "webhooks sweep: %d enqueued of %d due, %d dead-lettered", enqueued, len(due), expired

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from gateway.db import transaction
 from gateway.engine import jobs as plays
 from gateway.job_context import as_ctx
+from gateway.job_results import ENQUEUE_AT_ONCE
 from gateway.models import Direction, Message, MessageStatus, Purpose
 from gateway.sms import sweep as sms_sweep
 from gateway.sms.outbox import enqueue_send, queue_message, send_job_id
@@ -130,3 +131,37 @@ async def test_a_result_kept_by_an_older_worker_does_not_block_the_sweep(stack: 
     [sent] = await outbound(stack)
     assert sent.status in (MessageStatus.ACCEPTED, MessageStatus.SENT, MessageStatus.DELIVERED)
     assert len(stack.creates()) == 1
+
+
+async def test_a_sweep_enqueues_every_owed_text_without_a_live_job_and_no_other(
+    stack: Stack,
+) -> None:
+    """After a flush most owed rows have no job and some have one again (a web request queued
+    it since): the sweep enqueues exactly the others, more of them than it sends at once
+    (`ENQUEUE_AT_ONCE`), and a second sweep finds nothing to do. Each text then goes once."""
+    phones = [f"+1415555{i:04d}" for i in range(ENQUEUE_AT_ONCE + 13)]
+    async with transaction(stack.sessions) as session:
+        messages = [
+            await queue_message(
+                session,
+                account_id=stack.account_id,
+                phone=phone,
+                body="hello",
+                purpose=Purpose.INITIATED,
+                reason="test",
+            )
+            for phone in phones
+        ]
+    live = messages[:5]
+    for message in live:
+        await enqueue_send(stack.api_redis, message.id)
+    stale = result_key_prefix + send_job_id(messages[-1].id)
+    await stack.api_redis.set(stale, b"a failed result", px=3_600_000)
+
+    assert await sweep_once(stack, sms_sweep.sweep) == len(phones) - len(live)
+    assert await sweep_once(stack, sms_sweep.sweep) == 0
+    queued = await stack.api_redis.zrange(default_queue_name, 0, -1)
+    sends = [job for job in queued if job.startswith(b"sms:")]  # not the API key's job
+    assert sorted(sends) == sorted(send_job_id(m.id).encode() for m in messages)
+    await stack.work()
+    assert sorted(c.get("To") for c in stack.creates()) == sorted(phones)
