@@ -38,6 +38,17 @@ def when(value: str | datetime | None) -> Markup:
 
 
 templates.env.filters["when"] = when
+KEY_SCOPE_STATE = "console_key_scope"
+
+
+def shows(request: Request, path: str) -> bool:
+    """Whether the nav shows a link to `path`: the signed-in key's scope may open it (as
+    ScopeGate decides), so a `compliance` key sees only the Compliance link."""
+    key_scope = request.scope.get("state", {}).get(KEY_SCOPE_STATE)
+    return key_scope is None or sessions.page_allowed(key_scope, "GET", path)
+
+
+templates.env.globals["shows"] = shows
 # No inline script or style anywhere: the pages load their own stylesheet and their own scripts
 # (static/live.js, which refreshes `data-live-src` parts of a page) from the gateway, nothing else.
 CSP = (
@@ -78,6 +89,9 @@ class ScopeGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             found = await session_of(Request(scope))
+            if found is not None:
+                # For the nav: a page links only to the sections this key may open.
+                scope.setdefault("state", {})[KEY_SCOPE_STATE] = found.scope
             if found is not None and not sessions.page_allowed(
                 found.scope, scope["method"], scope["path"]
             ):

@@ -92,6 +92,9 @@ def test_a_compliance_key_searches_records_and_exports(
     sign_in(browser, console, compliance_key.secret)
     wait_for(browser, "ledger")
     assert _phones(browser) == [TEXTED_STOP, CALLED]  # not the other account's
+    # The nav links only to what the key may open: the Compliance page, nothing else.
+    nav = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "nav a")]
+    assert nav == ["Compliance"]
 
     _search(browser, "sms", "keyword")
     assert _phones(browser) == [TEXTED_STOP]
