@@ -70,6 +70,41 @@ async def wait_for(
         await asyncio.sleep(POLL)
 
 
+async def outbound_rows(sessions: SessionFactory) -> list[Message]:
+    async with sessions() as session:
+        query = select(Message).where(col(Message.direction) == Direction.OUTBOUND)
+        return list((await session.exec(query)).all())
+
+
+async def wait_delivered(
+    sessions: SessionFactory,
+    expected: int,
+    deadline: float,
+    *,
+    exited: Callable[[], str | None],
+    detail: Callable[[], str],
+) -> None:
+    """Until `expected` outbound texts have their SID and the final status `delivered` in the
+    database (what Twilio's callbacks end with); past `deadline` (monotonic) fail with the
+    statuses seen. `exited`: why the process under drill is gone (nothing would finish), or
+    None while it runs; `detail`: what else a failure shows (seed, logs)."""
+    while True:
+        rows = await outbound_rows(sessions)
+        done = [m for m in rows if m.twilio_sid is not None and m.status == "delivered"]
+        if len(done) >= expected:
+            return
+        gone = exited()
+        if gone is not None:
+            raise AssertionError(f"{gone}\n{detail()}")
+        if time.monotonic() > deadline:
+            states = Counter(str(m.status) for m in rows)
+            raise AssertionError(
+                f"{len(done)} of {expected} texts delivered with a SID (statuses "
+                f"{dict(states)}); {detail()}"
+            )
+        await asyncio.sleep(POLL)
+
+
 class CreateTap:
     """ASGI wrapper of the sandbox: calls `hook` when a Messages.create has been handled and
     before its answer leaves, the moment a kill leaves a text at Twilio and not in our row."""
@@ -224,6 +259,24 @@ class Drill:
             return await done()
 
         await wait_for("every text to be sent", progress, deadline, missing)
+
+    async def wait_delivered(self, burst: Burst, deadline: float) -> None:
+        """Until every posted text is `delivered` with its SID: every message at its final
+        status, the sandbox's callbacks all in."""
+
+        def exited() -> str | None:
+            if self.worker.alive():
+                return None
+            return f"the worker exited ({self.worker.exit_code()})"
+
+        def detail() -> str:
+            return (
+                f"{len(self.creates())} Messages.create seen by the sandbox, its callbacks "
+                f"{self.scheduler_lag():.0f} s behind (seed {self.seed})\n"
+                f"worker log:\n{self.worker.log_tail()}"
+            )
+
+        await wait_delivered(self.sessions, len(burst.ids), deadline, exited=exited, detail=detail)
 
     async def exactly_once(self, burst: Burst) -> list[str]:
         """Every phone: one Messages.create at the sandbox, one row in our database carrying

@@ -36,7 +36,14 @@ from gateway.models import Direction, Message, MessageEvent
 from gateway.redis_embedded import EmbeddedRedis
 from tests.conftest import TEST_DATABASE_URL
 from tests.gateway.test_embedded_redis_lifetime import wait_until_gone
-from tests.reliability.drill import FULL, SEED, START, lead_phones
+from tests.reliability.drill import (
+    FULL,
+    SEED,
+    START,
+    lead_phones,
+    outbound_rows,
+    wait_delivered,
+)
 from tests.reliability.run_process import CREATES_LOG, KILL_AT_CREATE
 from tests.reliability.worker_process import CLOCK_EPOCH, CLOCK_START, COMPRESSED, REPO
 from tests.support.ports import free_port
@@ -236,9 +243,7 @@ class GatewayRunStack:
         return ids
 
     async def outbound(self) -> list[Message]:
-        async with self.sessions() as session:
-            query = select(Message).where(col(Message.direction) == Direction.OUTBOUND)
-            return list((await session.exec(query)).all())
+        return await outbound_rows(self.sessions)
 
     async def interrupted_sends(self) -> int:
         """Texts whose SID came back without the worker ever reading Twilio's answer to their
@@ -257,21 +262,15 @@ class GatewayRunStack:
     async def wait_delivered(self, ids: dict[str, str], deadline: float) -> None:
         """Until every posted text has its SID and the final status `delivered` in our
         database; past the deadline fail saying what is missing."""
-        while True:
-            rows = await self.outbound()
-            done = [m for m in rows if m.twilio_sid is not None and m.status == "delivered"]
-            if len(done) >= len(ids):
-                return
-            if not self.alive():
-                raise AssertionError(f"gateway run exited:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                states = Counter(str(m.status) for m in rows)
-                raise AssertionError(
-                    f"{len(done)} of {len(ids)} texts delivered with a SID (statuses "
-                    f"{dict(states)}; {self.accepted_count()} creates accepted by the sandbox; "
-                    f"seed {SEED})\n{self.log_tail()}"
-                )
-            await asyncio.sleep(POLL)
+
+        def exited() -> str | None:
+            return None if self.alive() else "gateway run exited"
+
+        def detail() -> str:
+            tail = self.log_tail()
+            return f"{self.accepted_count()} creates accepted by the sandbox; seed {SEED}\n{tail}"
+
+        await wait_delivered(self.sessions, len(ids), deadline, exited=exited, detail=detail)
 
     async def problems(self, ids: dict[str, str]) -> list[str]:
         """Per lead: one create accepted by the sandbox, `delivered` there; one row, the posted
