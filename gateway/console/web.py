@@ -3,6 +3,7 @@ the mount, the session cookie, and the answers a page gives when signed out or f
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -162,6 +163,60 @@ async def signed_in_post(request: Request) -> tuple[sessions.Session, FormData] 
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+SessionHandler = Callable[[Request, sessions.Session], Awaitable[Response]]
+FormHandler = Callable[[Request, sessions.Session, FormData], Awaitable[Response]]
+
+
+def signed_in(handler: SessionHandler) -> Handler:
+    """A console GET route for `handler(request, session)`: signed out, it answers the redirect
+    to sign-in instead."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> Response:
+        found = await session_of(request)
+        if found is None:
+            return to_sign_in()
+        return await handler(request, found)
+
+    return route
+
+
+def posted(handler: FormHandler) -> Handler:
+    """A console POST route for `handler(request, session, form)`, called once the form's CSRF
+    token checks out; otherwise signed_in_post's answer (sign-in, or 403)."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> Response:
+        checked = await signed_in_post(request)
+        if isinstance(checked, Response):
+            return checked
+        return await handler(request, *checked)
+
+    return route
+
+
+async def base_context(request: Request, found: sessions.Session) -> dict[str, Any]:
+    """What every signed-in page's template gets: the account (the header, the nav) and the
+    CSRF token its forms post back."""
+    return {
+        "account": found.account,
+        "csrf": await sessions.csrf_token(app_state(request)["redis"], found.nonce),
+    }
+
+
+def api_message(exc: ApiError) -> str:
+    """The API's refusal as a page shows it: the field at fault, then the API's words."""
+    return f"{exc.field}: {exc.message}" if exc.field else exc.message
+
+
+async def missing(
+    request: Request, found: sessions.Session, what: str, back: str, back_label: str = "Back"
+) -> Response:
+    """The 404 page for a thing this account has no such one of (another account's id, a
+    deleted one, a typo), with a link back to its section."""
+    context = await base_context(request, found)
+    context.update({"what": what, "back": back, "back_label": back_label})
+    return page(request, "missing.html", context, status=404)
 
 
 async def call_api(

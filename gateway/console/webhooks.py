@@ -34,25 +34,29 @@ DELIVERIES_SHOWN = 50
 STATUSES = tuple(status.value for status in DeliveryStatus)
 
 
-def _message(exc: ApiError) -> str:
-    return f"{exc.field}: {exc.message}" if exc.field else exc.message
-
-
 def _field(form: FormData, name: str) -> str:
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
 
 
-async def _context(request: Request, found: sessions.Session) -> dict[str, Any]:
-    return {
-        "account": found.account,
-        "csrf": await sessions.csrf_token(app_state(request)["redis"], found.nonce),
-    }
+async def _missing(request: Request, found: sessions.Session, what: str = "webhook") -> Response:
+    return await web.missing(request, found, what, "/console/webhooks")
 
 
-def _missing(request: Request, context: dict[str, Any], what: str) -> Response:
-    context.update({"what": what, "back": "/console/webhooks"})
-    return web.page(request, "missing.html", context, status=404)
+async def _on_webhook(
+    request: Request, found: sessions.Session, handler: web.Handler, webhook_id: str, **call: Any
+) -> Any:
+    """web.call_api on one subscription (`{webhook_id}` in the path); the API's 404 (no such
+    subscription in this account) as the missing page, returned rather than raised. Other
+    refusals propagate for the caller to show."""
+    try:
+        return await web.call_api(
+            request, found, handler, path_params={"webhook_id": webhook_id}, **call
+        )
+    except ApiError as exc:
+        if exc.status_code != 404:
+            raise
+        return await _missing(request, found)
 
 
 def _activities(text: str) -> list[str] | str:
@@ -70,7 +74,7 @@ async def _list_page(
     extra: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    context = await _context(request, found)
+    context = await web.base_context(request, found)
     listed = await web.call_api(request, found, api.list_webhooks)
     books = await web.call_api(request, found, playbooks.list_playbooks)
     context.update(
@@ -85,18 +89,11 @@ async def _list_page(
     return web.page(request, "webhooks.html", context, status)
 
 
-async def webhooks_page(request: Request) -> Response:
-    found = await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
-    return await _list_page(request, found)
+webhooks_page = web.signed_in(_list_page)
 
 
-async def create(request: Request) -> Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
+@web.posted
+async def create(request: Request, found: sessions.Session, form: FormData) -> Response:
     names = ("url", "activities", "playbook_id", "description")
     shown = {name: _field(form, name) for name in names}
     body: dict[str, Any] = {"url": shown["url"], "activities": _activities(shown["activities"])}
@@ -108,7 +105,7 @@ async def create(request: Request) -> Response:
         created = await web.call_api(request, found, api.create_webhook, body=body)
     except ApiError as exc:
         return await _list_page(
-            request, found, {"error": _message(exc), "form": shown}, exc.status_code
+            request, found, {"error": web.api_message(exc), "form": shown}, exc.status_code
         )
     return await _secret_page(request, found, created, "created")
 
@@ -117,7 +114,7 @@ async def _secret_page(
     request: Request, found: sessions.Session, webhook: dict[str, Any], why: str
 ) -> Response:
     """The one page that shows a signing secret: the answer to the POST that made it."""
-    context = await _context(request, found)
+    context = await web.base_context(request, found)
     context.update({"webhook": webhook, "why": why})
     return web.page(request, "webhook_secret.html", context)
 
@@ -134,14 +131,11 @@ async def _webhook_page(
     *,
     test_playbook: str | None = None,
 ) -> Response:
-    context = await _context(request, found)
+    webhook = await _on_webhook(request, found, api.get_webhook, webhook_id)
+    if isinstance(webhook, Response):
+        return webhook
+    context = await web.base_context(request, found)
     path = {"webhook_id": webhook_id}
-    try:
-        webhook = await web.call_api(request, found, api.get_webhook, path_params=path)
-    except ApiError as exc:
-        if exc.status_code != 404:
-            raise
-        return _missing(request, context, "webhook")
     params = request.query_params
     shown = {name: params.get(name, "").strip() for name in ("status", "before")}
     query = {name: value for name, value in shown.items() if value}
@@ -152,7 +146,7 @@ async def _webhook_page(
             request, found, api.list_deliveries, query=query, path_params=path
         )
     except ApiError as exc:
-        context["deliveries_error"] = _message(exc)
+        context["deliveries_error"] = web.api_message(exc)
     else:
         context["deliveries"] = listed["data"]
         if listed["next_before"]:
@@ -189,21 +183,9 @@ async def _webhook_page(
     return web.page(request, "webhook.html", context, status)
 
 
-async def webhook_page(request: Request) -> Response:
-    found = await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
+@web.signed_in
+async def webhook_page(request: Request, found: sessions.Session) -> Response:
     return await _webhook_page(request, found, request.path_params["webhook_id"])
-
-
-async def _post(
-    request: Request,
-) -> tuple[sessions.Session, FormData, str] | Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
-    return found, form, request.path_params["webhook_id"]
 
 
 def _back(webhook_id: str, **query: str) -> RedirectResponse:
@@ -211,73 +193,41 @@ def _back(webhook_id: str, **query: str) -> RedirectResponse:
     return RedirectResponse(f"/console/webhooks/{webhook_id}{suffix}", status_code=303)
 
 
-async def set_enabled(request: Request) -> Response:
-    posted = await _post(request)
-    if isinstance(posted, Response):
-        return posted
-    found, form, webhook_id = posted
+@web.posted
+async def set_enabled(request: Request, found: sessions.Session, form: FormData) -> Response:
+    webhook_id = request.path_params["webhook_id"]
     wanted = form.get("enabled")
     if wanted not in ("true", "false"):
         return await _webhook_page(request, found, webhook_id, {"error": "enabled: true or false"})
-    try:
-        await web.call_api(
-            request,
-            found,
-            api.update_webhook,
-            path_params={"webhook_id": webhook_id},
-            body={"enabled": wanted == "true"},
-            method="PATCH",
-        )
-    except ApiError as exc:
-        if exc.status_code == 404:
-            return _missing(request, await _context(request, found), "webhook")
-        raise
-    return _back(webhook_id)
+    body = {"enabled": wanted == "true"}
+    updated = await _on_webhook(
+        request, found, api.update_webhook, webhook_id, body=body, method="PATCH"
+    )
+    return updated if isinstance(updated, Response) else _back(webhook_id)
 
 
-async def delete(request: Request) -> Response:
-    posted = await _post(request)
-    if isinstance(posted, Response):
-        return posted
-    found, _form, webhook_id = posted
-    try:
-        await web.call_api(
-            request,
-            found,
-            api.delete_webhook,
-            path_params={"webhook_id": webhook_id},
-            method="DELETE",
-        )
-    except ApiError as exc:
-        if exc.status_code == 404:
-            return _missing(request, await _context(request, found), "webhook")
-        raise
+@web.posted
+async def delete(request: Request, found: sessions.Session, _form: FormData) -> Response:
+    webhook_id = request.path_params["webhook_id"]
+    deleted = await _on_webhook(request, found, api.delete_webhook, webhook_id, method="DELETE")
+    if isinstance(deleted, Response):
+        return deleted
     return RedirectResponse("/console/webhooks", status_code=303)
 
 
-async def rotate(request: Request) -> Response:
-    posted = await _post(request)
-    if isinstance(posted, Response):
-        return posted
-    found, _form, webhook_id = posted
-    try:
-        rotated = await web.call_api(
-            request, found, api.rotate_secret, path_params={"webhook_id": webhook_id}, method="POST"
-        )
-    except ApiError as exc:
-        if exc.status_code == 404:
-            return _missing(request, await _context(request, found), "webhook")
-        raise
+@web.posted
+async def rotate(request: Request, found: sessions.Session, _form: FormData) -> Response:
+    webhook_id = request.path_params["webhook_id"]
+    rotated = await _on_webhook(request, found, api.rotate_secret, webhook_id, method="POST")
+    if isinstance(rotated, Response):
+        return rotated
     return await _secret_page(request, found, rotated, "rotated")
 
 
-async def replay_one(request: Request) -> Response:
+@web.posted
+async def replay_one(request: Request, found: sessions.Session, form: FormData) -> Response:
     """`POST /v1/deliveries/{id}/replay`, then back to the delivery's own subscription page
     (the API's answer names it); the form's webhook_id only places an error."""
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
     delivery_id = request.path_params["delivery_id"]
     try:
         replayed = await web.call_api(
@@ -289,8 +239,8 @@ async def replay_one(request: Request) -> Response:
         )
     except ApiError as exc:
         if exc.status_code == 404:
-            return _missing(request, await _context(request, found), "delivery")
-        extra = {"error": _message(exc)}
+            return await _missing(request, found, "delivery")
+        extra = {"error": web.api_message(exc)}
         return await _webhook_page(request, found, _field(form, "webhook_id"), extra, 409)
     return _back(replayed["webhook_id"], replayed=delivery_id)
 
@@ -307,11 +257,9 @@ def _instant(text: str, name: str) -> str:
     return moment.isoformat()
 
 
-async def replay_range(request: Request) -> Response:
-    posted = await _post(request)
-    if isinstance(posted, Response):
-        return posted
-    found, form, webhook_id = posted
+@web.posted
+async def replay_range(request: Request, found: sessions.Session, form: FormData) -> Response:
+    webhook_id = request.path_params["webhook_id"]
     shown = {name: _field(form, name) for name in ("since", "until")}
     extra: dict[str, Any] = {"replay": shown}
     try:
@@ -322,47 +270,35 @@ async def replay_range(request: Request) -> Response:
         extra["replay_error"] = str(exc)
         return await _webhook_page(request, found, webhook_id, extra, 422)
     try:
-        result = await web.call_api(
-            request,
-            found,
-            api.replay_webhook,
-            query=query,
-            path_params={"webhook_id": webhook_id},
-            method="POST",
+        result = await _on_webhook(
+            request, found, api.replay_webhook, webhook_id, query=query, method="POST"
         )
     except ApiError as exc:
-        if exc.status_code == 404:
-            return _missing(request, await _context(request, found), "webhook")
-        extra["replay_error"] = _message(exc)
+        extra["replay_error"] = web.api_message(exc)
         return await _webhook_page(request, found, webhook_id, extra, exc.status_code)
+    if isinstance(result, Response):
+        return result
     extra["replay_result"] = result["replayed"]
     return await _webhook_page(request, found, webhook_id, extra)
 
 
-async def send_test(request: Request) -> Response:
-    posted = await _post(request)
-    if isinstance(posted, Response):
-        return posted
-    found, form, webhook_id = posted
+@web.posted
+async def send_test(request: Request, found: sessions.Session, form: FormData) -> Response:
+    webhook_id = request.path_params["webhook_id"]
     chosen = {name: _field(form, name) for name in ("playbook_id", "activity")}
     query = {name: value for name, value in chosen.items() if value}
     extra: dict[str, Any] = {"test_activity": chosen["activity"]}
     try:
-        answer = await web.call_api(
-            request,
-            found,
-            api.test_webhook,
-            query=query,
-            path_params={"webhook_id": webhook_id},
-            method="POST",
+        answer = await _on_webhook(
+            request, found, api.test_webhook, webhook_id, query=query, method="POST"
         )
     except ApiError as exc:
-        if exc.status_code == 404:
-            return _missing(request, await _context(request, found), "webhook")
-        extra["test_error"] = _message(exc)
+        extra["test_error"] = web.api_message(exc)
         return await _webhook_page(
             request, found, webhook_id, extra, exc.status_code, test_playbook=chosen["playbook_id"]
         )
+    if isinstance(answer, Response):
+        return answer
     answer["payload_json"] = json.dumps(answer["payload"], indent=2)
     extra["test_result"] = answer
     return await _webhook_page(
