@@ -11,6 +11,7 @@ mapped to a line by gateway/playbooks/lines.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,9 +24,10 @@ from gateway.api import playbooks as api
 from gateway.console import sessions, web
 from gateway.errors import ApiError
 from gateway.playbooks.lines import issue_line
-from gateway.state import app_state
 
 MAX_VERSIONS_LISTED = 500  # the version picker lists the latest this many
+PLAYBOOK = web.Kind("playbook", "/console/playbooks", "Back to Playbooks", param="playbook_id")
+VERSION = replace(PLAYBOOK, what="version of this playbook")
 
 
 def _located(text: str, issues: list[dict[str, str]]) -> list[dict[str, Any]]:
@@ -65,24 +67,14 @@ async def _check(
     }
 
 
-async def _base(request: Request, found: sessions.Session) -> dict[str, Any]:
-    return {
-        "account": found.account,
-        "csrf": await sessions.csrf_token(app_state(request)["redis"], found.nonce),
-    }
-
-
-async def list_page(
+async def _list_page(
     request: Request,
-    found: sessions.Session | None = None,
+    found: sessions.Session,
     extra: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    found = found or await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
     listed = await web.call_api(request, found, api.list_playbooks)
-    context = await _base(request, found)
+    context = await web.base_context(request, found)
     context |= {
         "playbooks": listed["data"],
         "deleted": request.query_params.get("deleted", ""),
@@ -93,12 +85,14 @@ async def list_page(
     return web.page(request, "playbooks.html", context, status)
 
 
+list_page = web.signed_in(_list_page)
+
+
 async def _playbook_context(
     request: Request, found: sessions.Session, playbook_id: str, version: str | None
-) -> tuple[dict[str, Any], bool]:
-    """What the playbook's page shows: the chosen version, its activities, its warnings; and
-    whether there is such a playbook (and version) in the account."""
-    context = await _base(request, found)
+) -> dict[str, Any] | Response:
+    """What the playbook's page shows: the chosen version, its activities, its warnings; or the
+    missing page when there is no such playbook (or version) in the account."""
     query = {"version": version} if version else None
     try:
         shown = await web.call_api(
@@ -107,8 +101,8 @@ async def _playbook_context(
     except ApiError as exc:
         if exc.status_code not in (404, 422):  # 422: a version that isn't a number
             raise
-        context["what"] = "version of this playbook" if exc.field == "version" else "playbook"
-        return context, False
+        return await web.missing(request, found, VERSION if exc.field == "version" else PLAYBOOK)
+    context = await web.base_context(request, found)
     checked = await _check(request, found, shown["document"], playbook_id)
     latest = shown["latest_version"]
     context |= {
@@ -121,28 +115,28 @@ async def _playbook_context(
         "published": request.query_params.get("published", ""),
         "cloned_from": request.query_params.get("cloned_from", ""),
     }
-    return context, True
+    return context
 
 
-async def playbook_page(
+async def _playbook_page(
     request: Request,
-    found: sessions.Session | None = None,
+    found: sessions.Session,
     extra: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    found = found or await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
     playbook_id = request.path_params["playbook_id"]
     version = request.query_params.get("version") or None
-    context, exists = await _playbook_context(request, found, playbook_id, version)
-    if not exists:
-        return web.page(request, "playbook_missing.html", context, 404)
+    context = await _playbook_context(request, found, playbook_id, version)
+    if isinstance(context, Response):
+        return context
     if extra:
         form = {**context["form"], **extra.pop("form", {})}
         context |= extra
         context["form"] = form
     return web.page(request, "playbook.html", context, status)
+
+
+playbook_page = web.signed_in(_playbook_page)
 
 
 def _to_playbook(playbook_id: str, **query: str) -> RedirectResponse:
@@ -184,13 +178,10 @@ async def _publish(
     return published, {}
 
 
-async def publish_new(request: Request) -> Response:
+@web.posted
+async def publish_new(request: Request, found: sessions.Session, form: FormData) -> Response:
     """The list page's form: a playbook under a new id (an id in use is refused: its own page
     publishes its next version, so no one adds a version to a playbook by mistyping)."""
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
     playbook_id = str(form.get("playbook_id") or "").strip()
     text = _document(form)
     shown: dict[str, Any] = {"form": {"playbook_id": playbook_id, "document": text}}
@@ -205,31 +196,25 @@ async def publish_new(request: Request) -> Response:
         shown["publish_error"] = (
             f"A playbook {playbook_id!r} exists already: publish its next version on its page."
         )
-        return await list_page(request, found, shown, 409)
+        return await _list_page(request, found, shown, 409)
     published, refused = await _publish(request, found, playbook_id, text)
     if published is None:
-        return await list_page(request, found, shown | refused, 422)
+        return await _list_page(request, found, shown | refused, 422)
     return _to_playbook(playbook_id, published=str(published["version"]))
 
 
-async def publish_version(request: Request) -> Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
+@web.posted
+async def publish_version(request: Request, found: sessions.Session, form: FormData) -> Response:
     playbook_id = request.path_params["playbook_id"]
     text = _document(form)
     published, refused = await _publish(request, found, playbook_id, text)
     if published is None:
-        return await playbook_page(request, found, {"form": {"document": text}, **refused}, 422)
+        return await _playbook_page(request, found, {"form": {"document": text}, **refused}, 422)
     return _to_playbook(playbook_id, published=str(published["version"]))
 
 
-async def clone(request: Request) -> Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
+@web.posted
+async def clone(request: Request, found: sessions.Session, form: FormData) -> Response:
     playbook_id = request.path_params["playbook_id"]
     new_id = str(form.get("clone_id") or "").strip()
     body: dict[str, Any] = {"playbook_id": new_id}
@@ -246,27 +231,23 @@ async def clone(request: Request) -> Response:
         )
     except ApiError as exc:
         if exc.status_code == 404 and exc.field is None:
-            return await playbook_page(request, found)  # gone meanwhile: the page says so
+            return await _playbook_page(request, found)  # gone meanwhile: the page says so
         extra = {"form": {"clone_id": new_id}, "clone_error": exc.message}
-        return await playbook_page(request, found, extra, exc.status_code)
+        return await _playbook_page(request, found, extra, exc.status_code)
     return _to_playbook(new_id, cloned_from=playbook_id)
 
 
-async def delete(request: Request) -> Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, _form = checked
+@web.posted
+async def delete(request: Request, found: sessions.Session, _form: FormData) -> Response:
     playbook_id = request.path_params["playbook_id"]
     try:
-        await web.call_api(
-            request, found, api.delete_playbook, path_params={"playbook_id": playbook_id},
-            method="DELETE",
-        )  # fmt: skip
+        deleted = await web.call_or_missing(
+            request, found, api.delete_playbook, PLAYBOOK, playbook_id, method="DELETE"
+        )
     except ApiError as exc:
-        if exc.status_code == 404:
-            return await playbook_page(request, found)
-        return await playbook_page(request, found, {"delete_error": exc.message}, exc.status_code)
+        return await _playbook_page(request, found, {"delete_error": exc.message}, exc.status_code)
+    if isinstance(deleted, Response):
+        return deleted
     return RedirectResponse(
         "/console/playbooks?" + urlencode({"deleted": playbook_id}) + "#playbooks-notice", 303
     )

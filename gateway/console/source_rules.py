@@ -24,9 +24,9 @@ from gateway.api import sources as api
 from gateway.console import sessions, web
 from gateway.errors import ApiError
 from gateway.reps import MANUAL, ROUND_ROBIN
-from gateway.state import app_state
 
 DISTRIBUTIONS = ((ROUND_ROBIN, "Round robin over the reps ticked"), (MANUAL, "Manual: none"))
+RULE = web.Kind("source rule", "/console/sources", "Back to Source rules", param="rule_id")
 
 
 def _from_form(form: FormData) -> dict[str, Any]:
@@ -45,9 +45,7 @@ def _from_form(form: FormData) -> dict[str, Any]:
 async def _context(request: Request, found: sessions.Session) -> dict[str, Any]:
     reps = await web.call_api(request, found, reps_api.list_reps)
     playbooks = await web.call_api(request, found, playbooks_api.list_playbooks)
-    return {
-        "account": found.account,
-        "csrf": await sessions.csrf_token(app_state(request)["redis"], found.nonce),
+    return await web.base_context(request, found) | {
         "reps": reps["data"],
         "rep_names": {rep["id"]: rep["name"] for rep in reps["data"]},
         "playbooks": playbooks["data"],
@@ -55,19 +53,12 @@ async def _context(request: Request, found: sessions.Session) -> dict[str, Any]:
     }
 
 
-def _refusal(exc: ApiError) -> dict[str, Any]:
-    return {"message": exc.message, "field": exc.field}
-
-
-async def list_page(
+async def _list_page(
     request: Request,
-    found: sessions.Session | None = None,
+    found: sessions.Session,
     extra: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    found = found or await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
     context = await _context(request, found)
     listed = await web.call_api(request, found, api.list_sources)
     context |= {
@@ -80,37 +71,31 @@ async def list_page(
     return web.page(request, "sources.html", context, status)
 
 
-async def create(request: Request) -> Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
+list_page = web.signed_in(_list_page)
+
+
+@web.posted
+async def create(request: Request, found: sessions.Session, form: FormData) -> Response:
     body = _from_form(form)
     try:
         rule = await web.call_api(request, found, api.create_source, body=body)
     except ApiError as exc:
-        extra = {"form": body, "error": _refusal(exc)}
-        return await list_page(request, found, extra, exc.status_code)
+        extra = {"form": body, "error": exc.message}
+        return await _list_page(request, found, extra, exc.status_code)
     return RedirectResponse(f"/console/sources/{rule['id']}?saved=created", 303)
 
 
-async def rule_page(
+async def _rule_page(
     request: Request,
-    found: sessions.Session | None = None,
+    found: sessions.Session,
     extra: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    found = found or await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
+    rule_id = request.path_params["rule_id"]
+    rule = await web.call_or_missing(request, found, api.get_source, RULE, rule_id)
+    if isinstance(rule, Response):
+        return rule
     context = await _context(request, found)
-    path = {"rule_id": request.path_params["rule_id"]}
-    try:
-        rule = await web.call_api(request, found, api.get_source, path_params=path)
-    except ApiError as exc:
-        if exc.status_code != 404:
-            raise
-        return web.page(request, "source_missing.html", context, 404)
     context |= {
         "rule": rule,
         "form": rule,
@@ -122,56 +107,49 @@ async def rule_page(
     return web.page(request, "source.html", context, status)
 
 
-async def update(request: Request) -> Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
+rule_page = web.signed_in(_rule_page)
+
+
+@web.posted
+async def update(request: Request, found: sessions.Session, form: FormData) -> Response:
     body = _from_form(form)
-    path = {"rule_id": request.path_params["rule_id"]}
+    rule_id = request.path_params["rule_id"]
     try:
-        await web.call_api(
-            request, found, api.update_source, path_params=path, body=body, method="PATCH"
+        saved = await web.call_or_missing(
+            request, found, api.update_source, RULE, rule_id, body=body, method="PATCH"
         )
     except ApiError as exc:
-        if exc.status_code == 404:
-            return await rule_page(request, found)
-        extra = {"form": body, "error": _refusal(exc)}
-        return await rule_page(request, found, extra, exc.status_code)
-    return RedirectResponse(f"/console/sources/{path['rule_id']}?saved=saved", 303)
+        extra = {"form": body, "error": exc.message}
+        return await _rule_page(request, found, extra, exc.status_code)
+    if isinstance(saved, Response):
+        return saved
+    return RedirectResponse(f"/console/sources/{rule_id}?saved=saved", 303)
 
 
-async def clone(request: Request) -> Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
+@web.posted
+async def clone(request: Request, found: sessions.Session, form: FormData) -> Response:
     origin = str(form.get("clone_origin") or "").strip()
-    path = {"rule_id": request.path_params["rule_id"]}
+    rule_id = request.path_params["rule_id"]
     try:
-        copy = await web.call_api(
-            request, found, api.clone_source, path_params=path, body={"origin": origin}
+        copy = await web.call_or_missing(
+            request, found, api.clone_source, RULE, rule_id, body={"origin": origin}
         )
     except ApiError as exc:
-        if exc.status_code == 404:
-            return await rule_page(request, found)
         extra = {"clone_origin": origin, "clone_error": exc.message}
-        return await rule_page(request, found, extra, exc.status_code)
+        return await _rule_page(request, found, extra, exc.status_code)
+    if isinstance(copy, Response):
+        return copy
     return RedirectResponse(f"/console/sources/{copy['id']}?saved=cloned", 303)
 
 
-async def delete(request: Request) -> Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, _form = checked
-    path = {"rule_id": request.path_params["rule_id"]}
-    try:
-        await web.call_api(request, found, api.delete_source, path_params=path, method="DELETE")
-    except ApiError as exc:
-        if exc.status_code != 404:
-            raise
-        return await rule_page(request, found)
+@web.posted
+async def delete(request: Request, found: sessions.Session, _form: FormData) -> Response:
+    rule_id = request.path_params["rule_id"]
+    deleted = await web.call_or_missing(
+        request, found, api.delete_source, RULE, rule_id, method="DELETE"
+    )
+    if isinstance(deleted, Response):
+        return deleted
     return RedirectResponse("/console/sources?deleted=1", 303)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,13 +210,22 @@ def api_message(exc: ApiError) -> str:
     return f"{exc.field}: {exc.message}" if exc.field else exc.message
 
 
-async def missing(
-    request: Request, found: sessions.Session, what: str, back: str, back_label: str = "Back"
-) -> Response:
+@dataclass(frozen=True)
+class Kind:
+    """A kind of thing a section shows, for its 404 page: what one is called ("webhook") and
+    the link back to its section."""
+
+    what: str
+    back: str
+    back_label: str = "Back"
+    param: str = ""  # the name of one's id in the API's path ("webhook_id")
+
+
+async def missing(request: Request, found: sessions.Session, kind: Kind) -> Response:
     """The 404 page for a thing this account has no such one of (another account's id, a
     deleted one, a typo), with a link back to its section."""
     context = await base_context(request, found)
-    context.update({"what": what, "back": back, "back_label": back_label})
+    context.update({"what": kind.what, "back": kind.back, "back_label": kind.back_label})
     return page(request, "missing.html", context, status=404)
 
 
@@ -265,3 +275,22 @@ async def call_api(
             error["field"] if isinstance(error.get("field"), str) else None,
         )
     return answer
+
+
+async def call_or_missing(
+    request: Request,
+    found: sessions.Session,
+    handler: Handler,
+    kind: Kind,
+    thing_id: str,
+    **call: Any,
+) -> Any:
+    """call_api for one thing (`thing_id` as the API path's `kind.param`), with the API's 404
+    (no such thing in this account) answered as the missing page, returned rather than raised;
+    the API's other refusals propagate for the page to show."""
+    try:
+        return await call_api(request, found, handler, path_params={kind.param: thing_id}, **call)
+    except ApiError as exc:
+        if exc.status_code != 404:
+            raise
+        return await missing(request, found, kind)

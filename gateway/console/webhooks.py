@@ -39,24 +39,7 @@ def _field(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-async def _missing(request: Request, found: sessions.Session, what: str = "webhook") -> Response:
-    return await web.missing(request, found, what, "/console/webhooks")
-
-
-async def _on_webhook(
-    request: Request, found: sessions.Session, handler: web.Handler, webhook_id: str, **call: Any
-) -> Any:
-    """web.call_api on one subscription (`{webhook_id}` in the path); the API's 404 (no such
-    subscription in this account) as the missing page, returned rather than raised. Other
-    refusals propagate for the caller to show."""
-    try:
-        return await web.call_api(
-            request, found, handler, path_params={"webhook_id": webhook_id}, **call
-        )
-    except ApiError as exc:
-        if exc.status_code != 404:
-            raise
-        return await _missing(request, found)
+WEBHOOK = web.Kind("webhook", "/console/webhooks", param="webhook_id")
 
 
 def _activities(text: str) -> list[str] | str:
@@ -131,7 +114,7 @@ async def _webhook_page(
     *,
     test_playbook: str | None = None,
 ) -> Response:
-    webhook = await _on_webhook(request, found, api.get_webhook, webhook_id)
+    webhook = await web.call_or_missing(request, found, api.get_webhook, WEBHOOK, webhook_id)
     if isinstance(webhook, Response):
         return webhook
     context = await web.base_context(request, found)
@@ -200,8 +183,8 @@ async def set_enabled(request: Request, found: sessions.Session, form: FormData)
     if wanted not in ("true", "false"):
         return await _webhook_page(request, found, webhook_id, {"error": "enabled: true or false"})
     body = {"enabled": wanted == "true"}
-    updated = await _on_webhook(
-        request, found, api.update_webhook, webhook_id, body=body, method="PATCH"
+    updated = await web.call_or_missing(
+        request, found, api.update_webhook, WEBHOOK, webhook_id, body=body, method="PATCH"
     )
     return updated if isinstance(updated, Response) else _back(webhook_id)
 
@@ -209,7 +192,9 @@ async def set_enabled(request: Request, found: sessions.Session, form: FormData)
 @web.posted
 async def delete(request: Request, found: sessions.Session, _form: FormData) -> Response:
     webhook_id = request.path_params["webhook_id"]
-    deleted = await _on_webhook(request, found, api.delete_webhook, webhook_id, method="DELETE")
+    deleted = await web.call_or_missing(
+        request, found, api.delete_webhook, WEBHOOK, webhook_id, method="DELETE"
+    )
     if isinstance(deleted, Response):
         return deleted
     return RedirectResponse("/console/webhooks", status_code=303)
@@ -218,7 +203,9 @@ async def delete(request: Request, found: sessions.Session, _form: FormData) -> 
 @web.posted
 async def rotate(request: Request, found: sessions.Session, _form: FormData) -> Response:
     webhook_id = request.path_params["webhook_id"]
-    rotated = await _on_webhook(request, found, api.rotate_secret, webhook_id, method="POST")
+    rotated = await web.call_or_missing(
+        request, found, api.rotate_secret, WEBHOOK, webhook_id, method="POST"
+    )
     if isinstance(rotated, Response):
         return rotated
     return await _secret_page(request, found, rotated, "rotated")
@@ -239,7 +226,7 @@ async def replay_one(request: Request, found: sessions.Session, form: FormData) 
         )
     except ApiError as exc:
         if exc.status_code == 404:
-            return await _missing(request, found, "delivery")
+            return await web.missing(request, found, web.Kind("delivery", WEBHOOK.back))
         extra = {"error": web.api_message(exc)}
         return await _webhook_page(request, found, _field(form, "webhook_id"), extra, 409)
     return _back(replayed["webhook_id"], replayed=delivery_id)
@@ -270,8 +257,8 @@ async def replay_range(request: Request, found: sessions.Session, form: FormData
         extra["replay_error"] = str(exc)
         return await _webhook_page(request, found, webhook_id, extra, 422)
     try:
-        result = await _on_webhook(
-            request, found, api.replay_webhook, webhook_id, query=query, method="POST"
+        result = await web.call_or_missing(
+            request, found, api.replay_webhook, WEBHOOK, webhook_id, query=query, method="POST"
         )
     except ApiError as exc:
         extra["replay_error"] = web.api_message(exc)
@@ -289,8 +276,8 @@ async def send_test(request: Request, found: sessions.Session, form: FormData) -
     query = {name: value for name, value in chosen.items() if value}
     extra: dict[str, Any] = {"test_activity": chosen["activity"]}
     try:
-        answer = await _on_webhook(
-            request, found, api.test_webhook, webhook_id, query=query, method="POST"
+        answer = await web.call_or_missing(
+            request, found, api.test_webhook, WEBHOOK, webhook_id, query=query, method="POST"
         )
     except ApiError as exc:
         extra["test_error"] = web.api_message(exc)
