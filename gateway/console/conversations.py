@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from gateway import playbook_versions
 from gateway.api import assignments, party_lines, play_log, plays, sources, takeover
+from gateway.api import playbooks as playbooks_api
 from gateway.api import reps as reps_api
 from gateway.console import sessions, web
 from gateway.errors import ApiError
@@ -55,6 +56,7 @@ NOTICES = {
     "party_line": "The party line is starting: the lead is being called.",
     "assigned": "The rep is assigned.",
     "unassigned": "The rep is unassigned.",
+    "started": "The play is started: its first text goes out as soon as the gate allows.",
 }
 
 
@@ -164,7 +166,74 @@ async def plays_page(request: Request) -> Response:
     found = await web.session_of(request)
     if found is None:
         return web.to_sign_in()
-    return web.page(request, "plays.html", await _list_context(request, found))
+    context = await _list_context(request, found)
+    if not context["inbox"]:
+        context.update(await _start_context(request, found))
+    return web.page(request, "plays.html", context)
+
+
+# Starting a play: a lead arrives, as `POST /v1/plays` takes one (the README's "Try it").
+
+START_FIELDS = ("playbook_id", "phone", "first_name", "origin", "origin_key", "settings")
+
+
+async def _start_context(request: Request, found: sessions.Session) -> dict[str, Any]:
+    """The start form's figures: the account's playbooks, each with the settings its latest
+    version declares (name and default; None = the play must give it), shown as a hint."""
+    listed = await web.call_api(request, found, playbooks_api.list_playbooks)
+    declared: dict[str, dict[str, Any]] = {}
+    async with app_state(request)["sessions"]() as db:
+        for summary in listed["data"]:
+            playbook = await playbook_versions.load(
+                db, found.account.id, summary["id"], summary["latest_version"]
+            )
+            declared[summary["id"]] = dict(playbook.settings)
+    return {
+        "playbooks": listed["data"],
+        "declared": declared,
+        "start_form": {},
+        "start_error": None,
+    }
+
+
+def _start_body(form: dict[str, str]) -> dict[str, Any]:
+    """`POST /v1/plays`'s body from the form; the API checks every field. ApiError (422) when
+    the settings box is not a JSON object, which the API could not tell apart from none."""
+    lead: dict[str, Any] = {"phone": form["phone"]}
+    if form["first_name"]:
+        lead["first_name"] = form["first_name"]
+    if form["origin"] or form["origin_key"]:
+        lead["originators"] = [{"origin": form["origin"], "key": form["origin_key"]}]
+    settings: Any = {}
+    if form["settings"]:
+        try:
+            settings = json.loads(form["settings"])
+        except ValueError as exc:
+            raise ApiError(422, "invalid", f"settings: not JSON ({exc})", "settings") from None
+        if not isinstance(settings, dict):
+            raise ApiError(
+                422, "invalid", 'settings: a JSON object, e.g. {"partner_name": "Acme"}', "settings"
+            )
+    return {"playbook_id": form["playbook_id"], "lead": lead, "settings": settings}
+
+
+async def start_play(request: Request) -> Response:
+    """The start form: the API's own `POST /v1/plays`, then the new play's page; its refusal
+    (404 playbook, 409 a running play of this playbook, 422 a setting with its did-you-mean)
+    comes back on the list page with what was typed."""
+    checked = await web.signed_in_post(request)
+    if isinstance(checked, Response):
+        return checked
+    found, form = checked
+    shown = {name: _text(form, name) for name in START_FIELDS}
+    try:
+        play = await web.call_api(request, found, plays.create_play, body=_start_body(shown))
+    except ApiError as exc:
+        context = await _list_context(request, found)
+        context.update(await _start_context(request, found))
+        context.update({"start_form": shown, "start_error": _error_text(exc)})
+        return web.page(request, "plays.html", context, exc.status_code)
+    return RedirectResponse(f"/console/plays/{play['id']}?notice=started", status_code=303)
 
 
 async def plays_rows(request: Request) -> Response:
@@ -372,6 +441,7 @@ def _action(act: Action) -> Callable[[Request], Awaitable[Response]]:
 
 routes = [
     Route("/plays", plays_page, methods=["GET"]),
+    Route("/plays", start_play, methods=["POST"]),
     # Before /plays/{play_id}, which would take `rows` for an id.
     Route("/plays/rows", plays_rows, methods=["GET"]),
     Route("/plays/{play_id}", play_page, methods=["GET"]),

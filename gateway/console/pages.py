@@ -23,6 +23,7 @@ from gateway.clock import now
 from gateway.console import (
     conversations,
     dev_phone,
+    numbers,
     people,
     playbooks,
     sessions,
@@ -278,6 +279,7 @@ def mount() -> Mount:
             *playbooks.routes,
             *source_rules.routes,
             *dev_phone.routes,
+            *numbers.routes,
             *people.routes,
             *webhooks.routes,
             Mount("/static", app=StaticFiles(directory=web.HERE / "static"), name="console-static"),

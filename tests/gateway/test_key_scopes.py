@@ -196,6 +196,11 @@ def test_every_console_page_is_refused_or_allowed_by_scope(
         ("POST", "/console/sources/{rule_id}"),
         ("POST", "/console/sources/{rule_id}/clone"),
         ("POST", "/console/sources/{rule_id}/delete"),
+        # Numbers and the start form (read: the list only; compliance: none).
+        ("GET", "/console/numbers"),
+        ("POST", "/console/numbers"),
+        ("POST", "/console/numbers/{number_id}/delete"),
+        ("POST", "/console/plays"),
     ):
         assert page in pages, page
     for scope, secret in keys.items():
