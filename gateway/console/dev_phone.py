@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from gateway import dev_clock
 from gateway.clock import now
-from gateway.console import sessions, web
+from gateway.console import web
 from gateway.models import Lead, Rep, SenderNumber
 from gateway.phones import InvalidPhone, to_e164
 from gateway.state import app_state
@@ -132,8 +132,7 @@ async def page(request: Request) -> Response:
     phone = _phone_of(raw)
     context = await _state(request, sandbox, found.account.id, phone)
     context.update(
-        account=found.account,
-        csrf=await sessions.csrf_token(app_state(request)["redis"], found.nonce),
+        await web.base_context(request, found),
         typed=raw,
         phone_error=None if phone or not raw.strip() else "That is not a phone number.",
         choices=await _choices(request, found.account.id),
@@ -155,7 +154,7 @@ async def live(request: Request) -> Response:
         return web.to_sign_in()
     phone = _phone_of(request.query_params.get("phone", ""))
     context = await _state(request, sandbox, found.account.id, phone)
-    context["csrf"] = await sessions.csrf_token(app_state(request)["redis"], found.nonce)
+    context |= await web.base_context(request, found)  # the forms' CSRF token
     return web.page(request, "dev_phone_live.html", context)
 
 

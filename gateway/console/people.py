@@ -20,26 +20,13 @@ from starlette.routing import Route
 from gateway.api import leads, plays, reps
 from gateway.console import sessions, web
 from gateway.errors import ApiError
-from gateway.state import app_state
 
 PAGE_LEADS = 50
 PLAYS_PAGE = 200  # the plays API's largest page; a lead's plays are read to their end
 
 
-def _message(exc: ApiError) -> str:
-    return f"{exc.field}: {exc.message}" if exc.field else exc.message
-
-
-async def _context(request: Request, found: sessions.Session) -> dict[str, Any]:
-    return {
-        "account": found.account,
-        "csrf": await sessions.csrf_token(app_state(request)["redis"], found.nonce),
-    }
-
-
-def _missing(request: Request, context: dict[str, Any], what: str, back: str) -> Response:
-    context.update({"what": what, "back": back})
-    return web.page(request, "missing.html", context, status=404)
+REP = web.Kind("rep", "/console/reps", param="rep_id")
+LEAD = web.Kind("lead", "/console/leads", param="lead_id")
 
 
 # Reps
@@ -51,18 +38,14 @@ async def _reps_page(
     extra: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    context = await _context(request, found)
+    context = await web.base_context(request, found)
     listed = await web.call_api(request, found, reps.list_reps)
     context.update({"reps": listed["data"], "error": None, "form": {}})
     context.update(extra or {})
     return web.page(request, "reps.html", context, status)
 
 
-async def reps_page(request: Request) -> Response:
-    found = await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
-    return await _reps_page(request, found)
+reps_page = web.signed_in(_reps_page)
 
 
 def _field(form: FormData, name: str) -> str:
@@ -70,11 +53,8 @@ def _field(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-async def add_rep(request: Request) -> Response:
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
+@web.posted
+async def add_rep(request: Request, found: sessions.Session, form: FormData) -> Response:
     shown = {name: _field(form, name) for name in ("name", "phone", "email")}
     body: dict[str, Any] = {"name": shown["name"], "phone": shown["phone"]}
     if shown["email"]:
@@ -85,54 +65,50 @@ async def add_rep(request: Request) -> Response:
     except ApiError as exc:
         # The form comes back with what was typed and the API's word on the field at fault.
         return await _reps_page(
-            request, found, {"error": _message(exc), "form": shown}, exc.status_code
+            request, found, {"error": web.api_message(exc), "form": shown}, exc.status_code
         )
     return RedirectResponse("/console/reps", status_code=303)
 
 
-async def set_availability(request: Request) -> Response:
+@web.posted
+async def set_availability(request: Request, found: sessions.Session, form: FormData) -> Response:
     """The toggle: one form per rep posting the availability it should have now."""
-    checked = await web.signed_in_post(request)
-    if isinstance(checked, Response):
-        return checked
-    found, form = checked
     wanted = form.get("available")
     if wanted not in ("true", "false"):
         return await _reps_page(request, found, {"error": "available: true or false"}, 422)
-    path = {"rep_id": request.path_params["rep_id"]}
+    body = {"available": wanted == "true"}
     try:
-        await web.call_api(
+        updated = await web.call_or_missing(
             request,
             found,
             reps.update_rep,
-            path_params=path,
-            body={"available": wanted == "true"},
+            REP,
+            request.path_params["rep_id"],
+            body=body,
             method="PATCH",
         )
     except ApiError as exc:
-        if exc.status_code == 404:
-            return _missing(request, await _context(request, found), "rep", "/console/reps")
-        return await _reps_page(request, found, {"error": _message(exc)}, exc.status_code)
+        return await _reps_page(request, found, {"error": web.api_message(exc)}, exc.status_code)
+    if isinstance(updated, Response):
+        return updated
     return RedirectResponse("/console/reps", status_code=303)
 
 
 # Leads
 
 
-async def leads_page(request: Request) -> Response:
-    found = await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
+@web.signed_in
+async def leads_page(request: Request, found: sessions.Session) -> Response:
     params = request.query_params
     shown = {name: params.get(name, "").strip() for name in ("phone", "cursor")}
     query = {name: value for name, value in shown.items() if value}
     query["limit"] = str(PAGE_LEADS)
-    context = await _context(request, found)
+    context = await web.base_context(request, found)
     context.update({"query": shown, "rows": [], "next_url": None, "error": None})
     try:
         listed = await web.call_api(request, found, leads.list_leads, query=query)
     except ApiError as exc:
-        context["error"] = _message(exc)
+        context["error"] = web.api_message(exc)
         return web.page(request, "leads.html", context, exc.status_code)
     context["rows"] = listed["data"]
     if listed["next_cursor"]:
@@ -142,18 +118,14 @@ async def leads_page(request: Request) -> Response:
     return web.page(request, "leads.html", context)
 
 
-async def lead_page(request: Request) -> Response:
-    found = await web.session_of(request)
-    if found is None:
-        return web.to_sign_in()
-    lead_id = request.path_params["lead_id"]
-    context = await _context(request, found)
-    try:
-        lead = await web.call_api(request, found, leads.get_lead, path_params={"lead_id": lead_id})
-    except ApiError as exc:
-        if exc.status_code != 404:
-            raise
-        return _missing(request, context, "lead", "/console/leads")
+@web.signed_in
+async def lead_page(request: Request, found: sessions.Session) -> Response:
+    lead = await web.call_or_missing(
+        request, found, leads.get_lead, LEAD, request.path_params["lead_id"]
+    )
+    if isinstance(lead, Response):
+        return lead
+    context = await web.base_context(request, found)
     lead_plays: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:  # the lead's plays, every page (a lead has a handful)
