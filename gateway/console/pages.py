@@ -135,17 +135,10 @@ def _export_urls(query: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _api_error(exc: ApiError) -> str:
-    return f"{exc.field}: {exc.message}" if exc.field else exc.message
-
-
 async def _compliance_page(
     request: Request, found: sessions.Session, extra: dict[str, Any] | None = None
 ) -> Response:
-    state = app_state(request)
-    context: dict[str, Any] = {
-        "account": found.account,
-        "csrf": await sessions.csrf_token(state["redis"], found.nonce),
+    context: dict[str, Any] = await web.base_context(request, found) | {
         "rows": [],
         "next_url": None,
         "check_phone": "",
@@ -169,7 +162,7 @@ async def _compliance_page(
     except ValueError as exc:
         context["ledger_error"] = str(exc)
     except ApiError as exc:
-        context["ledger_error"] = _api_error(exc)
+        context["ledger_error"] = web.api_message(exc)
     else:
         context["rows"] = listed["data"]
         if listed["next_cursor"]:
@@ -207,7 +200,7 @@ async def record_opt_out(request: Request) -> Response:
     try:
         event = await web.call_api(request, found, optouts_api.create_opt_out, body=body)
     except ApiError as exc:
-        extra["manual_error"] = _api_error(exc)
+        extra["manual_error"] = web.api_message(exc)
         return await _compliance_page(request, found, extra)
     shown = urlencode({"phone": event["phone"], "recorded": str(event["id"])})
     return RedirectResponse(f"/console/compliance?{shown}", status_code=303)
