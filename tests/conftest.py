@@ -27,7 +27,7 @@ from gateway.worker import build_worker
 from tests.support.databases import copy_sqlite, create_database, drop_database, empty_tables
 
 # Fixtures every directory may use without importing another directory's conftest.
-pytest_plugins = ["tests.support.stack", "tests.support.browser"]
+pytest_plugins = ["tests.support.stack", "tests.support.browser", "tests.support.console"]
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or None
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None

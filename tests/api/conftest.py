@@ -6,20 +6,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.db import SessionFactory
+from tests.support.playbooks import PLAYBOOK_YAML
 from tests.support.tenants import Tenant, new_tenant
 
-PLAYBOOK_YAML = """\
-name: Hello
-activities:
-  outcomes: [qualified]
-steps:
-  - id: hi
-    kind: ask
-    text: "Hi {lead.first_name|there}, still interested? Reply YES"
-    choices:
-      - keywords: [yes, yep]
-        outcome: qualified
-"""
 YAML = {"Content-Type": "application/yaml"}
 
 

@@ -24,22 +24,11 @@ from gateway.db import create_engine, session_factory, transaction
 from gateway.models import KeyScope
 from gateway.settings import Settings
 from tests.conftest import RunWorker
-from tests.support.console import WAIT, sign_in, wait_for
+from tests.support.console import WAIT, api_client, sign_in, wait_for
+from tests.support.playbooks import PLAYBOOK_YAML as PLAYBOOK
 from tests.support.servers import serve_in_thread
 
 LEAD = "+14155550123"
-PLAYBOOK = """\
-name: Hello
-activities:
-  outcomes: [qualified]
-steps:
-  - id: hi
-    kind: ask
-    text: "Hi {lead.first_name|there}, still interested? Reply YES"
-    choices:
-      - keywords: [yes, yep]
-        outcome: qualified
-"""
 
 
 @pytest.fixture
@@ -50,14 +39,10 @@ def console(settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome) 
         yield url
 
 
-def _api(url: str, key: accounts.IssuedKey) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key.secret}"})
-
-
 def _start_play(url: str, key: accounts.IssuedKey, run_worker: RunWorker) -> dict[str, Any]:
     """Publish a playbook, start a play on it, run the worker until its first text exists;
     the play as `GET /v1/plays/{id}` shows it then."""
-    with _api(url, key) as api:
+    with api_client(url, key) as api:
         published = api.put(
             "/v1/playbooks/hello", content=PLAYBOOK, headers={"Content-Type": "application/yaml"}
         )
@@ -146,7 +131,7 @@ def test_the_play_page_shows_the_text_its_status_and_the_log(
     assert LEAD in browser.find_element(By.ID, "play-lead").text
 
     # The log, as `GET /v1/plays/{id}/log` has it, in its order.
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         log = api.get(f"/v1/plays/{play['id']}/log").json()["data"]
     kinds = [k.text for k in browser.find_elements(By.CSS_SELECTOR, "#log .kind")]
     assert kinds == [entry["kind"] for entry in log]
@@ -229,7 +214,7 @@ def _csrf(page: str) -> str:
 
 
 def _add_rep(url: str, key: accounts.IssuedKey, name: str, phone: str) -> str:
-    with _api(url, key) as api:
+    with api_client(url, key) as api:
         created = api.post("/v1/reps", json={"name": name, "phone": phone})
         assert created.status_code == 201, created.text
         rep_id: str = created.json()["id"]
@@ -237,7 +222,7 @@ def _add_rep(url: str, key: accounts.IssuedKey, name: str, phone: str) -> str:
 
 
 def _play(url: str, key: accounts.IssuedKey, play_id: str) -> dict[str, Any]:
-    with _api(url, key) as api:
+    with api_client(url, key) as api:
         shown = api.get(f"/v1/plays/{play_id}")
         assert shown.status_code == 200, shown.text
         play: dict[str, Any] = shown.json()
@@ -333,7 +318,7 @@ def test_the_apis_refusals_are_shown_on_the_page(
     wait_for(browser, "nav-plays")
     _open_play(browser, console, play["id"])
     # Stopped elsewhere while the page is open: the page's Stop is the API's 409, shown.
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         assert api.post(f"/v1/plays/{play['id']}/stop").status_code == 200
     browser.find_element(By.ID, "stop").click()
     wait_for(browser, "play-error")
@@ -367,7 +352,7 @@ def test_the_apis_refusals_are_shown_on_the_page(
 
 def _start_play_again(url: str, key: accounts.IssuedKey) -> str:
     """A second running play of the published playbook, for another lead."""
-    with _api(url, key) as api:
+    with api_client(url, key) as api:
         body = {"playbook_id": "hello", "lead": {"phone": "+14155550124", "first_name": "Bo"}}
         created = api.post("/v1/plays", json=body)
         assert created.status_code == 201, created.text
@@ -460,7 +445,7 @@ def test_a_new_text_appears_on_the_open_page_without_a_reload(
     settings: Settings,
     run_worker: RunWorker,
 ) -> None:
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         registered = api.post("/v1/numbers", json={"number": OUR_NUMBER})
         assert registered.status_code == 201, registered.text
     play = _start_play(console, issued_key, run_worker)
@@ -511,7 +496,7 @@ def test_the_list_filters_by_rep_source_and_day(
 ) -> None:
     play = _start_play(console, issued_key, run_worker)
     rep_id = _add_rep(console, issued_key, "Dana Reyes", "+14155550109")
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         body = {
             "playbook_id": "hello",
             "lead": {
@@ -585,16 +570,16 @@ def test_start_a_party_line_by_clicking(
     browser.find_element(By.ID, "party-line").click()
     wait_for(browser, "play-error")
     assert "no number to call from" in browser.find_element(By.ID, "play-error").text
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         registered = api.post("/v1/numbers", json={"number": OUR_NUMBER})
         assert registered.status_code == 201, registered.text
     assert "party line is starting" in _click_and_wait_notice(browser, "party-line")
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         [started] = api.get(f"/v1/plays/{play['id']}/party-lines").json()["data"]
     assert browser.find_elements(By.ID, f"party-line-{started['id']}")
     # A second one while the first is live: the API's 409, on the page.
     browser.find_element(By.ID, "party-line").click()
     wait_for(browser, "play-error")
     assert "party line" in browser.find_element(By.ID, "play-error").text
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         assert len(api.get(f"/v1/plays/{play['id']}/party-lines").json()["data"]) == 1

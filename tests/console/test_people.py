@@ -6,24 +6,19 @@ toggle refused (CSRF) and another account's lead a 404, against the app on 127.0
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import accounts
-from gateway.app import create_app
 from gateway.console.sessions import COOKIE
 from gateway.db import create_engine, session_factory, transaction
 from gateway.settings import Settings
-from tests.support.console import WAIT, sign_in, wait_for
-from tests.support.servers import serve_in_thread
+from tests.support.console import WAIT, api_client, sign_in, wait_for
 
 LEAD = "+14155550123"
 OTHER_LEAD = "+14155550166"
@@ -40,16 +35,6 @@ steps:
       - keywords: [yes]
         outcome: qualified
 """
-
-
-@pytest.fixture
-def console(settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome) -> Iterator[str]:
-    with serve_in_thread(create_app(settings)) as url:
-        yield url
-
-
-def _api(url: str, key: accounts.IssuedKey) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key.secret}"})
 
 
 def _signed_in(browser: webdriver.Chrome, url: str, key: accounts.IssuedKey) -> None:
@@ -80,7 +65,7 @@ def _fits_360(browser: webdriver.Chrome, element_id: str) -> None:
 
 
 def _rep(url: str, key: accounts.IssuedKey, rep_id: str) -> dict[str, Any]:
-    with _api(url, key) as api:
+    with api_client(url, key) as api:
         found = api.get(f"/v1/reps/{rep_id}")
     assert found.status_code == 200, found.text
     body: dict[str, Any] = found.json()
@@ -90,7 +75,7 @@ def _rep(url: str, key: accounts.IssuedKey, rep_id: str) -> dict[str, Any]:
 def test_a_reps_availability_toggles_and_a_rep_is_added(
     browser: webdriver.Chrome, console: str, issued_key: accounts.IssuedKey
 ) -> None:
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         made = api.post("/v1/reps", json={"name": "Dana Reyes", "phone": "+14155550102"})
         assert made.status_code == 201, made.text
     rep = made.json()
@@ -120,7 +105,7 @@ def test_a_reps_availability_toggles_and_a_rep_is_added(
     wait_for(browser, "reps-error")
     assert "phone" in browser.find_element(By.ID, "reps-error").text
     assert browser.find_element(By.ID, "rep-name").get_attribute("value") == "Sam Ortiz"
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         assert len(api.get("/v1/reps").json()["data"]) == 1
 
     # Then a good one, added unavailable (the box unticked).
@@ -132,7 +117,7 @@ def test_a_reps_availability_toggles_and_a_rep_is_added(
     WebDriverWait(browser, WAIT).until(
         ec.text_to_be_present_in_element((By.ID, "reps-count"), "2 reps")
     )
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         listed = api.get("/v1/reps").json()["data"]
     added = [r for r in listed if r["name"] == "Sam Ortiz"]
     assert [(r["phone"], r["email"], r["available"]) for r in added] == [
@@ -145,7 +130,7 @@ def test_a_reps_availability_toggles_and_a_rep_is_added(
 def test_a_forged_toggle_is_refused_and_changes_nothing(
     browser: webdriver.Chrome, console: str, issued_key: accounts.IssuedKey
 ) -> None:
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         rep = api.post("/v1/reps", json={"name": "Dana Reyes", "phone": "+14155550102"}).json()
     _signed_in(browser, console, issued_key)
     browser.get(f"{console}/console/reps")
@@ -169,12 +154,12 @@ def test_a_forged_toggle_is_refused_and_changes_nothing(
         added = web.post("/console/reps", data={"name": "X", "phone": "+14155550199"})
         assert added.status_code == 403
     assert _rep(console, issued_key, rep["id"])["available"] is True
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         assert len(api.get("/v1/reps").json()["data"]) == 1
 
 
 def _start_play(url: str, key: accounts.IssuedKey, phone: str, **lead: Any) -> dict[str, Any]:
-    with _api(url, key) as api:
+    with api_client(url, key) as api:
         published = api.put(
             "/v1/playbooks/hello", content=PLAYBOOK, headers={"Content-Type": "application/yaml"}
         )
@@ -197,7 +182,7 @@ def test_a_lead_shows_consent_and_opt_out_and_leads_to_its_play(
     }
     play = _start_play(console, issued_key, LEAD, first_name="Ann", consent=consent)
     other = _start_play(console, issued_key, OTHER_LEAD, first_name="Bo")
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         opted = api.post(
             "/v1/opt-outs", json={"phone": OTHER_LEAD, "actor": "jane@acme.test", "note": "asked"}
         )
@@ -268,7 +253,7 @@ def test_the_leads_list_pages_and_another_accounts_lead_is_a_404(
     settings: Settings,
 ) -> None:
     theirs = _start_play(console, _new_account(settings, "B Insurance"), "+14155550188")
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         for n in range(52):  # one more page than the console's 50
             created = api.post("/v1/leads", json={"phone": f"+1415555{n:04d}"})
             assert created.status_code in (200, 201), created.text

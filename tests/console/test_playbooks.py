@@ -17,37 +17,17 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import accounts
-from gateway.app import create_app
 from gateway.console.sessions import COOKIE
 from gateway.db import create_engine, session_factory, transaction
 from gateway.settings import Settings
 from tests.support.console import WAIT, sign_in, wait_for
-from tests.support.servers import serve_in_thread
+from tests.support.playbooks import PLAYBOOK_YAML as PLAYBOOK
 
-PLAYBOOK = """\
-name: Hello
-activities:
-  outcomes: [qualified]
-steps:
-  - id: hi
-    kind: ask
-    text: "Hi {lead.first_name|there}, still interested? Reply YES"
-    choices:
-      - keywords: [yes, yep]
-        outcome: qualified
-"""
 # Line 6 names a step kind that doesn't exist.
 BROKEN = PLAYBOOK.replace("kind: ask", "kind: aks")
 SECOND = PLAYBOOK.replace("name: Hello", "name: Hello again")
-
-
-@pytest.fixture
-def console(settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome) -> Iterator[str]:
-    with serve_in_thread(create_app(settings)) as url:
-        yield url
 
 
 @pytest.fixture

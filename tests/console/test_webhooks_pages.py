@@ -17,17 +17,14 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import accounts
-from gateway.app import create_app
 from gateway.console.sessions import COOKIE
 from gateway.db import SessionFactory, create_engine, session_factory, transaction
 from gateway.settings import Settings
 from gateway.webhooks.addresses import set_private_allowed
 from tests.conftest import RunWorker
-from tests.support.console import WAIT, sign_in, wait_for
-from tests.support.servers import serve_in_thread
+from tests.support.console import WAIT, api_client, sign_in, wait_for
 from tests.support.webhook_endpoint import WebhookEndpoint, WebhookEndpointServer
 
 LEAD = "+14155550123"
@@ -46,12 +43,6 @@ steps:
       - keywords: [rate]
         event: asked_rate
 """
-
-
-@pytest.fixture
-def console(settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome) -> Iterator[str]:
-    with serve_in_thread(create_app(settings)) as url:
-        yield url
 
 
 @pytest.fixture
@@ -90,12 +81,8 @@ async def private_key(
     return issued_key
 
 
-def _api(url: str, key: accounts.IssuedKey) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key.secret}"})
-
-
 def _publish(url: str, key: accounts.IssuedKey) -> None:
-    with _api(url, key) as api:
+    with api_client(url, key) as api:
         published = api.put(
             "/v1/playbooks/hello", content=PLAYBOOK, headers={"Content-Type": "application/yaml"}
         )
@@ -155,7 +142,7 @@ def test_subscribe_send_a_test_and_rotate_the_secret(
     wait_for(browser, "webhooks-error")
     assert browser.find_element(By.ID, "webhooks-error").text.startswith("url: ")
     assert browser.find_element(By.ID, "webhook-url").get_attribute("value") == hook_url
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         assert api.get("/v1/webhooks").json()["data"] == []
 
     _allow_private(settings, issued_key.key.account_id)
@@ -165,7 +152,7 @@ def test_subscribe_send_a_test_and_rotate_the_secret(
     browser.find_element(By.ID, "webhook-description").send_keys("CRM")
     browser.find_element(By.ID, "create-webhook").click()
     created_secret = _secret(browser)
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         [hook] = api.get("/v1/webhooks").json()["data"]
     assert (hook["url"], hook["activities"], hook["playbook_id"]) == (
         hook_url,
@@ -265,7 +252,7 @@ def test_a_delivery_is_replayed_one_and_by_range(
 ) -> None:
     issued_key = private_key
     _publish(console, issued_key)
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         made = api.post(
             "/v1/webhooks", json={"url": receiver.url + "/hooks", "activities": ["stopped"]}
         )
@@ -336,7 +323,7 @@ def test_a_delivery_is_replayed_one_and_by_range(
     browser.find_element(By.ID, "delete-webhook").click()
     wait_for(browser, "webhooks")
     assert hook["id"] not in browser.page_source
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         assert api.get(f"/v1/webhooks/{hook['id']}").status_code == 404
 
 
@@ -348,7 +335,7 @@ def test_a_forged_rotation_is_refused_and_another_accounts_webhook_is_a_404(
     receiver: WebhookEndpoint,
 ) -> None:
     _allow_private(settings, issued_key.key.account_id)
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         made = api.post("/v1/webhooks", json={"url": receiver.url + "/hooks"})
         assert made.status_code == 201, made.text
     hook = made.json()
@@ -363,7 +350,7 @@ def test_a_forged_rotation_is_refused_and_another_accounts_webhook_is_a_404(
         ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "403 Forbidden")
     )
     assert "security token" in browser.find_element(By.TAG_NAME, "body").text
-    with _api(console, issued_key) as api:
+    with api_client(console, issued_key) as api:
         after = api.get(f"/v1/webhooks/{hook['id']}").json()
     assert after["previous_secret_expires_at"] is None  # not rotated
 
@@ -382,7 +369,7 @@ def test_a_forged_rotation_is_refused_and_another_accounts_webhook_is_a_404(
         return issued
 
     theirs_key = asyncio.run(other())
-    with _api(console, theirs_key) as api:
+    with api_client(console, theirs_key) as api:
         theirs = api.post("/v1/webhooks", json={"url": receiver.url + "/b"}).json()
     browser.get(f"{console}/console/webhooks/{theirs['id']}")
     wait_for(browser, "not-found")
@@ -395,7 +382,7 @@ def test_a_forged_rotation_is_refused_and_another_accounts_webhook_is_a_404(
             answer = web.post(f"/console/webhooks/{theirs['id']}/{action}", data={"csrf": csrf})
             assert answer.status_code == 404, action
             assert "whsec" not in answer.text
-    with _api(console, theirs_key) as api:
+    with api_client(console, theirs_key) as api:
         still = api.get(f"/v1/webhooks/{theirs['id']}").json()
     assert still["previous_secret_expires_at"] is None
     assert receiver.bodies("/b") == []

@@ -1,12 +1,24 @@
-"""Browser helpers for the console's page tests: wait for an element, sign in with an API key."""
+"""What the console's page tests share (a plugin the root conftest registers): the app served
+for a browser (`console` fixture), an API client with the account's key, waiting for an
+element, signing in with an API key."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import httpx
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway import accounts
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.support.servers import serve_in_thread
 
 WAIT = 20  # seconds: a bound for a page to arrive on a loaded machine, not a timing claim
 
@@ -20,3 +32,16 @@ def sign_in(browser: webdriver.Chrome, url: str, secret: str) -> None:
     wait_for(browser, "key")
     # By keyboard: type the key and press Enter in its field.
     browser.find_element(By.ID, "key").send_keys(secret + Keys.ENTER)
+
+
+@pytest.fixture
+def console(settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome) -> Iterator[str]:
+    """The app served on a free port of 127.0.0.1 (its database and Redis the test's), a
+    browser ready for it; the URL."""
+    with serve_in_thread(create_app(settings)) as url:
+        yield url
+
+
+def api_client(url: str, key: accounts.IssuedKey) -> httpx.Client:
+    """An HTTP client for the served app's API with the account's key."""
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key.secret}"})
