@@ -36,9 +36,7 @@ class LedgerQuery(BaseModel):
     def filters(self) -> optouts.LedgerFilter:
         if self.since and self.until and self.until <= self.since:
             raise ApiError(422, "invalid", "until: must be after since", "until")
-        return optouts.LedgerFilter(
-            self.since, self.until, self.phone, self.channel, self.source
-        )
+        return optouts.LedgerFilter(self.since, self.until, self.phone, self.channel, self.source)
 
 
 class ListQuery(LedgerQuery):

@@ -50,9 +50,7 @@ def compliance_key(settings: Settings) -> accounts.IssuedKey:
             async with transaction(session_factory(engine)) as session:
                 account, _full = await accounts.create_account(session, "Acme Lending")
                 other, _other_key = await accounts.create_account(session, "Other Co")
-                key = await accounts.create_key(
-                    session, account.id, "officer", KeyScope.COMPLIANCE
-                )
+                key = await accounts.create_key(session, account.id, "officer", KeyScope.COMPLIANCE)
                 for account_id, phone, channel, source in (
                     (account.id, TEXTED_STOP, Channel.SMS, LedgerSource.KEYWORD),
                     (account.id, CALLED, Channel.VOICE, LedgerSource.PHRASE),
