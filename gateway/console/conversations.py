@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from gateway import playbook_versions
 from gateway.api import assignments, party_lines, play_log, plays, sources, takeover
+from gateway.api import emails as emails_api
 from gateway.api import playbooks as playbooks_api
 from gateway.api import reps as reps_api
 from gateway.console import sessions, web
@@ -278,6 +279,11 @@ async def _play_context(
         calls = await web.call_api(
             request, found, party_lines.list_play_party_lines, path_params=path
         )
+        # The play's emails (a drip's, the lead's; rep notices too), oldest first: the API's
+        # largest page, as a drip sends a handful.
+        emails = await web.call_api(
+            request, found, emails_api.list_emails, query={"play_id": play_id, "limit": "200"}
+        )
     except ApiError as exc:
         if exc.status_code != 404:
             raise
@@ -302,6 +308,7 @@ async def _play_context(
         "reps": reps,
         "steps": steps,
         "party_lines": calls["data"],
+        "emails": emails["data"],
         "entries": [{**entry, "summary": _summary(entry["detail"])} for entry in entries],
         "live_seconds": LIVE_SECONDS,
         "notice": NOTICES.get(request.query_params.get("notice", "")),

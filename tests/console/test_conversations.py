@@ -583,3 +583,45 @@ def test_start_a_party_line_by_clicking(
     assert "party line" in browser.find_element(By.ID, "play-error").text
     with api_client(console, issued_key) as api:
         assert len(api.get(f"/v1/plays/{play['id']}/party-lines").json()["data"]) == 1
+
+
+EMAIL_PLAYBOOK = """\
+name: Quote by email
+email:
+  from: "Quotes <quotes@example.com>"
+steps:
+  - id: quote
+    kind: send
+    channel: email
+    subject: "Your quote, {lead.first_name|there}"
+    body: "Hi {lead.first_name|there}, your quote is ready."
+"""
+
+
+def test_the_play_page_shows_the_plays_emails(
+    browser: webdriver.Chrome,
+    console: str,
+    issued_key: accounts.IssuedKey,
+    run_worker: RunWorker,
+) -> None:
+    with api_client(console, issued_key) as api:
+        published = api.put(
+            "/v1/playbooks/quote-email",
+            content=EMAIL_PLAYBOOK,
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert published.status_code == 201, published.text
+        lead = {"phone": LEAD, "first_name": "Ann", "email": "ann@example.com"}
+        created = api.post("/v1/plays", json={"playbook_id": "quote-email", "lead": lead})
+        assert created.status_code == 201, created.text
+        play_id = created.json()["id"]
+        asyncio.run(run_worker())
+        [email] = api.get("/v1/emails", params={"play_id": play_id}).json()["data"]
+    sign_in(browser, console, issued_key.secret)
+    wait_for(browser, "nav-plays")
+    browser.get(f"{console}/console/plays/{play_id}")
+    wait_for(browser, "emails")
+    shown = browser.find_element(By.ID, f"email-{email['id']}")
+    assert shown.find_element(By.CSS_SELECTOR, ".email-subject").text == "Your quote, Ann"
+    assert shown.find_element(By.CSS_SELECTOR, ".email-status").text == email["status"]
+    assert "ann@example.com" in shown.text
