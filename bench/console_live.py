@@ -38,13 +38,10 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,34 +56,20 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bench.gateway_process import (
+    Api,
+    Gateway,
+    create_account,
+    gateway_run,
+    pick_area_code,
+    wait_until,
+)
 from bench.support import machine
 
 REPO = Path(__file__).resolve().parent.parent
 PLAYBOOK = REPO / "examples" / "mortgage-qualification.yaml"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-START_LIMIT = 60.0  # s for `gateway run` to answer /healthz on a busy machine
-WAIT_LIMIT = 60.0  # s for the worker to send a text or record a reply
-STOP_LIMIT = 30.0
-# The gateway's settings that must not leak in from this shell: it runs on its defaults.
-ISOLATED = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_API_URL",
-    "PUBLIC_BASE_URL",
-    "PORT",
-    "SMTP_URL",
-    "ENVIRONMENT",
-    "DATA_DIR",
-    "LOG_LEVEL",
-)
-# One area code per US time zone: the gate texts a lead only 08:00-20:00 in her zone, so the
-# script asks it which of these it may text now.
-AREA_CODES = ("808", "907", "415", "303", "312", "617")
-KEY_LINE = re.compile(r"^api key (\S+)$", re.MULTILINE)
-ACCOUNT_LINE = re.compile(r"^account (\S+) ", re.MULTILINE)
 # Runs in the page before its own scripts: live.js (deferred) reads data-live-every once, when
 # it starts, which is after the document became interactive.
 OVERRIDE = """
@@ -119,18 +102,19 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def redis_pid(gateway: Gateway) -> int | None:
+    """The embedded redis-server `gateway run` started (its child)."""
+    for pid in children(gateway.pid):
+        if "redis-server" in cmdline(pid):
+            return pid
+    return None
 
 
-def wait_until(what: str, check: Callable[[], bool], limit: float = WAIT_LIMIT) -> None:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > limit:
-            raise RuntimeError(f"gave up waiting for {what}")
-        time.sleep(0.3)
+def served(gateway: Gateway, path: str) -> int:
+    """Requests for `path` the access log shows answered 200."""
+    pattern = re.compile(rf'"GET {re.escape(path)}(\?\S*)? HTTP/1\.1" 200')
+    with gateway.log_path.open(errors="replace") as lines:
+        return sum(1 for line in lines if pattern.search(line))
 
 
 def rss_kb(pid: int) -> int:
@@ -175,98 +159,6 @@ def cmdline(pid: int) -> str:
 
 
 @dataclass
-class Gateway:
-    url: str
-    env: dict[str, str]
-    cwd: Path
-    pid: int
-    log_path: Path
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args],
-            env=self.env,
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"gateway {' '.join(args)}: {done.stdout}{done.stderr}")
-        return done
-
-    def redis_pid(self) -> int | None:
-        """The embedded redis-server `gateway run` started (its child)."""
-        for pid in children(self.pid):
-            if "redis-server" in cmdline(pid):
-                return pid
-        return None
-
-    def served(self, path: str) -> int:
-        """Requests for `path` the access log shows answered 200."""
-        pattern = re.compile(rf'"GET {re.escape(path)}(\?\S*)? HTTP/1\.1" 200')
-        with self.log_path.open(errors="replace") as lines:
-            return sum(1 for line in lines if pattern.search(line))
-
-
-@contextmanager
-def gateway_run(workdir: Path) -> Iterator[Gateway]:
-    """`gateway run` in a subprocess on a free port; stopped by its PID on the way out."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ISOLATED}
-    # INFO: uvicorn's access log, a line per request, is how the refreshes are counted.
-    env.update(PORT=str(port), DATA_DIR=str(workdir / "data"), LOG_LEVEL="INFO")
-    url = f"http://127.0.0.1:{port}"
-    log_path = workdir / "gateway.log"
-    with log_path.open("w") as sink:
-        # A file, not a pipe: nobody reads it while the server runs, and a full pipe would block.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run"],
-            env=env,
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def healthy() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"gateway run exited:\n{log_path.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until("gateway run to answer /healthz", healthy, START_LIMIT)
-        yield Gateway(url, env, workdir, process.pid, log_path)
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_LIMIT)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=STOP_LIMIT)
-
-
-class Api:
-    """The public API with the account's key; any answer but the expected one stops the script."""
-
-    def __init__(self, url: str, key: str) -> None:
-        self.client = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-        )
-
-    def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
-        answer = self.client.request(method, path, **kwargs)
-        if answer.status_code != expect:
-            raise RuntimeError(f"{method} {path}: {answer.status_code} {answer.text}")
-        return answer.json()
-
-
-@dataclass
 class Scene:
     key: str
     play_id: str
@@ -275,18 +167,10 @@ class Scene:
 
 
 def set_up(gateway: Gateway) -> Scene:
-    created = gateway.cli("accounts", "create", "Acme Lending").stdout
-    key_match, account_match = KEY_LINE.search(created), ACCOUNT_LINE.search(created)
-    assert key_match and account_match, created
-    key, account_id = key_match.group(1), account_match.group(1)
+    key, account_id = create_account(gateway, "Acme Lending")
     sid, token = gateway.cli("sandbox", "credentials", "--curl").stdout.strip().split(":", 1)
-    for area in AREA_CODES:
-        lead_phone = f"+1{area}5550123"
-        checked = ("compliance", "check", lead_phone, "--account", account_id)
-        if gateway.cli(*checked, check=False).returncode == 0:
-            break
-    else:
-        raise SystemExit("quiet hours everywhere in AREA_CODES: run the script at another time")
+    area = pick_area_code(gateway, account_id)
+    lead_phone = f"+1{area}5550123"
 
     api = Api(gateway.url, key)
     number = f"+1{area}5550100"
@@ -411,10 +295,10 @@ def sample(
     ]
     if len(renderers) != 1:
         log(f"{len(renderers)} renderers besides the browser's UI: their RSS is summed")
-    redis = gateway.redis_pid()
+    redis = redis_pid(gateway)
     return Sample(
         at=at,
-        served=gateway.served(path),
+        served=served(gateway, path),
         live_age=float(state["age"]),
         texts=int(state["texts"]),
         heap=float(metrics["JSHeapUsedSize"]),
@@ -487,7 +371,7 @@ def soak(
         driver.find_element(By.ID, "key").send_keys(scene.key + Keys.ENTER)
         WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "nav-plays")))
         path = f"/console/plays/{scene.play_id}/entries"
-        served_before = gateway.served(path)
+        served_before = served(gateway, path)
         driver.get(f"{console}/plays/{scene.play_id}")
         WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "live")))
         opened = time.monotonic()
@@ -545,7 +429,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="gw-bench-live-"))
     print(f"# {machine()}; chromium {CHROMIUM}; gateway run on embedded defaults", flush=True)
     try:
-        with gateway_run(workdir) as gateway:
+        # INFO: uvicorn's access log, a line per request, is how the refreshes are counted.
+        with gateway_run(workdir, log_level="INFO") as gateway:
             scene = set_up(gateway)
             log(f"set up: play {scene.play_id} with {scene.texts()} texts")
             samples = soak(gateway, scene, args.minutes, args.every, args.sample_seconds)

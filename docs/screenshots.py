@@ -1,6 +1,6 @@
 """Screenshots of the console for the README, made from nothing.
 
-    .venv/bin/python docs/screenshots.py
+    .venv/bin/python -m docs.screenshots   (from the repository: it shares bench/gateway_process.py)
 
 starts `gateway run` on its embedded defaults (SQLite, embedded Redis, the built-in Twilio
 sandbox) in a temporary DATA_DIR on a free 127.0.0.1 port, sets up what a new user would, through
@@ -16,12 +16,7 @@ The data is made up: fictional names, 555-01xx numbers, example.com addresses.
 from __future__ import annotations
 
 import http.server
-import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +38,15 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bench.gateway_process import (
+    Api,
+    Gateway,
+    create_account,
+    gateway_run,
+    pick_area_code,
+    wait_until,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "console"
 PLAYBOOK = REPO / "examples" / "mortgage-qualification.yaml"
@@ -50,100 +54,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WIDE, NARROW = 1280, 360
 MAX_HEIGHT = 2200  # px: a long page is cut here (the top of a page is what a reader needs)
-START_LIMIT = 60.0  # s for `gateway run` to answer /healthz on a busy machine
-WAIT_LIMIT = 60.0  # s for the worker to send a text or record a reply
-STOP_LIMIT = 30.0
-# The gateway's settings that must not leak in from this shell: it runs on its defaults.
-ISOLATED = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_API_URL",
-    "PUBLIC_BASE_URL",
-    "PORT",
-    "SMTP_URL",
-    "ENVIRONMENT",
-)
-# Area codes to try for the leads, one per US time zone: a lead is texted only between 08:00
-# and 20:00 in their own zone, so the script asks the gate which of these it may text now.
-AREA_CODES = ("808", "907", "415", "303", "312", "617")
-KEY_LINE = re.compile(r"^api key (\S+)$", re.MULTILINE)
-ACCOUNT_LINE = re.compile(r"^account (\S+) ", re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(what: str, check: Callable[[], bool], limit: float = WAIT_LIMIT) -> None:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > limit:
-            raise RuntimeError(f"gave up waiting for {what}")
-        time.sleep(0.3)
-
-
-@dataclass
-class Gateway:
-    url: str
-    env: dict[str, str]
-    cwd: Path
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args],
-            env=self.env,
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"gateway {' '.join(args)}: {done.stdout}{done.stderr}")
-        return done
-
-
-@contextmanager
-def gateway_run(workdir: Path) -> Iterator[Gateway]:
-    """`gateway run` in a subprocess on a free port; stopped by its PID on the way out."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ISOLATED}
-    env.update(PORT=str(port), DATA_DIR=str(workdir / "data"), LOG_LEVEL="WARNING")
-    url = f"http://127.0.0.1:{port}"
-    log = workdir / "gateway.log"
-    with log.open("w") as sink:
-        # A file, not a pipe: nobody reads it while the server runs, and a full pipe would block.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run"],
-            env=env,
-            cwd=workdir,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-
-            def healthy() -> bool:
-                if process.poll() is not None:
-                    raise RuntimeError(f"gateway run exited:\n{log.read_text()[-3000:]}")
-                try:
-                    return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_until("gateway run to answer /healthz", healthy, START_LIMIT)
-            yield Gateway(url, env, workdir)
-        finally:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_LIMIT)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=STOP_LIMIT)
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
@@ -175,21 +85,6 @@ def webhook_receiver() -> Iterator[str]:
         thread.join()
 
 
-class Api:
-    """The public API with the account's key; any answer but the expected one stops the script."""
-
-    def __init__(self, url: str, key: str) -> None:
-        self.client = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-        )
-
-    def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
-        answer = self.client.request(method, path, **kwargs)
-        if answer.status_code != expect:
-            raise RuntimeError(f"{method} {path}: {answer.status_code} {answer.text}")
-        return answer.json()
-
-
 @dataclass
 class Scene:
     """What the screenshots show: ids and phones the pages are opened at."""
@@ -203,21 +98,8 @@ class Scene:
     opted_out_phone: str
 
 
-def pick_area_code(gateway: Gateway, account_id: str) -> str:
-    """The first area code whose leads the gate lets the account text now (quiet hours)."""
-    for area in AREA_CODES:
-        phone = f"+1{area}5550123"
-        done = gateway.cli("compliance", "check", phone, "--account", account_id, check=False)
-        if done.returncode == 0:
-            return area
-    raise RuntimeError("quiet hours everywhere in AREA_CODES: run the script at another time")
-
-
 def set_up(gateway: Gateway, webhook_url: str) -> Scene:
-    created = gateway.cli("accounts", "create", "Acme Lending").stdout
-    key_match, account_match = KEY_LINE.search(created), ACCOUNT_LINE.search(created)
-    assert key_match and account_match, created
-    key, account_id = key_match.group(1), account_match.group(1)
+    key, account_id = create_account(gateway, "Acme Lending")
     credentials = gateway.cli("sandbox", "credentials", "--curl").stdout.strip()
     sid, token = credentials.split(":", 1)
     area = pick_area_code(gateway, account_id)
