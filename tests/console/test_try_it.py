@@ -10,27 +10,19 @@ page and change nothing; a form without its CSRF token is refused."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import pytest
-import uvicorn
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import accounts
-from gateway.app import create_app
 from gateway.cli import demo
 from gateway.console.sessions import COOKIE
-from gateway.settings import Settings
 from tests.support.console import WAIT, sign_in, wait_for
 
 OUR_NUMBER = "+18085550100"
@@ -39,35 +31,6 @@ FIRST_QUESTION = "Still looking for a mortgage? Reply YES or NO."
 NEXT_QUESTION = "Great! Roughly how much would you like to borrow? (e.g. 350k)"
 # Bounds for a loaded machine to get a text through the worker and the sandbox, not claims.
 SLOW = 60
-
-
-@pytest.fixture
-def gateway_run(
-    settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome
-) -> Iterator[str]:
-    """As tests/console/test_dev_phone.py serves it: the app and its worker on a free port."""
-    settings.sms_rate_limits = False  # they wait by the wall clock; nothing here is about them
-    assert settings.uses_sandbox and settings.twilio_api_url is None
-    # The worker builds its Twilio client (the sandbox's URL) as it starts: the public URL must
-    # be known before, so the socket is bound first and the server takes it.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings.public_base_url = url
-    config = uvicorn.Config(
-        create_app(settings, run_worker=True), log_level="warning", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        WebDriverWait(browser, WAIT).until(lambda _b: server.started or not thread.is_alive())
-        assert server.started
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 def _left(old: WebElement) -> bool:

@@ -4,10 +4,13 @@ element, signing in with an API key."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import uvicorn
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -40,6 +43,36 @@ def console(settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome) 
     browser ready for it; the URL."""
     with serve_in_thread(create_app(settings)) as url:
         yield url
+
+
+@pytest.fixture
+def gateway_run(
+    settings: Settings, engine: AsyncEngine, browser: webdriver.Chrome
+) -> Iterator[str]:
+    """The app with its worker in the same process (as `gateway run` runs them), on a free
+    port of 127.0.0.1, with the built-in sandbox: what the dev phone needs. The URL."""
+    settings.sms_rate_limits = False  # they wait by the wall clock; nothing here is about them
+    assert settings.uses_sandbox and settings.twilio_api_url is None
+    # The worker builds its Twilio client (the sandbox's URL) as it starts: the public URL must
+    # be known before, so the socket is bound first and the server takes it.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings.public_base_url = url
+    config = uvicorn.Config(
+        create_app(settings, run_worker=True), log_level="warning", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        WebDriverWait(browser, WAIT).until(lambda _b: server.started or not thread.is_alive())
+        assert server.started
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
 
 
 def api_client(url: str, key: accounts.IssuedKey) -> httpx.Client:
