@@ -75,13 +75,6 @@ def _lead_name(lead: Lead | None) -> str:
     return " ".join(part for part in (lead.first_name, lead.last_name) if part)
 
 
-def _error_text(exc: ApiError) -> str:
-    # The API's messages mostly start with their field already ("step: ..."); name it otherwise.
-    if exc.field and not exc.message.startswith(exc.field):
-        return f"{exc.field}: {exc.message}"
-    return exc.message
-
-
 async def _reps(request: Request, found: sessions.Session) -> list[dict[str, Any]]:
     listed = await web.call_api(request, found, reps_api.list_reps)
     reps: list[dict[str, Any]] = listed["data"]
@@ -138,7 +131,7 @@ async def _list_context(request: Request, found: sessions.Session) -> dict[str, 
         listed = await web.call_api(request, found, plays.list_plays, query=query)
     except ApiError as exc:
         # The API's own 422 names the field it refused (`until`: the `to` day).
-        context["error"] = _error_text(exc).replace("until:", "to:").replace("since:", "from:")
+        context["error"] = web.api_message(exc).replace("until:", "to:").replace("since:", "from:")
         return context
     rep_names = {rep["id"]: rep["name"] for rep in context["reps"]}
     leads = await _leads(request, found.account.id, {p["lead_id"] for p in listed["data"]})
@@ -232,7 +225,7 @@ async def start_play(request: Request) -> Response:
     except ApiError as exc:
         context = await _list_context(request, found)
         context.update(await _start_context(request, found))
-        context.update({"start_form": shown, "start_error": _error_text(exc)})
+        context.update({"start_form": shown, "start_error": web.api_message(exc)})
         return web.page(request, "plays.html", context, exc.status_code)
     return RedirectResponse(f"/console/plays/{play['id']}?notice=started", status_code=303)
 
@@ -436,8 +429,9 @@ def _action(act: Action) -> Callable[[Request], Awaitable[Response]]:
             notice = await act(request, found, form, play_id)
         except ApiError as exc:
             kept = {name: _text(form, name) for name in ("body", "sender", "step", "by", "rep_id")}
+            error = web.api_message(exc)
             return await _render_play(
-                request, found, play_id, error=_error_text(exc), status=exc.status_code, form=kept
+                request, found, play_id, error=error, status=exc.status_code, form=kept
             )
         return RedirectResponse(
             f"/console/plays/{play_id}?{urlencode({'notice': notice})}", status_code=303

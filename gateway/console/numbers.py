@@ -23,12 +23,7 @@ from gateway.state import app_state
 
 KINDS = tuple(kind.value for kind in NumberKind)
 FIELDS = ("number", "kind", "messaging_service_sid")
-
-
-def _message(exc: ApiError) -> str:
-    if exc.field and not exc.message.startswith(exc.field):
-        return f"{exc.field}: {exc.message}"
-    return exc.message
+NUMBER = web.Kind("number", "/console/numbers", "Back to numbers")
 
 
 async def _numbers_page(
@@ -38,9 +33,8 @@ async def _numbers_page(
     status: int = 200,
 ) -> Response:
     listed = await web.call_api(request, found, numbers.list_numbers)
-    context: dict[str, Any] = {
-        "account": found.account,
-        "csrf": await sessions.csrf_token(app_state(request)["redis"], found.nonce),
+    context = await web.base_context(request, found)
+    context |= {
         "numbers": listed["data"],
         "kinds": KINDS,
         "sandbox": app_state(request).get("sandbox") is not None,
@@ -72,7 +66,7 @@ async def add_number(request: Request) -> Response:
         await web.call_api(request, found, numbers.create_number, body=body)
     except ApiError as exc:
         # The form comes back as typed, with the API's word (409 taken, 422 not E.164).
-        extra = {"error": _message(exc), "form": shown}
+        extra = {"error": web.api_message(exc), "form": shown}
         return await _numbers_page(request, found, extra, exc.status_code)
     return RedirectResponse("/console/numbers?notice=added", status_code=303)
 
@@ -88,13 +82,7 @@ async def remove_number(request: Request) -> Response:
     except ApiError as exc:
         if exc.status_code != 404:
             raise
-        context = {
-            "account": found.account,
-            "csrf": await sessions.csrf_token(app_state(request)["redis"], found.nonce),
-            "what": "number",
-            "back": "/console/numbers",
-        }
-        return web.page(request, "missing.html", context, status=404)
+        return await web.missing(request, found, NUMBER)
     return RedirectResponse("/console/numbers?notice=removed", status_code=303)
 
 

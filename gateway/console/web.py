@@ -206,8 +206,11 @@ async def base_context(request: Request, found: sessions.Session) -> dict[str, A
 
 
 def api_message(exc: ApiError) -> str:
-    """The API's refusal as a page shows it: the field at fault, then the API's words."""
-    return f"{exc.field}: {exc.message}" if exc.field else exc.message
+    """The API's refusal as a page shows it: the field at fault, then the API's words (most of
+    which already start with their field: "step: ...", named once)."""
+    if exc.field and not exc.message.startswith(exc.field):
+        return f"{exc.field}: {exc.message}"
+    return exc.message
 
 
 @dataclass(frozen=True)
