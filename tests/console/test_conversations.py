@@ -24,7 +24,7 @@ from gateway.db import create_engine, session_factory, transaction
 from gateway.models import KeyScope
 from gateway.settings import Settings
 from tests.conftest import RunWorker
-from tests.support.console import WAIT, api_client, sign_in, wait_for
+from tests.support.console import WAIT, api_client, sign_in, wait_for, wait_text
 from tests.support.playbooks import PLAYBOOK_YAML as PLAYBOOK
 from tests.support.servers import serve_in_thread
 
@@ -470,12 +470,8 @@ def test_a_new_text_appears_on_the_open_page_without_a_reload(
     asyncio.run(run_worker())
     assert _play(console, issued_key, play["id"])["state"] == "has_outcome"
 
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#messages .bubble.in"), "yes please")
-    )
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.ID, "play-state"), "has outcome")
-    )
+    wait_text(browser, "#messages .bubble.in", "yes please")
+    wait_text(browser, "#play-state", "has outcome")
     assert browser.execute_script("return document.documentElement.dataset.mark") == "same-page"
     assert browser.find_element(By.ID, "live").get_attribute("data-live-error") is None
     # The fragment is the page's own part, nothing more.

@@ -14,7 +14,6 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,7 +26,7 @@ from gateway.console.sessions import COOKIE
 from gateway.db import SessionFactory, transaction
 from gateway.models import KeyScope
 from gateway.settings import Settings
-from tests.support.console import WAIT, sign_in, wait_for
+from tests.support.console import WAIT, sign_in, wait_for, wait_text
 from tests.support.servers import serve_in_thread
 
 LEAD = "+14155550123"  # the read-key and production tests: a phone nothing texts
@@ -123,7 +122,7 @@ def test_the_dev_phone_plays_a_whole_conversation(
 
     before = _text_of(browser, "gateway-now")
     browser.find_element(By.ID, "skip-86400").click()
-    WebDriverWait(browser, WAIT).until(ec.text_to_be_present_in_element((By.ID, "notice"), "a day"))
+    wait_text(browser, "#notice", "a day")
     assert _text_of(browser, "gateway-now")[:10] > before[:10]  # the next day
     sandbox_day = _text_of(browser, "sandbox-now")[:10]
     assert sandbox_day == _text_of(browser, "gateway-now")[:10]

@@ -18,7 +18,7 @@ from gateway import accounts
 from gateway.console.sessions import COOKIE
 from gateway.db import create_engine, session_factory, transaction
 from gateway.settings import Settings
-from tests.support.console import WAIT, api_client, sign_in, wait_for
+from tests.support.console import WAIT, api_client, sign_in, wait_for, wait_text
 
 LEAD = "+14155550123"
 OTHER_LEAD = "+14155550166"
@@ -87,15 +87,11 @@ def test_a_reps_availability_toggles_and_a_rep_is_added(
 
     # The toggle: the rep leaves every rotation, as PATCH {"available": false} does.
     browser.find_element(By.ID, f"toggle-{rep['id']}").click()
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.ID, f"available-{rep['id']}"), "Unavailable")
-    )
+    wait_text(browser, f"#available-{rep['id']}", "Unavailable")
     assert _rep(console, issued_key, rep["id"])["available"] is False
     assert browser.find_element(By.ID, f"toggle-{rep['id']}").text == "Mark available"
     browser.find_element(By.ID, f"toggle-{rep['id']}").click()
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.ID, f"available-{rep['id']}"), "Available")
-    )
+    wait_text(browser, f"#available-{rep['id']}", "Available")
     assert _rep(console, issued_key, rep["id"])["available"] is True
 
     # A phone the API refuses: its message, the form as typed, no rep added.
@@ -114,9 +110,7 @@ def test_a_reps_availability_toggles_and_a_rep_is_added(
     browser.find_element(By.ID, "rep-email").send_keys("sam@example.com")
     browser.find_element(By.ID, "rep-available").click()
     browser.find_element(By.ID, "add-rep").click()
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.ID, "reps-count"), "2 reps")
-    )
+    wait_text(browser, "#reps-count", "2 reps")
     with api_client(console, issued_key) as api:
         listed = api.get("/v1/reps").json()["data"]
     added = [r for r in listed if r["name"] == "Sam Ortiz"]
@@ -140,9 +134,7 @@ def test_a_forged_toggle_is_refused_and_changes_nothing(
     token = form.find_element(By.CSS_SELECTOR, "input[name=csrf]")
     browser.execute_script("arguments[0].value = 'f' + arguments[0].value.slice(1)", token)
     browser.find_element(By.ID, f"toggle-{rep['id']}").click()
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "403 Forbidden")
-    )
+    wait_text(browser, "body", "403 Forbidden")
     assert "security token" in browser.find_element(By.TAG_NAME, "body").text
     assert _rep(console, issued_key, rep["id"])["available"] is True
     # And with no token at all, from outside the browser with its session cookie.

@@ -24,7 +24,7 @@ from gateway.db import SessionFactory, create_engine, session_factory, transacti
 from gateway.settings import Settings
 from gateway.webhooks.addresses import set_private_allowed
 from tests.conftest import RunWorker
-from tests.support.console import WAIT, api_client, sign_in, wait_for
+from tests.support.console import WAIT, api_client, sign_in, wait_for, wait_text
 from tests.support.webhook_endpoint import WebhookEndpoint, WebhookEndpointServer
 
 LEAD = "+14155550123"
@@ -185,9 +185,7 @@ def test_subscribe_send_a_test_and_rotate_the_secret(
     receiver.answer = lambda _r: 500
     Select(browser.find_element(By.ID, "test-activity")).select_by_value("qualified")
     browser.find_element(By.ID, "send-test").click()
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.ID, "test-status"), "500")
-    )
+    wait_text(browser, "#test-status", "500")
     assert browser.find_element(By.ID, "test-delivered").text == "no"
     assert browser.find_element(By.ID, "test-response").text == "answer 500"
     assert [body["activity_label"] for body in receiver.bodies("/hooks")] == [
@@ -308,16 +306,12 @@ def test_a_delivery_is_replayed_one_and_by_range(
     browser.get(f"{console}/console/webhooks/{hook['id']}")
     wait_for(browser, "toggle-enabled")
     browser.find_element(By.ID, "toggle-enabled").click()
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.ID, "webhook-state"), "disabled")
-    )
+    wait_text(browser, "#webhook-state", "disabled")
     browser.find_element(By.ID, f"replay-{row['id']}").click()
     wait_for(browser, "webhook-error")
     assert "disabled" in browser.find_element(By.ID, "webhook-error").text
     browser.find_element(By.ID, "toggle-enabled").click()
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.ID, "webhook-state"), "enabled")
-    )
+    wait_text(browser, "#webhook-state", "enabled")
 
     # Deleted, with its deliveries.
     browser.find_element(By.ID, "delete-webhook").click()
@@ -346,9 +340,7 @@ def test_a_forged_rotation_is_refused_and_another_accounts_webhook_is_a_404(
     token = form.find_element(By.CSS_SELECTOR, "input[name=csrf]")
     browser.execute_script("arguments[0].value = 'f' + arguments[0].value.slice(1)", token)
     browser.find_element(By.ID, "rotate").click()
-    WebDriverWait(browser, WAIT).until(
-        ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "403 Forbidden")
-    )
+    wait_text(browser, "body", "403 Forbidden")
     assert "security token" in browser.find_element(By.TAG_NAME, "body").text
     with api_client(console, issued_key) as api:
         after = api.get(f"/v1/webhooks/{hook['id']}").json()

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
@@ -28,6 +29,21 @@ WAIT = 20  # seconds: a bound for a page to arrive on a loaded machine, not a ti
 
 def wait_for(browser: webdriver.Chrome, element_id: str) -> None:
     WebDriverWait(browser, WAIT).until(ec.presence_of_element_located((By.ID, element_id)))
+
+
+def wait_text(browser: webdriver.Chrome, css: str, text: str) -> None:
+    """Until the first element matching `css` holds `text`. Read in one script call: while a
+    form's answer replaces the page, an element found a moment ago may already be gone
+    ("Node with given id does not belong to the document"), so a failed read only retries."""
+
+    def holds(b: webdriver.Chrome) -> bool:
+        found = b.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null",
+            css,
+        )
+        return isinstance(found, str) and text in found
+
+    WebDriverWait(browser, WAIT, ignored_exceptions=(WebDriverException,)).until(holds)
 
 
 def sign_in(browser: webdriver.Chrome, url: str, secret: str) -> None:
