@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from arq import cron, func
@@ -50,6 +52,7 @@ JOB_TIMEOUT = 60
 # Twilio answers in well under a second; a request hanging this long is treated as unknown.
 TWILIO_TIMEOUT = 15.0
 SWEEP_EVERY_SECONDS = 10
+NEVER = timedelta(days=36_500)  # a burst worker's next sweep: not in its lifetime
 # arq's worker ends when Redis goes away (its poll loop does not retry); `gateway worker` then
 # starts a new one after this pause, and the sweeps re-enqueue whatever Redis lost.
 REDIS_RETRY_SECONDS = 1.0
@@ -92,9 +95,20 @@ SWEEPS: list[tuple[str, Any, int]] = [
 ]
 
 
-def cron_jobs() -> list[CronJob]:
+@dataclass
+class _AtStartOnly(CronJob):
+    """A burst worker's sweep: it runs when the worker starts and never again by the clock.
+    arq enqueues a tick due within the next second as a deferred job, and a burst worker, which
+    ends only when its queue is empty, would wait for it: up to a second on most runs, since six
+    sweeps tick in every ten seconds."""
+
+    def calculate_next(self, prev_run: datetime) -> None:
+        self.next_run = prev_run + NEVER
+
+
+def cron_jobs(*, burst: bool = False) -> list[CronJob]:
     """Fresh cron entries per worker: arq keeps each entry's next run on the object itself."""
-    return [
+    entries = [
         cron(
             cast(WorkerCoroutine, job),
             name=name,
@@ -104,6 +118,9 @@ def cron_jobs() -> list[CronJob]:
         )
         for name, job, offset in SWEEPS
     ]
+    if not burst:
+        return entries
+    return [_AtStartOnly(*(getattr(e, f.name) for f in fields(CronJob))) for e in entries]
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -194,7 +211,7 @@ def build_worker(
         ctx.update(engine=engine, sessions=session_factory(engine))
     return Worker(
         functions=FUNCTIONS,
-        cron_jobs=cron_jobs(),
+        cron_jobs=cron_jobs(burst=burst),
         redis_settings=redis_settings(redis_url),
         ctx=ctx,
         on_startup=_startup,

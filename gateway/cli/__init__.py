@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     web = command(commands, "web", "serving:cmd_web", "run only the web app (Procfile `web`)")
     web.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     worker = command(commands, "worker", "serving:cmd_worker", "run only the job worker")
-    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker.add_argument(
+        "--burst", action="store_true", help="sweep once, then stop when the queue is empty"
+    )
     mig = command(commands, "migrate", "admin:cmd_migrate", "apply database migrations")
     mig.add_argument("--revision", default="heads", help="target revision (default: all heads)")
 

@@ -140,8 +140,8 @@ async def test_rate_limit_spaces_a_burst_from_one_long_code(stack: Stack) -> Non
     # Only a slot that came while the pass ran is sent in it: the first, and one per second the
     # pass took (a loaded machine makes the pass longer, never the spacing shorter).
     assert len(sent_now) <= 1 + int(pass_seconds) + 1
-    # The pass may end some jobs early: the startup sweep and any cron tick that lands
-    # inside it count towards max_burst_jobs. The spacing below is what this test is about.
+    # The pass may end some jobs early: the startup sweeps count towards max_burst_jobs.
+    # The spacing below is what this test is about.
     assert len(waiting) >= 450
     # Each send_after is the gateway's clock plus the wait Redis gave, so it carries that job's
     # scheduling delay too (tens of ms, seconds on a loaded machine); over 450 slots that delay

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.support.servers import serve_in_thread
+from tests.support.servers import QuickStopServer, serve_in_thread
 
 WAIT = 20  # seconds: a bound for a page to arrive on a loaded machine, not a timing claim
 
@@ -78,7 +78,7 @@ def gateway_run(
     config = uvicorn.Config(
         create_app(settings, run_worker=True), log_level="warning", timeout_graceful_shutdown=1
     )
-    server = uvicorn.Server(config)
+    server = QuickStopServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -86,7 +86,7 @@ def gateway_run(
         assert server.started
         yield url
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(30)
         sock.close()
 

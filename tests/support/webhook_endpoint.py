@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.support.ports import free_port
+from tests.support.servers import QuickStopServer
 
 
 @dataclass
@@ -86,7 +87,7 @@ class WebhookEndpointServer:
         self.receiver = receiver
         self.port = free_port()
         self.app = Starlette(routes=[Route("/{path:path}", receiver.handle, methods=["POST"])])
-        self._server: uvicorn.Server | None = None
+        self._server: QuickStopServer | None = None
         self._thread: threading.Thread | None = None
         receiver.url = f"http://127.0.0.1:{self.port}"
 
@@ -97,7 +98,7 @@ class WebhookEndpointServer:
         config = uvicorn.Config(
             self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=1
         )
-        server = uvicorn.Server(config)
+        server = QuickStopServer(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
@@ -109,7 +110,7 @@ class WebhookEndpointServer:
     def stop(self) -> None:
         if self._server is None or self._thread is None:
             return
-        self._server.should_exit = True
+        self._server.stop()
         self._thread.join(5)
         self._sock.close()
         self._server = self._thread = None
