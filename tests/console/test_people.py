@@ -18,7 +18,7 @@ from gateway import accounts
 from gateway.console.sessions import COOKIE
 from gateway.db import create_engine, session_factory, transaction
 from gateway.settings import Settings
-from tests.support.console import WAIT, api_client, sign_in, wait_for, wait_text
+from tests.support.console import WAIT, api_client, sign_in, tamper, wait_for, wait_text
 
 LEAD = "+14155550123"
 OTHER_LEAD = "+14155550166"
@@ -132,7 +132,7 @@ def test_a_forged_toggle_is_refused_and_changes_nothing(
     # The form's token altered in the page, as a forged form would carry a wrong one.
     form = browser.find_element(By.ID, f"rep-{rep['id']}")
     token = form.find_element(By.CSS_SELECTOR, "input[name=csrf]")
-    browser.execute_script("arguments[0].value = 'f' + arguments[0].value.slice(1)", token)
+    tamper(browser, token)  # a token that differs from the issued one
     browser.find_element(By.ID, f"toggle-{rep['id']}").click()
     wait_text(browser, "body", "403 Forbidden")
     assert "security token" in browser.find_element(By.TAG_NAME, "body").text

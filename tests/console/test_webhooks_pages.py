@@ -24,7 +24,7 @@ from gateway.db import SessionFactory, create_engine, session_factory, transacti
 from gateway.settings import Settings
 from gateway.webhooks.addresses import set_private_allowed
 from tests.conftest import RunWorker
-from tests.support.console import WAIT, api_client, sign_in, wait_for, wait_text
+from tests.support.console import WAIT, api_client, sign_in, tamper, wait_for, wait_text
 from tests.support.webhook_endpoint import WebhookEndpoint, WebhookEndpointServer
 
 LEAD = "+14155550123"
@@ -338,7 +338,7 @@ def test_a_forged_rotation_is_refused_and_another_accounts_webhook_is_a_404(
     wait_for(browser, "rotate")
     form = browser.find_element(By.CSS_SELECTOR, "form[action$='/rotate-secret']")
     token = form.find_element(By.CSS_SELECTOR, "input[name=csrf]")
-    browser.execute_script("arguments[0].value = 'f' + arguments[0].value.slice(1)", token)
+    tamper(browser, token)  # a token that differs from the issued one
     browser.find_element(By.ID, "rotate").click()
     wait_text(browser, "body", "403 Forbidden")
     assert "security token" in browser.find_element(By.TAG_NAME, "body").text

@@ -15,6 +15,7 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,6 +45,15 @@ def wait_text(browser: webdriver.Chrome, css: str, text: str) -> None:
         return isinstance(found, str) and text in found
 
     WebDriverWait(browser, WAIT, ignored_exceptions=(WebDriverException,)).until(holds)
+
+
+def tamper(browser: webdriver.Chrome, field: WebElement) -> None:
+    """Change the first character of a form field (a CSRF token) to a different one."""
+    browser.execute_script(
+        "const v = arguments[0].value;"
+        "arguments[0].value = (v[0] === 'A' ? 'B' : 'A') + v.slice(1);",
+        field,
+    )
 
 
 def sign_in(browser: webdriver.Chrome, url: str, secret: str) -> None:
