@@ -1,16 +1,17 @@
 """Speed to lead: from the API's 201 for a new play to the first Messages.create for that lead.
 
     .venv/bin/python -m bench.speed_to_lead [--rates 10,100] [--duration 60] [--runs 3]
-                                            [--database-url postgresql://...]
+                                            [--database-url postgresql://...] [--one-process]
 
 Per run: a fresh database (default: the embedded defaults, SQLite and the embedded Redis),
 `gateway web` with the built-in sandbox under /sandbox, and `gateway worker` as a separate
-process, SMS rate limits off. The example playbook `examples/mortgage-qualification.yaml` is
-published; then leads are POSTed to /v1/plays at each rate for --duration seconds on an open
-schedule (a slow answer does not delay the next lead), each a new phone inside its local
-contact window. For every lead: the wall-clock time its 201 arrived here, and the wall-clock
-time the sandbox received that lead's first Messages.create (the sandbox's record keeps both
-virtual and wall time). Both clocks are this machine's.
+process (with --one-process: `gateway run`, both in one process), SMS rate limits off. The
+example playbook `examples/mortgage-qualification.yaml` is published; then leads are POSTed to
+/v1/plays at each rate for --duration seconds on an open schedule (a slow answer does not delay
+the next lead), each a new phone inside its local contact window. For every lead: the
+wall-clock time its 201 arrived here, and the wall-clock time the sandbox received that lead's
+first Messages.create (the sandbox's record keeps both virtual and wall time). Both clocks are
+this machine's.
 """
 
 from __future__ import annotations
@@ -86,8 +87,11 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
     results: dict[float, dict[str, Any]] = {}
     async with support.target(args.database_url, args.redis_url) as run:
         tenant = await support.create_tenant(run)
-        await run.web()
-        await run.workers(1)
+        if args.one_process:
+            await run.web_and_worker()
+        else:
+            await run.web()
+            await run.workers(1)
         async with run.api(tenant) as api:
             published = await api.put(
                 "/v1/playbooks/mortgage-qualification",
@@ -134,12 +138,19 @@ async def main() -> None:
     parser.add_argument("--rates", default="10,100", help="leads per second, comma-separated")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="`gateway run` (web and worker in one process) instead of `gateway web` beside "
+        "`gateway worker`",
+    )
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     runs = [await one_run(args, n + 1) for n in range(args.runs)]
     db = support.database_label(args.database_url)
     fmt = support.fmt_runs
-    print(f"# speed to lead on {db}, worker in its own process; {support.machine()}")
+    layout = "`gateway run`, one process" if args.one_process else "worker in its own process"
+    print(f"# speed to lead on {db}, {layout}; {support.machine()}")
     for rate in args.rates:
         each = [r[rate] for r in runs]
         missing = sum(r["missing"] + r["failures"] for r in each)

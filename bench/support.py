@@ -263,6 +263,14 @@ class Target:
         await wait_ready(service)
         return service
 
+    async def web_and_worker(self, **env: str) -> Service:
+        """`gateway run` (the app and its worker in one process) on this run's port, ready and
+        polling the queue."""
+        service = self.start("run", [*GATEWAY, "run", "--host", "127.0.0.1"], self.base_url, **env)
+        await wait_ready(service)
+        await wait_polling(self.queue_url, 1, [service])
+        return service
+
     def worker(self, name: str = "worker", **env: str) -> Service:
         return self.start(name, [*GATEWAY, "worker"], **env)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -49,6 +51,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 SQLITE_BUSY_SECONDS = 20
 # Execution option set by `transaction()`: on SQLite its BEGIN takes the write lock at once.
 _IMMEDIATE = "gateway_begin_immediate"
+# One writer at a time per process and SQLite engine, in arrival order. Without it, a burst of
+# concurrent writers (requests, a worker's jobs) all wait in SQLite's busy handler, which polls
+# with sleeps growing to 100 ms: the lock sits free while they sleep, the queue drains at a
+# fraction of the rate SQLite can commit, and writers past the busy timeout fail with
+# "database is locked". Between processes (`gateway web` beside `gateway worker`) only one
+# writer from each is ever in the busy handler.
+_WRITERS: WeakKeyDictionary[Engine, asyncio.Lock] = WeakKeyDictionary()
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -88,13 +97,28 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
+def _writer_turn(session: AsyncSession) -> asyncio.Lock | None:
+    """On SQLite, the lock this process's write transactions take turns on; None elsewhere."""
+    bind = session.bind
+    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
+        return None
+    return _WRITERS.setdefault(bind.sync_engine, asyncio.Lock())
+
+
 @asynccontextmanager
 async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     """One unit of work: commits when the block succeeds, rolls back when it raises.
 
     On SQLite it holds the write lock from its first statement to its end: keep it short.
+    Within a process, SQLite's writers take turns on an asyncio lock first (see `_WRITERS`);
+    a turn not given within SQLITE_BUSY_SECONDS is a TimeoutError, an outage like a lock
+    held by another process past the busy timeout.
     """
     async with factory() as session:
+        turn = _writer_turn(session)
+        if turn is not None:
+            async with asyncio.timeout(SQLITE_BUSY_SECONDS):
+                await turn.acquire()
         try:
             await session.connection(execution_options={_IMMEDIATE: True})
             yield session
@@ -102,6 +126,9 @@ async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+        finally:
+            if turn is not None:
+                turn.release()
 
 
 def conflict_insert(connection: AsyncConnection, model: Any) -> postgresql.Insert | sqlite.Insert:

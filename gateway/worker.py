@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import uvloop
 from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings
 from arq.cron import CronJob
@@ -233,6 +234,10 @@ def build_worker(
 def run_until_stopped(settings: Settings, redis_url: str, *, burst: bool = False) -> None:
     """`gateway worker`: run arq workers one after another until a signal stops one (or its
     burst ends). A worker that lost Redis is replaced, so a Redis restart stops nothing."""
+    # uvloop, the loop `gateway web` and `gateway run` already get from uvicorn: one event loop
+    # for every process. It bought a few per cent of worker CPU per text, within the noise
+    # (bench/RESULTS.md §9); the worker's CPU is in the database layer. arq takes this loop.
+    asyncio.set_event_loop(uvloop.new_event_loop())
     while True:
         worker = build_worker(settings, redis_url, burst=burst)
         try:
