@@ -100,9 +100,10 @@ def machine() -> str:
     )
 
 
-def lead_phones(count: int, start: int = 0) -> list[str]:
-    """`count` distinct valid phone numbers in a US zone where it is 09:00-19:00 now."""
-    now = datetime.now(UTC)
+def lead_phones(count: int, start: int = 0, at: datetime | None = None) -> list[str]:
+    """`count` distinct valid phone numbers in a US zone where it is 09:00-19:00 now (or
+    `at`, for a run whose gateway clock is set)."""
+    now = at or datetime.now(UTC)
     for area, zone in _ZONES:
         if 9 <= now.astimezone(ZoneInfo(zone)).hour < 19:
             return [f"+1{area}{4_000_000 + start + i:07d}" for i in range(count)]

@@ -1,0 +1,264 @@
+"""Statements per unit: the SQL statements and transactions each unit of work costs.
+
+    .venv/bin/python -m bench.statements [--leads 20] [--database-url postgresql://...]
+                                         [--show "job sms.send"]
+
+Everything in this one process, so every statement can be attributed: the gateway app with its
+built-in sandbox served by uvicorn on 127.0.0.1 (the sandbox's status callbacks and inbound
+texts reach the app over HTTP, as Twilio's would), a webhook receiver the account subscribes
+to, and an arq worker run in bursts (no cron: the sweeps are not per-lead work). Each lead is
+started with `POST /v1/plays` on the example playbook `examples/mortgage-qualification.yaml`;
+the worker runs until nothing is left (its first text, the status callbacks, the webhook
+deliveries); then each lead replies "yes" and the worker runs again. The gateway's clock (in
+this process) is set to noon in Los Angeles and the leads are Los Angeles numbers, so the gate
+lets every text go whatever the hour of the run.
+
+A statement is anything the database driver is asked to execute (a BEGIN that SQLAlchemy sends
+as a statement is left out, so both backends count alike); a transaction is a COMMIT or a
+ROLLBACK. Each is attributed to the web request (method and route, ids folded) or the job
+(by name) that sent it. Printed: per unit, its occurrences and statements and transactions per
+occurrence; then per lead, the first text (`POST /v1/plays`, `plays.advance`, `sms.send`) and
+everything. Counts do not depend on the machine's load; the goal of issue 14 is a play's first
+text in at most 8 statements and 2 transactions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import re
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import uvicorn
+from sqlalchemy import Engine, event
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bench import support
+from bench.bare import receiver_app
+from gateway import clock
+from gateway.app import create_app
+from gateway.settings import SANDBOX_PATH, Settings, load_settings
+from gateway.worker import build_worker
+
+PLAYBOOK = support.REPO / "examples" / "mortgage-qualification.yaml"
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+ROUNDS = 20  # worker bursts per phase, at most: each ends when its queue is empty
+FIRST_TEXT = ("POST /v1/plays", "job plays.advance", "job sms.send")
+
+UNIT: contextvars.ContextVar[str] = contextvars.ContextVar("unit", default="(setup)")
+# Which occurrence of its unit the current request or job is (1 for the first).
+OCCURRENCE: contextvars.ContextVar[int] = contextvars.ContextVar("occurrence", default=0)
+SHOW: list[str] = []  # --show: the unit whose first occurrence's statements are printed
+SHOWN: list[str] = []
+_ID = re.compile(r"/(?:[a-z]+_[0-9a-f]{8,}|\+?\d{6,}|[0-9a-f-]{16,})(?=/|$)")
+
+
+@dataclasses.dataclass
+class Counts:
+    occurrences: Counter[str] = dataclasses.field(default_factory=Counter)
+    statements: Counter[str] = dataclasses.field(default_factory=Counter)
+    transactions: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def taken(self) -> Counts:
+        """What was counted so far, and a fresh start."""
+        kept = Counts(
+            Counter(self.occurrences), Counter(self.statements), Counter(self.transactions)
+        )
+        for counter in (self.occurrences, self.statements, self.transactions):
+            counter.clear()
+        return kept
+
+
+COUNTS = Counts()
+
+
+def _statement(_c: Any, _cursor: Any, sql: str, _p: Any, _x: Any, _many: bool) -> None:
+    if not sql.lstrip().upper().startswith("BEGIN"):
+        COUNTS.statements[UNIT.get()] += 1
+        if UNIT.get() in SHOW and OCCURRENCE.get() == 1:
+            SHOWN.append(" ".join(sql.split()))
+
+
+def _transaction_end(_connection: Any) -> None:
+    COUNTS.transactions[UNIT.get()] += 1
+    if UNIT.get() in SHOW and OCCURRENCE.get() == 1:
+        SHOWN.append("-- end of transaction")
+
+
+def _begin(name: str) -> None:
+    """The current task is one occurrence of unit `name`."""
+    UNIT.set(name)
+    COUNTS.occurrences[name] += 1
+    OCCURRENCE.set(COUNTS.occurrences[name])
+
+
+def counted_app(app: ASGIApp) -> ASGIApp:
+    """The app, with each HTTP request counted as one occurrence of its unit."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(SANDBOX_PATH):
+            await app(scope, receive, send)
+            return
+        # This request's own task: the context is its own.
+        _begin(f"{scope['method']} {_ID.sub('/{id}', scope['path'])}")
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def counted_job(name: str, coroutine: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    async def wrapped(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        _begin(f"job {name}")
+        return await coroutine(ctx, *args, **kwargs)
+
+    return wrapped
+
+
+@contextlib.asynccontextmanager
+async def served(app: ASGIApp, port: int) -> AsyncIterator[None]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def work(settings: Settings, redis_url: str, sandbox: httpx.AsyncClient) -> None:
+    """Run the worker in bursts, letting the sandbox deliver what it owes between them, until a
+    burst finds nothing to do."""
+    for _ in range(ROUNDS):
+        await sandbox.post(f"{SANDBOX_PATH}/_sandbox/settle", json={})
+        worker = build_worker(settings, redis_url, burst=True, handle_signals=False)
+        worker.cron_jobs = []
+        worker.functions = {
+            name: dataclasses.replace(fn, coroutine=counted_job(name, fn.coroutine))
+            for name, fn in worker.functions.items()
+        }
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        if worker.jobs_complete + worker.jobs_failed + worker.jobs_retried == 0:
+            return
+    raise RuntimeError(f"work still queued after {ROUNDS} bursts")
+
+
+def noon_in_los_angeles() -> timedelta:
+    """How far the gateway's clock is set ahead: to the next noon in Los Angeles, so the gate
+    lets the texts go whenever this runs (counts do not depend on the hour)."""
+    wall = datetime.now(UTC)
+    local = wall.astimezone(LOS_ANGELES)
+    noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
+    return (noon if noon > local else noon + timedelta(days=1)) - local
+
+
+async def measure(args: argparse.Namespace) -> None:
+    shift = noon_in_los_angeles()
+    clock.set_clock(lambda: datetime.now(UTC) + shift)
+    async with support.target(args.database_url, args.redis_url) as run:
+        tenant = await support.create_tenant(run, allow_private_webhooks=True)
+        receiver_port = support.free_port()
+        settings = load_settings(**run.overrides(), sms_rate_limits=False)
+        app = create_app(settings)
+        sandbox = httpx.AsyncClient(base_url=run.base_url, auth=run.sandbox_auth, timeout=30)
+        async with (
+            served(counted_app(app), run.port),
+            served(receiver_app(), receiver_port),
+            run.api(tenant) as api,
+            sandbox,
+        ):
+            published = await api.put(
+                "/v1/playbooks/mortgage-qualification",
+                content=PLAYBOOK.read_bytes(),
+                headers={"Content-Type": "application/yaml"},
+            )
+            published.raise_for_status()
+            hook = await api.post(
+                "/v1/webhooks", json={"url": f"http://127.0.0.1:{receiver_port}/hook"}
+            )
+            hook.raise_for_status()
+            COUNTS.taken()  # the setup's statements are not a lead's
+            phones = support.lead_phones(args.leads, at=clock.now())
+            for phone in phones:
+                body = {
+                    "playbook_id": "mortgage-qualification",
+                    "lead": {"phone": phone, "first_name": "Kai"},
+                    "settings": {"partner_name": "Bench Lending"},
+                }
+                (await api.post("/v1/plays", json=body)).raise_for_status()
+            await work(settings, run.queue_url, sandbox)
+            first = COUNTS.taken()
+            SHOW.clear()  # --show prints a new lead's, not a reply's
+            for phone in phones:
+                sent = await sandbox.post(
+                    f"{SANDBOX_PATH}/_sandbox/sms",
+                    json={"from": phone, "to": tenant.number, "body": "yes"},
+                )
+                sent.raise_for_status()
+            await work(settings, run.queue_url, sandbox)
+    clock.set_clock(None)
+    db = support.database_label(args.database_url)
+    print(f"# statements per unit on {db}, {args.leads} leads; {support.machine()}")
+    report("a new lead, to its first text, its status callbacks and webhooks", first, args.leads)
+    report('each lead replies "yes"', COUNTS, args.leads)
+    if args.show:
+        print(f"\nthe first {args.show} of a new lead, statement by statement:")
+        for line in SHOWN:
+            print("  " + (line if len(line) <= 160 else line[:157] + "..."))
+
+
+def report(phase: str, counts: Counts, leads: int) -> None:
+    print(f"\n{phase}:")
+    print(f"{'unit':44} {'count':>6} {'statements':>11} {'transactions':>13}")
+    units = sorted(set(counts.occurrences) | set(counts.statements))
+    for unit in units:
+        n = counts.occurrences[unit] or 1
+        print(
+            f"{unit:44} {counts.occurrences[unit]:>6} {counts.statements[unit] / n:>11.1f} "
+            f"{counts.transactions[unit] / n:>13.1f}"
+        )
+    sums = [("all of it", units)]
+    if FIRST_TEXT[0] in units:
+        sums.insert(0, (" + ".join(FIRST_TEXT), list(FIRST_TEXT)))
+    for label, chosen in sums:
+        statements = sum(counts.statements[u] for u in chosen) / leads
+        transactions = sum(counts.transactions[u] for u in chosen) / leads
+        print(f"per lead, {label}: {statements:.1f} statements in {transactions:.1f} transactions")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
+    parser.add_argument("--redis-url", default=None, help="default: the embedded Redis")
+    parser.add_argument("--leads", type=int, default=20)
+    parser.add_argument(
+        "--show", default=None, help='a unit ("job sms.send") whose first statements to print'
+    )
+    args = parser.parse_args()
+    if args.show:
+        SHOW.append(args.show)
+    event.listen(Engine, "before_cursor_execute", _statement)
+    event.listen(Engine, "commit", _transaction_end)
+    event.listen(Engine, "rollback", _transaction_end)
+    await measure(args)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
