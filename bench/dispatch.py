@@ -108,8 +108,7 @@ async def one(args: argparse.Namespace, workers: int) -> dict[str, Any]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
-    parser.add_argument("--redis-url", default=None, help="default: the embedded Redis")
+    support.add_target_arguments(parser)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
     parser.add_argument("--runs", type=int, default=3)

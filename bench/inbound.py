@@ -310,8 +310,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, KindResult]]) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
-    parser.add_argument("--redis-url", default=None, help="default: the embedded Redis")
+    support.add_target_arguments(parser)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--step-seconds", type=float, default=5.0)
     parser.add_argument("--fixed-rate", type=float, default=200.0)

@@ -133,8 +133,7 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
-    parser.add_argument("--redis-url", default=None, help="default: the embedded Redis")
+    support.add_target_arguments(parser)
     parser.add_argument("--rates", default="10,100", help="leads per second, comma-separated")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
     parser.add_argument("--runs", type=int, default=3)

@@ -245,8 +245,7 @@ def report(phase: str, counts: Counts, leads: int) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
-    parser.add_argument("--redis-url", default=None, help="default: the embedded Redis")
+    support.add_target_arguments(parser)
     parser.add_argument("--leads", type=int, default=20)
     parser.add_argument(
         "--show", default=None, help='a unit ("job sms.send") whose first statements to print'

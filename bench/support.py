@@ -7,6 +7,7 @@ subprocesses of the script, so what is measured is what a deployment runs.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -393,6 +394,12 @@ async def create_tenant(run: Target, *, allow_private_webhooks: bool = False) ->
     finally:
         await engine.dispose()
     return Tenant(account.id, issued.secret, OUR_NUMBER)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every run against `target()` takes: where its database and Redis are."""
+    parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
+    parser.add_argument("--redis-url", default=None, help="default: the embedded Redis")
 
 
 def database_label(url: str | None) -> str:

@@ -122,8 +122,7 @@ async def one(args: argparse.Namespace) -> dict[str, Any]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
-    parser.add_argument("--redis-url", default=None, help="default: the embedded Redis")
+    support.add_target_arguments(parser)
     parser.add_argument("--deliveries", type=int, default=3000)
     parser.add_argument("--per-play", type=int, default=1, help="activities per play (1-3)")
     parser.add_argument("--runs", type=int, default=3)

@@ -102,7 +102,10 @@ def _writer_turn(session: AsyncSession) -> asyncio.Lock | None:
     bind = session.bind
     if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
         return None
-    return _WRITERS.setdefault(bind.sync_engine, asyncio.Lock())
+    turn = _WRITERS.get(bind.sync_engine)
+    if turn is None:
+        turn = _WRITERS[bind.sync_engine] = asyncio.Lock()
+    return turn
 
 
 @asynccontextmanager
