@@ -25,7 +25,8 @@ from arq import create_pool
 from bench import support
 from gateway.db import transaction
 from gateway.models import Purpose
-from gateway.sms.outbox import enqueue_send, queue_message
+from gateway.sms.outbox import queue_message
+from gateway.work import SMS_SEND, enqueue_now
 from gateway.worker import redis_settings
 
 DRAIN_TIMEOUT = 300.0
@@ -55,7 +56,7 @@ async def enqueue(run: support.Target, ids: list[str]) -> None:
     redis = await create_pool(redis_settings(run.queue_url))
     try:
         for message_id in ids:
-            await enqueue_send(redis, message_id)
+            await enqueue_now(redis, SMS_SEND, message_id)
     finally:
         await redis.aclose()
 

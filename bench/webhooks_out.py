@@ -9,7 +9,7 @@ Gateway-Event-Id first arrived), and a subscription to it made through the API (
 lets the account reach private addresses, as `gateway webhooks allow-private` does). N
 activities are recorded through the engine's own path (`engine.records.record_activity`, which
 writes the deliveries in the same transaction), on N / --per-play plays; one worker starts,
-and once it polls the queue the deliver jobs are enqueued (`webhooks.outbox.enqueue`). It
+and once it polls the queue the deliver jobs are enqueued (`gateway.work.enqueue_now`). It
 delivers: load, order check, the
 per-subscription slot, signing, the POST, recording the attempt. The rate is N over the span
 from the first arrival at the receiver to the last.
@@ -32,7 +32,7 @@ from gateway.db import transaction
 from gateway.engine.records import record_activity
 from gateway.ids import new_id
 from gateway.models import ActivityType, Lead, Play, PlayState, WebhookDelivery
-from gateway.webhooks import outbox
+from gateway.work import WEBHOOK_DELIVER, enqueue_now
 from gateway.worker import redis_settings
 
 DRAIN_TIMEOUT = 300.0
@@ -71,7 +71,8 @@ async def record(
 async def enqueue(run: support.Target, ids: list[str]) -> None:
     redis = await create_pool(redis_settings(run.queue_url))
     try:
-        await outbox.enqueue(redis, ids)
+        for delivery_id in ids:
+            await enqueue_now(redis, WEBHOOK_DELIVER, delivery_id)
     finally:
         await redis.aclose()
 

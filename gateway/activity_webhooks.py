@@ -3,9 +3,9 @@ write half).
 
 `on_activity` runs inside whatever transaction records an activity (`gateway.engine.records`,
 the opt-out ledger's status changes): if that transaction rolls back, no delivery exists, and if
-it commits, every matching subscription is owed one. Below the channels, so the opt-out ledger
-can stage its own status changes; `gateway.webhooks.outbox` enqueues the new deliveries after
-the commit and the webhooks channel delivers them.
+it commits, every matching subscription is owed one, and its `webhooks.deliver` job (staged
+here) goes to Redis. Below the channels, so the opt-out ledger can stage its own status
+changes; the webhooks channel delivers them.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ from gateway.models import (
     WebhookSubscription,
 )
 from gateway.webhook_payloads import build_payload
-
-# session.info key: ids of the deliveries staged in this transaction, for the after-commit kick
-PENDING_KEY = "webhook_deliveries"
+from gateway.work import WEBHOOK_DELIVER, stage
 
 
 def wants(subscription: WebhookSubscription, activity: Activity) -> bool:
@@ -94,7 +92,8 @@ async def on_activity(
     deliveries = [new_delivery(s, activity, payload, phone) for s in wanted]
     session.add_all(deliveries)
     await session.flush()
-    session.info.setdefault(PENDING_KEY, []).extend(d.id for d in deliveries)
+    for delivery in deliveries:
+        stage(session, WEBHOOK_DELIVER, delivery.id)
     return deliveries
 
 

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway import dev_clock, sms_routes, unsubscribe_page
+from gateway import dev_clock, sms_routes, unsubscribe_page, work
 from gateway.account_settings import compliance_settings, twilio_opt_out_handling
 from gateway.api import (
     account,
@@ -128,8 +128,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             await upgrade_async(settings.database)
         engine = create_engine(settings.database)
-        sessions = session_factory(engine)
         redis = await create_pool(redis_settings(redis_url))
+        # Requests' transactions hand the work they stage to Redis once they commit.
+        sessions = work.bind(session_factory(engine), redis)
         if sandbox is not None:
             await _register_numbers(sandbox, sessions, settings.base_url)
             sandbox.start_realtime()

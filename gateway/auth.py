@@ -16,6 +16,7 @@ from gateway.accounts import authenticate
 from gateway.db import transaction
 from gateway.errors import error_response, is_unavailable, service_unavailable
 from gateway.models import KeyScope
+from gateway.work import KEY_USED, enqueue_now
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,6 @@ class ApiKeyMiddleware:
         if moment - self._marked.get(key_id, -LAST_USED_INTERVAL) < LAST_USED_INTERVAL:
             return
         self._marked[key_id] = moment
-        redis = cast(ArqRedis, state["redis"])
-        try:
-            await redis.enqueue_job("keys.mark_used", key_id, _job_id=f"keys.mark_used:{key_id}")
-        except Exception:  # a Redis hiccup must not fail an authenticated request
-            log.warning("could not enqueue keys.mark_used key=%s", key_id, exc_info=True)
+        # Best effort (a Redis hiccup is logged, never fails an authenticated request): the
+        # time a key was last used is a hint, with no row that owes it.
+        await enqueue_now(cast(ArqRedis, state["redis"]), KEY_USED, key_id)

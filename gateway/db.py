@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.settings import normalize_database_url
 
 SessionFactory = async_sessionmaker[AsyncSession]
+
+# session.info keys of the durable-work hand-off (`gateway.work.staging`): the jobs a
+# transaction staged, and (from a factory bound to Redis) what enqueues them after its commit.
+STAGED = "gateway.work.staged"
+HANDOFF = "gateway.work.handoff"
+Handoff = Callable[[Collection[Any]], Awaitable[None]]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -110,12 +116,14 @@ def _writer_turn(session: AsyncSession) -> asyncio.Lock | None:
 
 @asynccontextmanager
 async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """One unit of work: commits when the block succeeds, rolls back when it raises.
+    """One unit of work: commits when the block succeeds, rolls back when it raises; once it
+    has committed, the jobs it staged (`gateway.work.stage`) go to Redis.
 
     On SQLite it holds the write lock from its first statement to its end: keep it short.
     Within a process, SQLite's writers take turns on an asyncio lock first (see `_WRITERS`);
     a turn not given within SQLITE_BUSY_SECONDS is a TimeoutError, an outage like a lock
-    held by another process past the busy timeout.
+    held by another process past the busy timeout. The hand-off happens after the turn is
+    given back: Redis round trips never hold the write lock.
     """
     async with factory() as session:
         turn = _writer_turn(session)
@@ -127,11 +135,16 @@ async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
             yield session
             await session.commit()
         except BaseException:
+            session.info.pop(STAGED, None)
             await session.rollback()
             raise
         finally:
             if turn is not None:
                 turn.release()
+        staged: dict[str, Any] | None = session.info.pop(STAGED, None)
+        handoff: Handoff | None = session.info.get(HANDOFF)
+        if staged and handoff is not None:
+            await handoff(staged.values())
 
 
 def conflict_insert(connection: AsyncConnection, model: Any) -> postgresql.Insert | sqlite.Insert:

@@ -19,7 +19,6 @@ from gateway.claims import claim
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.engine import lifecycle
-from gateway.engine.jobs import enqueue_reply
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.models import (
@@ -35,12 +34,12 @@ from gateway.models import (
 )
 from gateway.phones import InvalidPhone, to_e164
 from gateway.sms.keyword_replies import handle as handle_keywords
-from gateway.sms.outbox import enqueue_send
 from gateway.sms.status import FROM_TWILIO
 from gateway.sms.status_updates import apply_status
 from gateway.state import app_state
 from gateway.twilio_params import InvalidParameter, optional_count
 from gateway.twilio_signature import required, verified_params
+from gateway.work import PLAY_REPLY, stage
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,6 @@ async def inbound_sms(request: Request) -> Response:
     num_segments = _int(params, "NumSegments", MAX_NUM_SEGMENTS)
     media = [_text(params, f"MediaUrl{i}") for i in range(min(num_media or 0, 10))]
     state = app_state(request)
-    reply: Message | None = None
     async with transaction(state["sessions"]) as session:
         if not await claim(session, "sms_in", sid, params):
             return _twiml()  # a redelivery: processed already
@@ -155,11 +153,11 @@ async def inbound_sms(request: Request) -> Response:
             lead_id=message.lead_id,
             opt_out_type=_text(params, "OptOutType") or None,
         )
-        reply = result.reply
         if result.kind == "opt_out":
             await lifecycle.on_opt_out(session, account.id, phone)
-        for_plays = result.kind is None and lead is not None
-        if not for_plays:
+        if result.kind is None and lead is not None:
+            stage(session, PLAY_REPLY, message.id)
+        else:
             message.dispatched_at = now()
             session.add(message)
         log.info(
@@ -170,10 +168,6 @@ async def inbound_sms(request: Request) -> Response:
             result.kind,
             "" if lead else " (unknown number)",
         )
-    if reply is not None:
-        await enqueue_send(state["redis"], reply.id)
-    if for_plays:
-        await enqueue_reply(state["redis"], message.id)
     return _twiml()
 
 
@@ -184,7 +178,6 @@ async def sms_status(request: Request) -> Response:
     error_code = _int(params, "ErrorCode", MAX_ERROR_CODE)
     message_id = request.query_params.get("message_id")
     state = app_state(request)
-    resend: Message | None = None
     async with transaction(state["sessions"]) as session:
         if not await claim(session, "sms_status", f"{sid}:{status_text}", params):
             return Response(status_code=204)
@@ -202,9 +195,6 @@ async def sms_status(request: Request) -> Response:
             session, message, status, error_code=error_code, twilio_sid=new_sid
         )
         await lifecycle.on_text(session, message, applied.outcome)
-        resend = applied.resend
-    if resend is not None:
-        await enqueue_send(state["redis"], resend.id, resend.send_after)
     return Response(status_code=204)
 
 

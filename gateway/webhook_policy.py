@@ -30,8 +30,6 @@ JITTER = 0.2
 # A Retry-After further out than this is capped: a misconfigured header must not park a delivery
 # for a month.
 MAX_RETRY_AFTER = 6 * 3600.0
-# Work due further out than this stays in the database for the sweep, not in Redis.
-MAX_DEFER_SECONDS = 30.0
 REQUEST_TIMEOUT = 10.0
 
 # Circuit breaker: after this many consecutive failed attempts to one subscription it opens;

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import uvloop
-from arq import cron, func
+from arq import cron
 from arq.connections import ArqRedis, RedisSettings
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
@@ -24,25 +24,25 @@ from arq.worker import Function, Worker
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+# The job modules register their jobs (`@job`) when imported: every one is imported here.
+import gateway.engine.jobs
+import gateway.jobs.email_send
+import gateway.jobs.sms_send
+import gateway.webhooks.delivery  # noqa: F401
+import voice.jobs  # noqa: F401
+from gateway import work
 from gateway.accounts import mark_key_used
 from gateway.db import SessionFactory, create_engine, session_factory, transaction
-from gateway.email import sender as email_sender
-from gateway.email.outbox import SEND_JOB as EMAIL_SEND_JOB
-from gateway.engine import jobs as plays
 from gateway.job_context import KEY as JOB_CONTEXT
 from gateway.job_context import JobContext, job_context
-from gateway.jobs import email_send, sms_send, sms_status_checks
+from gateway.jobs import sms_status_checks
 from gateway.settings import Settings
-from gateway.sms import sweep
-from gateway.sms.outbox import SEND_JOB
 from gateway.sms.ratelimit import SenderRateLimiter
 from gateway.twilio_client import build_twilio_client
-from gateway.webhooks import delivery as webhooks
 from gateway.webhooks import sending
-from gateway.webhooks import sweep as webhooks_sweep
-from gateway.webhooks.outbox import DELIVER_JOB
-from voice import jobs as party_lines
-from voice.starting import RUN_JOB
+from gateway.work.registry import functions
+from gateway.work.sweep import SWEEP_JOB
+from gateway.work.sweep import sweep as work_sweep
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ REDIS_RETRY_SECONDS = 1.0
 REDIS_LOST = (RedisError, OSError, TimeoutError)
 
 
+@work.job(work.KEY_USED)
 async def keys_mark_used(ctx: dict[str, Any], key_id: str) -> None:
     """Record that an API key was used (deduplicated by job id, so at most one in the queue)."""
     jc = job_context(ctx)
@@ -67,32 +68,15 @@ async def keys_mark_used(ctx: dict[str, Any], key_id: str) -> None:
         await mark_key_used(session, key_id)
 
 
-FUNCTIONS: list[Function] = [
-    # keep_result=0 frees the job id at once, so the same id can be enqueued again right away.
-    func(cast(WorkerCoroutine, keys_mark_used), name="keys.mark_used", keep_result=0),
-    # Deferrals and back-offs re-run the job (arq Retry); the row counts real attempts.
-    func(cast(WorkerCoroutine, sms_send.send), name=SEND_JOB, keep_result=0, max_tries=1000),
-    func(cast(WorkerCoroutine, plays.advance), name=plays.ADVANCE_JOB, keep_result=0),
-    func(cast(WorkerCoroutine, plays.reply), name=plays.REPLY_JOB, keep_result=0),
-    # Waits for a slot or an earlier delivery are arq Retries; the row counts real attempts.
-    func(
-        cast(WorkerCoroutine, webhooks.deliver), name=DELIVER_JOB, keep_result=0, max_tries=10_000
-    ),
-    func(cast(WorkerCoroutine, email_send.send), name=EMAIL_SEND_JOB, keep_result=0),
-    func(cast(WorkerCoroutine, party_lines.run), name=RUN_JOB, keep_result=0),
-]
+# Every registered job (`gateway.work.job`), the ones imported above and this module's.
+FUNCTIONS: list[Function] = functions()
 
-
-# The database sweeps that re-create lost work, and the second (mod 10) each starts at, so
-# they don't all hit the database in the same instant.
+# The crons, and the second (mod 10) each starts at, so they don't hit the database in the
+# same instant: the one sweep that re-creates lost work of every kind (`gateway.work.sweep`),
+# and, not lost work but lost news, sent texts whose status callbacks never came.
 SWEEPS: list[tuple[str, Any, int]] = [
-    ("sms.sweep", sweep.sweep, 0),
-    ("email.sweep", email_sender.sweep, 2),
-    ("webhooks.sweep", webhooks_sweep.sweep, 3),
-    ("plays.sweep", plays.sweep, 5),
-    (party_lines.SWEEP_JOB, party_lines.sweep, 7),
-    # Not lost work but lost news: sent texts whose status callbacks never came.
-    (sms_status_checks.CHECK_JOB, sms_status_checks.check_statuses, 8),
+    (SWEEP_JOB, work_sweep, 0),
+    (sms_status_checks.CHECK_JOB, sms_status_checks.check_statuses, 5),
 ]
 
 
@@ -100,8 +84,8 @@ SWEEPS: list[tuple[str, Any, int]] = [
 class _AtStartOnly(CronJob):
     """A burst worker's sweep: it runs when the worker starts and never again by the clock.
     arq enqueues a tick due within the next second as a deferred job, and a burst worker, which
-    ends only when its queue is empty, would wait for it: up to a second on most runs, since six
-    sweeps tick in every ten seconds."""
+    ends only when its queue is empty, would wait for it: up to a second on many runs, since two
+    crons tick in every ten seconds."""
 
     def calculate_next(self, prev_run: datetime) -> None:
         self.next_run = prev_run + NEVER
@@ -132,10 +116,11 @@ def redis_settings(url: str) -> RedisSettings:
 
 
 def build_job_context(settings: Settings, sessions: SessionFactory, redis: ArqRedis) -> JobContext:
-    """What every job reads: the database, Redis, and the clients a worker keeps open."""
+    """What every job reads: the database (its transactions hand their staged work to `redis`),
+    Redis, and the clients a worker keeps open."""
     return JobContext(
         settings=settings,
-        sessions=sessions,
+        sessions=work.bind(sessions, redis),
         redis=redis,
         twilio=build_twilio_client(
             settings.twilio_sid,
@@ -177,21 +162,18 @@ async def _startup(ctx: dict[str, Any]) -> None:
         ctx["owns_engine"] = True
     jc = build_job_context(settings, ctx["sessions"], ctx["redis"])
     ctx[JOB_CONTEXT] = jc
-    webhooks.start(jc)
     ctx["started"] = True
     log.info("worker started")
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
     # Once only, and only what _startup opened: after a lost Redis it runs from
-    # run_until_stopped, and the webhooks' flush may fail without leaking the rest.
+    # run_until_stopped.
     if not ctx.pop("started", False):
         return
-    jc = job_context(ctx)
     try:
-        await webhooks.stop(jc)
+        await close_job_context(job_context(ctx))
     finally:
-        await close_job_context(jc)
         if ctx.get("owns_engine"):
             await ctx["engine"].dispose()
     log.info("worker stopped")

@@ -35,7 +35,7 @@ from voice.events import (
     Prompt,
     RepDigits,
 )
-from voice.jobs import publish, reported
+from voice.jobs import reported
 from voice.links import (
     AMD_PATH,
     ANSWER_PATH,
@@ -85,7 +85,7 @@ async def _apply(
     request_call: str | None = None,
     default: Callable[[Runner], str] | None = None,
 ) -> Response:
-    """Claim (callbacks), apply under the lock, hand work to the worker, answer."""
+    """Claim (callbacks), apply under the lock (staging the work it leaves), answer."""
     state = app_state(request)
     party_line_id = _query(request, "pl")
     reply: str | None = None
@@ -100,8 +100,6 @@ async def _apply(
         await reported(runner)
         if default is not None:
             reply = runner.reply or default(runner)
-        after, version = runner.after, runner.row.version
-    await publish(state["redis"], party_line_id, version, after)
     return _xml(reply) if reply is not None else Response(status_code=204)
 
 

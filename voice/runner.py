@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from gateway.models import (
     Purpose,
 )
 from gateway.sms.outbox import queue_message
+from gateway.work import PARTY_LINE_RUN, stage
 from voice import rep_pool, twiml
 from voice.actions import (
     Action,
@@ -125,15 +126,6 @@ class PartyLineEnded:
 PlayReport = ActivityRecorded | GateNoted | LeadOptedOut | PartyLineEnded
 
 
-@dataclass
-class AfterCommit:
-    """Work to hand to Redis once the transaction committed."""
-
-    run_job: bool = False  # the outbox has work: enqueue `party_lines.run`
-    messages: list[str] = field(default_factory=list)  # texts to send
-    plays: list[str] = field(default_factory=list)  # plays to advance
-
-
 class Runner:
     """One party line, locked, for the length of one transaction."""
 
@@ -157,7 +149,9 @@ class Runner:
         self.state = PartyLine.from_json(row.state)
         self.policy = Policy.from_json(row.policy)
         self.links = Links(base_url, row.id)
-        self.after = AfterCommit()
+        # False in `party_lines.run` itself, which goes on with the outbox; elsewhere (a
+        # callback) a change that leaves outbox work stages a run job named by the version.
+        self.stage_runs = True
         self.reply: str | None = None  # TwiML answering the request being handled
         self.reports: list[PlayReport] = []  # for the engine, before the commit (see above)
 
@@ -382,7 +376,6 @@ class Runner:
         )
         message.play_id = self.play.id
         self.session.add(message)
-        self.after.messages.append(message.id)
 
     async def _ended(self, action: End) -> None:
         row = self.row
@@ -402,7 +395,8 @@ class Runner:
         row.connected_rep_id = state.connected_rep_id
         row.wake_at = self._wake_at()
         row.updated_at = now()
-        self.after.run_job = bool(row.outbox) and row.in_flight is None
+        if self.stage_runs and row.outbox and row.in_flight is None:
+            stage(self.session, PARTY_LINE_RUN, row.id, variant=row.version)
         self.session.add(row)
 
     def _wake_at(self) -> datetime | None:

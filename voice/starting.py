@@ -1,9 +1,8 @@
 """Starting a party line for a play: its policy, words, caller id, and the row the job runs.
 
 Creating the row is all a start does (cheap, inside the caller's transaction); the
-`party_lines.run` job then asks the gate and places the lead's call. The caller enqueues that
-job after its commit (`enqueue_run`): `started_ids(session)` lists what this transaction
-started. The caller also writes the play's log entry (the play log is the engine's).
+`party_lines.run` job, staged in the same transaction, then asks the gate and places the lead's
+call. The caller writes the play's log entry (the play log is the engine's).
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from arq.connections import ArqRedis
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,14 +25,13 @@ from gateway.models import (
     Rep,
     SourceRule,
 )
+from gateway.work import PARTY_LINE_RUN, stage
 from voice.policy import Policy
 from voice.states import PartyLine
 
 log = logging.getLogger(__name__)
 
-RUN_JOB = "party_lines.run"
 SETTING_PREFIX = "party_line_"  # play settings `party_line_max_rep_attempts: 2` tune the policy
-STARTED = "party_lines_started"  # session.info key: ids to enqueue after the commit
 
 
 class PartyLineError(Exception):
@@ -150,24 +147,5 @@ async def start_party_line(
     )
     session.add(row)
     await session.flush()
-    session.info.setdefault(STARTED, []).append(party_line_id)
+    stage(session, PARTY_LINE_RUN, party_line_id, variant=row.version)
     return row
-
-
-def started_ids(session: AsyncSession) -> list[str]:
-    """Party lines this session started (enqueue their job after the commit)."""
-    ids: list[str] = session.info.get(STARTED, [])
-    return list(ids)
-
-
-def run_job_id(party_line_id: str, version: int) -> str:
-    return f"pl:{party_line_id}:{version}"
-
-
-async def enqueue_run(redis: ArqRedis, party_line_id: str, version: int) -> None:
-    """Ask the worker to run the party line (`voice.jobs.run`); losing this loses nothing (the
-    sweep finds it)."""
-    try:
-        await redis.enqueue_job(RUN_JOB, party_line_id, _job_id=run_job_id(party_line_id, version))
-    except Exception:
-        log.warning("could not enqueue party line %s; the sweep will", party_line_id, exc_info=True)

@@ -113,7 +113,6 @@ async def assign(request: Request) -> JSONResponse:
         if changed:
             # One text for the lead, however many plays it is in: the newest play's.
             await rep_notices.notify_rep(session, changed[-1], rep, "assigned")
-    await rep_notices.enqueue_pending(state["redis"], session)
     return _answer(lead, rep, plays, changed)
 
 

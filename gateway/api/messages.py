@@ -20,8 +20,9 @@ from gateway.db import transaction
 from gateway.errors import ApiError
 from gateway.models import Lead, Message, MessageEvent, MessageStatus, Purpose
 from gateway.phones import Phone
-from gateway.sms.outbox import enqueue_send, queue_message
+from gateway.sms.outbox import queue_message
 from gateway.state import app_state, current_account
+from gateway.work import SMS_SEND, stage
 
 from .openapi import operation
 from .pagination import next_cursor, page
@@ -181,14 +182,13 @@ async def create_message(request: Request) -> JSONResponse:
             )
         elif decision.action == "defer":
             message.send_after, message.gate_reason = decision.until, decision.reason
+            stage(session, SMS_SEND, message.id, at=decision.until)
             session.add(
                 MessageEvent(message_id=message.id, status="deferred", detail=decision.detail)
             )
         session.add(message)
         await session.flush()
         [public] = await _with_history(session, [message])
-    if message.status == MessageStatus.QUEUED:
-        await enqueue_send(state["redis"], message.id, message.send_after)
     return JSONResponse(public.model_dump(mode="json"), status_code=201)
 
 

@@ -22,7 +22,7 @@ from gateway.engine.records import log
 from gateway.errors import ApiError
 from gateway.models import Lead, PartyLineRecord, Play, PlayState
 from gateway.state import app_state, current_account
-from voice.starting import PartyLineError, enqueue_run, start_party_line
+from voice.starting import PartyLineError, start_party_line
 from voice.states import PartyLine
 
 from .openapi import error_with, operation
@@ -197,7 +197,6 @@ async def create_party_line(request: Request) -> JSONResponse:
                 raise ApiError(422, "invalid", exc.message, "policy") from None
             return error_with(409, "conflict", exc.message, existing_id=exc.existing_id)
         log(session, play, "party_line", None, party_line_id=row.id)
-    await enqueue_run(state["redis"], row.id, row.version)
     return JSONResponse(public(row), status_code=201)
 
 

@@ -29,7 +29,6 @@ from gateway import playbook_versions
 from gateway.clock import Instant, now
 from gateway.db import conflict_insert, transaction
 from gateway.engine import rep_notices
-from gateway.engine.jobs import enqueue_advance
 from gateway.engine.records import end, record_activity
 from gateway.engine.starting import RunningPlayExists, start_play
 from gateway.errors import ApiError
@@ -326,7 +325,6 @@ async def create_play(request: Request) -> JSONResponse:
                 .where(col(IdempotencyKey.account_id) == account.id, col(IdempotencyKey.key) == key)
                 .values(status_code=201, response=public)
             )
-    await enqueue_advance(state["redis"], play.id)
     return JSONResponse(public, status_code=201)
 
 
@@ -472,9 +470,6 @@ async def create_lead(request: Request) -> JSONResponse:
             play=await _with_next_action(session, play) if play else None,
             play_started=started is not None,
         )
-    if started is not None:
-        await enqueue_advance(state["redis"], started.id)
-        await rep_notices.enqueue_pending(state["redis"], session)
     # 200 when the lead's running play is the old one: nothing started.
     already_running = play is not None and started is None
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if already_running else 201)

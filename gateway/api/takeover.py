@@ -23,12 +23,11 @@ from compliance.gate import Purpose as GatePurpose
 from gateway import gate, playbook_versions
 from gateway.contact_lock import lock_contact
 from gateway.db import transaction
-from gateway.engine.jobs import enqueue_advance
 from gateway.engine.takeover import human_reply, reply_purpose, resume
 from gateway.errors import ApiError
-from gateway.models import Lead, MessageEvent, MessageStatus, Play, PlayState
-from gateway.sms.outbox import enqueue_send
+from gateway.models import Lead, MessageEvent, Play, PlayState
 from gateway.state import app_state, current_account
+from gateway.work import PLAY_ADVANCE, SMS_SEND, stage
 
 from .openapi import error_with, operation
 from .plays import PlayPublic, _account_play, _detailed
@@ -132,6 +131,7 @@ async def post_message(request: Request) -> JSONResponse:
         message = await human_reply(session, play, lead, body.body, body.sender)
         if decision.action == "defer":
             message.send_after, message.gate_reason = decision.until, decision.reason
+            stage(session, SMS_SEND, message.id, at=decision.until)
             session.add(
                 MessageEvent(message_id=message.id, status="deferred", detail=decision.detail)
             )
@@ -140,8 +140,6 @@ async def post_message(request: Request) -> JSONResponse:
             message=HumanMessagePublic.model_validate(message, from_attributes=True),
             play=await _detailed(session, play),
         )
-    if message.status == MessageStatus.QUEUED:
-        await enqueue_send(state["redis"], message.id, message.send_after)
     return JSONResponse(answer.model_dump(mode="json"), status_code=201)
 
 
@@ -184,7 +182,7 @@ async def post_resume(request: Request) -> JSONResponse:
             )
         await resume(session, playbook, play, body.step, body.by)
         public = await _detailed(session, play)
-    await enqueue_advance(state["redis"], play.id)
+        stage(session, PLAY_ADVANCE, play.id)
     return JSONResponse(public.model_dump(mode="json"))
 
 

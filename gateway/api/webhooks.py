@@ -19,7 +19,7 @@ from gateway.ids import new_id
 from gateway.models import Account, WebhookDelivery, WebhookSubscription
 from gateway.playbook_versions import latest_version, load
 from gateway.state import app_state, current_account
-from gateway.webhooks import outbox, sending, signing
+from gateway.webhooks import sending, signing
 from gateway.webhooks.addresses import AddressRefused, allows_private, check_url
 from gateway.webhooks.delivery import cancel_owed
 from gateway.webhooks.labels import available_labels, kind_of, playbook_exists
@@ -42,6 +42,7 @@ from gateway.webhooks.shapes import (
     public_delivery,
     public_webhook,
 )
+from gateway.work import WEBHOOK_DELIVER, stage
 
 from .openapi import operation
 from .requests import read_json, read_query
@@ -308,7 +309,7 @@ async def replay_delivery(request: Request) -> JSONResponse:
             raise ApiError(409, "disabled", "the webhook is disabled: enable it first")
         requeue(delivery, now())
         session.add(delivery)
-    await outbox.enqueue(app_state(request)["redis"], [delivery.id])
+        stage(session, WEBHOOK_DELIVER, delivery.id)
     return JSONResponse(public_delivery(delivery).model_dump(mode="json"), status_code=202)
 
 
@@ -334,7 +335,8 @@ async def replay_webhook(request: Request) -> JSONResponse:
         if not found.enabled:
             raise ApiError(409, "disabled", "the webhook is disabled: enable it first")
         queued = await replay_range(session, found, query.since, query.until)
-    await outbox.enqueue(app_state(request)["redis"], queued[:ENQUEUE_NOW])
+        for delivery_id in queued[:ENQUEUE_NOW]:
+            stage(session, WEBHOOK_DELIVER, delivery_id)
     return JSONResponse({"replayed": len(queued)}, status_code=202)
 
 

@@ -22,10 +22,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import col, or_, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.gate import GateDecision
@@ -34,10 +33,7 @@ from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import SessionFactory, transaction
 from gateway.email import unsubscribe
-from gateway.email.outbox import SEND_JOB, send_job_id
 from gateway.email.transport import DeliveryError, Outgoing, new_message_id
-from gateway.job_context import job_context
-from gateway.job_results import enqueue_owed
 from gateway.models import Account, Email, EmailStatus, Lead, Rep
 from gateway.settings import Settings
 
@@ -49,7 +45,6 @@ RETRY_DELAYS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600)
 # A `sending` row younger than this may still be talking to the server (connect, commands and
 # DATA each have their own timeout, all inside the worker's job timeout); older ones are resent.
 IN_FLIGHT_GRACE = timedelta(seconds=90)
-SWEEP_LIMIT = 2000
 REP_GONE = "rep_deleted"  # a notice's rep no longer exists: nobody to tell
 
 
@@ -255,28 +250,3 @@ async def record_failure(session: AsyncSession, email_id: str, exc: DeliveryErro
         email.status = EmailStatus.FAILED
     session.add(email)
     return Failure(email, retry_at)
-
-
-async def sweep(ctx: dict[str, Any]) -> int:
-    """Enqueue `email.send` for due emails that have no live job; how many were enqueued."""
-    jc = job_context(ctx)
-    moment = now()
-    query = (
-        select(Email.id)
-        .where(
-            or_(
-                (col(Email.status) == EmailStatus.QUEUED)
-                & (col(Email.send_after).is_(None) | (col(Email.send_after) <= moment)),
-                (col(Email.status) == EmailStatus.SENDING)
-                & (col(Email.attempt_started_at) <= moment - IN_FLIGHT_GRACE),
-            )
-        )
-        .order_by(col(Email.created_at))
-        .limit(SWEEP_LIMIT)
-    )
-    async with jc.sessions() as session:
-        due = list((await session.exec(query)).all())
-    enqueued = await enqueue_owed(jc.redis, SEND_JOB, [(send_job_id(i), i) for i in due])
-    if enqueued:
-        logger.info("sweep enqueued %d of %d due emails", enqueued, len(due))
-    return enqueued

@@ -1,52 +1,67 @@
-"""The engine's jobs: `plays.advance` (run what is due), `plays.reply` (a lead's text), and the
-sweep that re-finds due plays after a Redis flush. Each runs under the lead's contact lock, so
-a reply and a timed step of the same lead never interleave."""
+"""The engine's jobs: `plays.advance` (run what is due) and `plays.reply` (a lead's text), with
+the due queries by which the sweep re-finds them after a Redis flush. Each runs under the lead's
+contact lock, so a reply and a timed step of the same lead never interleave."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from arq.connections import ArqRedis
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import transaction
-from gateway.email.outbox import enqueue_pending
-from gateway.engine import rep_notices
 from gateway.engine.replies import on_reply
 from gateway.engine.stepper import run_due
 from gateway.job_context import job_context
-from gateway.job_results import enqueue_owed
 from gateway.models import Direction, Lead, Message, Play, PlayState
-from gateway.sms.outbox import MAX_DEFER_SECONDS, enqueue_send
-from voice.starting import enqueue_run, started_ids
+from gateway.work import PLAY_ADVANCE, PLAY_REPLY, job, stage
 
 log = logging.getLogger(__name__)
 
-ADVANCE_JOB = "plays.advance"
-REPLY_JOB = "plays.reply"
-SWEEP_LIMIT = 2000
 # An inbound text's own job normally runs within a second; past this the sweep re-sends it.
 REPLY_GRACE = timedelta(seconds=30)
 
 
-async def enqueue_advance(redis: ArqRedis, play_id: str) -> None:
-    try:
-        await redis.enqueue_job(ADVANCE_JOB, play_id, _job_id=f"play:{play_id}")
-    except Exception:  # the sweep finds it
-        log.warning("could not enqueue play %s; the sweep will", play_id, exc_info=True)
+async def due_plays(
+    session: AsyncSession, moment: datetime, limit: int
+) -> Sequence[tuple[str, str]]:
+    """The sweep's question: running plays whose time has come."""
+    query = (
+        select(Play.id)
+        .where(
+            Play.state == PlayState.RUNNING,
+            col(Play.paused).is_(False),
+            col(Play.due_at) <= moment,
+        )
+        .order_by(col(Play.due_at))
+        .limit(limit)
+    )
+    return [(PLAY_ADVANCE.job_id(i), i) for i in (await session.exec(query)).all()]
 
 
-async def enqueue_reply(redis: ArqRedis, message_id: str) -> None:
-    try:
-        await redis.enqueue_job(REPLY_JOB, message_id, _job_id=f"reply:{message_id}")
-    except Exception:
-        log.warning("could not enqueue reply %s", message_id, exc_info=True)
+async def due_replies(
+    session: AsyncSession, moment: datetime, limit: int
+) -> Sequence[tuple[str, str]]:
+    """The sweep's question: inbound texts no play has heard yet, past their own job's grace."""
+    query = (
+        select(Message.id)
+        .where(
+            Message.direction == Direction.INBOUND,
+            col(Message.dispatched_at).is_(None),
+            col(Message.created_at) <= moment - REPLY_GRACE,
+        )
+        .order_by(col(Message.created_at))
+        .limit(limit)
+    )
+    return [(PLAY_REPLY.job_id(i), i) for i in (await session.exec(query)).all()]
 
 
+@job(PLAY_ADVANCE, due=due_plays)
 async def advance(ctx: dict[str, Any], play_id: str) -> str:
     """Run a play's due steps (arq job `plays.advance`)."""
     jc = job_context(ctx)
@@ -59,24 +74,12 @@ async def advance(ctx: dict[str, Any], play_id: str) -> str:
         await lock_contact(session, play.account_id, lead.phone)
         await session.refresh(play)
         queued = await run_due(session, play, lead)
-        due_at = play.due_at if play.state == PlayState.RUNNING and not play.paused else None
-    for message in queued:
-        await enqueue_send(jc.redis, message.id)
-    await enqueue_pending(jc.redis, session)  # emails the steps queued
-    await rep_notices.enqueue_pending(jc.redis, session)  # talk_to_human told the rep
-    for party_line_id in started_ids(session):
-        await enqueue_run(jc.redis, party_line_id, 0)
-    delay = (due_at - now()).total_seconds() if due_at is not None else 0.0
-    if due_at is not None and 0 < delay <= MAX_DEFER_SECONDS:
-        await jc.redis.enqueue_job(
-            ADVANCE_JOB,
-            play_id,
-            _job_id=f"play:{play_id}@{int(due_at.timestamp())}",
-            _defer_by=delay,
-        )
+        if play.state == PlayState.RUNNING and not play.paused and play.due_at is not None:
+            stage(session, PLAY_ADVANCE, play_id, at=play.due_at)  # its next step
     return f"{len(queued)} queued"
 
 
+@job(PLAY_REPLY, due=due_replies)
 async def reply(ctx: dict[str, Any], message_id: str) -> str:
     """Hand an inbound text to the lead's running plays (arq job `plays.reply`)."""
     jc = job_context(ctx)
@@ -103,48 +106,10 @@ async def reply(ctx: dict[str, Any], message_id: str) -> str:
                 )
             )
         ).all()
-        queued = []
         for play in plays:
-            queued += await on_reply(session, play, lead, message.body)
+            await on_reply(session, play, lead, message.body)
         if plays and message.play_id is None:
             message.play_id = plays[0].id  # shown with the play's messages
         message.dispatched_at = now()
         session.add(message)
-    for sent in queued:
-        await enqueue_send(jc.redis, sent.id)
-    await enqueue_pending(jc.redis, session)  # emails the steps queued
-    await rep_notices.enqueue_pending(jc.redis, session)  # talk_to_human told the rep
-    for party_line_id in started_ids(session):
-        await enqueue_run(jc.redis, party_line_id, 0)
     return f"{len(plays)} plays"
-
-
-async def sweep(ctx: dict[str, Any]) -> int:
-    """Enqueue `plays.advance` for running plays whose time has come (no-op if a job is live)."""
-    jc = job_context(ctx)
-    query = (
-        select(Play.id)
-        .where(
-            Play.state == PlayState.RUNNING,
-            col(Play.paused).is_(False),
-            col(Play.due_at) <= now(),
-        )
-        .order_by(col(Play.due_at))
-        .limit(SWEEP_LIMIT)
-    )
-    replies = (
-        select(Message.id)
-        .where(
-            Message.direction == Direction.INBOUND,
-            col(Message.dispatched_at).is_(None),
-            col(Message.created_at) <= now() - REPLY_GRACE,
-        )
-        .order_by(col(Message.created_at))
-        .limit(SWEEP_LIMIT)
-    )
-    async with jc.sessions() as session:
-        due = list((await session.exec(query)).all())
-        owed = list((await session.exec(replies)).all())
-    advanced = await enqueue_owed(jc.redis, ADVANCE_JOB, [(f"play:{i}", i) for i in due])
-    replied = await enqueue_owed(jc.redis, REPLY_JOB, [(f"reply:{i}", i) for i in owed])
-    return advanced + replied

@@ -16,24 +16,21 @@ no play, so a blocked or failed notice never ends the lead's play. The play log 
 `rep_notified` entry per channel with the message or email id (`rep_not_notified` with the
 reason when none goes).
 
-The engine has no Redis: queued notices are noted on the session and `enqueue_pending` hands
-them to the worker after the commit (the sweeps find any whose enqueue is lost).
+Queuing a notice stages its send in the caller's transaction (`gateway.work.stage`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from arq.connections import ArqRedis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import playbook_versions
 from gateway.email import outbox as email_outbox
 from gateway.models import Account, Lead, Play, PlayLog, Purpose, Rep, SourceRule
-from gateway.sms.outbox import enqueue_send, queue_message
+from gateway.sms.outbox import queue_message
 
 CHANNELS: Final = ("sms", "email")
-_PENDING = "gateway.rep_notices.pending"  # session.info key: notices queued in this transaction
 _WHY = {
     "assigned": "assigned to you",
     "talk_to_human": "wants to talk to a person",
@@ -104,7 +101,6 @@ async def notify_rep(session: AsyncSession, play: Play, rep: Rep, why: str) -> N
             purpose=Purpose.STAFF,
             reason=f"rep_notice:{why}"[:40],
         )
-        session.info.setdefault(_PENDING, []).append(message.id)
         _log(session, play, "rep_notified", rep_id=rep.id, why=why, message_id=message.id)
     if setting["email"]:
         await _email(session, play, account=account, lead=lead, rep=rep, why=why)
@@ -144,14 +140,6 @@ async def notify_assigned_rep(session: AsyncSession, play: Play, why: str) -> No
     if rep is None:
         return
     await notify_rep(session, play, rep, why)
-
-
-async def enqueue_pending(redis: ArqRedis, session: AsyncSession) -> None:
-    """Hand the notices queued in `session`'s (committed) transaction to the worker."""
-    for message_id in session.info.pop(_PENDING, ()):
-        await enqueue_send(redis, message_id)
-    # Every caller commits before this; emails of the same transaction (a step's) go too.
-    await email_outbox.enqueue_pending(redis, session)
 
 
 def _log(session: AsyncSession, play: Play, kind: str, **detail: Any) -> None:

@@ -13,6 +13,7 @@ from gateway.engine.records import log
 from gateway.engine.stepper import step_delay
 from gateway.ids import new_id
 from gateway.models import Lead, Play, PlayState
+from gateway.work import PLAY_ADVANCE, stage
 
 
 class RunningPlayExists(Exception):
@@ -74,4 +75,5 @@ async def start_play(
     session.add(play)
     log(session, play, "state", None, state="running", version=version)
     await session.flush()
+    stage(session, PLAY_ADVANCE, play.id, at=play.due_at)  # its first step
     return play

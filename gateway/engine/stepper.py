@@ -95,7 +95,7 @@ async def finish(session: AsyncSession, play: Play, outcome: str, note: str | No
 
 
 async def run_due(session: AsyncSession, play: Play, lead: Lead) -> list[Message]:
-    """Execute what is due; the messages queued (to enqueue after the commit)."""
+    """Execute what is due; the messages queued (their sends are staged)."""
     playbook = await playbook_versions.load(
         session, play.account_id, play.playbook_id, play.playbook_version
     )

@@ -8,19 +8,44 @@ The channel's module docstring says how the job stays idempotent under arq's re-
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.db import transaction
 from gateway.email import sender
-from gateway.email.outbox import enqueue_email
 from gateway.email.transport import DeliveryError, deliver
 from gateway.engine import lifecycle
 from gateway.job_context import job_context
+from gateway.models import Email, EmailStatus
 from gateway.smtp_url import parse_smtp_url
+from gateway.work import EMAIL_SEND, job, stage
 
 logger = logging.getLogger(__name__)
 
 
+async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
+    """The sweep's question: queued emails that are due, and `sending` rows past the grace."""
+    query = (
+        select(Email.id)
+        .where(
+            or_(
+                (col(Email.status) == EmailStatus.QUEUED)
+                & (col(Email.send_after).is_(None) | (col(Email.send_after) <= moment)),
+                (col(Email.status) == EmailStatus.SENDING)
+                & (col(Email.attempt_started_at) <= moment - sender.IN_FLIGHT_GRACE),
+            )
+        )
+        .order_by(col(Email.created_at))
+        .limit(limit)
+    )
+    return [(EMAIL_SEND.job_id(i), i) for i in (await session.exec(query)).all()]
+
+
+@job(EMAIL_SEND, due=due)
 async def send(ctx: dict[str, Any], email_id: str) -> str:
     """Send (or capture) one queued email (arq job `email.send`); what happened, for the log."""
     jc = job_context(ctx)
@@ -59,11 +84,12 @@ async def _failed(ctx: dict[str, Any], email_id: str, exc: DeliveryError) -> str
             return "not sending"
         if failure.retry_at is None:
             await lifecycle.on_email_failed(session, failure.email)
+        else:
+            stage(session, EMAIL_SEND, email_id, at=failure.retry_at)
     if failure.retry_at is not None:
         logger.warning(
             "email retry email=%s at=%s: %s", email_id, failure.retry_at.isoformat(), exc
         )
-        await enqueue_email(jc.redis, email_id, failure.retry_at)
         return f"retry at {failure.retry_at.isoformat()}"
     logger.warning("email failed email=%s code=%s", email_id, exc.code)
     return f"failed: {exc.code}"

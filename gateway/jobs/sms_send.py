@@ -10,12 +10,15 @@ reconciled by listing the sender's messages to that number, never blindly sent a
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 from arq import Retry
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from twilio.base.exceptions import TwilioRestException
 
 from gateway.clock import now
@@ -24,13 +27,37 @@ from gateway.engine import lifecycle
 from gateway.job_context import JobContext, job_context
 from gateway.models import Direction, Message, MessageStatus
 from gateway.sms import errors, sender, sender_status
-from gateway.sms.outbox import enqueue_send
 from gateway.sms.status import advance
 from gateway.twilio_client import last_retry_after
+from gateway.work import SMS_SEND, job, stage
 
 log = logging.getLogger(__name__)
 
+# A row left `sending` this long is the sweep's (a worker killed mid-send): longer than the
+# sender's own IN_FLIGHT_GRACE, after which the job reconciles it with Twilio's list.
+STALE_SENDING = timedelta(minutes=2)
 
+
+async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
+    """The sweep's question: every queued text that is due, and every stale `sending` row."""
+    query = (
+        select(Message.id)
+        .where(
+            or_(
+                (col(Message.status) == MessageStatus.QUEUED)
+                & (col(Message.send_after).is_(None) | (col(Message.send_after) <= moment)),
+                (col(Message.status) == MessageStatus.SENDING)
+                & (col(Message.attempt_started_at) <= moment - STALE_SENDING),
+            )
+        )
+        .order_by(col(Message.created_at))
+        .limit(limit)
+    )
+    return [(SMS_SEND.job_id(i), i) for i in (await session.exec(query)).all()]
+
+
+# Deferrals and back-offs re-run the job (arq Retry); the row counts real attempts.
+@job(SMS_SEND, due=due, max_tries=1000)
 async def send(ctx: dict[str, Any], message_id: str) -> str:
     """Send one queued message (arq job `sms.send`); returns what happened, for the log."""
     jc = job_context(ctx)
@@ -67,8 +94,8 @@ async def _prepare(jc: JobContext, message_id: str) -> Message | str:
                 message_id=message.id,
                 repeated=prepared.gate.repeated,
             )
-    if prepared.deferred_until is not None:
-        await enqueue_send(jc.redis, message_id, prepared.deferred_until)
+        if prepared.deferred_until is not None:
+            stage(session, SMS_SEND, message_id, at=prepared.deferred_until)
     return prepared.result
 
 
@@ -106,13 +133,9 @@ async def _deliver(jc: JobContext, message: Message) -> str:
             )
         await sender.confirm_ledger(session, message, result.sid)
         await lifecycle.on_text(session, message, "accepted")
-        released = (
-            await sender_status.recovered(session, message)
-            if message.gate_reason == sender_status.SENDER_UNAVAILABLE
-            else []
-        )
-    for held_id in released:
-        await enqueue_send(jc.redis, held_id)
+        if message.gate_reason == sender_status.SENDER_UNAVAILABLE:
+            for held_id in await sender_status.recovered(session, message):
+                stage(session, SMS_SEND, held_id)
     log.info("sms sent message=%s sid=%s account=%s", message.id, result.sid, message.account_id)
     return "sent"
 
@@ -136,8 +159,9 @@ async def _failed(
     if policy.action == errors.Action.SENDER:
         async with transaction(jc.sessions) as session:
             retry_at = await sender_status.hold(session, message, code, text, policy.note)
+            if retry_at is not None:
+                stage(session, SMS_SEND, message.id, at=retry_at)
         if retry_at is not None:
-            await enqueue_send(jc.redis, message.id, retry_at)
             return f"held: sender {message.from_number} refused ({code})"
     async with transaction(jc.sessions) as session:
         await advance(

@@ -37,7 +37,6 @@ from gateway.db import SessionFactory, transaction
 from gateway.engine import lifecycle
 from gateway.job_context import JobContext, job_context
 from gateway.models import Message, MessageEvent
-from gateway.sms.outbox import enqueue_send
 from gateway.sms.status import FROM_TWILIO, lower_statuses
 from gateway.sms.status_schedule import CHECKS_END, next_check
 from gateway.sms.status_updates import apply_status
@@ -148,7 +147,6 @@ async def _check(jc: JobContext, due: Due) -> str:
         return "Twilio errors"
     status_text = str(found.status or "")
     error_code = int(found.error_code) if found.error_code else None
-    resend: Message | None = None
     async with transaction(sessions) as session:
         message = await _still_ours(session, due)
         if message is None:
@@ -169,7 +167,6 @@ async def _check(jc: JobContext, due: Due) -> str:
                 session, message, status, error_code=error_code, detail=DETAIL
             )
             await lifecycle.on_text(session, message, applied.outcome)
-            resend = applied.resend
             log.info(
                 "status check message=%s sid=%s account=%s: Twilio says %s%s",
                 message.id,
@@ -187,8 +184,6 @@ async def _check(jc: JobContext, due: Due) -> str:
         if await _reschedule(session, due, next_at) and next_at is None:
             await _ended(session, due, status_text)
             outcome = "checks ended"
-    if resend is not None:
-        await enqueue_send(jc.redis, resend.id, resend.send_after)
     return outcome
 
 

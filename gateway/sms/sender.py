@@ -37,8 +37,8 @@ from gateway.models import (
 )
 from gateway.sms import notice as sms_notice
 from gateway.sms import sender_status
-from gateway.sms.outbox import enqueue_send
 from gateway.sms.ratelimit import rate_for
+from gateway.work import SMS_SEND, stage
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,7 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
         message.updated_at = moment
         session.add(message)
         await session.flush()
-        # Enqueued for a later moment, so the commit just below lands first.
-        await enqueue_send(jc.redis, message.id, ahead)
+        stage(session, SMS_SEND, message.id, at=ahead)
         return Prepared(f"behind an earlier text until {ahead.isoformat()}")
     lead = await session.get(Lead, message.lead_id) if message.lead_id else None
     if lead is not None and lead.phone_status != PhoneStatus.OK:

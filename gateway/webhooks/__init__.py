@@ -4,7 +4,7 @@ job, retries, the circuit breaker, replay and the test tool.
 Flow: `record_activity` (and the opt-out ledger) call `gateway.activity_webhooks.on_activity` in
 the activity's transaction, which writes one `WebhookDelivery` per matching subscription (with
 its payload, `gateway.webhook_payloads`, and its expiry, `gateway.webhook_policy`: all three
-below the channels); after the commit the delivery's `webhooks.deliver` job runs (kicked at
-once in a worker process, else found by the `webhooks.sweep` cron). The database says what is
-owed; Redis only carries jobs.
+below the channels) and stages its `webhooks.deliver` job, which goes to Redis once the
+transaction commits (`gateway.work`; the sweep re-finds it if that enqueue is lost). The
+database says what is owed; Redis only carries jobs.
 """

@@ -27,10 +27,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway import webhook_policy as policy
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
-from gateway.job_context import JobContext, job_context
+from gateway.job_context import job_context
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookPolicy, WebhookSubscription
-from gateway.webhooks import concurrency, outbox, sending, signing
-from gateway.webhooks.sweep import due_deliveries, subscription_of_delivery
+from gateway.webhooks import concurrency, due, sending, signing
+from gateway.webhooks.due import due_deliveries, subscription_of_delivery
+from gateway.work import WEBHOOK_DELIVER, job, kinds, stage
+from gateway.work.sweep import SWEEP_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +40,14 @@ log = logging.getLogger(__name__)
 DUE_TOLERANCE = timedelta(seconds=1)
 
 
-def start(jc: JobContext) -> None:
-    """Worker startup: kick deliveries committed in this worker's jobs."""
-    outbox.register(jc.redis)
-
-
-async def stop(jc: JobContext) -> None:
-    outbox.unregister(jc.redis)
-    await outbox.flush_kicks()
-
-
 @dataclass(frozen=True)
 class Recorded:
     status: DeliveryStatus
     retry_in: float | None = None
-    breaker_closed: bool = False
-    # The next owed delivery of the same play to the same subscription, now free to go.
-    following: tuple[str, ...] = ()
 
 
+# Waits for a slot or an earlier delivery are arq Retries; the row counts real attempts.
+@job(WEBHOOK_DELIVER, due=due.due, tidy=due.expire, max_tries=10_000)
 async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     """Attempt one delivery (arq job `webhooks.deliver`); returns what happened, for the log."""
     jc = job_context(ctx)
@@ -71,13 +62,13 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         return "not due"
     if not subscription.enabled or delivery.expires_at <= moment:
         final = DeliveryStatus.CANCELLED if not subscription.enabled else DeliveryStatus.DEAD
-        await outbox.enqueue(redis, await _close_unsent(sessions, delivery, final))
+        await _close_unsent(sessions, delivery, final)
         return str(final)
     if waiting_on is not None:
         # An earlier activity of the same play is still owed: it goes first. Soon-due: poll;
         # otherwise its own completion (or the sweep) brings this one back. With the breaker
         # open the earlier one waits for the probe, however due it is: polling would spin.
-        soon = waiting_on <= moment + timedelta(seconds=policy.MAX_DEFER_SECONDS)
+        soon = waiting_on <= moment + timedelta(seconds=kinds.MAX_DEFER_SECONDS)
         if soon and subscription.breaker_probe_at is None:
             raise Retry(defer=policy.BUSY_RETRY_SECONDS)
         return "waiting for an earlier activity of the play"
@@ -110,12 +101,7 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         sending.describe(outcome),
         recorded.status,
     )
-    if recorded.breaker_closed:
-        async with sessions() as session:
-            due = await due_deliveries(session, now(), subscription_id=subscription.id)
-        await outbox.enqueue(redis, due)
-    await outbox.enqueue(redis, recorded.following)
-    if recorded.retry_in is not None and recorded.retry_in <= policy.MAX_DEFER_SECONDS:
+    if recorded.retry_in is not None and recorded.retry_in <= kinds.MAX_DEFER_SECONDS:
         raise Retry(defer=recorded.retry_in)
     return f"{sending.describe(outcome)}: {recorded.status}"
 
@@ -188,8 +174,8 @@ async def _claim_probe(
 
 async def _close_unsent(
     sessions: SessionFactory, delivery: WebhookDelivery, status: DeliveryStatus
-) -> tuple[str, ...]:
-    """Settle a delivery that will not be sent; returns what may go after it."""
+) -> None:
+    """Settle a delivery that will not be sent; what may go after it goes."""
     why = "subscription disabled" if status == DeliveryStatus.CANCELLED else "retry window ended"
     async with transaction(sessions) as session:
         await session.exec(
@@ -200,7 +186,7 @@ async def _close_unsent(
             )
             .values(status=status, next_attempt_at=None, last_error=why, updated_at=now())
         )
-        return await _following(session, delivery)
+        await _stage_following(session, delivery)
 
 
 async def _record(
@@ -245,11 +231,15 @@ async def _record(
             if done.rowcount != 1:  # settled meanwhile (replayed, cancelled): leave it be
                 return Recorded(await _status(session, delivery.id))
             await _healthy(session, subscription.id, moment)
-            return Recorded(
-                DeliveryStatus.DELIVERED,
-                breaker_closed=subscription.breaker_probe_at is not None,
-                following=await _following(session, delivery),
-            )
+            if subscription.breaker_probe_at is not None:
+                # The probe got through: the breaker is closed, everything it held back goes.
+                held = await due_deliveries(
+                    session, moment, subscription_id=subscription.id, limit=SWEEP_LIMIT
+                )
+                for delivery_id in held:
+                    stage(session, WEBHOOK_DELIVER, delivery_id)
+            await _stage_following(session, delivery)
+            return Recorded(DeliveryStatus.DELIVERED)
         locked = await session.get(
             WebhookSubscription, subscription.id, with_for_update=outcome.gone
         )
@@ -276,7 +266,8 @@ async def _record(
             )
             why = f"{sending.describe(outcome)}; {end}"[:500]
             await _settle(session, delivery.id, DeliveryStatus.DEAD, moment, why)
-            return Recorded(DeliveryStatus.DEAD, following=await _following(session, delivery))
+            await _stage_following(session, delivery)
+            return Recorded(DeliveryStatus.DEAD)
         await session.exec(
             update(WebhookDelivery)
             .where(col(WebhookDelivery.id) == delivery.id)
@@ -384,10 +375,11 @@ async def cancel_owed(
     )
 
 
-async def _following(session: AsyncSession, delivery: WebhookDelivery) -> tuple[str, ...]:
-    """This delivery is settled: the next owed, due activity of its play to its subscription."""
+async def _stage_following(session: AsyncSession, delivery: WebhookDelivery) -> None:
+    """This delivery is settled: the next owed, due activity of its play to its subscription
+    goes now."""
     if delivery.order_key is None:
-        return ()
+        return
     following = (
         await session.exec(
             select(WebhookDelivery.id)
@@ -402,4 +394,5 @@ async def _following(session: AsyncSession, delivery: WebhookDelivery) -> tuple[
             .limit(1)
         )
     ).first()
-    return () if following is None else (following,)
+    if following is not None:
+        stage(session, WEBHOOK_DELIVER, following)

@@ -10,20 +10,17 @@ failure; the old worker kept that failure for an hour under the worker-wide `kee
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
 from arq.worker import Worker
 from sqlmodel import col, select
 
 from gateway.db import transaction
-from gateway.engine import jobs as plays
 from gateway.job_context import as_ctx
-from gateway.job_results import ENQUEUE_AT_ONCE
 from gateway.models import Direction, Message, MessageStatus, Purpose
-from gateway.sms import sweep as sms_sweep
-from gateway.sms.outbox import enqueue_send, queue_message, send_job_id
+from gateway.sms.outbox import queue_message
+from gateway.work import SMS_SEND, enqueue_now
+from gateway.work.owed import ENQUEUE_AT_ONCE
+from gateway.work.sweep import sweep
 from gateway.worker import FUNCTIONS, build_worker, opened_job_context
 from tests.engine.test_plays import begin, publish
 from tests.support.stack import LEAD, Stack
@@ -49,10 +46,15 @@ async def lose_job_data(stack: Stack, job_id: str) -> None:
     assert await redis.delete(job_key_prefix + job_id) == 1
 
 
-async def sweep_once(stack: Stack, sweep: Callable[[dict[str, Any]], Awaitable[int]]) -> int:
-    """One run of a cron sweep, with the context a worker gives it."""
+async def sweep_once(stack: Stack) -> int:
+    """One run of the cron sweep, with the context a worker gives it."""
     async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
         return await sweep(as_ctx(jc))
+
+
+async def flush_queue(stack: Stack) -> None:
+    """A Redis flush: every job is gone, the rows that owe them are not."""
+    await stack.api_redis.flushdb()
 
 
 async def outbound(stack: Stack) -> list[Message]:
@@ -85,13 +87,12 @@ async def test_an_expired_send_is_enqueued_again_by_the_next_sweep(stack: Stack)
             purpose=Purpose.INITIATED,
             reason="test",
         )
-    await enqueue_send(stack.api_redis, message.id)
-    await lose_job_data(stack, send_job_id(message.id))
+    await lose_job_data(stack, SMS_SEND.job_id(message.id))  # enqueued by the commit
     expired = await run_without_cron(stack)
     assert expired.jobs_failed == 1
     assert [m.status for m in await outbound(stack)] == [MessageStatus.QUEUED]
 
-    assert await sweep_once(stack, sms_sweep.sweep) == 1  # at once, not in an hour
+    assert await sweep_once(stack) == 1  # at once, not in an hour
     await stack.work()
     [sent] = await outbound(stack)
     assert sent.status in (MessageStatus.ACCEPTED, MessageStatus.SENT, MessageStatus.DELIVERED)
@@ -106,7 +107,7 @@ async def test_an_expired_play_is_enqueued_again_by_the_next_sweep(stack: Stack)
     assert expired.jobs_failed == 1
     assert await outbound(stack) == []
 
-    assert await sweep_once(stack, plays.sweep) == 1
+    assert await sweep_once(stack) == 1
     await stack.work()
     assert len(await outbound(stack)) == 1  # the play's first text
     assert len(stack.creates()) == 1
@@ -123,10 +124,11 @@ async def test_a_result_kept_by_an_older_worker_does_not_block_the_sweep(stack: 
             purpose=Purpose.INITIATED,
             reason="test",
         )
-    stale = result_key_prefix + send_job_id(message.id)
-    await stack.api_redis.set(stale, b"a failed result", px=3_600_000)
+    await flush_queue(stack)  # the job the commit enqueued is lost...
+    stale = result_key_prefix + SMS_SEND.job_id(message.id)
+    await stack.api_redis.set(stale, b"a failed result", px=3_600_000)  # ...this kept
 
-    assert await sweep_once(stack, sms_sweep.sweep) == 1
+    assert await sweep_once(stack) == 1
     await stack.work()
     [sent] = await outbound(stack)
     assert sent.status in (MessageStatus.ACCEPTED, MessageStatus.SENT, MessageStatus.DELIVERED)
@@ -152,16 +154,17 @@ async def test_a_sweep_enqueues_every_owed_text_without_a_live_job_and_no_other(
             )
             for phone in phones
         ]
+    await flush_queue(stack)
     live = messages[:5]
     for message in live:
-        await enqueue_send(stack.api_redis, message.id)
-    stale = result_key_prefix + send_job_id(messages[-1].id)
+        assert await enqueue_now(stack.api_redis, SMS_SEND, message.id)
+    stale = result_key_prefix + SMS_SEND.job_id(messages[-1].id)
     await stack.api_redis.set(stale, b"a failed result", px=3_600_000)
 
-    assert await sweep_once(stack, sms_sweep.sweep) == len(phones) - len(live)
-    assert await sweep_once(stack, sms_sweep.sweep) == 0
+    assert await sweep_once(stack) == len(phones) - len(live)
+    assert await sweep_once(stack) == 0
     queued = await stack.api_redis.zrange(default_queue_name, 0, -1)
     sends = [job for job in queued if job.startswith(b"sms:")]  # not the API key's job
-    assert sorted(sends) == sorted(send_job_id(m.id).encode() for m in messages)
+    assert sorted(sends) == sorted(SMS_SEND.job_id(m.id).encode() for m in messages)
     await stack.work()
     assert sorted(c.get("To") for c in stack.creates()) == sorted(phones)

@@ -10,7 +10,6 @@ from sqlmodel import col, select
 
 from gateway.clock import now
 from gateway.db import transaction
-from gateway.engine.jobs import enqueue_advance
 from gateway.engine.starting import start_play
 from gateway.ids import new_id
 from gateway.models import (
@@ -38,7 +37,6 @@ async def begin(stack: Stack, playbook_id: str, phone: str = LEAD) -> str:
         session.add(lead)
         await session.flush()
         play = await start_play(session, lead=lead, playbook_id=playbook_id, settings=SETTINGS)
-    await enqueue_advance(stack.api_redis, play.id)
     return play.id
 
 
@@ -229,7 +227,6 @@ async def test_a_reply_halts_the_drip(stack: Stack) -> None:
             playbook_id="insurance-quote-drip",
             settings={"partner_name": "Acme Insurance", "agency_phone": "555-0100"},
         )
-    await enqueue_advance(stack.api_redis, play.id)
     await stack.work()
     assert len(texts_to(stack)) == 1
     await stack.say("thanks, call me tomorrow")
@@ -267,7 +264,6 @@ async def test_mortgage_conversation_to_rep_unsuccessful_after_a_call(stack: Sta
             settings=SETTINGS,
             source_rule_id=rule.id,
         )
-    await enqueue_advance(stack.api_redis, play.id)
     await stack.work()
     for reply in ("yes", "400k", "1", "call me now"):
         await stack.say(reply)

@@ -97,6 +97,6 @@ async def test_idle_sweeps_log_at_debug(
     caplog.set_level(logging.DEBUG, logger="arq.worker")
     await run_worker()
     runs = [r for r in caplog.records if r.name == "arq.worker" and "Starting" not in r.msg]
-    idle = [r for r in runs if "sms.sweep" in r.getMessage()]
+    idle = [r for r in runs if "work.sweep" in r.getMessage()]
     assert {r.levelname for r in idle} == {"DEBUG"}
     assert any("←" in r.getMessage() and r.getMessage().endswith("● 0") for r in idle)

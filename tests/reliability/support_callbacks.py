@@ -18,7 +18,6 @@ from typing import Any
 from sqlmodel import col, select
 
 from gateway.db import transaction
-from gateway.engine.jobs import enqueue_advance
 from gateway.engine.starting import start_play
 from gateway.ids import new_id
 from gateway.models import (
@@ -75,7 +74,6 @@ async def start(stack: Stack, phone: str, playbook_id: str, rule_id: str | None 
             settings={"partner_name": "Acme Lending"},
             source_rule_id=rule_id,
         )
-    await enqueue_advance(stack.api_redis, play.id)
     return play.id
 
 

@@ -16,11 +16,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
-from gateway import webhook_policy as policy
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.models import Activity, DeliveryStatus, WebhookDelivery
 from gateway.webhooks.addresses import set_private_allowed
+from gateway.work import kinds
 from tests.reliability.support_callbacks import CONVERSATION, MORTGAGE, publish_mortgage, start
 from tests.support.party_line import drive
 from tests.support.stack import Stack
@@ -44,7 +44,7 @@ async def _owed(stack: Stack) -> list[WebhookDelivery]:
 async def test_receiver_down_ten_minutes_then_back(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(policy, "MAX_DEFER_SECONDS", 0.0)
+    monkeypatch.setattr(kinds, "MAX_DEFER_SECONDS", 0.0)
     receiver = WebhookEndpoint()
     server = WebhookEndpointServer(receiver)
     try:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from gateway import cli, worker
 from gateway.clock import set_clock
-from gateway.sms import sender, sweep
+from gateway.jobs import sms_send
+from gateway.sms import sender
 
 REPO = Path(__file__).resolve().parents[2]
 CLOCK_START = "DRILL_CLOCK_START"  # ISO instant the drill's clock showed at CLOCK_EPOCH
@@ -41,7 +42,7 @@ def compress_timeouts() -> None:
     worker.TWILIO_TIMEOUT = 3.0
     worker.JOB_TIMEOUT = 6  # arq's in-progress lock: 16 s
     sender.IN_FLIGHT_GRACE = timedelta(seconds=5)  # > Twilio timeout + margin, as in production
-    sweep.STALE_SENDING = timedelta(seconds=10)  # > the grace, as in production
+    sms_send.STALE_SENDING = timedelta(seconds=10)  # > the grace, as in production
 
 
 def main() -> int:

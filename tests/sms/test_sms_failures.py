@@ -21,7 +21,7 @@ from gateway.models import (
     SenderNumber,
 )
 from gateway.sms import errors
-from gateway.sms import sweep as sms_sweep
+from gateway.work.sweep import sweep
 from gateway.worker import opened_job_context
 from tests.e2e.test_plays_api import play_body, publish
 from tests.support.stack import LEAD, OUR_NUMBER, Stack
@@ -55,9 +55,9 @@ async def _lead(stack: Stack, phone: str) -> Lead:
 
 
 async def _sweep_and_work(stack: Stack) -> None:
-    """What the cron sweep does once the clock has moved: enqueue every due text, then run."""
+    """What the cron sweep does once the clock has moved: enqueue all due work, then run."""
     async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
-        await sms_sweep.sweep(as_ctx(jc))
+        await sweep(as_ctx(jc))
     await stack.work()
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from sqlmodel import col, select
 
 from gateway.db import transaction
-from gateway.engine.jobs import enqueue_advance
 from gateway.engine.starting import start_play
 from gateway.ids import new_id
 from gateway.models import (
@@ -107,7 +106,6 @@ async def begin(
             settings={"partner_name": "Acme Lending", **(settings or {})},
             source_rule_id=rule_id,
         )
-    await enqueue_advance(stack.api_redis, play.id)
     return play.id
 
 

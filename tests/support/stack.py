@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from gateway import accounts
+from gateway import accounts, work
 from gateway.app import create_app
 from gateway.clock import set_clock
 from gateway.db import SessionFactory, transaction
@@ -115,7 +115,8 @@ async def stack(
                             api,
                             url,
                             settings,
-                            sessions,
+                            # As the app's: a commit hands the work it staged to Redis.
+                            work.bind(sessions, redis),
                             account.id,
                             key,
                             run_worker,

@@ -5,10 +5,11 @@ that runs until the deliveries settle."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from arq import create_pool
 from sqlmodel import col, select
 from starlette.testclient import TestClient
 
@@ -26,7 +27,8 @@ from gateway.models import (
     WebhookDelivery,
 )
 from gateway.settings import Settings
-from gateway.worker import build_worker, stop_worker
+from gateway.work import bind
+from gateway.worker import build_worker, redis_settings, stop_worker
 from tests.conftest import RunWorker
 from tests.support.tenants import Tenant, new_tenant
 from tests.support.webhook_endpoint import WebhookEndpoint, WebhookEndpointServer
@@ -127,12 +129,17 @@ async def settle(run_worker: RunWorker, sessions: SessionFactory, rounds: int = 
 
 
 @pytest.fixture
-async def background_worker(settings: Settings) -> AsyncIterator[Callable[[], None]]:
-    """A long-running worker (not burst) in this loop, for tests about timing."""
+async def background_worker(
+    settings: Settings, sessions: SessionFactory
+) -> AsyncIterator[SessionFactory]:
+    """A long-running worker (not burst) in this loop, for tests about timing; yields sessions
+    whose commits hand their staged jobs to it (as the engine's do), not to its next sweep."""
     assert settings.redis_url is not None
     worker = build_worker(settings, settings.redis_url, handle_signals=False)
     task = asyncio.create_task(worker.async_run())
+    redis = await create_pool(redis_settings(settings.redis_url))
     try:
-        yield lambda: None
+        yield bind(sessions, redis)
     finally:
+        await redis.aclose()
         await stop_worker(worker, task, grace=0)

@@ -15,6 +15,7 @@ from gateway import webhook_policy as policy
 from gateway.clock import set_clock
 from gateway.db import SessionFactory
 from gateway.models import DeliveryStatus, WebhookSubscription
+from gateway.work import kinds
 from tests.conftest import RunWorker
 from tests.support.tenants import Tenant
 from tests.support.webhook_endpoint import WebhookEndpoint
@@ -97,7 +98,7 @@ async def test_500_forever_is_dead_lettered_after_the_schedule_and_the_breaker_r
     monkeypatch: pytest.MonkeyPatch,
     clock: FakeClock,
 ) -> None:
-    monkeypatch.setattr(policy, "MAX_DEFER_SECONDS", 0.0)  # every wait goes through the sweep
+    monkeypatch.setattr(kinds, "MAX_DEFER_SECONDS", 0.0)  # every wait goes through the sweep
     receiver.answer = lambda _r: 500
     hook = subscribe(client, tenant, receiver.url + "/hook")
     play = await new_play(sessions, tenant.account_id)
@@ -159,7 +160,7 @@ async def test_slow_endpoint_does_not_delay_another_subscription(
     sessions: SessionFactory,
     tenant: Tenant,
     receiver: WebhookEndpoint,
-    background_worker: object,
+    background_worker: SessionFactory,
 ) -> None:
     # Every /slow request is held open until the fast subscription has everything: were fast
     # deliveries queued behind slow slots, they could not all arrive while those are held.
@@ -171,7 +172,7 @@ async def test_slow_endpoint_does_not_delay_another_subscription(
     subscribe(client, tenant, receiver.url + "/fast")
     plays = [await new_play(sessions, tenant.account_id, f"+1415556{i:04d}") for i in range(12)]
     for play in plays:
-        await record(sessions, play, "started")
+        await record(background_worker, play, "started")
     await until(lambda: len(receiver.bodies("/fast")) == 12, receiver.hold_limit)
     held, ran_out = len(receiver.bodies("/slow")), receiver.holds_run_out
     release.set()

@@ -16,11 +16,11 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.testclient import TestClient
 
-from gateway import webhook_policy as policy
 from gateway.clock import now, set_clock
 from gateway.db import SessionFactory, transaction
 from gateway.models import DeliveryStatus, WebhookSubscription
 from gateway.webhooks import signing
+from gateway.work import kinds
 from tests.api.conftest import PLAYBOOK_YAML, YAML
 from tests.conftest import RunWorker
 from tests.support.tenants import Tenant
@@ -125,7 +125,7 @@ async def test_deliveries_verify_with_the_library_on_retry_and_replay(
     clock: StartedClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(policy, "MAX_DEFER_SECONDS", 0.0)  # the retry waits go through the sweep
+    monkeypatch.setattr(kinds, "MAX_DEFER_SECONDS", 0.0)  # the retry waits go through the sweep
     hook = subscribe(client, tenant, receiver)
     holder = Holder(receiver)
     holder.secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()  # not ours

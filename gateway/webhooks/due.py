@@ -1,6 +1,6 @@
-"""The `webhooks.sweep` cron: dead-letters deliveries past their window and enqueues every due
-delivery that can go now. After a Redis flush, a lost enqueue or a crashed worker, this finds
-the work again; arq refuses a job id that is still live, so it never doubles a job.
+"""Which deliveries are owed now (the sweep's question of `webhooks.deliver`, and the deliver
+job's after a breaker closes), and dead-lettering those past their retry window (the sweep's
+housekeeping before it asks).
 
 "Can go now": the subscription is enabled; no earlier delivery of the same play to it is still
 owed (in-order delivery); and its breaker is closed, or open with a probe due, in which case
@@ -9,25 +9,16 @@ only one delivery per subscription goes (the probe).
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.clock import now
-from gateway.db import transaction
-from gateway.job_context import job_context
-from gateway.job_results import enqueue_owed
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from gateway.webhooks.outbox import DELIVER_JOB, deliver_job_id
-
-log = logging.getLogger(__name__)
-
-SWEEP_LIMIT = 5000
+from gateway.work import WEBHOOK_DELIVER
 
 
 def subscription_of_delivery() -> ColumnElement[bool]:
@@ -43,7 +34,7 @@ async def due_deliveries(
     moment: datetime,
     *,
     subscription_id: str | None = None,
-    limit: int = SWEEP_LIMIT,
+    limit: int,
 ) -> list[str]:
     """Ids of deliveries that may be attempted at `moment`, oldest activity first."""
     earlier = aliased(WebhookDelivery)
@@ -106,17 +97,8 @@ async def expire(session: AsyncSession, moment: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-async def sweep(ctx: dict[str, Any]) -> int:
-    """Enqueue `webhooks.deliver` for due deliveries; returns how many were enqueued."""
-    jc = job_context(ctx)
-    moment = now()
-    async with transaction(jc.sessions) as session:
-        expired = await expire(session, moment)
-    async with jc.sessions() as session:
-        due = await due_deliveries(session, moment)
-    enqueued = await enqueue_owed(jc.redis, DELIVER_JOB, [(deliver_job_id(i), i) for i in due])
-    if enqueued or expired:
-        log.info(
-            "webhooks sweep: %d enqueued of %d due, %d dead-lettered", enqueued, len(due), expired
-        )
-    return enqueued
+async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
+    """The sweep's question: every delivery that may be attempted now."""
+    return [
+        (WEBHOOK_DELIVER.job_id(i), i) for i in await due_deliveries(session, moment, limit=limit)
+    ]

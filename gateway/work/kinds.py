@@ -1,0 +1,51 @@
+"""Kinds of durable work, and the one rule that names their arq jobs.
+
+A kind is what a row in the database can owe: a text to send (`sms.send`), an email, a webhook
+delivery, a play to advance, a reply to hand to the plays, a party line to run. The database
+says what is owed; Redis only carries jobs to get it done sooner, so the job id is what makes a
+second enqueue of the same work a no-op (arq refuses an id while it is live).
+
+Job id: `<prefix>:<argument>`, then `:<variant>` where one row owes a new job per change (a
+party line's version), then `@<unix time>` for a job deferred to that moment, so a deferral
+made by a running job is not refused as a duplicate of the job making it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+# Work due further out than this stays in the database for the sweep, not in Redis: Redis
+# holds no long-dated jobs, so a flush loses nothing and a burst worker never waits for
+# tomorrow. Read as `kinds.MAX_DEFER_SECONDS` (tests set it to 0 to send every wait through
+# the sweep).
+MAX_DEFER_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of work: the arq job that does it and the prefix of its job ids."""
+
+    name: str  # the arq function name, e.g. "sms.send"
+    prefix: str  # job ids are "<prefix>:<argument>..."
+
+    def job_id(
+        self, argument: str, *, variant: str | int | None = None, at: datetime | None = None
+    ) -> str:
+        job_id = f"{self.prefix}:{argument}"
+        if variant is not None:
+            job_id = f"{job_id}:{variant}"
+        if at is not None:
+            job_id = f"{job_id}@{int(at.timestamp())}"
+        return job_id
+
+
+# Every kind, in one place at the bottom: a kind is staged from layers below the job that does
+# it (the engine stages texts, the opt-out ledger stages webhook deliveries).
+SMS_SEND = Kind("sms.send", "sms")
+EMAIL_SEND = Kind("email.send", "email")
+WEBHOOK_DELIVER = Kind("webhooks.deliver", "webhook")
+PLAY_ADVANCE = Kind("plays.advance", "play")
+PLAY_REPLY = Kind("plays.reply", "reply")
+PARTY_LINE_RUN = Kind("party_lines.run", "pl")
+KEY_USED = Kind("keys.mark_used", "keys.mark_used")

@@ -1,0 +1,136 @@
+"""Staging work in the caller's transaction, and handing it to Redis once that commits.
+
+`stage(session, kind, argument)` notes the job on the session; `gateway.db.transaction` calls
+the session factory's hand-off with everything staged once the transaction has committed and
+its SQLite write turn is given back. A job enqueued before the commit could run before its row
+exists (and find nothing); one staged in a transaction that rolls back is never enqueued.
+
+The hand-off is best effort by design: with Redis down, or in a session factory bound to no
+Redis (a CLI command, a test's own factory), staged work simply waits for the sweep, which finds
+every owed row by its due query (`gateway.work.sweep`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.clock import now
+from gateway.db import HANDOFF, STAGED, SessionFactory
+from gateway.work import kinds
+from gateway.work.kinds import Kind
+
+log = logging.getLogger(__name__)
+
+# Enqueues in flight at once from one hand-off (each holds one Redis connection).
+HANDOFF_AT_ONCE = 8
+
+
+@dataclass(frozen=True)
+class Staged:
+    kind: Kind
+    argument: str
+    job_id: str
+    at: datetime | None
+
+
+def planned(
+    kind: Kind,
+    argument: str,
+    *,
+    at: datetime | None = None,
+    variant: str | int | None = None,
+) -> Staged | None:
+    """The job for `kind(argument)` at `at`, or None when it is due too far out for Redis."""
+    delay = (at - now()).total_seconds() if at is not None else 0.0
+    if delay > kinds.MAX_DEFER_SECONDS:
+        return None
+    deferred = at if at is not None and delay > 0 else None
+    return Staged(kind, argument, kind.job_id(argument, variant=variant, at=deferred), deferred)
+
+
+def stage(
+    session: AsyncSession,
+    kind: Kind,
+    argument: str,
+    *,
+    at: datetime | None = None,
+    variant: str | int | None = None,
+) -> None:
+    """Enqueue `kind(argument)` (at `at`) once this session's transaction commits.
+
+    Work due further out than `kinds.MAX_DEFER_SECONDS` is not staged: its row says when it is
+    due, and the sweep enqueues it then. The last staging of the same work in a transaction
+    wins (a text queued for now, then deferred by the gate, is enqueued once, for later)."""
+    item = planned(kind, argument, at=at, variant=variant)
+    staged: dict[tuple[str, str, str | int | None], Staged] = session.info.setdefault(STAGED, {})
+    key = (kind.name, argument, variant)
+    if item is None:
+        staged.pop(key, None)
+    else:
+        staged[key] = item
+
+
+async def enqueue_now(
+    redis: ArqRedis,
+    kind: Kind,
+    argument: str,
+    *,
+    at: datetime | None = None,
+    variant: str | int | None = None,
+) -> bool:
+    """Enqueue work whose row is already committed (no transaction to stage it in); True if a
+    job was enqueued. Like `stage`, far-off work is left to the sweep."""
+    item = planned(kind, argument, at=at, variant=variant)
+    return item is not None and await enqueue(redis, item)
+
+
+async def enqueue(redis: ArqRedis, item: Staged) -> bool:
+    """Enqueue one job now; False if arq refused it (live already) or Redis failed (logged:
+    the sweep finds the row)."""
+    # arq waits by the wall clock; a delay relative to our clock keeps a test's clock right.
+    delay = (item.at - now()).total_seconds() if item.at is not None else 0.0
+    try:
+        job = await redis.enqueue_job(
+            item.kind.name,
+            item.argument,
+            _job_id=item.job_id,
+            _defer_by=delay if delay > 0 else None,
+        )
+    except Exception:  # Redis down: the row is committed and the sweep will pick it up
+        log.warning("could not enqueue %s; the sweep will", item.job_id, exc_info=True)
+        return False
+    return job is not None
+
+
+class Handoff:
+    """What a session factory bound to Redis does with a committed transaction's staged work."""
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis = redis
+
+    async def __call__(self, staged: Collection[Staged]) -> None:
+        if len(staged) == 1:
+            await enqueue(self.redis, next(iter(staged)))
+            return
+        slots = asyncio.Semaphore(HANDOFF_AT_ONCE)
+
+        async def one(item: Staged) -> None:
+            async with slots:
+                await enqueue(self.redis, item)
+
+        await asyncio.gather(*(one(item) for item in staged))
+
+
+def bind(factory: SessionFactory, redis: ArqRedis) -> SessionFactory:
+    """A copy of `factory` whose transactions hand their staged work to `redis`."""
+    kw = dict(factory.kw)
+    info = {**(kw.pop("info", None) or {}), HANDOFF: Handoff(redis)}
+    return async_sessionmaker(class_=factory.class_, info=info, **kw)
