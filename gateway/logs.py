@@ -44,8 +44,8 @@ def _redact(arg: object) -> object:
 
 
 class QuietIdleCron(logging.Filter):
-    """arq logs every job's start ("→ sms.sweep()") and end ("← sms.sweep ● 0") at INFO: with
-    six sweeps every 10 s, ~70 lines a minute that say nothing happened. A cron job's start, and
+    """arq logs every job's start ("→ work.sweep()") and end ("← work.sweep ● 0") at INFO: with
+    two crons every 10 s, ~24 lines a minute that say nothing happened. A cron job's start, and
     its end when it returned 0 (our sweeps return how much they re-enqueued or fixed), become
     DEBUG; a sweep that did something keeps its INFO end line (and logs its own), and failures,
     retries and every other job keep arq's levels.

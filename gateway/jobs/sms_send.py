@@ -25,7 +25,7 @@ from gateway.clock import now
 from gateway.db import transaction
 from gateway.engine import lifecycle
 from gateway.job_context import JobContext, job_context
-from gateway.models import Direction, Message, MessageStatus
+from gateway.models import Message, MessageStatus
 from gateway.sms import errors, sender, sender_status
 from gateway.sms.status import advance
 from gateway.twilio_client import last_retry_after
@@ -61,17 +61,17 @@ async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[t
 async def send(ctx: dict[str, Any], message_id: str) -> str:
     """Send one queued message (arq job `sms.send`); returns what happened, for the log."""
     jc = job_context(ctx)
-    async with jc.sessions() as session:
-        message = await session.get(Message, message_id)
-    if message is None or message.direction != Direction.OUTBOUND:
-        return "missing"
-    if message.status == MessageStatus.SENDING:
+    # The common case in two transactions: the claim (which reads the row first), the outcome.
+    prepared = await _prepare(jc, message_id)
+    if prepared == sender.IN_FLIGHT:
+        async with jc.sessions() as session:
+            message = await session.get(Message, message_id)
+        if message is None:
+            return "missing"
         outcome = await _reconcile(jc, message)
         if outcome != "requeued":
             return outcome
-    elif message.status != MessageStatus.QUEUED:
-        return f"already {message.status}"
-    prepared = await _prepare(jc, message_id)
+        prepared = await _prepare(jc, message_id)
     if isinstance(prepared, str):
         return prepared
     return await _deliver(jc, prepared)

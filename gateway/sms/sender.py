@@ -51,6 +51,9 @@ BEHIND_EARLIER = "behind_earlier_text"  # gate_reason: waits for the lead's earl
 # A text whose lead has an earlier one due or being sent comes back after this long (a lead's
 # queued texts leave a few a second, in order).
 EARLIER_TEXT_POLL_SECONDS = 0.25
+# What `prepare` says of a row found `sending` (an earlier run's request may have reached
+# Twilio): the job reconciles it before anything else.
+IN_FLIGHT = "in flight"
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,12 @@ class Prepared:
 async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Prepared:
     """Gate and claim the message under the contact lock, in the job's transaction."""
     message = await session.get(Message, message_id)
-    if message is None or message.status != MessageStatus.QUEUED:
-        return Prepared("not queued")
+    if message is None or message.direction != Direction.OUTBOUND:
+        return Prepared("missing")
+    if message.status == MessageStatus.SENDING:
+        return Prepared(IN_FLIGHT)
+    if message.status != MessageStatus.QUEUED:
+        return Prepared(f"already {message.status}")
     moment = now()
     # A reserved rate slot was waited for by arq's own (wall) clock; anything else is due
     # when its time has come by ours.
