@@ -104,8 +104,13 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                 count = int(rate * args.duration)
                 phones = support.lead_phones(count, start=offset)
                 offset += count
+                cpu_before = sum(s.cpu_seconds() for s in run.services)
                 answered, api_latencies, failures = await post_leads(api, phones, rate)
                 created = await first_creates(run, set(answered))
+                await asyncio.sleep(2.0)  # the worker finishes the last plays' bookkeeping
+                # Every gateway process (web with its built-in sandbox, worker): the leads'
+                # requests, jobs, status callbacks and webhooks, and the sandbox's side of them.
+                cpu = sum(s.cpu_seconds() for s in run.services) - cpu_before
                 delays = [created[p] - answered[p] for p in answered if p in created]
                 result = {
                     "leads": count,
@@ -117,17 +122,18 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                     "max_ms": max(delays) * 1000 if delays else float("nan"),
                     "api_p50_ms": support.percentile(api_latencies, 50) * 1000,
                     "api_p99_ms": support.percentile(api_latencies, 99) * 1000,
+                    "cpu_ms_per_lead": cpu * 1000 / max(count, 1),
                 }
                 results[rate] = result
                 print(
                     f"  run {number} {rate:g} leads/s: {result['created']}/{count} texted, "
                     f"201->create p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms "
                     f"max {result['max_ms']:.1f} ms; POST p50 {result['api_p50_ms']:.1f} ms "
-                    f"p99 {result['api_p99_ms']:.1f} ms; failures {failures}",
+                    f"p99 {result['api_p99_ms']:.1f} ms; failures {failures}; CPU "
+                    f"{result['cpu_ms_per_lead']:.1f} ms/lead (all gateway processes)",
                     file=sys.stderr,
                     flush=True,
                 )
-                await asyncio.sleep(2.0)  # the worker finishes the last plays' bookkeeping
     return results
 
 
@@ -156,7 +162,10 @@ async def main() -> None:
         print(
             f"speed_to_lead {db} {rate:g} leads/s for {args.duration:g} s: 201 -> first "
             f"Messages.create p50 {fmt([r['p50_ms'] for r in each], 1)} ms, "
-            f"p99 {fmt([r['p99_ms'] for r in each], 1)} ms; not texted or failed: {missing}"
+            f"p99 {fmt([r['p99_ms'] for r in each], 1)} ms; POST p50 "
+            f"{fmt([r['api_p50_ms'] for r in each], 1)} ms; CPU "
+            f"{fmt([r['cpu_ms_per_lead'] for r in each], 1)} ms/lead; not texted or failed: "
+            f"{missing}"
         )
 
 

@@ -365,7 +365,7 @@ class Runner:
         self.reports.append(LeadOptedOut(account_id, phone))
 
     async def _text_back(self, reason: str) -> None:
-        message = await queue_message(
+        await queue_message(
             self.session,
             account_id=self.row.account_id,
             phone=self.lead.phone,
@@ -373,9 +373,8 @@ class Runner:
             purpose=Purpose.INITIATED if self.play.last_lead_reply_at is None else Purpose.REPLY,
             reason=f"party line {reason}",
             lead_id=self.lead.id,
+            play_id=self.play.id,
         )
-        message.play_id = self.play.id
-        self.session.add(message)
 
     async def _ended(self, action: End) -> None:
         row = self.row

@@ -21,7 +21,7 @@ from compliance.gate import Channel, GateDecision
 from gateway import playbook_versions
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
-from gateway.engine.records import end, log, record_activity
+from gateway.engine.records import end, log, log_by_id, record_activity
 from gateway.engine.stepper import finish, move_to
 from gateway.models import Activity, ActivityType, Email, Lead, Message, Play, PlayLog, PlayState
 from gateway.optouts import is_opted_out
@@ -68,6 +68,14 @@ async def on_gate_decision(
     """
     if play_id is None:
         return
+    if decision.action == "allow":
+        # Every gate decision is in the play log (GET /v1/plays/{id}/log), an allow too; on a
+        # send's hot path, written without loading the play.
+        log_by_id(
+            session, play_id, "allowed", step_id, channel=channel, **_ids(message_id, party_line_id)
+        )
+        await _note_no_evidence(session, play_id, decision, step_id, message_id)
+        return
     play = await session.get(Play, play_id)
     if play is None:
         return
@@ -95,11 +103,19 @@ async def on_gate_decision(
             message_id=message_id,
             party_line_id=party_line_id,
         )
-    if decision.action == "allow":
-        # Every gate decision is in the play log (GET /v1/plays/{id}/log), an allow too.
-        log(session, play, "allowed", step_id, channel=channel, **_ids(message_id, party_line_id))
+    await _note_no_evidence(session, play_id, decision, step_id, message_id)
+
+
+async def _note_no_evidence(
+    session: AsyncSession,
+    play_id: str,
+    decision: GateDecision,
+    step_id: str | None,
+    message_id: str | None,
+) -> None:
+    """A contact allowed without consent evidence is logged once per play."""
     if decision.consent_evidence is False and not await _logged_no_evidence(session, play_id):
-        log(session, play, NO_EVIDENCE_LOG, step_id, message_id=message_id)
+        log_by_id(session, play_id, NO_EVIDENCE_LOG, step_id, message_id=message_id)
         await session.flush()
 
 
@@ -223,15 +239,20 @@ async def _text_accepted(session: AsyncSession, message: Message) -> None:
     """A play's first message reached Twilio: the play has `started`."""
     if message.play_id is None:
         return
+    # The first text's claim of `started` returns the play (one statement); a later text's
+    # finds it started and reads the play.
     claimed = await session.exec(
         update(Play)
         .where(col(Play.id) == message.play_id, col(Play.started).is_(False))
         .values(started=True)
+        .returning(Play)
+        .execution_options(populate_existing=True)
     )
-    play = await session.get(Play, message.play_id)
+    first: Play | None = claimed.scalars().first()
+    play = first or await session.get(Play, message.play_id)
     if play is None:
         return
-    if claimed.rowcount == 1:
+    if first is not None:
         await record_activity(session, play, ActivityType.EVENT, "started")
     _recheck_if_finished(session, play)
 

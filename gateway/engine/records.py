@@ -38,7 +38,14 @@ async def record_activity(
 
 
 def log(session: AsyncSession, play: Play, what: str, step_id: str | None, **detail: Any) -> None:
-    session.add(PlayLog(play_id=play.id, kind=what, step_id=step_id, detail=detail))
+    log_by_id(session, play.id, what, step_id, **detail)
+
+
+def log_by_id(
+    session: AsyncSession, play_id: str, what: str, step_id: str | None, **detail: Any
+) -> None:
+    """`log` for a caller that has only the play's id (plays are never deleted)."""
+    session.add(PlayLog(play_id=play_id, kind=what, step_id=step_id, detail=detail))
 
 
 def end(session: AsyncSession, play: Play, state: str, why: str) -> None:

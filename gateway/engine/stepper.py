@@ -79,9 +79,9 @@ async def send_text(
         purpose=Purpose.INITIATED if play.last_lead_reply_at is None else Purpose.REPLY,
         reason=reason,
         lead_id=lead.id,
+        play_id=play.id,
+        step_id=step_id,
     )
-    message.play_id, message.step_id = play.id, step_id
-    session.add(message)
     log(session, play, "message", step_id, message_id=message.id, reason=reason)
     return message
 

@@ -35,9 +35,10 @@ async def human_reply(
         purpose=reply_purpose(play),
         reason="human",
         lead_id=lead.id,
+        play_id=play.id,
+        step_id=play.step_id,
+        sent_by=sender,
     )
-    message.play_id, message.step_id, message.sent_by = play.id, play.step_id, sender
-    session.add(message)
     log(session, play, "message", play.step_id, message_id=message.id, reason="human",
         sender=sender)  # fmt: skip
     note = f"by {sender}" if sender else None

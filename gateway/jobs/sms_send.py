@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 from arq import Retry
-from sqlalchemy import update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from twilio.base.exceptions import TwilioRestException
@@ -84,14 +83,12 @@ async def _prepare(jc: JobContext, message_id: str) -> Message | str:
         if prepared.failed is not None:
             await lifecycle.on_text(session, prepared.failed, "failed")
         if prepared.gate is not None:
-            message = await session.get(Message, message_id)
-            assert message is not None
             await lifecycle.on_gate_decision(
                 session,
-                message.play_id,
+                prepared.gate.play_id,
                 prepared.gate.decision,
-                step_id=message.step_id,
-                message_id=message.id,
+                step_id=prepared.gate.step_id,
+                message_id=message_id,
                 repeated=prepared.gate.repeated,
             )
         if prepared.deferred_until is not None:
@@ -123,14 +120,9 @@ async def _deliver(jc: JobContext, message: Message) -> str:
             message.id,
             MessageStatus.ACCEPTED,
             twilio_sid=result.sid,
+            num_segments=int(result.num_segments) if result.num_segments else None,
             detail=f"twilio status {result.status}",
         )
-        if result.num_segments:
-            await session.exec(
-                update(Message)
-                .where(col(Message.id) == message.id)
-                .values(num_segments=int(result.num_segments))
-            )
         await sender.confirm_ledger(session, message, result.sid)
         await lifecycle.on_text(session, message, "accepted")
         if message.gate_reason == sender_status.SENDER_UNAVAILABLE:

@@ -62,6 +62,8 @@ class GateNoted:
 
     decision: GateDecision
     repeated: bool  # the same deferral as last time: not a new decision
+    play_id: str | None  # the text's play and step, read before the claim rewrote the row
+    step_id: str | None
 
 
 @dataclass
@@ -125,6 +127,8 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
         decision,
         # The same deferral found again (a sweep's second look): not a new decision.
         repeated=(message.gate_reason, message.send_after) == (decision.reason, decision.until),
+        play_id=message.play_id,
+        step_id=message.step_id,
     )
     if decision.action == "block":
         message.gate_reason = decision.reason
@@ -206,7 +210,8 @@ async def _claim(
     notice: dict[str, Any],
     gate_reason: str | None = None,
 ) -> Message | str:
-    """queued -> sending, by compare-and-set: of two runs, one wins (with its notice columns)."""
+    """queued -> sending, by compare-and-set: of two runs, one wins (with its notice columns).
+    The winner's row comes back from the UPDATE itself (RETURNING), not from a second read."""
     claimed = await session.exec(
         update(Message)
         .where(col(Message.id) == message.id, col(Message.status) == MessageStatus.QUEUED)
@@ -220,12 +225,14 @@ async def _claim(
             updated_at=moment,
             **notice,
         )
+        .returning(Message)
+        .execution_options(populate_existing=True)
     )
-    if claimed.rowcount != 1:
+    row: Message | None = claimed.scalars().first()
+    if row is None:
         return "claimed elsewhere"
     session.add(MessageEvent(message_id=message.id, status=MessageStatus.SENDING))
-    await session.refresh(message)
-    return message
+    return row
 
 
 async def requeue(session: AsyncSession, message_id: str, why: str, code: int | None) -> None:

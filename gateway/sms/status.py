@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -76,12 +76,16 @@ async def advance(
     error_code: int | None = None,
     error_message: str | None = None,
     twilio_sid: str | None = None,
+    num_segments: int | None = None,
     detail: str | None = None,
 ) -> bool:
     """Move a message to `status` if that is forward (compare-and-set); True when it moved.
 
     The history row is written either way, so a late or duplicate callback still shows up; a
     message that did not move keeps its error code, and the caller must not act on the status.
+    `twilio_sid` (if the row has none yet) and `num_segments` (Twilio's count) are written
+    whether or not the status moves: in the move's own UPDATE when it moves, which is one
+    statement on a send's common path, else in a second one.
     """
     moment = now()
     values: dict[str, object] = {
@@ -97,6 +101,10 @@ async def advance(
         values["error_message"] = error_message[:500]
     if status in (MessageStatus.SENT, MessageStatus.DELIVERED):
         values["sent_at"] = moment
+    if twilio_sid is not None:
+        values["twilio_sid"] = func.coalesce(col(Message.twilio_sid), twilio_sid)
+    if num_segments is not None:
+        values["num_segments"] = num_segments
     statement = (
         update(Message)
         .where(col(Message.id) == message_id, col(Message.status).in_(lower_statuses(status)))
@@ -104,13 +112,10 @@ async def advance(
     )
     result = await session.exec(statement)
     moved = bool(result.rowcount == 1)
-    if twilio_sid is not None:
-        # The SID may arrive here first (a callback racing the commit of the create).
-        await session.exec(
-            update(Message)
-            .where(col(Message.id) == message_id, col(Message.twilio_sid).is_(None))
-            .values(twilio_sid=twilio_sid)
-        )
+    if not moved and (twilio_sid is not None or num_segments is not None):
+        # A callback raced the commit of the create and moved the status first.
+        facts = {k: v for k, v in values.items() if k in ("twilio_sid", "num_segments")}
+        await session.exec(update(Message).where(col(Message.id) == message_id).values(**facts))
     session.add(
         MessageEvent(
             message_id=message_id,

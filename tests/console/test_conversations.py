@@ -24,7 +24,14 @@ from gateway.db import create_engine, session_factory, transaction
 from gateway.models import KeyScope
 from gateway.settings import Settings
 from tests.conftest import RunWorker
-from tests.support.console import WAIT, api_client, sign_in, wait_for, wait_text
+from tests.support.console import (
+    WAIT,
+    api_client,
+    click_to_new_page,
+    sign_in,
+    wait_for,
+    wait_text,
+)
 from tests.support.playbooks import PLAYBOOK_YAML as PLAYBOOK
 from tests.support.servers import serve_in_thread
 
@@ -236,9 +243,7 @@ def _open_play(browser: webdriver.Chrome, url: str, play_id: str) -> None:
 
 def _click_and_wait_notice(browser: webdriver.Chrome, button_id: str) -> str:
     """Click an action's button; the redirect's notice, once the new page has it."""
-    old = browser.find_element(By.TAG_NAME, "html")
-    browser.find_element(By.ID, button_id).click()
-    WebDriverWait(browser, WAIT).until(ec.staleness_of(old))
+    click_to_new_page(browser, browser.find_element(By.ID, button_id))
     WebDriverWait(browser, WAIT).until(
         ec.any_of(
             ec.presence_of_element_located((By.ID, "play-notice")),

@@ -47,6 +47,21 @@ def wait_text(browser: webdriver.Chrome, css: str, text: str) -> None:
     WebDriverWait(browser, WAIT, ignored_exceptions=(WebDriverException,)).until(holds)
 
 
+def click_to_new_page(browser: webdriver.Chrome, element: WebElement) -> None:
+    """Click `element` and wait until another document has replaced this one. The old page is
+    marked in its own window object, which a navigation discards; the mark is read by a script,
+    not by asking an element of the old page whether it is stale, which Chromium can answer
+    with "Node with given id does not belong to the document" while the page is being
+    replaced (seen once in CI), an error selenium's `staleness_of` does not expect."""
+    browser.execute_script("window.__gatewayOldPage = true")
+    element.click()
+
+    def replaced(b: webdriver.Chrome) -> bool:
+        return b.execute_script("return window.__gatewayOldPage !== true") is True
+
+    WebDriverWait(browser, WAIT, ignored_exceptions=(WebDriverException,)).until(replaced)
+
+
 def tamper(browser: webdriver.Chrome, field: WebElement) -> None:
     """Change the first character of a form field (a CSRF token) to a different one."""
     browser.execute_script(
