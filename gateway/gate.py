@@ -12,11 +12,14 @@ deferral is logged) is the engine's: `gateway.engine.lifecycle.on_gate_decision`
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Select, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from compliance import consent
 from compliance import gate as rules
@@ -29,14 +32,16 @@ from gateway.models import (
     Consent,
     Direction,
     Lead,
+    LedgerEvent,
     Message,
     PartyLineRecord,
     Play,
     Rep,
     SourceRule,
+    ledger_status,
 )
 from gateway.models import Purpose as MessagePurpose
-from gateway.optouts import email_unsubscribed, is_opted_out
+from gateway.optouts import email_unsubscribed
 
 logger = logging.getLogger(__name__)
 
@@ -72,18 +77,20 @@ async def decide(
     settings = compliance_settings(account)
     state = lead.state if lead is not None else None
     postal_code = lead.postal_code if lead is not None else None
-    consent_at: datetime | None = None
-    max_age: timedelta | None = None
-    if consent.applies(channel, purpose):  # spare the queries for replies, confirmations, email
-        consent_at = await latest_consent(session, account.id, phone)
-        play = await _play(session, account.id, play)
-        max_age = await max_consent_age(session, account.id, settings, play)
+    # Spare the consent facts for replies, confirmations and email; the rest in one query.
+    wants_consent = consent.applies(channel, purpose)
+    facts = await _facts(
+        session,
+        account.id,
+        phone,
+        consent=wants_consent,
+        play=play if wants_consent else None,
+        last_inbound=rules.uses_last_inbound(channel, purpose),
+    )
+    max_age = _consent_age(settings, facts.rule_id, facts.rule_settings) if wants_consent else None
     contacts: list[datetime] = []
     if rules.counts_contacts(channel, purpose, phone, state, postal_code):
         contacts = await initiated_contacts(session, account.id, phone, at)
-    last_inbound: datetime | None = None
-    if rules.uses_last_inbound(channel, purpose):
-        last_inbound = await last_inbound_at(session, account.id, phone)
     continues, unsubscribed = False, False
     if channel == "email":
         play = await _play(session, account.id, play)
@@ -93,7 +100,7 @@ async def decide(
         purpose=purpose,
         phone=phone,
         at=at,
-        opted_out=await is_opted_out(session, account.id, phone),
+        opted_out=facts.status == LedgerEvent.OPT_OUT,
         email_continues_after_opt_out=continues,
         email_unsubscribed=unsubscribed,
         state=state,
@@ -101,13 +108,75 @@ async def decide(
         fallback_tz=settings.timezone,
         window=settings.window(),
         initiated_contacts_last_24h=contacts,
-        last_inbound_at=last_inbound,
+        last_inbound_at=facts.last_inbound,
         reply_grace_enabled=settings.reply_grace,
-        consent_captured_at=consent_at,
+        consent_captured_at=facts.consent_at,
         max_consent_age=max_age,
         require_consent=settings.require_consent,
     )
     return rules.decide(request)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the gate reads about a contact, asked in one statement (`_facts`)."""
+
+    status: str | None  # the phone's latest ledger event (None: none on record)
+    consent_at: datetime | None = None
+    rule_id: str | None = None  # the play's source rule, with its settings
+    rule_settings: dict[str, Any] | None = None
+    last_inbound: datetime | None = None
+
+
+async def _facts(
+    session: AsyncSession,
+    account_id: str,
+    phone: str,
+    *,
+    consent: bool,
+    play: Play | str | None,
+    last_inbound: bool,
+) -> _Facts:
+    """The phone's ledger status, and as asked its latest consent, its play's source rule and
+    when the lead last texted: one SELECT of scalar subqueries (one round trip a send), each
+    scoped by the account."""
+    columns: list[Any] = [ledger_status(account_id, phone).label("status")]
+    if consent:
+        columns.append(
+            select(func.max(Consent.captured_at))
+            .where(Consent.account_id == account_id, Consent.phone == phone)
+            .scalar_subquery()
+            .label("consent_at")
+        )
+        rule = _source_rule(account_id, play)
+        if rule is not None:
+            columns.append(
+                rule.with_only_columns(col(SourceRule.id)).scalar_subquery().label("rule_id")
+            )
+            columns.append(
+                rule.with_only_columns(col(SourceRule.settings))
+                .scalar_subquery()
+                .label("rule_settings")
+            )
+    if last_inbound:
+        columns.append(_last_inbound(account_id, phone).scalar_subquery().label("last_inbound"))
+    found = (await session.exec(select(*columns))).one()
+    values = tuple(found) if len(columns) > 1 else (found,)  # sqlmodel: one column, a scalar
+    return _Facts(**{column.name: value for column, value in zip(columns, values, strict=True)})
+
+
+def _source_rule(account_id: str, play: Play | str | None) -> Select[Any] | None:
+    """The play's source rule (both of the account), as a query to take columns from."""
+    if play is None:
+        return None
+    rule = select(SourceRule).where(SourceRule.account_id == account_id)
+    if isinstance(play, str):
+        return rule.join(Play, col(Play.source_rule_id) == col(SourceRule.id)).where(
+            Play.id == play, Play.account_id == account_id
+        )
+    if play.account_id != account_id or play.source_rule_id is None:
+        return None
+    return rule.where(SourceRule.id == play.source_rule_id)
 
 
 async def _play(session: AsyncSession, account_id: str, play: Play | str | None) -> Play | None:
@@ -145,9 +214,8 @@ async def _email_facts(
     return playbook is not None and playbook.email_after_opt_out, unsubscribed
 
 
-async def last_inbound_at(session: AsyncSession, account_id: str, phone: str) -> datetime | None:
-    """When the lead last texted the account (None: never)."""
-    query = (
+def _last_inbound(account_id: str, phone: str) -> SelectOfScalar[datetime]:
+    return (
         select(Message.created_at)
         .where(
             Message.account_id == account_id,
@@ -157,7 +225,11 @@ async def last_inbound_at(session: AsyncSession, account_id: str, phone: str) ->
         .order_by(col(Message.created_at).desc())
         .limit(1)
     )
-    return (await session.exec(query)).first()
+
+
+async def last_inbound_at(session: AsyncSession, account_id: str, phone: str) -> datetime | None:
+    """When the lead last texted the account (None: never)."""
+    return (await session.exec(_last_inbound(account_id, phone))).first()
 
 
 # Texts that went to Twilio count as contacts; queued, canceled and blocked ones never left.
@@ -202,43 +274,20 @@ async def initiated_contacts(
     return times
 
 
-async def latest_consent(session: AsyncSession, account_id: str, phone: str) -> datetime | None:
-    """When the lead last consented, by the evidence on record (None: none).
-
-    By phone: evidence recorded before the lead existed (lead_id null) is the lead's too, and
-    the newest consent is the one that counts.
-    """
-    query = select(func.max(Consent.captured_at)).where(
-        Consent.account_id == account_id, Consent.phone == phone
-    )
-    # MAX() keeps the column's type, so the answer is UTC-aware on SQLite and PostgreSQL alike.
-    return (await session.exec(query)).first()
-
-
-async def max_consent_age(
-    session: AsyncSession, account_id: str, settings: ComplianceSettings, play: Play | None
+def _consent_age(
+    settings: ComplianceSettings, rule_id: str | None, rule_settings: dict[str, Any] | None
 ) -> timedelta | None:
     """The limit for this contact: the play's source rule's, else the account's (None: none)."""
     days = settings.max_consent_age_days
-    rule = await _source_rule(session, account_id, play)
-    if rule is not None and SOURCE_RULE_SETTING in rule.settings:
-        value = rule.settings[SOURCE_RULE_SETTING]
+    if rule_settings is not None and SOURCE_RULE_SETTING in rule_settings:
+        value = rule_settings[SOURCE_RULE_SETTING]
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             days = value or None
         else:
             logger.warning(
                 "source rule %s: %s=%r is not a whole number of days; the account's applies",
-                rule.id,
+                rule_id,
                 SOURCE_RULE_SETTING,
                 value,
             )
     return timedelta(days=days) if days else None
-
-
-async def _source_rule(
-    session: AsyncSession, account_id: str, play: Play | None
-) -> SourceRule | None:
-    if play is None or play.account_id != account_id or play.source_rule_id is None:
-        return None
-    rule = await session.get(SourceRule, play.source_rule_id)
-    return rule if rule is not None and rule.account_id == account_id else None

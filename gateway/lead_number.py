@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 
+from sqlalchemy import case
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,32 +35,35 @@ async def number_lead_knows(
 
     `usable`: numbers the caller may use now (a text passes over a number Twilio refused
     lately while another works); when none is, every number is. `excluding_message`: the
-    text being sent, which is not yet part of the conversation. Two statements.
+    text being sent, which is not yet part of the conversation. One statement.
     """
-    numbers = list(
-        (
-            await session.exec(
-                select(SenderNumber)
-                .where(SenderNumber.account_id == account_id)
-                .order_by(col(SenderNumber.id))
-            )
-        ).all()
-    )
-    if not numbers:
-        return None
-    numbers = [n for n in numbers if usable(n)] or numbers
-    by_number = {n.number: n for n in numbers}
-    query = select(Message.direction, Message.from_number, Message.to_number).where(
+    # The account's numbers, each row carrying the number the lead last dealt with (ours on
+    # the conversation's latest message): one statement.
+    thread = select(
+        case(
+            (col(Message.direction) == Direction.INBOUND, col(Message.to_number)),
+            else_=col(Message.from_number),
+        )
+    ).where(
         Message.account_id == account_id,
         Message.lead_phone == phone,
         col(Message.from_number).is_not(None),
     )
     if excluding_message is not None:
-        query = query.where(col(Message.id) != excluding_message)
-    last = (await session.exec(query.order_by(col(Message.created_at).desc()).limit(1))).first()
-    if last is not None:
-        direction, from_number, to_number = last
-        ours = to_number if direction == Direction.INBOUND else from_number
-        if ours in by_number:
-            return by_number[ours]
+        thread = thread.where(col(Message.id) != excluding_message)
+    known = thread.order_by(col(Message.created_at).desc()).limit(1).scalar_subquery()
+    rows = (
+        await session.exec(
+            select(SenderNumber, known)
+            .where(SenderNumber.account_id == account_id)
+            .order_by(col(SenderNumber.id))
+        )
+    ).all()
+    if not rows:
+        return None
+    ours = rows[0][1]
+    numbers = [n for n, _ in rows if usable(n)] or [n for n, _ in rows]
+    for number in numbers:
+        if number.number == ours:
+            return number
     return numbers[zlib.crc32(phone.encode()) % len(numbers)]

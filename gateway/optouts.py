@@ -21,6 +21,7 @@ from gateway.models import (
     LedgerSource,
     OptOutConfirmation,
     OptOutEvent,
+    ledger_status,
 )
 
 EXPORT_BATCH = 1000
@@ -97,17 +98,6 @@ async def record_confirmation(
     return row
 
 
-async def latest(session: AsyncSession, account_id: str, phone: str) -> OptOutEvent | None:
-    """The phone's latest ledger event for the account; its `event` is the current status."""
-    query = (
-        select(OptOutEvent)
-        .where(OptOutEvent.account_id == account_id, OptOutEvent.phone == phone)
-        .order_by(col(OptOutEvent.id).desc())
-        .limit(1)
-    )
-    return (await session.exec(query)).first()
-
-
 async def latest_opt_outs(
     session: AsyncSession, account_id: str, phones: Sequence[str]
 ) -> dict[str, OptOutEvent]:
@@ -126,8 +116,8 @@ async def latest_opt_outs(
 
 
 async def is_opted_out(session: AsyncSession, account_id: str, phone: str) -> bool:
-    event = await latest(session, account_id, phone)
-    return event is not None and event.event == LedgerEvent.OPT_OUT
+    status = (await session.exec(select(ledger_status(account_id, phone)))).first()
+    return status == LedgerEvent.OPT_OUT
 
 
 async def email_unsubscribed(session: AsyncSession, account_id: str, address: str) -> bool:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.models import Activity, Lead, LeadOriginator, LedgerEvent, OptOutEvent, Play, Rep
+from gateway.models import Activity, Lead, LeadOriginator, LedgerEvent, Play, Rep, ledger_status
 
 
 class OriginatorField(BaseModel):
@@ -44,24 +44,22 @@ class WebhookPayload(BaseModel):
     lead_originators: list[OriginatorField]
 
 
-async def _opted_out(session: AsyncSession, account_id: str, phone: str) -> bool:
-    """The phone's current status: its latest ledger event (as `optouts.is_opted_out`)."""
-    latest = (
-        await session.exec(
-            select(OptOutEvent.event)
-            .where(OptOutEvent.account_id == account_id, OptOutEvent.phone == phone)
-            .order_by(col(OptOutEvent.id).desc())
-            .limit(1)
-        )
-    ).first()
-    return latest == LedgerEvent.OPT_OUT
-
-
 async def build_payload(session: AsyncSession, activity: Activity) -> dict[str, Any]:
     """The payload of `activity` as things stand in this transaction (JSON-ready)."""
-    lead = await session.get(Lead, activity.lead_id) if activity.lead_id is not None else None
-    if lead is not None and lead.account_id != activity.account_id:
-        lead = None  # never leak another account's lead, whatever a row says
+    lead: Lead | None = None
+    status: str | None = None
+    if activity.lead_id is not None:
+        # The lead and its phone's ledger status in one statement; never another account's
+        # lead, whatever a row says.
+        found = (
+            await session.exec(
+                select(Lead, ledger_status(activity.account_id, col(Lead.phone))).where(
+                    Lead.id == activity.lead_id, Lead.account_id == activity.account_id
+                )
+            )
+        ).first()
+        if found is not None:
+            lead, status = found
     originators: list[OriginatorField] = []
     opted_out: bool | None = None
     if lead is not None:
@@ -74,7 +72,7 @@ async def build_payload(session: AsyncSession, activity: Activity) -> dict[str, 
             .order_by(col(LeadOriginator.id))
         )
         originators = [OriginatorField(origin=r.origin, key=r.key) for r in rows.all()]
-        opted_out = await _opted_out(session, activity.account_id, lead.phone)
+        opted_out = status == LedgerEvent.OPT_OUT
     elif activity.label in ("opted_out", "opted_in") and activity.play_id is None:
         opted_out = activity.label == "opted_out"
     payload = WebhookPayload(

@@ -21,9 +21,9 @@ from compliance.gate import Channel, GateDecision
 from gateway import playbook_versions
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
-from gateway.engine.records import end, log, log_by_id, record_activity
+from gateway.engine.records import end, log, log_by_id, log_once, record_activity
 from gateway.engine.stepper import finish, move_to
-from gateway.models import Activity, ActivityType, Email, Lead, Message, Play, PlayLog, PlayState
+from gateway.models import Activity, ActivityType, Email, Lead, Message, Play, PlayState
 from gateway.optouts import is_opted_out
 from gateway.playbooks import Playbook
 from gateway.sms.status import TextOutcome
@@ -114,9 +114,8 @@ async def _note_no_evidence(
     message_id: str | None,
 ) -> None:
     """A contact allowed without consent evidence is logged once per play."""
-    if decision.consent_evidence is False and not await _logged_no_evidence(session, play_id):
-        log_by_id(session, play_id, NO_EVIDENCE_LOG, step_id, message_id=message_id)
-        await session.flush()
+    if decision.consent_evidence is False:
+        await log_once(session, play_id, NO_EVIDENCE_LOG, step_id, message_id=message_id)
 
 
 async def on_blocked(
@@ -417,10 +416,3 @@ async def _playbook(session: AsyncSession, play: Play) -> Playbook:
 def _ids(message_id: str | None, party_line_id: str | None) -> dict[str, str]:
     ids = {"message_id": message_id, "party_line_id": party_line_id}
     return {key: value for key, value in ids.items() if value is not None}
-
-
-async def _logged_no_evidence(session: AsyncSession, play_id: str) -> bool:
-    query = select(PlayLog.id).where(
-        PlayLog.play_id == play_id, col(PlayLog.kind) == NO_EVIDENCE_LOG
-    )
-    return (await session.exec(query.limit(1))).first() is not None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import JSON, String, exists, insert, literal, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.activity_webhooks import on_activity
 from gateway.clock import now
+from gateway.db import UTCDateTime
 from gateway.engine import rep_notices
 from gateway.ids import new_id
 from gateway.models import Activity, ActivityType, Play, PlayLog
@@ -56,3 +59,20 @@ def end(session: AsyncSession, play: Play, state: str, why: str) -> None:
     play.ended_at = play.updated_at = now()
     session.add(play)
     log(session, play, "state", play.step_id, state=state, why=why)
+
+
+async def log_once(
+    session: AsyncSession, play_id: str, what: str, step_id: str | None, **detail: Any
+) -> None:
+    """`log_by_id` unless the play's log already holds an entry of this kind: one
+    INSERT ... SELECT ... WHERE NOT EXISTS, not a read and a write."""
+    row = select(
+        literal(play_id, String),
+        literal(now(), UTCDateTime),
+        literal(what, String),
+        literal(step_id, String),
+        literal(detail, JSON),
+    ).where(~exists().where(col(PlayLog.play_id) == play_id, col(PlayLog.kind) == what))
+    await session.exec(
+        insert(PlayLog).from_select(["play_id", "at", "kind", "step_id", "detail"], row)
+    )

@@ -8,6 +8,7 @@ from gateway.models.compliance import (
     LedgerSource,
     OptOutConfirmation,
     OptOutEvent,
+    ledger_status,
 )
 from gateway.models.email import Email, EmailStatus
 from gateway.models.leads import Lead, PhoneStatus
@@ -88,4 +89,5 @@ __all__ = [
     "WebhookDelivery",
     "WebhookPolicy",
     "WebhookSubscription",
+    "ledger_status",
 ]

@@ -11,8 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String
-from sqlmodel import Column, Field, SQLModel
+from sqlalchemy import JSON, BigInteger, Index, Integer, ScalarSelect, String
+from sqlmodel import Column, Field, SQLModel, col, select
 
 from gateway.clock import now
 from gateway.db import UTCDateTime
@@ -80,6 +80,19 @@ class OptOutEvent(SQLModel, table=True):
     # Suppression takes effect in the transaction that writes the row.
     suppression_applied_at: datetime = Field(
         default_factory=now, sa_column=Column(UTCDateTime, nullable=False)
+    )
+
+
+def ledger_status(account_id: str, phone: Any) -> ScalarSelect[Any]:
+    """The phone's current status as a scalar subquery: its latest ledger event (`opt_out`,
+    `opt_in`, ...; NULL: none on record). `phone` is a value or a column of the enclosing query
+    (it correlates), so a caller asks it beside its other facts in one statement."""
+    return (
+        select(OptOutEvent.event)
+        .where(OptOutEvent.account_id == account_id, OptOutEvent.phone == phone)
+        .order_by(col(OptOutEvent.id).desc())
+        .limit(1)
+        .scalar_subquery()
     )
 
 

@@ -79,9 +79,23 @@ class Prepared:
 
 async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Prepared:
     """Gate and claim the message under the contact lock, in the job's transaction."""
-    message = await session.get(Message, message_id)
-    if message is None or message.direction != Direction.OUTBOUND:
+    # The row with its account and lead in one statement: the facts the gate reads after the
+    # contact lock (the ledger, consent, spacing) are asked under it, below.
+    found = (
+        await session.exec(
+            select(Message, Account, Lead)
+            .join(Account, col(Account.id) == col(Message.account_id))
+            .outerjoin(
+                Lead,
+                (col(Lead.id) == col(Message.lead_id))
+                & (col(Lead.account_id) == col(Message.account_id)),
+            )
+            .where(Message.id == message_id)
+        )
+    ).first()
+    if found is None or found[0].direction != Direction.OUTBOUND:
         return Prepared("missing")
+    message, account, lead = found
     if message.status == MessageStatus.SENDING:
         return Prepared(IN_FLIGHT)
     if message.status != MessageStatus.QUEUED:
@@ -92,8 +106,6 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
     early = message.send_after is not None and message.send_after > moment
     if early and message.gate_reason != RATE_SLOT:
         return Prepared("not due")
-    account = await session.get(Account, message.account_id)
-    assert account is not None
     await lock_contact(session, account.id, message.lead_phone)
     ahead = await _earlier_pending(session, message, moment)
     if ahead is not None and ahead <= moment:
@@ -109,7 +121,6 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
         await session.flush()
         stage(session, SMS_SEND, message.id, at=ahead)
         return Prepared(f"behind an earlier text until {ahead.isoformat()}")
-    lead = await session.get(Lead, message.lead_id) if message.lead_id else None
     if lead is not None and lead.phone_status != PhoneStatus.OK:
         await _finish(session, message, MessageStatus.FAILED, f"phone is {lead.phone_status}")
         return Prepared("phone flagged", failed=message)
