@@ -147,6 +147,16 @@ async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
             await handoff(staged.values())
 
 
+async def serialized(session: AsyncSession) -> bool:
+    """Whether the session's transaction has held SQLite's one write lock since its BEGIN
+    IMMEDIATE (every `transaction()` on SQLite): no other writer can change a row it reads, so
+    a contact lock or a re-read after one adds nothing."""
+    connection = await session.connection()
+    if connection.dialect.name != "sqlite":
+        return False
+    return bool(connection.sync_connection.get_execution_options().get(_IMMEDIATE, False))  # type: ignore[union-attr]
+
+
 def conflict_insert(connection: AsyncConnection, model: Any) -> postgresql.Insert | sqlite.Insert:
     """An INSERT into `model`'s table that can say ON CONFLICT, in the connection's dialect.
 

@@ -205,6 +205,9 @@ async def _insert_ignoring_conflict(
     )
 
 
+_FIELDS = ("first_name", "last_name", "email", "state", "postal_code")  # a request overwrites
+
+
 async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreate) -> Lead:
     """The account's lead for `lead_in.phone`, created or updated with the fields given.
 
@@ -212,39 +215,38 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
     consent evidence as a Consent row. Nothing is committed: the caller's transaction is.
     """
     moment = now()
-    await _insert_ignoring_conflict(
-        session,
-        Lead,
-        {
-            "id": new_id("lead"),
-            "account_id": account_id,
-            "phone": lead_in.phone,
-            "additional_info": {},
-            "phone_status": PhoneStatus.OK,
-            "created_at": moment,
-            "updated_at": moment,
-        },
-        ["account_id", "phone"],
-    )
-    lead = (
-        await session.exec(
-            select(Lead)
-            .where(Lead.account_id == account_id, Lead.phone == lead_in.phone)
-            .execution_options(populate_existing=True)
+    given = {name: getattr(lead_in, name) for name in _FIELDS if getattr(lead_in, name) is not None}
+    # Created, or updated with the fields given, and read back: one statement. Concurrent
+    # requests for the same phone both succeed and see the one row, on SQLite and PostgreSQL.
+    connection = await session.connection()
+    insert = conflict_insert(connection, Lead)
+    upsert = (
+        insert.values(
+            id=new_id("lead"),
+            account_id=account_id,
+            phone=lead_in.phone,
+            additional_info={},
+            phone_status=PhoneStatus.OK,
+            created_at=moment,
+            updated_at=moment,
+            **given,
         )
-    ).one()
-    for name in ("first_name", "last_name", "email", "state", "postal_code"):
-        value = getattr(lead_in, name)
-        if value is not None:
-            setattr(lead, name, value)
+        .on_conflict_do_update(
+            index_elements=["account_id", "phone"],
+            set_={name: insert.excluded[name] for name in [*given, "updated_at"]},
+        )
+        .returning(*insert.table.columns)
+    )
+    # sqlmodel's exec has no overload for an ORM statement over an INSERT; its rows are Leads.
+    as_leads: Any = select(Lead).from_statement(upsert).execution_options(populate_existing=True)
+    lead: Lead = (await session.exec(as_leads)).one()[0]
     if lead_in.additional_info:
         merged = merge_additional_info(lead.additional_info, lead_in.additional_info)
         try:
             lead.additional_info = check_additional_info(merged)
         except ValueError as exc:
             raise ApiError(422, "invalid", f"additional_info: {exc}", "additional_info") from None
-    lead.updated_at = now()
-    session.add(lead)
+        session.add(lead)
     await add_originators(session, lead, lead_in.originators)
     if lead_in.consent is not None:
         session.add(

@@ -16,15 +16,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import playbook_versions
 from gateway.errors import ApiError
-from gateway.playbooks import Playbook
 
 MAX_LINKED = 20  # goto targets followed; a chain longer than this is not worth loading
 
 
 async def declared_settings(
     session: AsyncSession, account_id: str, playbook_id: str
-) -> tuple[Playbook, set[str]] | None:
-    """The playbook's latest version and every setting it or its goto targets declare."""
+) -> tuple[int, set[str]] | None:
+    """The playbook's latest version number and every setting it or its goto targets declare
+    (None: no such playbook)."""
     version = await playbook_versions.latest_version(session, account_id, playbook_id)
     if version is None:
         return None
@@ -42,7 +42,7 @@ async def declared_settings(
         linked = await playbook_versions.load(session, account_id, target, target_version)
         names |= set(linked.settings)
         queue += linked.transitions()
-    return playbook, names
+    return version, names
 
 
 def refuse_unknown(

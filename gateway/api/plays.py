@@ -304,7 +304,11 @@ async def create_play(request: Request) -> JSONResponse:
         lead = await upsert_lead(session, account.id, body.lead)
         try:
             play = await start_play(
-                session, lead=lead, playbook_id=body.playbook_id, settings=body.settings
+                session,
+                lead=lead,
+                playbook_id=body.playbook_id,
+                settings=body.settings,
+                version=declared[0],  # the version whose settings were checked
             )
         except LookupError:
             raise ApiError(404, "not_found", "no such playbook", "playbook_id") from None

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from compliance.gate import Purpose as GatePurpose
 from gateway import gate, playbook_versions
-from gateway.contact_lock import lock_contact
+from gateway.contact_lock import lock_contact, reread
 from gateway.db import transaction
 from gateway.engine.takeover import human_reply, reply_purpose, resume
 from gateway.errors import ApiError
@@ -75,7 +75,7 @@ async def _locked_running_play(
     lead = await session.get(Lead, play.lead_id)
     assert lead is not None
     await lock_contact(session, account_id, lead.phone)
-    await session.refresh(play)
+    await reread(session, play)
     _refuse_ended(play)
     return play, lead
 

@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from compliance.gate import GateDecision
 from gateway import gate
 from gateway.clock import now
-from gateway.contact_lock import lock_contact
+from gateway.contact_lock import lock_contact, reread
 from gateway.db import SessionFactory, transaction
 from gateway.email import unsubscribe
 from gateway.email.transport import DeliveryError, Outgoing, new_message_id
@@ -105,7 +105,7 @@ async def prepare(
     rep = await _rep(session, email)
     # A rep's notice is about the rep: their contact is the one an unsubscribe changes.
     await lock_contact(session, account.id, rep.phone if rep is not None else lead.phone)
-    await session.refresh(email)  # as it is now that we hold the contact
+    await reread(session, email)
     moment = now()
     if email.status == EmailStatus.SENDING:
         started = email.attempt_started_at or email.updated_at

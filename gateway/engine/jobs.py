@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
-from gateway.contact_lock import lock_contact
+from gateway.contact_lock import lock_contact, reread
 from gateway.db import transaction
 from gateway.engine.replies import on_reply
 from gateway.engine.stepper import run_due
@@ -66,13 +66,18 @@ async def advance(ctx: dict[str, Any], play_id: str) -> str:
     """Run a play's due steps (arq job `plays.advance`)."""
     jc = job_context(ctx)
     async with transaction(jc.sessions) as session:
-        play = await session.get(Play, play_id)
-        if play is None or play.state != PlayState.RUNNING:
+        found = (
+            await session.exec(
+                select(Play, Lead)
+                .join(Lead, col(Lead.id) == col(Play.lead_id))
+                .where(Play.id == play_id, col(Lead.account_id) == col(Play.account_id))
+            )
+        ).first()
+        if found is None or found[0].state != PlayState.RUNNING:
             return "not running"
-        lead = await session.get(Lead, play.lead_id)
-        assert lead is not None
+        play, lead = found
         await lock_contact(session, play.account_id, lead.phone)
-        await session.refresh(play)
+        await reread(session, play)
         queued = await run_due(session, play, lead)
         if play.state == PlayState.RUNNING and not play.paused and play.due_at is not None:
             stage(session, PLAY_ADVANCE, play_id, at=play.due_at)  # its next step
@@ -84,17 +89,26 @@ async def reply(ctx: dict[str, Any], message_id: str) -> str:
     """Hand an inbound text to the lead's running plays (arq job `plays.reply`)."""
     jc = job_context(ctx)
     async with transaction(jc.sessions) as session:
-        message = await session.get(Message, message_id)
-        if message is None or message.direction != Direction.INBOUND:
+        found = (
+            await session.exec(
+                select(Message, Lead)
+                .outerjoin(
+                    Lead,
+                    (col(Lead.id) == col(Message.lead_id))
+                    & (col(Lead.account_id) == col(Message.account_id)),
+                )
+                .where(Message.id == message_id)
+            )
+        ).first()
+        if found is None or found[0].direction != Direction.INBOUND:
             return "not inbound"
+        message, lead = found
         if message.dispatched_at is not None:
             return "already handled"
-        if message.lead_id is None:
+        if lead is None:
             message.dispatched_at = now()
             session.add(message)
             return "no lead"
-        lead = await session.get(Lead, message.lead_id)
-        assert lead is not None
         await lock_contact(session, lead.account_id, lead.phone)
         plays = (
             await session.exec(

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from compliance.gate import Channel, GateDecision
 from gateway import playbook_versions
 from gateway.clock import now
-from gateway.contact_lock import lock_contact
+from gateway.contact_lock import lock_contact, reread
 from gateway.engine.records import end, log, log_by_id, log_once, record_activity
 from gateway.engine.stepper import finish, move_to
 from gateway.models import Activity, ActivityType, Email, Lead, Message, Play, PlayState
@@ -302,7 +302,7 @@ async def on_email_failed(session: AsyncSession, email: Email) -> None:
     ).first()
     if play is None:
         return
-    await session.refresh(play)
+    await reread(session, play)
     playbook = await _playbook(session, play)
     log(session, play, "failed", email.step_id, email_id=email.id, why=email.error)
     if play.state != PlayState.RUNNING or playbook.on_failure != "halt":
@@ -315,8 +315,7 @@ async def on_party_line_reports(
     session: AsyncSession, play: Play, reports: Sequence[PlayReport]
 ) -> bool:
     """What a party line of the play reported, in the order it happened (`voice.runner`);
-    True when the play moved on to a step that is due now (the caller enqueues its advance
-    after the commit)."""
+    True when the play moved on to a step that is due now (the caller stages its advance)."""
     moved_on = False
     for report in reports:
         match report:
@@ -355,7 +354,7 @@ async def on_party_line_end(
     party_line_id: str,
 ) -> bool:
     """A party line of the play ended with `reason`; True when the play moved on to a step
-    that is due now (the caller enqueues its advance after the commit).
+    that is due now (the caller stages its advance).
 
     `step_id` is the call step that started it; None for one started by the API.
     """

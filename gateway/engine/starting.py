@@ -44,13 +44,15 @@ async def start_play(
     settings: dict[str, Any],
     rep_id: str | None = None,
     source_rule_id: str | None = None,
+    version: int | None = None,
 ) -> Play:
-    """A new running play on the playbook's latest version; the caller enqueues its advance.
+    """A new running play on the playbook's `version` (None: its latest); its advance is staged.
 
     LookupError: no such playbook; ValueError: a required setting is missing;
     RunningPlayExists: the lead is already in a running play of this playbook.
     """
-    version = await playbook_versions.latest_version(session, lead.account_id, playbook_id)
+    if version is None:
+        version = await playbook_versions.latest_version(session, lead.account_id, playbook_id)
     if version is None:
         raise LookupError(f"no playbook {playbook_id}")
     playbook = await playbook_versions.load(session, lead.account_id, playbook_id, version)

@@ -51,8 +51,8 @@ async def human_reply(
 async def resume(
     session: AsyncSession, playbook: Playbook, play: Play, step_id: str, by: str | None
 ) -> None:
-    """Back to the playbook at `step_id` (its delay counts from now); the caller enqueues the
-    play's advance after the commit."""
+    """Back to the playbook at `step_id` (its delay counts from now); the caller stages the
+    play's advance in its transaction."""
     play.paused, play.awaiting_human_since = False, None
     move_to(play, playbook.step(step_id))
     play.updated_at = now()

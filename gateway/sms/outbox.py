@@ -52,7 +52,8 @@ async def queue_message(
         created_at=stamp(),
     )
     session.add(message)
+    # Not flushed here: the id is ours already, and the rows go with the rest of the caller's
+    # writes in one flush (a later query in the transaction autoflushes them first).
     session.add(MessageEvent(message_id=message.id, status=MessageStatus.QUEUED, detail=reason))
-    await session.flush()
     stage(session, SMS_SEND, message.id, at=send_after)
     return message

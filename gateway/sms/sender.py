@@ -72,7 +72,7 @@ class Prepared:
     commit."""
 
     result: Message | str  # the claimed row (send it now), or why not
-    deferred_until: datetime | None = None  # the job runs again then (enqueued after the commit)
+    deferred_until: datetime | None = None  # the job runs again then (the job stages it)
     failed: Message | None = None  # failed before sending: its play hears `failed`
     gate: GateNoted | None = None  # the gate's decision, once it was asked
 

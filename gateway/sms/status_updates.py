@@ -24,9 +24,8 @@ FAILURES = (MessageStatus.UNDELIVERED, MessageStatus.FAILED)
 
 @dataclass(frozen=True)
 class Applied:
-    """What a status report left to do in the caller's transaction, and after it."""
+    """What a status report left for the caller's transaction to do."""
 
-    resend: Message | None = None  # enqueue once the transaction has committed
     outcome: TextOutcome | None = None  # for the play: `gateway.engine.lifecycle.on_text`
 
 
@@ -39,8 +38,8 @@ async def apply_status(
     twilio_sid: str | None = None,
     detail: str | None = None,
 ) -> Applied:
-    """Move `message` to `status` if that is forward, and act on a failure; returns a resend to
-    enqueue once the transaction has committed, and what the play hears.
+    """Move `message` to `status` if that is forward, and act on a failure (a resend is queued
+    and its send staged in the same transaction); returns what the play hears.
 
     The caller has claimed the report (`claims.claim`), so a repeat of it never comes here."""
     moved = await advance(
@@ -89,4 +88,4 @@ async def after_failure(session: AsyncSession, message: Message, code: int) -> A
     if policy.action == errors.Action.SENDER:
         resend.gate_reason = sender_status.SENDER_UNAVAILABLE
         session.add(resend)
-    return Applied(resend=resend)
+    return Applied()
