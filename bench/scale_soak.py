@@ -14,7 +14,6 @@ callbacks, the outbound webhooks and the worker's sweeps run as they do in servi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -39,16 +38,21 @@ from starlette.routing import Route
 
 from gateway.db import create_engine, session_factory, transaction
 from gateway.webhooks.addresses import set_private_allowed
-from twilio_sandbox import Sandbox
 from voice.links import INBOUND_PATH
+
+# Imported as `bench.scale_soak` or, from `python bench/scale.py`, as `scale_soak`.
+if __package__:
+    from bench import sandbox_server
+else:
+    import sandbox_server
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 OUR_NUMBER = "+18085550100"
 PLAYBOOK = ROOT / "examples" / "mortgage-qualification.yaml"
-# The soak's own sandbox (a scratch process on a free local port) and the gateway talk with
-# these, passed to the gateway as its Twilio credentials (TWILIO_API_URL points at the sandbox).
-SANDBOX_AUTH = ("AC" + "b3" * 16, "soak-sandbox-token")
+# The soak's own sandbox (bench/sandbox_server.py on a free local port) and the gateway talk
+# with these, passed to the gateway as its Twilio credentials (TWILIO_API_URL points there).
+SANDBOX_AUTH = sandbox_server.AUTH
 
 
 def free_port() -> int:
@@ -87,12 +91,6 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def serve_sandbox(port: int) -> None:
-    """The sandbox on its own (realtime), with the gateway's sandbox credentials."""
-    sandbox = Sandbox(*SANDBOX_AUTH, realtime=True)
-    uvicorn.run(sandbox.app, host="127.0.0.1", port=port, log_level="warning")
-
-
 @dataclass
 class Stack:
     web: subprocess.Popen[bytes]
@@ -126,7 +124,7 @@ async def start_web(database_url: str, redis_url: str, logs: Path) -> Stack:
     sandbox_port, web_port = free_port(), free_port()
     sandbox_base = f"http://127.0.0.1:{sandbox_port}"
     sandbox = _spawn(
-        [sys.executable, __file__, "--serve-sandbox", str(sandbox_port)],
+        [sys.executable, "-m", "bench.sandbox_server", str(sandbox_port)],
         dict(os.environ),
         logs / "sandbox.log",
     )
@@ -374,14 +372,3 @@ async def soak(
         server.should_exit = True
         await serving
     return samples, load
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--serve-sandbox", type=int, required=True, help="port")
-    args = parser.parse_args()
-    serve_sandbox(args.serve_sandbox)
-
-
-if __name__ == "__main__":
-    main()

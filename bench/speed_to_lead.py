@@ -2,10 +2,13 @@
 
     .venv/bin/python -m bench.speed_to_lead [--rates 10,100] [--duration 60] [--runs 3]
                                             [--database-url postgresql://...] [--one-process]
+                                            [--builtin-sandbox]
 
-Per run: a fresh database (default: the embedded defaults, SQLite and the embedded Redis),
-`gateway web` with the built-in sandbox under /sandbox, and `gateway worker` as a separate
-process (with --one-process: `gateway run`, both in one process), SMS rate limits off. The
+Per run: a fresh database (default: the embedded defaults, SQLite and the embedded Redis), the
+Twilio sandbox in its own process (bench/sandbox_server.py; the gateway's TWILIO_API_URL points
+there, so the CPU per lead is the gateway's own; with --builtin-sandbox the one inside `gateway
+web`, whose work then counts as the web process's), `gateway web`, and `gateway worker` as a
+separate process (with --one-process: `gateway run`, both in one process), SMS rate limits off. The
 example playbook `examples/mortgage-qualification.yaml` is published; then leads are POSTed to
 /v1/plays at each rate for --duration seconds on an open schedule (a slow answer does not delay
 the next lead), each a new phone inside its local contact window. For every lead: the
@@ -87,6 +90,9 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
     results: dict[float, dict[str, Any]] = {}
     async with support.target(args.database_url, args.redis_url) as run:
         tenant = await support.create_tenant(run)
+        if not args.builtin_sandbox:
+            await run.own_sandbox()
+            await run.register_number(tenant.number)
         if args.one_process:
             await run.web_and_worker()
         else:
@@ -104,13 +110,17 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                 count = int(rate * args.duration)
                 phones = support.lead_phones(count, start=offset)
                 offset += count
-                cpu_before = sum(s.cpu_seconds() for s in run.services)
+                gateway = run.gateway_services()
+                cpu_before = sum(s.cpu_seconds() for s in gateway)
+                sandbox_before = run.sandbox.cpu_seconds() if run.sandbox else 0.0
                 answered, api_latencies, failures = await post_leads(api, phones, rate)
                 created = await first_creates(run, set(answered))
                 await asyncio.sleep(2.0)  # the worker finishes the last plays' bookkeeping
-                # Every gateway process (web with its built-in sandbox, worker): the leads'
-                # requests, jobs, status callbacks and webhooks, and the sandbox's side of them.
-                cpu = sum(s.cpu_seconds() for s in run.services) - cpu_before
+                # Every gateway process (web, worker): the leads' requests, jobs, status
+                # callbacks and webhooks. With --builtin-sandbox the web process also does
+                # the sandbox's side of them; otherwise that is the sandbox process's CPU.
+                cpu = sum(s.cpu_seconds() for s in gateway) - cpu_before
+                sandbox_cpu = (run.sandbox.cpu_seconds() if run.sandbox else 0.0) - sandbox_before
                 delays = [created[p] - answered[p] for p in answered if p in created]
                 result = {
                     "leads": count,
@@ -123,6 +133,7 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                     "api_p50_ms": support.percentile(api_latencies, 50) * 1000,
                     "api_p99_ms": support.percentile(api_latencies, 99) * 1000,
                     "cpu_ms_per_lead": cpu * 1000 / max(count, 1),
+                    "sandbox_ms_per_lead": sandbox_cpu * 1000 / max(count, 1),
                 }
                 results[rate] = result
                 print(
@@ -130,7 +141,9 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                     f"201->create p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms "
                     f"max {result['max_ms']:.1f} ms; POST p50 {result['api_p50_ms']:.1f} ms "
                     f"p99 {result['api_p99_ms']:.1f} ms; failures {failures}; CPU "
-                    f"{result['cpu_ms_per_lead']:.1f} ms/lead (all gateway processes)",
+                    f"{result['cpu_ms_per_lead']:.1f} ms/lead (all gateway processes"
+                    f"{', the built-in sandbox included' if args.builtin_sandbox else ''}); "
+                    f"sandbox process {result['sandbox_ms_per_lead']:.1f} ms/lead",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -149,12 +162,19 @@ async def main() -> None:
         help="`gateway run` (web and worker in one process) instead of `gateway web` beside "
         "`gateway worker`",
     )
+    parser.add_argument(
+        "--builtin-sandbox",
+        action="store_true",
+        help="the sandbox inside `gateway web` (its CPU counts as the gateway's) instead of in "
+        "its own process",
+    )
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     runs = [await one_run(args, n + 1) for n in range(args.runs)]
     db = support.database_label(args.database_url)
     fmt = support.fmt_runs
     layout = "`gateway run`, one process" if args.one_process else "worker in its own process"
+    layout += "; sandbox inside `gateway web`" if args.builtin_sandbox else "; sandbox in its own"
     print(f"# speed to lead on {db}, {layout}; {support.machine()}")
     for rate in args.rates:
         each = [r[rate] for r in runs]
@@ -164,7 +184,8 @@ async def main() -> None:
             f"Messages.create p50 {fmt([r['p50_ms'] for r in each], 1)} ms, "
             f"p99 {fmt([r['p99_ms'] for r in each], 1)} ms; POST p50 "
             f"{fmt([r['api_p50_ms'] for r in each], 1)} ms; CPU "
-            f"{fmt([r['cpu_ms_per_lead'] for r in each], 1)} ms/lead; not texted or failed: "
+            f"{fmt([r['cpu_ms_per_lead'] for r in each], 1)} ms/lead (sandbox process "
+            f"{fmt([r['sandbox_ms_per_lead'] for r in each], 1)}); not texted or failed: "
             f"{missing}"
         )
 

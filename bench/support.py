@@ -34,6 +34,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import redis.asyncio
 
+from bench import sandbox_server
 from gateway import accounts
 from gateway.db import SessionFactory, create_engine, session_factory, transaction
 from gateway.ids import new_id
@@ -43,6 +44,7 @@ from gateway.redis_embedded import EmbeddedRedis
 from gateway.sandbox_credentials import load_or_create
 from gateway.settings import SANDBOX_PATH, load_settings
 from gateway.webhooks.addresses import set_private_allowed
+from voice.links import INBOUND_PATH
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the virtualenv the benchmark runs in
@@ -166,11 +168,13 @@ def start_service(
     return Service(name, process, log_path, url)
 
 
-async def wait_ready(service: Service, path: str = "/healthz") -> None:
+async def wait_ready(
+    service: Service, path: str = "/healthz", auth: tuple[str, str] | None = None
+) -> None:
     """Poll `service.url + path` until it answers 200 (or the process dies)."""
     assert service.url is not None
     deadline = time.monotonic() + START_TIMEOUT
-    async with httpx.AsyncClient(timeout=2) as client:
+    async with httpx.AsyncClient(timeout=2, auth=auth) as client:
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
                 tail = service.log_path.read_text(errors="replace")[-2000:]
@@ -217,6 +221,7 @@ class Target:
     redis_url: str | None  # None: the embedded Redis on a socket in data_dir
     port: int = field(default_factory=free_port)
     services: list[Service] = field(default_factory=list)
+    sandbox: Service | None = None  # the sandbox in its own process (`own_sandbox`)
 
     @property
     def base_url(self) -> str:
@@ -224,9 +229,50 @@ class Target:
 
     @property
     def sandbox_auth(self) -> tuple[str, str]:
-        """The credentials of the sandbox inside `gateway web`: its DATA_DIR's (shared file)."""
+        """The sandbox's credentials: the own process's, or those of the one inside `gateway
+        web` (its DATA_DIR's shared file)."""
+        if self.sandbox is not None:
+            return sandbox_server.AUTH
         creds = load_or_create(self.data_dir)
         return creds.account_sid, creds.auth_token
+
+    @property
+    def sandbox_url(self) -> str:
+        if self.sandbox is not None:
+            assert self.sandbox.url is not None
+            return self.sandbox.url
+        return self.base_url + SANDBOX_PATH
+
+    def gateway_services(self) -> list[Service]:
+        """The gateway's own processes (not the sandbox standing in for Twilio)."""
+        return [s for s in self.services if s is not self.sandbox]
+
+    async def own_sandbox(self) -> Service:
+        """The sandbox in a process of its own (before `web()`: the gateway's processes get
+        TWILIO_API_URL and its credentials, so `gateway web` serves no sandbox of its own)."""
+        port = free_port()
+        service = self.start(
+            "sandbox",
+            [sys.executable, "-m", "bench.sandbox_server", str(port)],
+            f"http://127.0.0.1:{port}",
+        )
+        self.sandbox = service
+        await wait_ready(service, "/_sandbox/clock", auth=sandbox_server.AUTH)
+        return service
+
+    async def register_number(self, number: str) -> None:
+        """Give the own sandbox's Twilio account `number`, its webhooks this gateway's (the
+        built-in sandbox registers the account's numbers when `gateway web` starts)."""
+        async with httpx.AsyncClient(base_url=self.sandbox_url, auth=self.sandbox_auth) as c:
+            answer = await c.post(
+                "/_sandbox/numbers",
+                json={
+                    "number": number,
+                    "sms_url": f"{self.base_url}/twilio/sms",
+                    "voice_url": f"{self.base_url}{INBOUND_PATH}",
+                },
+            )
+            answer.raise_for_status()
 
     def overrides(self) -> dict[str, object]:
         values: dict[str, object] = {"data_dir": self.data_dir, "port": self.port}
@@ -251,6 +297,9 @@ class Target:
             env["DATABASE_URL"] = self.database_url
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
+        if self.sandbox is not None:
+            env["TWILIO_API_URL"] = self.sandbox_url
+            env["TWILIO_ACCOUNT_SID"], env["TWILIO_AUTH_TOKEN"] = sandbox_server.AUTH
         env.update(extra)
         return env
 
@@ -304,12 +353,10 @@ class Target:
         )
 
     async def sandbox_creates(self) -> list[dict[str, Any]]:
-        """Every Messages.create the built-in sandbox received (with wall-clock `received`)."""
+        """Every Messages.create the sandbox received (with wall-clock `received`)."""
         auth = self.sandbox_auth
-        async with httpx.AsyncClient(base_url=self.base_url, auth=auth, timeout=60) as c:
-            answer = await c.get(
-                f"{SANDBOX_PATH}/_sandbox/record/requests", params={"kind": "messages.create"}
-            )
+        async with httpx.AsyncClient(base_url=self.sandbox_url, auth=auth, timeout=60) as c:
+            answer = await c.get("/_sandbox/record/requests", params={"kind": "messages.create"})
             answer.raise_for_status()
             entries: list[dict[str, Any]] = answer.json()
             return entries
