@@ -10,6 +10,7 @@ and across zones, not found by stepping a clock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -131,7 +132,15 @@ def zone_intervals(
     zone: ZoneInfo, window: Window, rules: Sequence[StateRule], at: datetime
 ) -> list[Interval]:
     """Allowed UTC intervals in one zone from the local day before `at` to past the horizon."""
-    today = at.astimezone(zone).date()
+    return list(_day_intervals(zone, window, tuple(rules), at.astimezone(zone).date()))
+
+
+# Every send asks for the same few zones, windows and rules on the same local day: the
+# intervals (16 days of DST-resolved instants) are a pure function of those, worked out once.
+@functools.lru_cache(maxsize=4096)
+def _day_intervals(
+    zone: ZoneInfo, window: Window, rules: tuple[StateRule, ...], today: date
+) -> tuple[Interval, ...]:
     intervals: list[Interval] = []
     for offset in range(-1, HORIZON.days + 2):
         day = today + timedelta(days=offset)
@@ -142,7 +151,7 @@ def zone_intervals(
         end = _instant(day, span[1], zone, later=False)
         if start < end:
             intervals.append((start, end))
-    return intervals
+    return tuple(intervals)
 
 
 def _intersect(left: list[Interval], right: list[Interval]) -> list[Interval]:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 from arq.connections import ArqRedis
 from twilio.rest import Client
 
@@ -37,7 +37,7 @@ class HttpClients(Protocol):
     """The webhooks' HTTP clients (`gateway.webhooks.sending.Clients`): one pool per
     private-address policy."""
 
-    def for_policy(self, allow_private: bool) -> httpx.AsyncClient: ...
+    def for_policy(self, allow_private: bool) -> aiohttp.ClientSession: ...
 
     async def aclose(self) -> None: ...
 

@@ -220,6 +220,7 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
     # requests for the same phone both succeed and see the one row, on SQLite and PostgreSQL.
     connection = await session.connection()
     insert = conflict_insert(connection, Lead)
+    excluded = insert.excluded  # built anew on every access
     upsert = (
         insert.values(
             id=new_id("lead"),
@@ -233,7 +234,7 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
         )
         .on_conflict_do_update(
             index_elements=["account_id", "phone"],
-            set_={name: insert.excluded[name] for name in [*given, "updated_at"]},
+            set_={name: excluded[name] for name in [*given, "updated_at"]},
         )
         .returning(*insert.table.columns)
     )

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -100,12 +99,19 @@ async def test_the_test_tool_connects_to_the_checked_address_after_one_lookup(
     assert got.headers["host"] == f"{NAME}:{port}"
 
 
-async def test_the_client_never_connects_to_an_unchecked_host(receiver: WebhookEndpoint) -> None:
+async def test_the_client_never_connects_to_an_unchecked_host(
+    receiver: WebhookEndpoint, dns: Dns
+) -> None:
+    port = int(receiver.url.rsplit(":", 1)[1])
+    dns.answers[NAME] = [["127.0.0.1"]]
     async with sending.new_client() as clients:
         assert clients.for_policy(True) is not clients.for_policy(False)  # pools by policy
         for allow_private in (True, False):
-            with pytest.raises(httpx.ConnectError, match="was not checked"):
-                await clients.for_policy(allow_private).post(receiver.url + "/direct")
+            client = clients.for_policy(allow_private)
+            # An address in the URL (no resolver is asked) and a name, neither checked.
+            for url in (receiver.url + "/direct", f"http://{NAME}:{port}/direct"):
+                with pytest.raises(sending.Unchecked, match="was not checked"):
+                    await client.post(url)
     assert receiver.received == []
 
 
