@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import ColumnElement, and_
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,7 +25,7 @@ from gateway.db import conflict_insert
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.json_bounds import json_bounds_error
-from gateway.models import Consent, Lead, LeadOriginator, LedgerEvent, PhoneStatus
+from gateway.models import Consent, Lead, LeadOriginator, LedgerEvent, Message, PhoneStatus
 from gateway.optouts import latest_opt_outs
 from gateway.phones import Phone
 
@@ -202,6 +203,13 @@ async def _insert_ignoring_conflict(
     connection = await session.connection()
     await connection.execute(
         conflict_insert(connection, model).values(values).on_conflict_do_nothing(index_elements=key)
+    )
+
+
+def lead_of_message() -> ColumnElement[bool]:
+    """The join of a message to its lead, within the message's own account."""
+    return and_(
+        col(Lead.id) == col(Message.lead_id), col(Lead.account_id) == col(Message.account_id)
     )
 
 

@@ -18,6 +18,7 @@ from gateway.db import transaction
 from gateway.engine.replies import on_reply
 from gateway.engine.stepper import run_due
 from gateway.job_context import job_context
+from gateway.leads import lead_of_message
 from gateway.models import Direction, Lead, Message, Play, PlayState
 from gateway.work import PLAY_ADVANCE, PLAY_REPLY, job, stage
 
@@ -92,11 +93,7 @@ async def reply(ctx: dict[str, Any], message_id: str) -> str:
         found = (
             await session.exec(
                 select(Message, Lead)
-                .outerjoin(
-                    Lead,
-                    (col(Lead.id) == col(Message.lead_id))
-                    & (col(Lead.account_id) == col(Message.account_id)),
-                )
+                .outerjoin(Lead, lead_of_message())
                 .where(Message.id == message_id)
             )
         ).first()

@@ -22,6 +22,7 @@ from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.job_context import JobContext
 from gateway.lead_number import number_lead_knows
+from gateway.leads import lead_of_message
 from gateway.models import (
     Account,
     Direction,
@@ -85,11 +86,7 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
         await session.exec(
             select(Message, Account, Lead)
             .join(Account, col(Account.id) == col(Message.account_id))
-            .outerjoin(
-                Lead,
-                (col(Lead.id) == col(Message.lead_id))
-                & (col(Lead.account_id) == col(Message.account_id)),
-            )
+            .outerjoin(Lead, lead_of_message())
             .where(Message.id == message_id)
         )
     ).first()
