@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import sys
 
+import httpx
 import uvicorn
 
 from twilio_sandbox import Sandbox
+from voice.links import INBOUND_PATH
 
 AUTH = ("AC" + "b3" * 16, "bench-sandbox-token")
 
@@ -27,6 +29,21 @@ def serve(port: int) -> None:
         log_level="warning",
         access_log=False,
     )
+
+
+async def register_number(sandbox_url: str, number: str, gateway_url: str) -> None:
+    """Give the sandbox's Twilio account `number`, its webhooks the gateway's at `gateway_url`
+    (the built-in sandbox registers the account's numbers when `gateway web` starts)."""
+    async with httpx.AsyncClient(base_url=sandbox_url, auth=AUTH) as client:
+        answer = await client.post(
+            "/_sandbox/numbers",
+            json={
+                "number": number,
+                "sms_url": f"{gateway_url}/twilio/sms",
+                "voice_url": f"{gateway_url}{INBOUND_PATH}",
+            },
+        )
+        answer.raise_for_status()
 
 
 if __name__ == "__main__":

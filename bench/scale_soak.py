@@ -38,7 +38,6 @@ from starlette.routing import Route
 
 from gateway.db import create_engine, session_factory, transaction
 from gateway.webhooks.addresses import set_private_allowed
-from voice.links import INBOUND_PATH
 
 # Imported as `bench.scale_soak` or, from `python bench/scale.py`, as `scale_soak`.
 if __package__:
@@ -184,16 +183,7 @@ async def prepare(
     a webhook subscription of account A to the local receiver."""
     playbook = PLAYBOOK.read_bytes()
     # The Twilio account owns the number before an account registers it (the gateway asks).
-    async with httpx.AsyncClient(base_url=stack.sandbox_base, auth=SANDBOX_AUTH) as sandbox:
-        answer = await sandbox.post(
-            "/_sandbox/numbers",
-            json={
-                "number": OUR_NUMBER,
-                "sms_url": f"{stack.base}/twilio/sms",
-                "voice_url": f"{stack.base}{INBOUND_PATH}",
-            },
-        )
-        answer.raise_for_status()
+    await sandbox_server.register_number(stack.sandbox_base, OUR_NUMBER, stack.base)
     async with httpx.AsyncClient(base_url=stack.base, timeout=30) as client:
         for _account_id, key in accounts:
             answer = await client.put(

@@ -44,7 +44,6 @@ from gateway.redis_embedded import EmbeddedRedis
 from gateway.sandbox_credentials import load_or_create
 from gateway.settings import SANDBOX_PATH, load_settings
 from gateway.webhooks.addresses import set_private_allowed
-from voice.links import INBOUND_PATH
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the virtualenv the benchmark runs in
@@ -261,18 +260,8 @@ class Target:
         return service
 
     async def register_number(self, number: str) -> None:
-        """Give the own sandbox's Twilio account `number`, its webhooks this gateway's (the
-        built-in sandbox registers the account's numbers when `gateway web` starts)."""
-        async with httpx.AsyncClient(base_url=self.sandbox_url, auth=self.sandbox_auth) as c:
-            answer = await c.post(
-                "/_sandbox/numbers",
-                json={
-                    "number": number,
-                    "sms_url": f"{self.base_url}/twilio/sms",
-                    "voice_url": f"{self.base_url}{INBOUND_PATH}",
-                },
-            )
-            answer.raise_for_status()
+        """Give the own sandbox's Twilio account `number`, its webhooks this gateway's."""
+        await sandbox_server.register_number(self.sandbox_url, number, self.base_url)
 
     def overrides(self) -> dict[str, object]:
         values: dict[str, object] = {"data_dir": self.data_dir, "port": self.port}
