@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.speed_to_lead [--rates 10,100] [--duration 60] [--runs 3]
                                             [--database-url postgresql://...] [--one-process]
-                                            [--builtin-sandbox]
+                                            [--builtin-sandbox] [--inline-jobs N]
 
 Per run: a fresh database (default: the embedded defaults, SQLite and the embedded Redis), the
 Twilio sandbox in its own process (bench/sandbox_server.py; the gateway's TWILIO_API_URL points
@@ -93,11 +93,12 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
         if not args.builtin_sandbox:
             await run.own_sandbox()
             await run.register_number(tenant.number)
+        env = {} if args.inline_jobs is None else {"INLINE_JOBS": str(args.inline_jobs)}
         if args.one_process:
-            await run.web_and_worker()
+            await run.web_and_worker(**env)
         else:
-            await run.web()
-            await run.workers(1)
+            await run.web(**env)
+            await run.workers(1, **env)
         async with run.api(tenant) as api:
             published = await api.put(
                 "/v1/playbooks/mortgage-qualification",
@@ -168,6 +169,13 @@ async def main() -> None:
         help="the sandbox inside `gateway web` (its CPU counts as the gateway's) instead of in "
         "its own process",
     )
+    parser.add_argument(
+        "--inline-jobs",
+        type=int,
+        default=None,
+        help="INLINE_JOBS of the gateway's processes (default: the gateway's); 0 sends every "
+        "job through Redis, as before inline jobs",
+    )
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     runs = [await one_run(args, n + 1) for n in range(args.runs)]
@@ -175,6 +183,8 @@ async def main() -> None:
     fmt = support.fmt_runs
     layout = "`gateway run`, one process" if args.one_process else "worker in its own process"
     layout += "; sandbox inside `gateway web`" if args.builtin_sandbox else "; sandbox in its own"
+    if args.inline_jobs is not None:
+        layout += f"; INLINE_JOBS={args.inline_jobs}"
     print(f"# speed to lead on {db}, {layout}; {support.machine()}")
     for rate in args.rates:
         each = [r[rate] for r in runs]

@@ -364,6 +364,7 @@ _GATEWAY_VARS = (
     "PUBLIC_BASE_URL",
     "TWILIO_",
     "SMS_RATE_LIMITS",
+    "INLINE_JOBS",
     "DATA_DIR",
     "LOG_LEVEL",
     "SMTP_URL",

@@ -46,7 +46,16 @@ from gateway.models import Account, SenderNumber
 from gateway.redis_embedded import EmbeddedRedis
 from gateway.settings import SANDBOX_PATH, Settings, load_settings
 from gateway.state import AppState
-from gateway.worker import JOB_COMPLETION_WAIT, build_worker, redis_settings, stop_worker
+from gateway.worker import (
+    INLINE_GRACE,
+    JOB_COMPLETION_WAIT,
+    build_job_context,
+    build_worker,
+    close_job_context,
+    inline_runner,
+    redis_settings,
+    stop_worker,
+)
 from twilio_sandbox import Sandbox
 from voice import routes as voice_routes
 from voice.links import INBOUND_PATH
@@ -129,15 +138,25 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             await upgrade_async(settings.database)
         engine = create_engine(settings.database)
         redis = await create_pool(redis_settings(redis_url))
-        # Requests' transactions hand the work they stage to Redis once they commit.
-        sessions = work.bind(session_factory(engine), redis)
+        # Requests' transactions hand the work they stage to Redis once they commit, or run
+        # the work a lead waits on here at once (`gateway.work.inline`), with the clients a
+        # job needs.
+        inline = inline_runner(settings, redis)
+        jobs = (
+            build_job_context(settings, session_factory(engine), redis, inline=inline)
+            if inline is not None
+            else None
+        )
+        sessions = jobs.sessions if jobs is not None else work.bind(session_factory(engine), redis)
         if sandbox is not None:
             await _register_numbers(sandbox, sessions, settings.base_url)
             sandbox.start_realtime()
         worker: Worker | None = None
         worker_task: asyncio.Task[None] | None = None
         if run_worker:
-            worker = build_worker(settings, redis_url, engine=engine, handle_signals=False)
+            worker = build_worker(
+                settings, redis_url, engine=engine, jobs=jobs, handle_signals=False
+            )
             worker_task = asyncio.create_task(worker.async_run())
         try:
             yield AppState(
@@ -151,6 +170,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         finally:
             if worker is not None and worker_task is not None:
                 await stop_worker(worker, worker_task, JOB_COMPLETION_WAIT)
+            if inline is not None and jobs is not None:
+                await inline.aclose(INLINE_GRACE)
+                await close_job_context(jobs)
             if sandbox is not None:
                 dev_clock.release()  # the dev phone may have moved this process's clock
                 await sandbox.aclose()

@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     sms_rate_limits: bool = Field(
         default=True, description="space sends per sender number (off only for benchmarks)"
     )
+    inline_jobs: int = Field(
+        default=16,
+        ge=0,
+        le=1000,
+        description="jobs a lead waits on (a play's first step, its text, a reply) that a "
+        "process runs itself right after the commit that made them due, at most this many at "
+        "once; beyond that, and with 0, they go through Redis to a worker",
+    )
     environment: Literal["development", "production"] = Field(
         default="development", description="production: webhook URLs must use https"
     )

@@ -34,12 +34,13 @@ from gateway import work
 from gateway.accounts import mark_key_used
 from gateway.db import SessionFactory, create_engine, session_factory, transaction
 from gateway.job_context import KEY as JOB_CONTEXT
-from gateway.job_context import JobContext, job_context
+from gateway.job_context import JobContext, as_ctx, job_context
 from gateway.jobs import sms_status_checks
 from gateway.settings import Settings
 from gateway.sms.ratelimit import SenderRateLimiter
 from gateway.twilio_client import build_twilio_client
 from gateway.webhooks import sending
+from gateway.work.inline import Inline
 from gateway.work.registry import functions
 from gateway.work.sweep import SWEEP_JOB
 from gateway.work.sweep import sweep as work_sweep
@@ -52,6 +53,8 @@ JOB_COMPLETION_WAIT = 25
 JOB_TIMEOUT = 60
 # Twilio answers in well under a second; a request hanging this long is treated as unknown.
 TWILIO_TIMEOUT = 15.0
+# Inline jobs (a send, a step) take well under a second; on shutdown they get this long.
+INLINE_GRACE = 10
 SWEEP_EVERY_SECONDS = 10
 NEVER = timedelta(days=36_500)  # a burst worker's next sweep: not in its lifetime
 # arq's worker ends when Redis goes away (its poll loop does not retry); `gateway worker` then
@@ -115,12 +118,15 @@ def redis_settings(url: str) -> RedisSettings:
     return settings
 
 
-def build_job_context(settings: Settings, sessions: SessionFactory, redis: ArqRedis) -> JobContext:
-    """What every job reads: the database (its transactions hand their staged work to `redis`),
-    Redis, and the clients a worker keeps open."""
-    return JobContext(
+def build_job_context(
+    settings: Settings, sessions: SessionFactory, redis: ArqRedis, *, inline: Inline | None = None
+) -> JobContext:
+    """What every job reads: the database (its transactions hand their staged work to `redis`,
+    or to `inline`, which runs the work a lead waits on itself), Redis, and the clients a
+    worker keeps open."""
+    jc = JobContext(
         settings=settings,
-        sessions=work.bind(sessions, redis),
+        sessions=work.bind(sessions, redis, handoff=inline),
         redis=redis,
         twilio=build_twilio_client(
             settings.twilio_sid,
@@ -129,8 +135,18 @@ def build_job_context(settings: Settings, sessions: SessionFactory, redis: ArqRe
             timeout=TWILIO_TIMEOUT,
         ),
         rate_limiter=SenderRateLimiter(redis),
-        http=sending.new_client(),  # the webhooks' httpx clients (10 s timeout)
+        http=sending.new_client(),  # the webhooks' HTTP clients (10 s timeout)
     )
+    if inline is not None:
+        inline.start(as_ctx(jc))
+    return jc
+
+
+def inline_runner(settings: Settings, redis: ArqRedis) -> Inline | None:
+    """The runner of inline jobs (`gateway.work.inline`) that `INLINE_JOBS` asks for, if any."""
+    if settings.inline_jobs == 0:
+        return None
+    return Inline(redis, settings.inline_jobs, timeout=JOB_TIMEOUT)
 
 
 async def close_job_context(jc: JobContext) -> None:
@@ -155,13 +171,16 @@ async def opened_job_context(
 
 async def _startup(ctx: dict[str, Any]) -> None:
     # The worker's own keys (set by build_worker, and arq's `redis`); jobs read only JOB_CONTEXT.
+    # `gateway run` hands in the app's JobContext (and its inline runner), which it closes.
     settings: Settings = ctx["settings"]
-    if "engine" not in ctx:
-        ctx["engine"] = create_engine(settings.database)
-        ctx["sessions"] = session_factory(ctx["engine"])
-        ctx["owns_engine"] = True
-    jc = build_job_context(settings, ctx["sessions"], ctx["redis"])
-    ctx[JOB_CONTEXT] = jc
+    if JOB_CONTEXT not in ctx:
+        if "engine" not in ctx:
+            ctx["engine"] = create_engine(settings.database)
+            ctx["sessions"] = session_factory(ctx["engine"])
+            ctx["owns_engine"] = True
+        inline = ctx["inline"] = inline_runner(settings, ctx["redis"])
+        ctx[JOB_CONTEXT] = build_job_context(settings, ctx["sessions"], ctx["redis"], inline=inline)
+        ctx["owns_context"] = True
     ctx["started"] = True
     log.info("worker started")
 
@@ -172,10 +191,18 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     if not ctx.pop("started", False):
         return
     try:
-        await close_job_context(job_context(ctx))
+        if ctx.pop("owns_context", False):
+            inline: Inline | None = ctx.pop("inline", None)
+            try:
+                if inline is not None:
+                    await inline.aclose(INLINE_GRACE)
+            finally:
+                await close_job_context(job_context(ctx))
+                del ctx[JOB_CONTEXT]
     finally:
-        if ctx.get("owns_engine"):
-            await ctx["engine"].dispose()
+        if ctx.pop("owns_engine", False):
+            await ctx.pop("engine").dispose()
+            del ctx["sessions"]
     log.info("worker stopped")
 
 
@@ -184,13 +211,17 @@ def build_worker(
     redis_url: str,
     *,
     engine: AsyncEngine | None = None,
+    jobs: JobContext | None = None,
     handle_signals: bool = True,
     burst: bool = False,
     **overrides: Any,
 ) -> Worker:
-    """A worker for these settings; pass `engine` to share the app's pool inside one process."""
-    ctx: dict[str, Any] = {"settings": settings, "owns_engine": False}
-    if engine is not None:
+    """A worker for these settings. Inside the app's process (`gateway run`) pass the app's
+    `jobs` context (its pool, clients and inline runner), or at least its `engine`."""
+    ctx: dict[str, Any] = {"settings": settings}
+    if jobs is not None:
+        ctx[JOB_CONTEXT] = jobs
+    elif engine is not None:
         ctx.update(engine=engine, sessions=session_factory(engine))
     return Worker(
         functions=FUNCTIONS,

@@ -100,6 +100,10 @@ def settings(database_url: str, clean_redis: str, tmp_path: Path) -> Settings:
         redis_url=clean_redis,
         data_dir=tmp_path / "data",
         public_base_url="http://testserver",
+        # Tests run the jobs with a burst worker, which must find them all in Redis; the ones
+        # about inline jobs (tests/gateway/test_inline_jobs.py) and every test that starts a
+        # gateway process (e2e, reliability drills) run them inline, as the default does.
+        inline_jobs=0,
         _env_file=None,  # type: ignore[call-arg]
     )
 

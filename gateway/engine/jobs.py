@@ -62,7 +62,7 @@ async def due_replies(
     return [(PLAY_REPLY.job_id(i), i) for i in (await session.exec(query)).all()]
 
 
-@job(PLAY_ADVANCE, due=due_plays)
+@job(PLAY_ADVANCE, due=due_plays, inline=True)
 async def advance(ctx: dict[str, Any], play_id: str) -> str:
     """Run a play's due steps (arq job `plays.advance`)."""
     jc = job_context(ctx)
@@ -85,7 +85,7 @@ async def advance(ctx: dict[str, Any], play_id: str) -> str:
     return f"{len(queued)} queued"
 
 
-@job(PLAY_REPLY, due=due_replies)
+@job(PLAY_REPLY, due=due_replies, inline=True)
 async def reply(ctx: dict[str, Any], message_id: str) -> str:
     """Hand an inbound text to the lead's running plays (arq job `plays.reply`)."""
     jc = job_context(ctx)

@@ -56,7 +56,7 @@ async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[t
 
 
 # Deferrals and back-offs re-run the job (arq Retry); the row counts real attempts.
-@job(SMS_SEND, due=due, max_tries=1000)
+@job(SMS_SEND, due=due, max_tries=1000, inline=True)
 async def send(ctx: dict[str, Any], message_id: str) -> str:
     """Send one queued message (arq job `sms.send`); returns what happened, for the log."""
     jc = job_context(ctx)

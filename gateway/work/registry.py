@@ -32,6 +32,7 @@ class Registered:
     function: Function
     due: Due | None
     tidy: Tidy | None
+    inline: bool
 
 
 _REGISTRY: dict[str, Registered] = {}
@@ -43,12 +44,15 @@ def job(
     due: Due | None = None,
     tidy: Tidy | None = None,
     max_tries: int | None = None,
+    inline: bool = False,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated coroutine as the job that does `kind`.
 
     `due`: how the sweep finds the rows that owe this job (none: the job's work is never lost
     with Redis, e.g. marking an API key used). `max_tries`: for jobs that wait by arq Retry
-    (a rate slot, an earlier delivery); their rows count the real attempts."""
+    (a rate slot, an earlier delivery); their rows count the real attempts. `inline`: when
+    due now, run by the process whose commit staged it (`gateway.work.inline`), for the work a
+    lead waits on."""
 
     def register(function: JobFunction) -> JobFunction:
         known = _REGISTRY.get(kind.name)
@@ -58,7 +62,7 @@ def job(
         entry = func(
             cast(WorkerCoroutine, function), name=kind.name, keep_result=0, max_tries=max_tries
         )
-        _REGISTRY[kind.name] = Registered(kind, entry, due, tidy)
+        _REGISTRY[kind.name] = Registered(kind, entry, due, tidy, inline)
         return function
 
     return register

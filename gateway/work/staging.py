@@ -5,6 +5,8 @@ the session factory's hand-off with everything staged once the transaction has c
 its SQLite write turn is given back. A job enqueued before the commit could run before its row
 exists (and find nothing); one staged in a transaction that rolls back is never enqueued.
 
+Kinds registered `inline` may instead run in the committing process (`gateway.work.inline`).
+
 The hand-off is best effort by design: with Redis down, or in a session factory bound to no
 Redis (a CLI command, a test's own factory), staged work simply waits for the sweep, which finds
 every owed row by its due query (`gateway.work.sweep`).
@@ -17,13 +19,14 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
-from gateway.db import HANDOFF, STAGED, SessionFactory
+from gateway.db import HANDOFF, STAGED, Handoff, SessionFactory
 from gateway.work import kinds
 from gateway.work.kinds import Kind
 
@@ -110,27 +113,29 @@ async def enqueue(redis: ArqRedis, item: Staged) -> bool:
     return job is not None
 
 
-class Handoff:
-    """What a session factory bound to Redis does with a committed transaction's staged work."""
+async def handoff_to_redis(redis: ArqRedis, staged: Collection[Staged]) -> None:
+    """Enqueue a committed transaction's staged work, several jobs at once."""
+    if len(staged) == 1:
+        await enqueue(redis, next(iter(staged)))
+        return
+    slots = asyncio.Semaphore(HANDOFF_AT_ONCE)
 
-    def __init__(self, redis: ArqRedis) -> None:
-        self.redis = redis
+    async def one(item: Staged) -> None:
+        async with slots:
+            await enqueue(redis, item)
 
-    async def __call__(self, staged: Collection[Staged]) -> None:
-        if len(staged) == 1:
-            await enqueue(self.redis, next(iter(staged)))
-            return
-        slots = asyncio.Semaphore(HANDOFF_AT_ONCE)
-
-        async def one(item: Staged) -> None:
-            async with slots:
-                await enqueue(self.redis, item)
-
-        await asyncio.gather(*(one(item) for item in staged))
+    await asyncio.gather(*(one(item) for item in staged))
 
 
-def bind(factory: SessionFactory, redis: ArqRedis) -> SessionFactory:
-    """A copy of `factory` whose transactions hand their staged work to `redis`."""
+def bind(
+    factory: SessionFactory, redis: ArqRedis, *, handoff: Handoff | None = None
+) -> SessionFactory:
+    """A copy of `factory` whose transactions hand their staged work to `redis`, or to
+    `handoff` (`gateway.work.inline.Inline`, which runs some of it in this process)."""
     kw = dict(factory.kw)
-    info = {**(kw.pop("info", None) or {}), HANDOFF: Handoff(redis)}
+
+    async def to_redis(staged: Collection[Any]) -> None:
+        await handoff_to_redis(redis, staged)
+
+    info = {**(kw.pop("info", None) or {}), HANDOFF: handoff or to_redis}
     return async_sessionmaker(class_=factory.class_, info=info, **kw)

@@ -355,6 +355,7 @@ def worker_env(settings: Settings, start: datetime, epoch: float) -> dict[str, s
         TWILIO_API_URL=settings.twilio_api_url or "",
         PUBLIC_BASE_URL=settings.base_url,
         SMS_RATE_LIMITS="false",
+        INLINE_JOBS=str(settings.inline_jobs),
         DATA_DIR=str(settings.data_dir),
         LOG_LEVEL="WARNING",  # the twilio library logs every request at INFO
     )
@@ -373,6 +374,9 @@ async def open_drill(
         redis_url=redis_url,
         data_dir=directory / "data",
         sms_rate_limits=False,  # rate limits space sends by the wall clock: not this drill
+        # Every text goes through Redis to the worker these drills kill, stop and cut off; a
+        # kill of the process that runs texts inline is test_gateway_run_kill's drill.
+        inline_jobs=0,
         _env_file=None,
     )
     sandbox = Sandbox(settings.twilio_sid, settings.twilio_token, start=START)

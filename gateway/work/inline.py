@@ -1,0 +1,101 @@
+"""Jobs run inline: work due now, run by the process whose commit staged it, without a trip
+through Redis.
+
+A lead's first text takes two jobs (`plays.advance`, then `sms.send`); through Redis each one
+waits for a worker's poll and costs about twenty Redis round trips, so the text left a few
+hundred milliseconds after the lead arrived. Kinds registered with `@job(..., inline=True)`
+are run by the process that committed their row instead, right after the commit, so
+`POST /v1/plays` is followed at once by the play's first step and its first text, in the web
+process that took the lead (and a step run by a worker is followed by its text in that worker).
+
+Nothing about the work changes but where it runs: the same job function, through the gate, the
+claim and the outbox, so a crash loses nothing (the row is committed and the sweep finds it)
+and sends nothing twice (the claim). The bound is `Settings.inline_jobs`; past it, and for work
+deferred to later, the job goes to Redis as before. A job that asks to run again later (arq
+`Retry`) is enqueued in Redis for then; one that fails is logged and left to the sweep, as a
+failed arq job is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Mapping
+from datetime import timedelta
+from typing import Any
+
+from arq import Retry
+from arq.connections import ArqRedis
+
+from gateway.clock import now
+from gateway.work.registry import Registered, registered
+from gateway.work.staging import Staged, enqueue, handoff_to_redis, planned
+
+log = logging.getLogger(__name__)
+
+
+class Inline:
+    """A session factory's hand-off (`gateway.work.bind`) that runs inline kinds itself, at most
+    `limit` at a time, and hands everything else to Redis."""
+
+    def __init__(self, redis: ArqRedis, limit: int, *, timeout: float) -> None:
+        self.redis = redis
+        self.limit = limit
+        self.timeout = timeout  # a job's time limit, as the worker's job_timeout
+        self._ctx: Mapping[str, Any] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def start(self, ctx: Mapping[str, Any]) -> None:
+        """Begin running jobs with `ctx`, the dict a job takes (`gateway.job_context.as_ctx`):
+        built after this hand-off, since its sessions hand off here."""
+        self._ctx = ctx
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def __call__(self, staged: Collection[Staged]) -> None:
+        jobs = {entry.kind.name: entry for entry in registered() if entry.inline}
+        to_redis: list[Staged] = []
+        for item in staged:
+            entry = jobs.get(item.kind.name)
+            if entry is None or item.at is not None or not self._take():
+                to_redis.append(item)
+                continue
+            task = asyncio.create_task(self._run(entry, item), name=item.job_id)
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        if to_redis:
+            await handoff_to_redis(self.redis, to_redis)
+
+    def _take(self) -> bool:
+        return self._ctx is not None and not self._closed and len(self._running) < self.limit
+
+    async def _run(self, entry: Registered, item: Staged) -> None:
+        assert self._ctx is not None
+        try:
+            async with asyncio.timeout(self.timeout):
+                await entry.function.coroutine(dict(self._ctx), item.argument)
+        except Retry as retry:
+            later = planned(
+                item.kind,
+                item.argument,
+                at=now() + timedelta(milliseconds=retry.defer_score or 0),
+            )
+            if later is not None:
+                await enqueue(self.redis, later)
+        except Exception:
+            # As a failed arq job: its row still owes the work, and the sweep enqueues it.
+            log.exception("inline job %s failed; the sweep will retry it", item.job_id)
+
+    async def aclose(self, grace: float) -> None:
+        """Take no more jobs; give the running ones up to `grace` seconds, then cancel them (a
+        cancelled job's row is found again by the sweep, as a worker's cancelled job is)."""
+        self._closed = True
+        running = list(self._running)
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

@@ -1,0 +1,136 @@
+"""Inline jobs (`gateway.work.inline`): the work a lead waits on runs in the process whose commit
+made it due, with no worker and no trip through Redis; past the limit, and when a job asks to
+run later, it goes through Redis; either way each text is sent once.
+
+The whole stack on 127.0.0.1 (`tests.support.stack`), with `INLINE_JOBS` on as by default."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import pytest
+from sqlmodel import col, select
+
+from gateway.clock import now
+from gateway.db import transaction
+from gateway.models import Message, MessageStatus, Purpose
+from gateway.settings import Settings
+from gateway.sms.outbox import queue_message
+from gateway.work import SMS_SEND, kinds
+from gateway.work.inline import Inline
+from gateway.worker import JOB_TIMEOUT, build_job_context, close_job_context
+from tests.e2e.test_plays_api import play_body, publish
+from tests.gateway.test_work import queued_jobs
+from tests.support.ports import free_port
+from tests.support.stack import LEAD, Stack
+
+WAIT_SECONDS = 20.0
+PHONES = ["+14155550131", "+14155550132", "+14155550133"]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    settings.inline_jobs = 4  # the app's own runner (the tests' default is 0: burst workers)
+    return settings
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait (bounded) for something the app does on its own, by looking at what it wrote."""
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while not await condition():  # noqa: ASYNC110 (the app signals nothing to wait on)
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        pytest.fail(f"not within {WAIT_SECONDS:.0f} s: {what}")
+
+
+async def statuses(stack: Stack) -> dict[str, str]:
+    async with stack.sessions() as session:
+        rows = await session.exec(select(Message.lead_phone, Message.status))
+        return {phone: str(status) for phone, status in rows.all()}
+
+
+async def test_a_posted_lead_is_texted_by_the_web_process_with_no_worker(stack: Stack) -> None:
+    await publish(stack)
+    created = await stack.api.post("/v1/plays", json=play_body())
+    assert created.status_code == 201, created.text
+
+    # No worker runs: the web process ran the play's first step and sent its text itself.
+    async def sent() -> bool:
+        return len(stack.creates(To=LEAD)) == 1
+
+    async def accepted() -> bool:
+        return (await statuses(stack)).get(LEAD) == MessageStatus.ACCEPTED
+
+    await until(sent, "the first text is sent")
+    jobs = await queued_jobs(stack.api_redis)
+    assert not [j for j in jobs if j.startswith(("play:", "sms:"))], jobs
+    await until(accepted, "the text is recorded as accepted")
+    # What follows (status callbacks, webhook deliveries) goes on as before, and a worker that
+    # runs now finds nothing to send again.
+    await stack.work()
+    assert len(stack.creates(To=LEAD)) == 1
+    assert (await statuses(stack))[LEAD] == MessageStatus.DELIVERED
+
+
+async def sms_jobs(stack: Stack) -> list[str]:
+    """The `sms.send` jobs in Redis (the API's requests queue others, e.g. keys.mark_used)."""
+    return sorted(j for j in await queued_jobs(stack.api_redis) if j.startswith("sms:"))
+
+
+async def queue_texts(inline: Inline, stack: Stack, sessions_settings: Settings) -> list[str]:
+    jc = build_job_context(sessions_settings, stack.sessions, stack.api_redis, inline=inline)
+    try:
+        async with transaction(jc.sessions) as session:
+            ids = [
+                (
+                    await queue_message(
+                        session,
+                        account_id=stack.account_id,
+                        phone=phone,
+                        body="Your rate quote is ready",
+                        purpose=Purpose.INITIATED,
+                        reason="test",
+                    )
+                ).id
+                for phone in PHONES
+            ]
+        await inline.aclose(WAIT_SECONDS)
+    finally:
+        await close_job_context(jc)
+    return ids
+
+
+async def test_past_its_limit_a_process_hands_jobs_to_redis(stack: Stack) -> None:
+    inline = Inline(stack.api_redis, 1, timeout=JOB_TIMEOUT)
+    ids = await queue_texts(inline, stack, stack.settings)
+    # One ran here; the other two wait in Redis for a worker.
+    assert len(stack.sandbox.record.requests("messages.create")) == 1
+    assert await sms_jobs(stack) == sorted(SMS_SEND.job_id(i) for i in ids[1:])
+    await stack.work()
+    assert sorted(r.get("To") for r in stack.sandbox.record.requests("messages.create")) == PHONES
+
+
+async def test_a_job_that_asks_to_run_later_goes_to_redis_for_then(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Twilio unreachable: did it get the text? Unknown, so the job asks to run again once the
+    # in-flight grace has passed (arq Retry), when it asks Twilio before sending again.
+    monkeypatch.setattr(kinds, "MAX_DEFER_SECONDS", 300.0)
+    unreachable = stack.settings.model_copy(
+        update={"twilio_api_url": f"http://127.0.0.1:{free_port()}"}
+    )
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    before = now()
+    ids = await queue_texts(inline, stack, unreachable)
+    jobs = await queued_jobs(stack.api_redis)
+    texts = await sms_jobs(stack)
+    assert sorted(j.split("@")[0] for j in texts) == sorted(SMS_SEND.job_id(i) for i in ids)
+    for due_ms in (jobs[j] for j in texts):
+        assert due_ms / 1000 >= (before + timedelta(seconds=30)).timestamp()
+    async with stack.sessions() as session:
+        rows = (await session.exec(select(Message).where(col(Message.id).in_(ids)))).all()
+    assert {r.status for r in rows} == {MessageStatus.SENDING}
+    assert stack.sandbox.record.requests("messages.create") == []
