@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -75,13 +76,16 @@ async def revoke_key(
 
 async def authenticate(session: AsyncSession, secret: str) -> tuple[Account, ApiKey] | None:
     """The account and key for a presented secret; None when unknown or revoked."""
-    query = (
-        select(Account, ApiKey)
-        .join(ApiKey, col(ApiKey.account_id) == Account.id)
-        .where(ApiKey.key_hash == hash_key(secret), col(ApiKey.revoked_at).is_(None))
-    )
-    row = (await session.exec(query)).first()
+    row = (await session.exec(_BY_KEY, params={"key_hash": hash_key(secret)})).first()
     return None if row is None else (row[0], row[1])
+
+
+# `authenticate`'s statement (every API request asks it), built once.
+_BY_KEY = (
+    select(Account, ApiKey)
+    .join(ApiKey, col(ApiKey.account_id) == Account.id)
+    .where(ApiKey.key_hash == bindparam("key_hash"), col(ApiKey.revoked_at).is_(None))
+)
 
 
 async def list_accounts(session: AsyncSession) -> list[Account]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -71,17 +72,19 @@ def new_delivery(
     )
 
 
+# `on_activity`'s read (every activity asks it), built once.
+_SUBSCRIBED = select(WebhookSubscription).where(
+    WebhookSubscription.account_id == bindparam("account_id"),
+    WebhookSubscription.enabled == True,  # noqa: E712 - SQL, not Python truth
+)
+
+
 async def on_activity(
     session: AsyncSession, activity: Activity, phone: str | None = None
 ) -> list[WebhookDelivery]:
     """Write a pending delivery per enabled subscription that wants `activity` (flushed)."""
     subscriptions = (
-        await session.exec(
-            select(WebhookSubscription).where(
-                WebhookSubscription.account_id == activity.account_id,
-                WebhookSubscription.enabled == True,  # noqa: E712 - SQL, not Python truth
-            )
-        )
+        await session.exec(_SUBSCRIBED, params={"account_id": activity.account_id})
     ).all()
     wanted = [s for s in subscriptions if wants(s, activity)]
     if not wanted:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, Literal
 
-from sqlalchemy import Select, func
+from sqlalchemy import BindParameter, bindparam, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select as SqlModelSelect
 from sqlmodel.sql.expression import SelectOfScalar
 
 from compliance import consent
@@ -140,6 +142,36 @@ async def _facts(
     """The phone's ledger status, and as asked its latest consent, its play's source rule and
     when the lead last texted: one SELECT of scalar subqueries (one round trip a send), each
     scoped by the account."""
+    params: dict[str, Any] = {"account_id": account_id, "phone": phone}
+    rule: _RuleBy = None
+    if consent and isinstance(play, str):
+        rule, params["play_id"] = "play", play
+    elif (
+        consent
+        and isinstance(play, Play)
+        and play.account_id == account_id  # the play's rule, if the play is the account's
+        and play.source_rule_id is not None
+    ):
+        rule, params["rule_id"] = "rule", play.source_rule_id
+    query, names = _facts_query(consent, rule, last_inbound)
+    found = (await session.exec(query, params=params)).one()
+    values = tuple(found) if len(names) > 1 else (found,)  # sqlmodel: one column, a scalar
+    return _Facts(**dict(zip(names, values, strict=True)))
+
+
+# How `_facts` finds the play's source rule: by the play's id, by the rule's id, or not at all.
+_RuleBy = Literal["play", "rule"] | None
+
+
+@cache
+def _facts_query(
+    consent: bool, rule: _RuleBy, last_inbound: bool
+) -> tuple[SqlModelSelect[Any], tuple[str, ...]]:
+    """`_facts`' statement for one shape of question, built once (building one costs more CPU
+    than running it), with its parameters named `account_id`, `phone`, `play_id`, `rule_id`;
+    and the names of its columns."""
+    account_id: BindParameter[str] = bindparam("account_id")
+    phone: BindParameter[str] = bindparam("phone")
     columns: list[Any] = [ledger_status(account_id, phone).label("status")]
     if consent:
         columns.append(
@@ -148,35 +180,25 @@ async def _facts(
             .scalar_subquery()
             .label("consent_at")
         )
-        rule = _source_rule(account_id, play)
         if rule is not None:
+            found = select(SourceRule).where(SourceRule.account_id == account_id)
+            if rule == "play":
+                found = found.join(Play, col(Play.source_rule_id) == col(SourceRule.id)).where(
+                    Play.id == bindparam("play_id"), Play.account_id == account_id
+                )
+            else:
+                found = found.where(SourceRule.id == bindparam("rule_id"))
             columns.append(
-                rule.with_only_columns(col(SourceRule.id)).scalar_subquery().label("rule_id")
+                found.with_only_columns(col(SourceRule.id)).scalar_subquery().label("rule_id")
             )
             columns.append(
-                rule.with_only_columns(col(SourceRule.settings))
+                found.with_only_columns(col(SourceRule.settings))
                 .scalar_subquery()
                 .label("rule_settings")
             )
     if last_inbound:
         columns.append(_last_inbound(account_id, phone).scalar_subquery().label("last_inbound"))
-    found = (await session.exec(select(*columns))).one()
-    values = tuple(found) if len(columns) > 1 else (found,)  # sqlmodel: one column, a scalar
-    return _Facts(**{column.name: value for column, value in zip(columns, values, strict=True)})
-
-
-def _source_rule(account_id: str, play: Play | str | None) -> Select[Any] | None:
-    """The play's source rule (both of the account), as a query to take columns from."""
-    if play is None:
-        return None
-    rule = select(SourceRule).where(SourceRule.account_id == account_id)
-    if isinstance(play, str):
-        return rule.join(Play, col(Play.source_rule_id) == col(SourceRule.id)).where(
-            Play.id == play, Play.account_id == account_id
-        )
-    if play.account_id != account_id or play.source_rule_id is None:
-        return None
-    return rule.where(SourceRule.id == play.source_rule_id)
+    return select(*columns), tuple(column.name for column in columns)
 
 
 async def _play(session: AsyncSession, account_id: str, play: Play | str | None) -> Play | None:
@@ -214,7 +236,7 @@ async def _email_facts(
     return playbook is not None and playbook.email_after_opt_out, unsubscribed
 
 
-def _last_inbound(account_id: str, phone: str) -> SelectOfScalar[datetime]:
+def _last_inbound(account_id: Any, phone: Any) -> SelectOfScalar[datetime]:
     return (
         select(Message.created_at)
         .where(

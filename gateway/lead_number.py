@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from functools import cache
 
-from sqlalchemy import case
+from sqlalchemy import BindParameter, bindparam, case
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
 from gateway.models import Direction, Message, SenderNumber
 
@@ -39,26 +41,10 @@ async def number_lead_knows(
     """
     # The account's numbers, each row carrying the number the lead last dealt with (ours on
     # the conversation's latest message): one statement.
-    thread = select(
-        case(
-            (col(Message.direction) == Direction.INBOUND, col(Message.to_number)),
-            else_=col(Message.from_number),
-        )
-    ).where(
-        Message.account_id == account_id,
-        Message.lead_phone == phone,
-        col(Message.from_number).is_not(None),
-    )
+    params = {"account_id": account_id, "phone": phone}
     if excluding_message is not None:
-        thread = thread.where(col(Message.id) != excluding_message)
-    known = thread.order_by(col(Message.created_at).desc()).limit(1).scalar_subquery()
-    rows = (
-        await session.exec(
-            select(SenderNumber, known)
-            .where(SenderNumber.account_id == account_id)
-            .order_by(col(SenderNumber.id))
-        )
-    ).all()
+        params["excluding"] = excluding_message
+    rows = (await session.exec(_numbers_query(excluding_message is not None), params=params)).all()
     if not rows:
         return None
     ours = rows[0][1]
@@ -67,3 +53,28 @@ async def number_lead_knows(
         if number.number == ours:
             return number
     return numbers[zlib.crc32(phone.encode()) % len(numbers)]
+
+
+@cache
+def _numbers_query(excluding: bool) -> Select[SenderNumber, str | None]:
+    """`number_lead_knows`' statement, built once: the account's numbers, each row carrying
+    the number the lead last dealt with (ours on the conversation's latest message)."""
+    account_id: BindParameter[str] = bindparam("account_id")
+    thread = select(
+        case(
+            (col(Message.direction) == Direction.INBOUND, col(Message.to_number)),
+            else_=col(Message.from_number),
+        )
+    ).where(
+        Message.account_id == account_id,
+        Message.lead_phone == bindparam("phone"),
+        col(Message.from_number).is_not(None),
+    )
+    if excluding:
+        thread = thread.where(col(Message.id) != bindparam("excluding"))
+    known = thread.order_by(col(Message.created_at).desc()).limit(1).scalar_subquery()
+    return (
+        select(SenderNumber, known)
+        .where(SenderNumber.account_id == account_id)
+        .order_by(col(SenderNumber.id))
+    )

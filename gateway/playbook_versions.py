@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,7 +28,12 @@ async def load(session: AsyncSession, account_id: str, playbook_id: str, version
 
 
 async def latest_version(session: AsyncSession, account_id: str, playbook_id: str) -> int | None:
-    query = select(PlaybookRecord.latest_version).where(
-        PlaybookRecord.account_id == account_id, PlaybookRecord.id == playbook_id
-    )
-    return (await session.exec(query)).first()
+    params = {"account_id": account_id, "playbook_id": playbook_id}
+    return (await session.exec(_LATEST, params=params)).first()
+
+
+# `latest_version`'s statement (asked for every new lead), built once.
+_LATEST = select(PlaybookRecord.latest_version).where(
+    PlaybookRecord.account_id == bindparam("account_id"),
+    PlaybookRecord.id == bindparam("playbook_id"),
+)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -62,18 +63,20 @@ async def due_replies(
     return [(PLAY_REPLY.job_id(i), i) for i in (await session.exec(query)).all()]
 
 
+# `advance`'s read: the play and its lead (of the play's account), built once.
+_PLAY_AND_LEAD = (
+    select(Play, Lead)
+    .join(Lead, col(Lead.id) == col(Play.lead_id))
+    .where(Play.id == bindparam("play_id"), col(Lead.account_id) == col(Play.account_id))
+)
+
+
 @job(PLAY_ADVANCE, due=due_plays, inline=True)
 async def advance(ctx: dict[str, Any], play_id: str) -> str:
     """Run a play's due steps (arq job `plays.advance`)."""
     jc = job_context(ctx)
     async with transaction(jc.sessions) as session:
-        found = (
-            await session.exec(
-                select(Play, Lead)
-                .join(Lead, col(Lead.id) == col(Play.lead_id))
-                .where(Play.id == play_id, col(Lead.account_id) == col(Play.account_id))
-            )
-        ).first()
+        found = (await session.exec(_PLAY_AND_LEAD, params={"play_id": play_id})).first()
         if found is None or found[0].state != PlayState.RUNNING:
             return "not running"
         play, lead = found

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -234,19 +234,23 @@ async def on_text(session: AsyncSession, message: Message, outcome: TextOutcome 
         await on_opt_out(session, message.account_id, message.lead_phone)
 
 
+# `_text_accepted`'s claim of `started`, built once.
+_START = (
+    update(Play)
+    .where(col(Play.id) == bindparam("play_id"), col(Play.started).is_(False))
+    .values(started=True)
+    .returning(Play)
+    .execution_options(populate_existing=True)
+)
+
+
 async def _text_accepted(session: AsyncSession, message: Message) -> None:
     """A play's first message reached Twilio: the play has `started`."""
     if message.play_id is None:
         return
     # The first text's claim of `started` returns the play (one statement); a later text's
     # finds it started and reads the play.
-    claimed = await session.exec(
-        update(Play)
-        .where(col(Play.id) == message.play_id, col(Play.started).is_(False))
-        .values(started=True)
-        .returning(Play)
-        .execution_options(populate_existing=True)
-    )
+    claimed = await session.exec(_START, params={"play_id": message.play_id})
     first: Play | None = claimed.scalars().first()
     play = first or await session.get(Play, message.play_id)
     if play is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, String, exists, insert, literal, select
+from sqlalchemy import JSON, Insert, String, bindparam, exists, insert, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -66,13 +66,23 @@ async def log_once(
 ) -> None:
     """`log_by_id` unless the play's log already holds an entry of this kind: one
     INSERT ... SELECT ... WHERE NOT EXISTS, not a read and a write."""
+    params = {"play_id": play_id, "at": now(), "kind": what, "step_id": step_id, "detail": detail}
+    await session.exec(_LOG_ONCE, params=params)
+
+
+def _log_once_statement() -> Insert:
+    """`log_once`'s statement, built once (`_LOG_ONCE`)."""
+    play_id, kind = bindparam("play_id", type_=String), bindparam("kind", type_=String)
     row = select(
-        literal(play_id, String),
-        literal(now(), UTCDateTime),
-        literal(what, String),
-        literal(step_id, String),
-        literal(detail, JSON),
-    ).where(~exists().where(col(PlayLog.play_id) == play_id, col(PlayLog.kind) == what))
-    await session.exec(
-        insert(PlayLog).from_select(["play_id", "at", "kind", "step_id", "detail"], row)
-    )
+        play_id,
+        bindparam("at", type_=UTCDateTime),
+        kind,
+        bindparam("step_id", type_=String),
+        bindparam("detail", type_=JSON),
+    ).where(~exists().where(col(PlayLog.play_id) == play_id, col(PlayLog.kind) == kind))
+    # Into the table, not the entity: with parameters, an ORM INSERT is a bulk insert.
+    table = PlayLog.__table__  # type: ignore[attr-defined]
+    return insert(table).from_select(["play_id", "at", "kind", "step_id", "detail"], row)
+
+
+_LOG_ONCE = _log_once_statement()

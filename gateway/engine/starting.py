@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,13 +28,17 @@ class RunningPlayExists(Exception):
 async def running_play(
     session: AsyncSession, account_id: str, lead_id: str, playbook_id: str
 ) -> Play | None:
-    query = select(Play).where(
-        Play.account_id == account_id,
-        Play.lead_id == lead_id,
-        Play.playbook_id == playbook_id,
-        Play.state == PlayState.RUNNING,
-    )
-    return (await session.exec(query)).first()
+    params = {"account_id": account_id, "lead_id": lead_id, "playbook_id": playbook_id}
+    return (await session.exec(_RUNNING, params=params)).first()
+
+
+# `running_play`'s statement (asked for every new lead), built once.
+_RUNNING = select(Play).where(
+    Play.account_id == bindparam("account_id"),
+    Play.lead_id == bindparam("lead_id"),
+    Play.playbook_id == bindparam("playbook_id"),
+    Play.state == PlayState.RUNNING,
+)
 
 
 async def start_play(

@@ -83,7 +83,7 @@ class OptOutEvent(SQLModel, table=True):
     )
 
 
-def ledger_status(account_id: str, phone: Any) -> ScalarSelect[Any]:
+def ledger_status(account_id: Any, phone: Any) -> ScalarSelect[Any]:
     """The phone's current status as a scalar subquery: its latest ledger event (`opt_out`,
     `opt_in`, ...; NULL: none on record). `phone` is a value or a column of the enclosing query
     (it correlates), so a caller asks it beside its other facts in one statement."""

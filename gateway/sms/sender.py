@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 from arq import Retry
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from compliance.gate import GateDecision
 from compliance.gate import Purpose as GatePurpose
@@ -82,14 +84,7 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
     """Gate and claim the message under the contact lock, in the job's transaction."""
     # The row with its account and lead in one statement: the facts the gate reads after the
     # contact lock (the ledger, consent, spacing) are asked under it, below.
-    found = (
-        await session.exec(
-            select(Message, Account, Lead)
-            .join(Account, col(Account.id) == col(Message.account_id))
-            .outerjoin(Lead, lead_of_message())
-            .where(Message.id == message_id)
-        )
-    ).first()
+    found = (await session.exec(_TO_SEND, params={"message_id": message_id})).first()
     if found is None or found[0].direction != Direction.OUTBOUND:
         return Prepared("missing")
     message, account, lead = found
@@ -272,21 +267,43 @@ async def _earlier_pending(
 ) -> datetime | None:
     """When the earliest text still queued for this lead before `message` may go (`moment` if
     it is due now), or None when nothing is ahead of it."""
-    query = select(Message.send_after).where(
-        Message.account_id == message.account_id,
-        Message.lead_phone == message.lead_phone,
-        Message.direction == Direction.OUTBOUND,
-        col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SENDING]),
-        col(Message.created_at) < message.created_at,
-        col(Message.id) != message.id,
-    )
-    # A deferred confirmation never waits behind marketing; anything else keeps its order.
-    if message.purpose == Purpose.CONFIRMATION:
-        query = query.where(Message.purpose == Purpose.CONFIRMATION)
-    ahead = (await session.exec(query)).all()
+    query = _earlier_pending_query(message.purpose == Purpose.CONFIRMATION)
+    params = {
+        "account_id": message.account_id,
+        "phone": message.lead_phone,
+        "created_at": message.created_at,
+        "id": message.id,
+    }
+    ahead = (await session.exec(query, params=params)).all()
     if not ahead:
         return None
     return min(moment if at is None or at <= moment else at for at in ahead)
+
+
+# `prepare`'s first read: the text, its account and its lead (if any), built once.
+_TO_SEND = (
+    select(Message, Account, Lead)
+    .join(Account, col(Account.id) == col(Message.account_id))
+    .outerjoin(Lead, lead_of_message())
+    .where(Message.id == bindparam("message_id"))
+)
+
+
+@cache
+def _earlier_pending_query(confirmation: bool) -> SelectOfScalar[Any]:
+    """`_earlier_pending`'s statement, built once per kind of text."""
+    query = select(Message.send_after).where(
+        Message.account_id == bindparam("account_id"),
+        Message.lead_phone == bindparam("phone"),
+        Message.direction == Direction.OUTBOUND,
+        col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SENDING]),
+        col(Message.created_at) < bindparam("created_at"),
+        col(Message.id) != bindparam("id"),
+    )
+    # A deferred confirmation never waits behind marketing; anything else keeps its order.
+    if confirmation:
+        query = query.where(Message.purpose == Purpose.CONFIRMATION)
+    return query
 
 
 async def _choose_sender(session: AsyncSession, message: Message) -> SenderNumber | None:

@@ -5,9 +5,10 @@ Twilio's own order for channels that report reads (queued -> sent -> delivered -
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import cache
+from typing import Any, Literal
 
-from sqlalchemy import func, update
+from sqlalchemy import Update, bindparam, func, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -68,6 +69,20 @@ def lower_statuses(status: MessageStatus) -> list[str]:
     ]
 
 
+@cache
+def _move(status: MessageStatus | None, columns: frozenset[str]) -> Update:
+    """The UPDATE that moves a message to `status` (None: whatever its status) and writes
+    `columns` from parameters of the same names, built once per shape: `twilio_sid` is only
+    written where the row has none."""
+    values: dict[str, Any] = {name: bindparam(name) for name in columns}
+    if "twilio_sid" in columns:
+        values["twilio_sid"] = func.coalesce(col(Message.twilio_sid), bindparam("twilio_sid"))
+    statement = update(Message).where(col(Message.id) == bindparam("message_id"))
+    if status is not None:
+        statement = statement.where(col(Message.status).in_(lower_statuses(status)))
+    return statement.values(**values)
+
+
 async def advance(
     session: AsyncSession,
     message_id: str,
@@ -102,20 +117,19 @@ async def advance(
     if status in (MessageStatus.SENT, MessageStatus.DELIVERED):
         values["sent_at"] = moment
     if twilio_sid is not None:
-        values["twilio_sid"] = func.coalesce(col(Message.twilio_sid), twilio_sid)
+        values["twilio_sid"] = twilio_sid
     if num_segments is not None:
         values["num_segments"] = num_segments
-    statement = (
-        update(Message)
-        .where(col(Message.id) == message_id, col(Message.status).in_(lower_statuses(status)))
-        .values(**values)
+    result = await session.exec(
+        _move(status, frozenset(values)), params={"message_id": message_id, **values}
     )
-    result = await session.exec(statement)
     moved = bool(result.rowcount == 1)
     if not moved and (twilio_sid is not None or num_segments is not None):
         # A callback raced the commit of the create and moved the status first.
         facts = {k: v for k, v in values.items() if k in ("twilio_sid", "num_segments")}
-        await session.exec(update(Message).where(col(Message.id) == message_id).values(**facts))
+        await session.exec(
+            _move(None, frozenset(facts)), params={"message_id": message_id, **facts}
+        )
     session.add(
         MessageEvent(
             message_id=message_id,

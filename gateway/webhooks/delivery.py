@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from arq import Retry
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -106,45 +106,43 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     return f"{sending.describe(outcome)}: {recorded.status}"
 
 
+# `_load`'s statement, built once: building it (an aliased, correlated subquery) cost more CPU
+# than running it.
+_earlier = aliased(WebhookDelivery)
+_PENDING = (
+    select(
+        WebhookDelivery,
+        WebhookSubscription,
+        WebhookPolicy.allow_private_addresses,
+        select(_earlier.id)
+        .where(
+            col(_earlier.account_id) == col(WebhookDelivery.account_id),
+            col(_earlier.subscription_id) == col(WebhookDelivery.subscription_id),
+            col(_earlier.order_key) == col(WebhookDelivery.order_key),
+            col(_earlier.status) == DeliveryStatus.PENDING,
+            col(_earlier.activity_id) < col(WebhookDelivery.activity_id),
+        )
+        .order_by(col(_earlier.activity_id))
+        .limit(1)
+        .correlate(WebhookDelivery)
+        .scalar_subquery(),
+    )
+    .join(WebhookSubscription, subscription_of_delivery())
+    .outerjoin(WebhookPolicy, col(WebhookPolicy.account_id) == col(WebhookDelivery.account_id))
+    .where(
+        col(WebhookDelivery.id) == bindparam("delivery_id"),
+        col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+    )
+)
+
+
 async def _load(
     session: AsyncSession, delivery_id: str
 ) -> tuple[WebhookDelivery, WebhookSubscription, bool, datetime | None] | None:
     """In one round trip: the pending delivery, its subscription (same account), whether the
     account may reach private addresses, and when the earliest still-owed delivery of an
     earlier activity of the same play is due (None when nothing earlier is owed)."""
-    earlier = aliased(WebhookDelivery)
-    earlier_owed = (
-        select(earlier.id)
-        .where(
-            col(earlier.account_id) == col(WebhookDelivery.account_id),
-            col(earlier.subscription_id) == col(WebhookDelivery.subscription_id),
-            col(earlier.order_key) == col(WebhookDelivery.order_key),
-            col(earlier.status) == DeliveryStatus.PENDING,
-            col(earlier.activity_id) < col(WebhookDelivery.activity_id),
-        )
-        .order_by(col(earlier.activity_id))
-        .limit(1)
-        .correlate(WebhookDelivery)
-        .scalar_subquery()
-    )
-    row = (
-        await session.exec(
-            select(
-                WebhookDelivery,
-                WebhookSubscription,
-                WebhookPolicy.allow_private_addresses,
-                earlier_owed,
-            )
-            .join(WebhookSubscription, subscription_of_delivery())
-            .outerjoin(
-                WebhookPolicy, col(WebhookPolicy.account_id) == col(WebhookDelivery.account_id)
-            )
-            .where(
-                col(WebhookDelivery.id) == delivery_id,
-                col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-            )
-        )
-    ).first()
+    row = (await session.exec(_PENDING, params={"delivery_id": delivery_id})).first()
     if row is None:
         return None
     delivery, subscription, allow_private, earlier_id = row
@@ -218,16 +216,14 @@ async def _record(
     )
     async with transaction(sessions) as session:
         if outcome.delivered:
-            done = await session.exec(
-                update(WebhookDelivery)
-                .where(*still_pending)
-                .values(
-                    **attempt,
-                    status=DeliveryStatus.DELIVERED,
-                    delivered_at=moment,
-                    next_attempt_at=None,
-                )
-            )
+            params = {
+                "delivery_id": delivery.id,
+                "moment": moment,
+                "status_code": outcome.status_code,
+                "excerpt": outcome.excerpt,
+                "error": outcome.error,
+            }
+            done = await session.exec(_DELIVERED, params=params)
             if done.rowcount != 1:  # settled meanwhile (replayed, cancelled): leave it be
                 return Recorded(await _status(session, delivery.id))
             await _healthy(session, subscription.id, moment)
@@ -274,6 +270,28 @@ async def _record(
             .values(next_attempt_at=moment + timedelta(seconds=delay))
         )
         return Recorded(DeliveryStatus.PENDING, retry_in=delay)
+
+
+# `_record`'s statement for a success (the common case), built once.
+_DELIVERED = (
+    update(WebhookDelivery)
+    .where(
+        col(WebhookDelivery.id) == bindparam("delivery_id"),
+        col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+    )
+    .values(
+        attempts=col(WebhookDelivery.attempts) + 1,
+        total_attempts=col(WebhookDelivery.total_attempts) + 1,
+        last_attempt_at=bindparam("moment"),
+        updated_at=bindparam("moment"),
+        last_status_code=bindparam("status_code"),
+        last_response=bindparam("excerpt"),
+        last_error=bindparam("error"),
+        status=DeliveryStatus.DELIVERED,
+        delivered_at=bindparam("moment"),
+        next_attempt_at=None,
+    )
+)
 
 
 async def _status(session: AsyncSession, delivery_id: str) -> DeliveryStatus:
