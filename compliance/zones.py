@@ -68,6 +68,12 @@ def _parse(phone: str) -> phonenumbers.PhoneNumber | None:
         return None
 
 
+# A number's area code and zones are pure functions of it, asked on every contact with the
+# same lead (the gate, quiet hours); parsing with phonenumbers is what costs.
+PHONES_REMEMBERED = 10_000
+
+
+@functools.lru_cache(maxsize=PHONES_REMEMBERED)
 def area_code(phone: str) -> str | None:
     """The North American area code of a number, or None outside +1."""
     number = _parse(phone)
@@ -77,6 +83,7 @@ def area_code(phone: str) -> str | None:
     return national[:3] if len(national) == 10 else None
 
 
+@functools.lru_cache(maxsize=PHONES_REMEMBERED)
 def phone_zones(phone: str) -> tuple[str, ...]:
     """Zones of a geographic number (phonenumbers plus the area code table); () if none.
 

@@ -184,7 +184,12 @@ def conflict_insert(connection: AsyncConnection, model: Any) -> postgresql.Inser
     Both dialects spell `on_conflict_do_nothing` / `on_conflict_do_update` the same way, so
     claims, locks and reservations are written once for SQLite and PostgreSQL.
     """
+    return dialect_insert(connection.dialect.name, model)
+
+
+def dialect_insert(dialect: str, model: Any) -> postgresql.Insert | sqlite.Insert:
+    """`conflict_insert` by the dialect's name, for a statement built once per dialect."""
     table = model.__table__
-    if connection.dialect.name == "postgresql":
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

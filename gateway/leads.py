@@ -12,16 +12,17 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.zones import normalize_state
 from gateway.clock import Instant, now
-from gateway.db import conflict_insert
+from gateway.db import conflict_insert, dialect_insert
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.json_bounds import json_bounds_error
@@ -216,6 +217,34 @@ def lead_of_message() -> ColumnElement[bool]:
 _FIELDS = ("first_name", "last_name", "email", "state", "postal_code")  # a request overwrites
 
 
+@cache
+def _upsert(dialect: str, fields: tuple[str, ...]) -> Any:
+    """`upsert_lead`'s statement for the fields a request gives, built once per dialect: its
+    parameters are `id`, `account_id`, `phone`, `moment` and the fields'."""
+    insert = dialect_insert(dialect, Lead)
+    excluded = insert.excluded  # built anew on every access
+    moment: BindParameter[datetime] = bindparam("moment")
+    upsert = (
+        insert.values(
+            id=bindparam("id"),
+            account_id=bindparam("account_id"),
+            phone=bindparam("phone"),
+            additional_info={},
+            phone_status=PhoneStatus.OK,
+            created_at=moment,
+            updated_at=moment,
+            **{name: bindparam(name) for name in fields},
+        )
+        .on_conflict_do_update(
+            index_elements=["account_id", "phone"],
+            set_={name: excluded[name] for name in [*fields, "updated_at"]},
+        )
+        .returning(*insert.table.columns)
+    )
+    # sqlmodel's exec has no overload for an ORM statement over an INSERT; its rows are Leads.
+    return select(Lead).from_statement(upsert).execution_options(populate_existing=True)
+
+
 async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreate) -> Lead:
     """The account's lead for `lead_in.phone`, created or updated with the fields given.
 
@@ -227,28 +256,15 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
     # Created, or updated with the fields given, and read back: one statement. Concurrent
     # requests for the same phone both succeed and see the one row, on SQLite and PostgreSQL.
     connection = await session.connection()
-    insert = conflict_insert(connection, Lead)
-    excluded = insert.excluded  # built anew on every access
-    upsert = (
-        insert.values(
-            id=new_id("lead"),
-            account_id=account_id,
-            phone=lead_in.phone,
-            additional_info={},
-            phone_status=PhoneStatus.OK,
-            created_at=moment,
-            updated_at=moment,
-            **given,
-        )
-        .on_conflict_do_update(
-            index_elements=["account_id", "phone"],
-            set_={name: excluded[name] for name in [*given, "updated_at"]},
-        )
-        .returning(*insert.table.columns)
-    )
-    # sqlmodel's exec has no overload for an ORM statement over an INSERT; its rows are Leads.
-    as_leads: Any = select(Lead).from_statement(upsert).execution_options(populate_existing=True)
-    lead: Lead = (await session.exec(as_leads)).one()[0]
+    params = {
+        "id": new_id("lead"),
+        "account_id": account_id,
+        "phone": lead_in.phone,
+        "moment": moment,
+        **given,
+    }
+    upsert = _upsert(connection.dialect.name, tuple(given))
+    lead: Lead = (await session.exec(upsert, params=params)).one()[0]
     if lead_in.additional_info:
         merged = merge_additional_info(lead.additional_info, lead_in.additional_info)
         try:

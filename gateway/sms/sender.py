@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any, cast
 
 from arq import Retry
-from sqlalchemy import bindparam, update
+from sqlalchemy import Update, bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -215,27 +215,45 @@ async def _claim(
 ) -> Message | str:
     """queued -> sending, by compare-and-set: of two runs, one wins (with its notice columns).
     The winner's row comes back from the UPDATE itself (RETURNING), not from a second read."""
-    claimed = await session.exec(
-        update(Message)
-        .where(col(Message.id) == message.id, col(Message.status) == MessageStatus.QUEUED)
-        .values(
-            status=MessageStatus.SENDING,
-            from_number=sender.number,
-            attempts=Message.attempts + 1,
-            attempt_started_at=moment,
-            validity_period=validity_period,
-            gate_reason=gate_reason,
-            updated_at=moment,
-            **notice,
-        )
-        .returning(Message)
-        .execution_options(populate_existing=True)
-    )
+    params = {
+        "message_id": message.id,
+        "from_number": sender.number,
+        "moment": moment,
+        "validity_period": validity_period,
+        "gate_reason": gate_reason,
+        **notice,
+    }
+    claimed = await session.exec(_claim_statement(frozenset(notice)), params=params)
     row: Message | None = claimed.scalars().first()
     if row is None:
         return "claimed elsewhere"
     session.add(MessageEvent(message_id=message.id, status=MessageStatus.SENDING))
     return row
+
+
+@cache
+def _claim_statement(notice: frozenset[str]) -> Update:
+    """`_claim`'s UPDATE ... RETURNING, built once per set of notice columns (each written from
+    the parameter of its name)."""
+    return (
+        update(Message)
+        .where(
+            col(Message.id) == bindparam("message_id"),
+            col(Message.status) == MessageStatus.QUEUED,
+        )
+        .values(
+            status=MessageStatus.SENDING,
+            from_number=bindparam("from_number"),
+            attempts=Message.attempts + 1,
+            attempt_started_at=bindparam("moment"),
+            validity_period=bindparam("validity_period"),
+            gate_reason=bindparam("gate_reason"),
+            updated_at=bindparam("moment"),
+            **{name: bindparam(name) for name in notice},
+        )
+        .returning(Message)
+        .execution_options(populate_existing=True)
+    )
 
 
 async def requeue(session: AsyncSession, message_id: str, why: str, code: int | None) -> None:

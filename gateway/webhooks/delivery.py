@@ -314,19 +314,26 @@ async def _settle(
     )
 
 
+# `_healthy`'s UPDATE (after every delivered webhook), built once.
+_HEALTHY = (
+    update(WebhookSubscription)
+    .where(
+        col(WebhookSubscription.id) == bindparam("subscription_id"),
+        (col(WebhookSubscription.consecutive_failures) != 0)
+        | col(WebhookSubscription.breaker_probe_at).is_not(None),
+    )
+    .values(
+        consecutive_failures=0,
+        breaker_opened_at=None,
+        breaker_probe_at=None,
+        updated_at=bindparam("moment"),
+    )
+)
+
+
 async def _healthy(session: AsyncSession, subscription_id: str, moment: datetime) -> None:
     """A success resets the failure count and closes the breaker (no write when healthy)."""
-    await session.exec(
-        update(WebhookSubscription)
-        .where(
-            col(WebhookSubscription.id) == subscription_id,
-            (col(WebhookSubscription.consecutive_failures) != 0)
-            | col(WebhookSubscription.breaker_probe_at).is_not(None),
-        )
-        .values(
-            consecutive_failures=0, breaker_opened_at=None, breaker_probe_at=None, updated_at=moment
-        )
-    )
+    await session.exec(_HEALTHY, params={"subscription_id": subscription_id, "moment": moment})
 
 
 async def _failed(
@@ -393,24 +400,32 @@ async def cancel_owed(
     )
 
 
+# `_stage_following`'s read (after every settled delivery of a play's activity), built once.
+_FOLLOWING = (
+    select(WebhookDelivery.id)
+    .where(
+        WebhookDelivery.account_id == bindparam("account_id"),
+        WebhookDelivery.subscription_id == bindparam("subscription_id"),
+        WebhookDelivery.order_key == bindparam("order_key"),
+        WebhookDelivery.status == DeliveryStatus.PENDING,
+        col(WebhookDelivery.next_attempt_at) <= bindparam("moment"),
+    )
+    .order_by(col(WebhookDelivery.activity_id))
+    .limit(1)
+)
+
+
 async def _stage_following(session: AsyncSession, delivery: WebhookDelivery) -> None:
     """This delivery is settled: the next owed, due activity of its play to its subscription
     goes now."""
     if delivery.order_key is None:
         return
-    following = (
-        await session.exec(
-            select(WebhookDelivery.id)
-            .where(
-                WebhookDelivery.account_id == delivery.account_id,
-                WebhookDelivery.subscription_id == delivery.subscription_id,
-                WebhookDelivery.order_key == delivery.order_key,
-                WebhookDelivery.status == DeliveryStatus.PENDING,
-                col(WebhookDelivery.next_attempt_at) <= now(),
-            )
-            .order_by(col(WebhookDelivery.activity_id))
-            .limit(1)
-        )
-    ).first()
+    params = {
+        "account_id": delivery.account_id,
+        "subscription_id": delivery.subscription_id,
+        "order_key": delivery.order_key,
+        "moment": now(),
+    }
+    following = (await session.exec(_FOLLOWING, params=params)).first()
     if following is not None:
         stage(session, WEBHOOK_DELIVER, following)

@@ -43,23 +43,20 @@ class Inline:
         self.limit = limit
         self.timeout = timeout  # a job's time limit, as the worker's job_timeout
         self._ctx: Mapping[str, Any] | None = None
+        self._jobs: dict[str, Registered] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def start(self, ctx: Mapping[str, Any]) -> None:
         """Begin running jobs with `ctx`, the dict a job takes (`gateway.job_context.as_ctx`):
         built after this hand-off, since its sessions hand off here."""
+        self._jobs = {entry.kind.name: entry for entry in registered() if entry.inline}
         self._ctx = ctx
 
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
     async def __call__(self, staged: Collection[Staged]) -> None:
-        jobs = {entry.kind.name: entry for entry in registered() if entry.inline}
         to_redis: list[Staged] = []
         for item in staged:
-            entry = jobs.get(item.kind.name)
+            entry = self._jobs.get(item.kind.name)
             if entry is None or item.at is not None or not self._take():
                 to_redis.append(item)
                 continue

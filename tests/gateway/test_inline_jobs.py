@@ -7,10 +7,13 @@ The whole stack on 127.0.0.1 (`tests.support.stack`), with `INLINE_JOBS` on as b
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from arq.worker import func
 from sqlmodel import col, select
 
 from gateway.clock import now
@@ -18,8 +21,9 @@ from gateway.db import transaction
 from gateway.models import Message, MessageStatus, Purpose
 from gateway.settings import Settings
 from gateway.sms.outbox import queue_message
-from gateway.work import SMS_SEND, kinds
+from gateway.work import SMS_SEND, Kind, kinds, registry
 from gateway.work.inline import Inline
+from gateway.work.staging import planned
 from gateway.worker import JOB_TIMEOUT, build_job_context, close_job_context
 from tests.e2e.test_plays_api import play_body, publish
 from tests.gateway.test_work import queued_jobs
@@ -134,3 +138,64 @@ async def test_a_job_that_asks_to_run_later_goes_to_redis_for_then(
         rows = (await session.exec(select(Message).where(col(Message.id).in_(ids)))).all()
     assert {r.status for r in rows} == {MessageStatus.SENDING}
     assert stack.sandbox.record.requests("messages.create") == []
+
+
+def stand_in(
+    monkeypatch: pytest.MonkeyPatch, name: str, body: Callable[[], Awaitable[None]]
+) -> Kind:
+    """A kind of work registered inline for one test, whose job runs `body`: what the runner
+    does with a job that fails or outlives the shutdown, whatever the job."""
+    kind = Kind(name, name)
+
+    async def run(ctx: dict[str, Any], argument: str) -> None:
+        await body()
+
+    entry = registry.Registered(kind, func(run, name=name), due=None, tidy=None, inline=True)
+    monkeypatch.setitem(registry._REGISTRY, name, entry)
+    return kind
+
+
+async def test_a_failing_inline_job_is_logged_and_left_to_the_sweep(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def fail() -> None:
+        raise RuntimeError("the database went away")
+
+    kind = stand_in(monkeypatch, "test.fails", fail)
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    inline.start({})
+    item = planned(kind, "row-1")
+    assert item is not None
+    with caplog.at_level(logging.ERROR, logger="gateway.work.inline"):
+        await inline([item])
+        await inline.aclose(WAIT_SECONDS)
+    [record] = [r for r in caplog.records if r.name == "gateway.work.inline"]
+    assert "test.fails:row-1 failed; the sweep will retry it" in record.getMessage()
+    assert record.exc_info is not None and "went away" in str(record.exc_info[1])
+    # Not re-enqueued: like a failed arq job, the row that owes the work is the sweep's.
+    assert not [j for j in await queued_jobs(stack.api_redis) if j.startswith("test.")]
+
+
+async def test_on_shutdown_running_jobs_get_their_grace_then_are_cancelled(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cancelled = asyncio.Event()
+
+    async def hang() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    kind = stand_in(monkeypatch, "test.hangs", hang)
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    inline.start({})
+    item = planned(kind, "row-1")
+    assert item is not None
+    await inline([item])
+    await inline.aclose(0.05)
+    assert cancelled.is_set()
+    # Closed: what is staged now goes to Redis, not into this process.
+    await inline([item])
+    assert "test.hangs:row-1" in await queued_jobs(stack.api_redis)
