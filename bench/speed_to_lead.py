@@ -31,6 +31,8 @@ from bench import support
 
 PLAYBOOK = support.REPO / "examples" / "mortgage-qualification.yaml"
 SETTLE_TIMEOUT = 180.0  # seconds to wait for the last leads' texts after the last POST
+# The gateway's processes are idle (their polls and sweeps only) below this share of a core.
+IDLE_CPU = 0.05
 
 
 async def post_leads(
@@ -86,6 +88,18 @@ async def first_creates(run: support.Target, phones: set[str]) -> dict[str, floa
         await asyncio.sleep(1.0)
 
 
+async def idle(services: list[support.Service]) -> None:
+    """Wait (bounded) until `services` together use under IDLE_CPU of a core over a second."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    before = sum(s.cpu_seconds() for s in services)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        now = sum(s.cpu_seconds() for s in services)
+        if now - before < IDLE_CPU:
+            return
+        before = now
+
+
 async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str, Any]]:
     results: dict[float, dict[str, Any]] = {}
     async with support.target(args.database_url, args.redis_url) as run:
@@ -116,7 +130,9 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                 sandbox_before = run.sandbox.cpu_seconds() if run.sandbox else 0.0
                 answered, api_latencies, failures = await post_leads(api, phones, rate)
                 created = await first_creates(run, set(answered))
-                await asyncio.sleep(2.0)  # the worker finishes the last plays' bookkeeping
+                # The status callbacks and the last plays' bookkeeping trail the last text
+                # (by minutes at 100 leads/s): the window ends when the gateway is idle again.
+                await idle(gateway)
                 # Every gateway process (web, worker): the leads' requests, jobs, status
                 # callbacks and webhooks. With --builtin-sandbox the web process also does
                 # the sandbox's side of them; otherwise that is the sandbox process's CPU.
