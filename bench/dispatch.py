@@ -4,11 +4,12 @@
                                        [--database-url postgresql://...]
 
 Per run and worker count: a fresh database, `gateway web` serving the built-in sandbox (which
-also receives the sandbox's status callbacks), SMS rate limits off. N messages are queued the
-way the API queues a one-off text (`sms.outbox.queue_message`, one lead phone each, inside its
-local contact window); the workers start, and once each polls the queue the `sms.send` jobs
-are enqueued as the API enqueues them. The workers send: gate, sender choice, contact lock,
-opt-out notice, claim, the Messages.create, recording the SID. The rate is N over the
+also receives the sandbox's status callbacks), SMS rate limits off. The workers start; once
+each polls the queue, N messages are queued the way the API queues a one-off text
+(`sms.outbox.queue_message`, one lead phone each, inside its local contact window) and their
+`sms.send` jobs enqueued as the API enqueues them (a worker's sweep may find a row first).
+The workers send: gate, sender choice, contact lock, opt-out notice, claim, the
+Messages.create, recording the SID. The rate is N over the
 wall-clock span from the sandbox's first Messages.create to its last.
 """
 
@@ -80,9 +81,13 @@ async def one(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         tenant = await support.create_tenant(run)
         await run.web()
         phones = support.lead_phones(args.messages)
-        ids = await queue(run, tenant, phones)
         started = await run.workers(workers)  # ready and idle before the work arrives
+        # The workers' CPU is counted from before the rows exist: a worker's sweep finds queued
+        # rows by itself, so sends may start before the jobs below are enqueued (until
+        # 2026-12-04 the count began after the queuing, and missed whatever a startup sweep
+        # had sent by then).
         cpu0 = [s.cpu_seconds() for s in started]
+        ids = await queue(run, tenant, phones)
         await enqueue(run, ids)
         times = await drain(run, set(phones))
         cpu = [s.cpu_seconds() - c for s, c in zip(started, cpu0, strict=True)]
