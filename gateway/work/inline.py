@@ -12,8 +12,8 @@ Nothing about the work changes but where it runs: the same job function, through
 claim and the outbox, so a crash loses nothing (the row is committed and the sweep finds it)
 and sends nothing twice (the claim). The bound is `Settings.inline_jobs`; past it, and for work
 deferred to later, the job goes to Redis as before. A job that asks to run again later (arq
-`Retry`) is enqueued in Redis for then; one that fails is logged and left to the sweep, as a
-failed arq job is.
+`Retry`) is enqueued in Redis for then, under its own id as arq's retry keeps it; one that
+fails is logged and left to the sweep, as a failed arq job is.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from arq.connections import ArqRedis
 
 from gateway.clock import now
 from gateway.work.registry import Registered, registered
-from gateway.work.staging import Staged, enqueue, handoff_to_redis, planned
+from gateway.work.staging import Staged, enqueue, handoff_to_redis
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,12 @@ class Inline:
             async with asyncio.timeout(self.timeout):
                 await entry.function.coroutine(dict(self._ctx), item.argument)
         except Retry as retry:
-            later = planned(
-                item.kind,
-                item.argument,
-                at=now() + timedelta(milliseconds=retry.defer_score or 0),
-            )
-            if later is not None:
-                await enqueue(self.redis, later)
+            # As arq retries a job: under its own id, held for the delay however long. The id
+            # is what keeps the sweep from enqueuing the row again sooner, which would cut a
+            # back-off short (a text's retries after a Twilio 429 wait 2 s to 10 min, while its
+            # row is `queued` with no `send_after` the sweep could go by).
+            later = now() + timedelta(milliseconds=retry.defer_score or 0)
+            await enqueue(self.redis, replace(item, at=later))
         except Exception:
             # As a failed arq job: its row still owes the work, and the sweep enqueues it.
             log.exception("inline job %s failed; the sweep will retry it", item.job_id)

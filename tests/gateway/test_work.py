@@ -47,11 +47,13 @@ async def account_id(sessions: SessionFactory) -> str:
     return account.id
 
 
-async def text(session: AsyncSession, account_id: str, at: datetime | None = None) -> Message:
+async def text(
+    session: AsyncSession, account_id: str, at: datetime | None = None, *, phone: str = LEAD
+) -> Message:
     return await queue_message(
         session,
         account_id=account_id,
-        phone=LEAD,
+        phone=phone,
         body="hello",
         purpose=Purpose.INITIATED,
         reason="test",
