@@ -39,8 +39,6 @@ async def number_lead_knows(
     lately while another works); when none is, every number is. `excluding_message`: the
     text being sent, which is not yet part of the conversation. One statement.
     """
-    # The account's numbers, each row carrying the number the lead last dealt with (ours on
-    # the conversation's latest message): one statement.
     params = {"account_id": account_id, "phone": phone}
     if excluding_message is not None:
         params["excluding"] = excluding_message
