@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,30 +49,17 @@ async def build_payload(session: AsyncSession, activity: Activity) -> dict[str, 
     """The payload of `activity` as things stand in this transaction (JSON-ready)."""
     lead: Lead | None = None
     status: str | None = None
-    if activity.lead_id is not None:
-        # The lead and its phone's ledger status in one statement; never another account's
-        # lead, whatever a row says.
-        found = (
-            await session.exec(
-                select(Lead, ledger_status(activity.account_id, col(Lead.phone))).where(
-                    Lead.id == activity.lead_id, Lead.account_id == activity.account_id
-                )
-            )
-        ).first()
-        if found is not None:
-            lead, status = found
     originators: list[OriginatorField] = []
+    if activity.lead_id is not None:
+        # The lead, its phone's ledger status and its originators (a row each, in their
+        # order) in one statement; never another account's lead, whatever a row says.
+        params = {"lead_id": activity.lead_id, "account_id": activity.account_id}
+        for found, found_status, origin, key in (await session.exec(_LEAD, params=params)).all():
+            lead, status = found, found_status
+            if origin is not None and key is not None:
+                originators.append(OriginatorField(origin=origin, key=key))
     opted_out: bool | None = None
     if lead is not None:
-        rows = await session.exec(
-            select(LeadOriginator)
-            .where(
-                LeadOriginator.account_id == activity.account_id,
-                LeadOriginator.lead_id == lead.id,
-            )
-            .order_by(col(LeadOriginator.id))
-        )
-        originators = [OriginatorField(origin=r.origin, key=r.key) for r in rows.all()]
         opted_out = status == LedgerEvent.OPT_OUT
     elif activity.label in ("opted_out", "opted_in") and activity.play_id is None:
         opted_out = activity.label == "opted_out"
@@ -93,6 +81,24 @@ async def build_payload(session: AsyncSession, activity: Activity) -> dict[str, 
         lead_originators=originators,
     )
     return {**payload.model_dump(mode="json"), **await _rep_fields(session, activity)}
+
+
+# `build_payload`'s read, built once: the lead's row repeats beside each of its originators.
+_LEAD = (
+    select(
+        Lead,
+        ledger_status(bindparam("account_id"), col(Lead.phone)),
+        col(LeadOriginator.origin),
+        col(LeadOriginator.key),
+    )
+    .outerjoin(
+        LeadOriginator,
+        (col(LeadOriginator.lead_id) == col(Lead.id))
+        & (col(LeadOriginator.account_id) == col(Lead.account_id)),
+    )
+    .where(Lead.id == bindparam("lead_id"), Lead.account_id == bindparam("account_id"))
+    .order_by(col(LeadOriginator.id))
+)
 
 
 async def _rep_fields(session: AsyncSession, activity: Activity) -> dict[str, Any]:

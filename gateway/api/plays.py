@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from gateway import playbook_versions
 from gateway.clock import Instant, now
+from gateway.contact_lock import lock_contact
 from gateway.db import conflict_insert, transaction
 from gateway.engine import rep_notices
 from gateway.engine.records import end, record_activity
@@ -276,7 +277,8 @@ async def _claim_key(
     "Start a play",
     tags=TAGS,
     description="Creates or updates the lead (one per phone) and starts the playbook's latest "
-    "version on it. Honours `Idempotency-Key`.",
+    "version on it. A first step due at once runs before the answer: its text is queued (and "
+    "sent right after), and the play shows the step after it. Honours `Idempotency-Key`.",
     request=PlayCreate,
     example=PLAY_EXAMPLE,
     response=PlayPublic,
@@ -301,6 +303,9 @@ async def create_play(request: Request) -> JSONResponse:
         if declared is None:
             raise ApiError(404, "not_found", "no such playbook", "playbook_id")
         refuse_unknown(body.settings, declared[1], body.playbook_id)
+        # The play's first step runs in this transaction under the contact lock: taken before
+        # the lead's row is written, in the order the jobs take them.
+        await lock_contact(session, account.id, body.lead.phone)
         lead = await upsert_lead(session, account.id, body.lead)
         try:
             play = await start_play(
@@ -445,7 +450,10 @@ async def create_lead(request: Request) -> JSONResponse:
     started: Play | None = None
     async with transaction(state["sessions"]) as session:
         # The upsert writes first: on SQLite a transaction that starts with a write holds the
-        # lock, so the rule lookup and the rep rotation that follow can't be interleaved.
+        # lock, so the rule lookup and the rep rotation that follow can't be interleaved. (The
+        # contact lock, for a rule's first step, is no write on SQLite; on PostgreSQL it is
+        # taken before the lead's row, in the order the jobs take them.)
+        await lock_contact(session, account.id, lead_in.phone)
         lead = await upsert_lead(session, account.id, lead_in)
         rule = await _rule_for(session, account.id, [o.origin for o in lead_in.originators])
         rep = await assign_rep(session, rule) if rule is not None else None

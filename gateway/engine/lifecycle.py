@@ -234,13 +234,14 @@ async def on_text(session: AsyncSession, message: Message, outcome: TextOutcome 
         await on_opt_out(session, message.account_id, message.lead_phone)
 
 
-# `_text_accepted`'s claim of `started`, built once.
+# `_text_accepted`'s claim of `started`, built once; the returned row refreshes the session's
+# object, so the ORM's in-Python sync of the UPDATE is off.
 _START = (
     update(Play)
     .where(col(Play.id) == bindparam("play_id"), col(Play.started).is_(False))
     .values(started=True)
     .returning(Play)
-    .execution_options(populate_existing=True)
+    .execution_options(populate_existing=True, synchronize_session=False)
 )
 
 

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway import playbook_versions
 from gateway.clock import now
 from gateway.engine.records import log
-from gateway.engine.stepper import step_delay
+from gateway.engine.stepper import run_due, step_delay
 from gateway.ids import new_id
 from gateway.models import Lead, Play, PlayState
 from gateway.work import PLAY_ADVANCE, stage
@@ -51,7 +51,14 @@ async def start_play(
     source_rule_id: str | None = None,
     version: int | None = None,
 ) -> Play:
-    """A new running play on the playbook's `version` (None: its latest); its advance is staged.
+    """A new running play on the playbook's `version` (None: its latest). A first step due now
+    runs in this transaction (speed to lead: its text is queued and its send staged when the
+    caller commits, with no `plays.advance` job and no second transaction between); what comes
+    later is staged as the play's advance.
+
+    The caller holds the lead's contact lock (gateway/contact_lock.py), as a job running the
+    step would, taken before it wrote the lead's row: the order every job takes them in
+    (contact, then rows), so two transactions never wait on each other.
 
     LookupError: no such playbook; ValueError: a required setting is missing;
     RunningPlayExists: the lead is already in a running play of this playbook.
@@ -81,6 +88,9 @@ async def start_play(
     )
     session.add(play)
     log(session, play, "state", None, state="running", version=version)
-    await session.flush()
-    stage(session, PLAY_ADVANCE, play.id, at=play.due_at)  # its first step
+    await session.flush()  # the play's row before its messages' (their foreign key)
+    if play.due_at is not None and play.due_at <= now():
+        await run_due(session, play, lead)  # as the job would, under the caller's lock
+    if play.state == PlayState.RUNNING and not play.paused and play.due_at is not None:
+        stage(session, PLAY_ADVANCE, play.id, at=play.due_at)  # its next step
     return play

@@ -234,7 +234,9 @@ async def _claim(
 @cache
 def _claim_statement(notice: frozenset[str]) -> Update:
     """`_claim`'s UPDATE ... RETURNING, built once per set of notice columns (each written from
-    the parameter of its name)."""
+    the parameter of its name). The returned row refreshes the session's object
+    (populate_existing), so the ORM's own sync of it (evaluating the WHERE clause in Python on
+    every run) is switched off."""
     return (
         update(Message)
         .where(
@@ -252,7 +254,7 @@ def _claim_statement(notice: frozenset[str]) -> Update:
             **{name: bindparam(name) for name in notice},
         )
         .returning(Message)
-        .execution_options(populate_existing=True)
+        .execution_options(populate_existing=True, synchronize_session=False)
     )
 
 

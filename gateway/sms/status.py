@@ -9,6 +9,7 @@ from functools import cache
 from typing import Any, Literal
 
 from sqlalchemy import Update, bindparam, func, update
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -70,17 +71,30 @@ def lower_statuses(status: MessageStatus) -> list[str]:
 
 
 @cache
-def _move(status: MessageStatus | None, columns: frozenset[str]) -> Update:
+def _move(
+    status: MessageStatus | None,
+    columns: frozenset[str],
+    *,
+    returning: bool = False,
+    sync: bool = True,
+) -> Update:
     """The UPDATE that moves a message to `status` (None: whatever its status) and writes
     `columns` from parameters of the same names, built once per shape: `twilio_sid` is only
-    written where the row has none."""
+    written where the row has none. `returning`: the moved row comes back (RETURNING) and
+    refreshes the session's object. `sync`: the ORM applies the UPDATE to the session's object,
+    evaluating it in Python on every run (off where there is no object to sync)."""
     values: dict[str, Any] = {name: bindparam(name) for name in columns}
     if "twilio_sid" in columns:
         values["twilio_sid"] = func.coalesce(col(Message.twilio_sid), bindparam("twilio_sid"))
     statement = update(Message).where(col(Message.id) == bindparam("message_id"))
     if status is not None:
         statement = statement.where(col(Message.status).in_(lower_statuses(status)))
-    return statement.values(**values)
+    statement = statement.values(**values)
+    if returning:
+        statement = statement.returning(Message).execution_options(populate_existing=True)
+    if returning or not sync:
+        statement = statement.execution_options(synchronize_session=False)
+    return statement
 
 
 async def advance(
@@ -102,6 +116,77 @@ async def advance(
     whether or not the status moves: in the move's own UPDATE when it moves, which is one
     statement on a send's common path, else in a second one.
     """
+    values = _moved_values(
+        status, error_code, error_message, twilio_sid=twilio_sid, num_segments=num_segments
+    )
+    # A send records its outcome in a transaction of its own, which holds no Message to sync.
+    sync = identity_key(Message, message_id) in session.sync_session.identity_map
+    result = await session.exec(
+        _move(status, frozenset(values), sync=sync), params={"message_id": message_id, **values}
+    )
+    moved = bool(result.rowcount == 1)
+    if not moved and (twilio_sid is not None or num_segments is not None):
+        # A callback raced the commit of the create and moved the status first.
+        facts = {k: v for k, v in values.items() if k in ("twilio_sid", "num_segments")}
+        await session.exec(
+            _move(None, frozenset(facts), sync=sync), params={"message_id": message_id, **facts}
+        )
+    _event(session, message_id, status, moved, error_code=error_code, detail=detail)
+    return moved
+
+
+async def moved_row(
+    session: AsyncSession,
+    message_id: str,
+    status: MessageStatus,
+    *,
+    error_code: int | None = None,
+    twilio_sid: str | None = None,
+) -> Message | None:
+    """`advance` when the move is all there is to write: the moved row, read back by the
+    UPDATE itself (RETURNING) with its history row added, so a status report costs no read. None
+    when it did not move, with nothing written: the caller reads the row and calls `advance`
+    (which records the late report)."""
+    values = _moved_values(status, error_code, None, twilio_sid=twilio_sid, num_segments=None)
+    result = await session.exec(
+        _move(status, frozenset(values), returning=True),
+        params={"message_id": message_id, **values},
+    )
+    row: Message | None = result.scalars().first()
+    if row is not None:
+        _event(session, message_id, status, True, error_code=error_code, detail=None)
+    return row
+
+
+def _event(
+    session: AsyncSession,
+    message_id: str,
+    status: MessageStatus,
+    moved: bool,
+    *,
+    error_code: int | None,
+    detail: str | None,
+) -> None:
+    """The message's history row: every report, moved or late."""
+    session.add(
+        MessageEvent(
+            message_id=message_id,
+            status=status if moved else f"{status} (late)",
+            error_code=error_code,
+            detail=detail,
+        )
+    )
+
+
+def _moved_values(
+    status: MessageStatus,
+    error_code: int | None,
+    error_message: str | None,
+    *,
+    twilio_sid: str | None,
+    num_segments: int | None,
+) -> dict[str, object]:
+    """The columns a move to `status` writes, by name."""
     moment = now()
     values: dict[str, object] = {
         "status": status,
@@ -120,22 +205,4 @@ async def advance(
         values["twilio_sid"] = twilio_sid
     if num_segments is not None:
         values["num_segments"] = num_segments
-    result = await session.exec(
-        _move(status, frozenset(values)), params={"message_id": message_id, **values}
-    )
-    moved = bool(result.rowcount == 1)
-    if not moved and (twilio_sid is not None or num_segments is not None):
-        # A callback raced the commit of the create and moved the status first.
-        facts = {k: v for k, v in values.items() if k in ("twilio_sid", "num_segments")}
-        await session.exec(
-            _move(None, frozenset(facts)), params={"message_id": message_id, **facts}
-        )
-    session.add(
-        MessageEvent(
-            message_id=message_id,
-            status=status if moved else f"{status} (late)",
-            error_code=error_code,
-            detail=detail,
-        )
-    )
-    return moved
+    return values

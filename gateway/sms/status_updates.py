@@ -47,7 +47,14 @@ async def apply_status(
     )
     # Only a status that moved the message acts: a late `undelivered` or `failed` after a
     # final status (say `delivered`) is history, never a resend or a flag.
-    if moved and status in FAILURES and error_code:
+    return await after_move(session, message, status, error_code) if moved else Applied()
+
+
+async def after_move(
+    session: AsyncSession, message: Message, status: MessageStatus, error_code: int | None
+) -> Applied:
+    """What a status that moved `message` acts on: a failure (`after_failure`)."""
+    if status in FAILURES and error_code:
         return await after_failure(session, message, error_code)
     return Applied()
 

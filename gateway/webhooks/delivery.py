@@ -291,6 +291,9 @@ _DELIVERED = (
         delivered_at=bindparam("moment"),
         next_attempt_at=None,
     )
+    # Its transaction holds no delivery object: nothing for the ORM to sync (in Python, on
+    # every run).
+    .execution_options(synchronize_session=False)
 )
 
 
@@ -328,6 +331,7 @@ _HEALTHY = (
         breaker_probe_at=None,
         updated_at=bindparam("moment"),
     )
+    .execution_options(synchronize_session=False)  # as `_DELIVERED`'s, in its transaction
 )
 
 

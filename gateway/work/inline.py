@@ -1,12 +1,13 @@
 """Jobs run inline: work due now, run by the process whose commit staged it, without a trip
 through Redis.
 
-A lead's first text takes two jobs (`plays.advance`, then `sms.send`); through Redis each one
-waits for a worker's poll and costs about twenty Redis round trips, so the text left a few
-hundred milliseconds after the lead arrived. Kinds registered with `@job(..., inline=True)`
-are run by the process that committed their row instead, right after the commit, so
-`POST /v1/plays` is followed at once by the play's first step and its first text, in the web
-process that took the lead (and a step run by a worker is followed by its text in that worker).
+A lead's first text is an `sms.send` job (its play's first step runs in `POST /v1/plays`'s own
+transaction, gateway/engine/starting.py); through Redis a job waits for a worker's poll and
+costs about twenty Redis round trips, so the text left a few hundred milliseconds after the
+lead arrived. Kinds registered with `@job(..., inline=True)` are run by the process that
+committed their row instead, right after the commit, so `POST /v1/plays` is followed at once by
+the play's first text, in the web process that took the lead (and a step run by a worker, or a
+reply's, is followed by its text in that worker).
 
 Nothing about the work changes but where it runs: the same job function, through the gate, the
 claim and the outbox, so a crash loses nothing (the row is committed and the sweep finds it)

@@ -11,9 +11,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from arq.constants import default_queue_name
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from gateway.work import SMS_SEND
 from tests.support.stack import LEAD, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -201,13 +203,23 @@ async def test_a_lead_shows_its_opt_out(stack: Stack) -> None:
 async def test_a_play_shows_its_next_action(stack: Stack) -> None:
     await publish(stack, MORTGAGE)
     play = await start(stack)
-    assert play["next_action"] == "send_text"
-    assert play["next_action_at"] is not None
+    # The first step ran before the answer: its text is queued and the play waits for the
+    # lead's answer, nudging after 24 hours without one (the playbook's rule).
+    assert play["next_action"] == "reengagement"
+    [first] = (await stack.api.get(f"/v1/plays/{play['id']}")).json()["messages"]
+    assert first["status"] == "queued"
+    # Its send is the one job: no `plays.advance` ran, or is owed, before it.
+    jobs = await stack.api_redis.zrange(default_queue_name, 0, -1)
+    assert [j for j in jobs if not j.startswith(b"keys.")] == [
+        SMS_SEND.job_id(first["id"]).encode()
+    ]
     await stack.work()
     shown = (await stack.api.get(f"/v1/plays/{play['id']}")).json()
     sent = at(shown["messages"][0]["created_at"])
-    # Waiting for the answer, and nudging after 24 hours without one (the playbook's rule).
-    assert shown["next_action"] == "reengagement"
+    assert (shown["next_action"], shown["next_action_at"]) == (
+        "reengagement",
+        play["next_action_at"],
+    )
     assert at(shown["next_action_at"]) - sent < timedelta(hours=24, minutes=1)
     assert at(shown["next_action_at"]) - sent >= timedelta(hours=24)
     [listed] = (await stack.api.get("/v1/plays")).json()["data"]

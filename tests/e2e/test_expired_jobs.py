@@ -18,12 +18,25 @@ from gateway.db import transaction
 from gateway.job_context import as_ctx
 from gateway.models import Direction, Message, MessageStatus, Purpose
 from gateway.sms.outbox import queue_message
-from gateway.work import SMS_SEND, enqueue_now
+from gateway.work import PLAY_ADVANCE, SMS_SEND, enqueue_now
 from gateway.work.owed import ENQUEUE_AT_ONCE
 from gateway.work.sweep import sweep
 from gateway.worker import FUNCTIONS, build_worker, opened_job_context
-from tests.engine.test_plays import begin, publish
+from tests.engine.test_plays import begin, publish_text
 from tests.support.stack import LEAD, Stack
+
+# A play whose second step waits an hour: its advance is a `plays.advance` job.
+DRIP = """\
+name: Drip
+steps:
+  - id: hello
+    kind: send
+    text: "Hello from Acme"
+  - id: later
+    kind: send
+    delay: 1h
+    text: "An hour later"
+"""
 
 
 async def run_without_cron(stack: Stack) -> Worker:
@@ -100,17 +113,20 @@ async def test_an_expired_send_is_enqueued_again_by_the_next_sweep(stack: Stack)
 
 
 async def test_an_expired_play_is_enqueued_again_by_the_next_sweep(stack: Stack) -> None:
-    await publish(stack, "mortgage-qualification")
-    play_id = await begin(stack, "mortgage-qualification")  # enqueues `play:<id>`
-    await lose_job_data(stack, f"play:{play_id}")
+    await publish_text(stack, "drip", DRIP)
+    play_id = await begin(stack, "drip")  # its first text, queued as the play starts
+    await stack.work()
+    await stack.sandbox.advance(3600 + 60)  # its second step is due: `play:<id>` is enqueued
+    assert await enqueue_now(stack.api_redis, PLAY_ADVANCE, play_id)
+    await lose_job_data(stack, PLAY_ADVANCE.job_id(play_id))
     expired = await run_without_cron(stack)
     assert expired.jobs_failed == 1
-    assert await outbound(stack) == []
+    assert len(await outbound(stack)) == 1
 
     assert await sweep_once(stack) == 1
     await stack.work()
-    assert len(await outbound(stack)) == 1  # the play's first text
-    assert len(stack.creates()) == 1
+    assert len(await outbound(stack)) == 2  # the text the lost job owed
+    assert len(stack.creates()) == 2  # each sent once
 
 
 async def test_a_result_kept_by_an_older_worker_does_not_block_the_sweep(stack: Stack) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from sqlalchemy import Engine, event
 from sqlmodel import func, select
 from twilio.request_validator import RequestValidator
 
@@ -21,6 +24,21 @@ INBOUND = {
     "Body": "hello",
     "NumMedia": "0",
 }
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement run in this process meanwhile (the stack's gateway runs here)."""
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
 
 
 async def _counts(stack: Stack) -> tuple[int, int]:
@@ -106,9 +124,12 @@ async def test_status_callbacks_out_of_order_end_in_the_right_state(stack: Stack
     [create] = stack.creates(To=LEAD)
     path = f"/twilio/sms/status?message_id={message['id']}"
     base = {"MessageSid": create.sid or "", "AccountSid": stack.settings.twilio_sid, "To": LEAD}
-    for status in ("delivered", "sent", "delivered", "queued"):
-        response = await stack.post_twilio(path, {**base, "MessageStatus": status})
+    for n, status in enumerate(("delivered", "sent", "delivered", "queued")):
+        with statements() as ran:
+            response = await stack.post_twilio(path, {**base, "MessageStatus": status})
         assert response.status_code == 204
+        if n == 0:  # the move is one UPDATE that reads the row back: no SELECT of it
+            assert [s.split()[0] for s in ran if " messages " in s] == ["UPDATE"], ran
     final = (await stack.api.get(f"/v1/messages/{message['id']}")).json()
     assert final["status"] == "delivered"
     history = [h["status"] for h in final["history"]]

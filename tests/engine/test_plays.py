@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlmodel import col, select
 
 from gateway.clock import now
+from gateway.contact_lock import lock_contact
 from gateway.db import transaction
 from gateway.engine.starting import start_play
 from gateway.ids import new_id
@@ -33,6 +34,7 @@ async def publish(stack: Stack, name: str) -> str:
 
 async def begin(stack: Stack, playbook_id: str, phone: str = LEAD) -> str:
     async with transaction(stack.sessions) as session:
+        await lock_contact(session, stack.account_id, phone)  # as `start_play` asks
         lead = Lead(id=new_id("lead"), account_id=stack.account_id, phone=phone, first_name="Ann")
         session.add(lead)
         await session.flush()
