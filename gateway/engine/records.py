@@ -8,6 +8,7 @@ from sqlalchemy import JSON, Insert, String, bindparam, exists, insert, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import play_log_rows
 from gateway.activity_webhooks import on_activity
 from gateway.clock import now
 from gateway.db import UTCDateTime
@@ -48,7 +49,7 @@ def log_by_id(
     session: AsyncSession, play_id: str, what: str, step_id: str | None, **detail: Any
 ) -> None:
     """`log` for a caller that has only the play's id (plays are never deleted)."""
-    session.add(PlayLog(play_id=play_id, kind=what, step_id=step_id, detail=detail))
+    play_log_rows.add(session, play_id, what, step_id, detail)
 
 
 def end(session: AsyncSession, play: Play, state: str, why: str) -> None:
@@ -65,7 +66,9 @@ async def log_once(
     session: AsyncSession, play_id: str, what: str, step_id: str | None, **detail: Any
 ) -> None:
     """`log_by_id` unless the play's log already holds an entry of this kind: one
-    INSERT ... SELECT ... WHERE NOT EXISTS, not a read and a write."""
+    INSERT ... SELECT ... WHERE NOT EXISTS, not a read and a write (after the entries kept so
+    far, so the log keeps its order)."""
+    await play_log_rows.write_now(session)
     params = {"play_id": play_id, "at": now(), "kind": what, "step_id": step_id, "detail": detail}
     await session.exec(_LOG_ONCE, params=params)
 

@@ -25,9 +25,9 @@ from typing import Any, Final
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway import playbook_versions
+from gateway import play_log_rows, playbook_versions
 from gateway.email import outbox as email_outbox
-from gateway.models import Account, Lead, Play, PlayLog, Purpose, Rep, SourceRule
+from gateway.models import Account, Lead, Play, Purpose, Rep, SourceRule
 from gateway.sms.outbox import queue_message
 
 CHANNELS: Final = ("sms", "email")
@@ -144,4 +144,4 @@ async def notify_assigned_rep(session: AsyncSession, play: Play, why: str) -> No
 
 def _log(session: AsyncSession, play: Play, kind: str, **detail: Any) -> None:
     # Not engine.records.log: records imports this module (talk_to_human notifies).
-    session.add(PlayLog(play_id=play.id, kind=kind, step_id=None, detail=detail))
+    play_log_rows.add(session, play.id, kind, None, detail)

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, String
 from sqlmodel import Column, Field, SQLModel
 
-from gateway.clock import now
 from gateway.db import UTCDateTime
+from gateway.models.defaults import empty_dict, now
 
 
 class AccountBase(SQLModel):
@@ -24,7 +24,7 @@ class Account(AccountBase, table=True):
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     # Compliance settings (see gateway.account_settings.ComplianceSettings), validated on use.
     compliance: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+        default_factory=empty_dict, sa_column=Column(JSON, nullable=False, server_default="{}")
     )
     # Signs the links the account's emails carry (unsubscribe); made on first use, never shown.
     link_secret: str | None = Field(default=None, max_length=64)

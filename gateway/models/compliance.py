@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Index, Integer, ScalarSelect, String
 from sqlmodel import Column, Field, SQLModel, col, select
 
-from gateway.clock import now
 from gateway.db import UTCDateTime
+from gateway.models.defaults import empty_dict, now
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 LedgerId = BigInteger().with_variant(Integer(), "sqlite")
@@ -124,7 +124,9 @@ class Consent(SQLModel, table=True):
     source: str | None = Field(default=None, max_length=200)
     text: str | None = Field(default=None, max_length=5000)
     url: str | None = Field(default=None, max_length=2000)
-    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    extra: dict[str, Any] = Field(
+        default_factory=empty_dict, sa_column=Column(JSON, nullable=False)
+    )
     recorded_at: datetime = Field(
         default_factory=now, sa_column=Column(UTCDateTime, nullable=False)
     )

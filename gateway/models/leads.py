@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, String, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
-from gateway.clock import now
 from gateway.db import UTCDateTime
+from gateway.models.defaults import empty_dict, now
 
 
 class PhoneStatus(StrEnum):
@@ -34,7 +34,7 @@ class Lead(SQLModel, table=True):
     state: str | None = Field(default=None, max_length=2)
     postal_code: str | None = Field(default=None, max_length=10)
     additional_info: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSON, nullable=False)
+        default_factory=empty_dict, sa_column=Column(JSON, nullable=False)
     )
     phone_status: PhoneStatus = Field(
         default=PhoneStatus.OK, sa_column=Column(String(10), nullable=False)

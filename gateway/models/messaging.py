@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import JSON, Index, String, UniqueConstraint, text
 from sqlmodel import Column, Field, SQLModel
 
-from gateway.clock import now
 from gateway.db import UTCDateTime
 from gateway.models.compliance import LedgerId
+from gateway.models.defaults import empty_dict, empty_list, now
 
 
 class NumberKind(StrEnum):
@@ -130,7 +130,7 @@ class Message(SQLModel, table=True):
     from_number: str | None = Field(default=None, max_length=20)
     to_number: str | None = Field(default=None, max_length=20)
     body: str = Field(max_length=1600)
-    media: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    media: list[str] = Field(default_factory=empty_list, sa_column=Column(JSON, nullable=False))
     purpose: Purpose = Field(
         default=Purpose.INITIATED, sa_column=Column(String(12), nullable=False)
     )
@@ -203,4 +203,6 @@ class WebhookClaim(SQLModel, table=True):
     received_at: datetime = Field(
         default_factory=now, sa_column=Column(UTCDateTime, nullable=False)
     )
-    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    params: dict[str, Any] = Field(
+        default_factory=empty_dict, sa_column=Column(JSON, nullable=False)
+    )

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import JSON, Index, String, Text, UniqueConstraint, event, text
 from sqlmodel import Column, Field, SQLModel
 
-from gateway.clock import now
 from gateway.db import UTCDateTime
 from gateway.models.compliance import LedgerId
+from gateway.models.defaults import empty_dict, empty_list, now
 
 
 class PlaybookRecord(SQLModel, table=True):
@@ -101,8 +101,12 @@ class Play(SQLModel, table=True):
     playbook_id: str = Field(max_length=64)
     playbook_version: int
     state: PlayState = Field(sa_column=Column(String(12), nullable=False))
-    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    answers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    settings: dict[str, Any] = Field(
+        default_factory=empty_dict, sa_column=Column(JSON, nullable=False)
+    )
+    answers: dict[str, Any] = Field(
+        default_factory=empty_dict, sa_column=Column(JSON, nullable=False)
+    )
     step_id: str | None = Field(default=None, max_length=64, description="the current step")
     # When the engine must act next (a delayed send, a wait, a re-engagement); None: nothing timed.
     due_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
@@ -134,7 +138,9 @@ class PlayLog(SQLModel, table=True):
     at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     kind: str = Field(max_length=30)
     step_id: str | None = Field(default=None, max_length=64)
-    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    detail: dict[str, Any] = Field(
+        default_factory=empty_dict, sa_column=Column(JSON, nullable=False)
+    )
 
 
 class ActivityType(StrEnum):
@@ -194,13 +200,17 @@ class SourceRule(SQLModel, table=True):
     origin_key: str = Field(default="", max_length=100)
     playbook_id: str = Field(max_length=64)
     distribution: str = Field(default="round_robin", max_length=12)
-    rep_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    rep_ids: list[str] = Field(default_factory=empty_list, sa_column=Column(JSON, nullable=False))
     # Next position in rep_ids; advanced by an atomic UPDATE so workers never hand out twice.
     cursor: int = 0
-    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    settings: dict[str, Any] = Field(
+        default_factory=empty_dict, sa_column=Column(JSON, nullable=False)
+    )
     # How the assigned rep is told of a lead: {"sms": bool, "email": bool}, only what the rule
     # says; the playbook's `notify` gives the rest (gateway/engine/rep_notices.py).
-    notify: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    notify: dict[str, Any] = Field(
+        default_factory=empty_dict, sa_column=Column(JSON, nullable=False)
+    )
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
 

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import JSON, Index, String, Text, text
 from sqlmodel import Column, Field, SQLModel
 
-from gateway.clock import now
 from gateway.db import UTCDateTime
+from gateway.models.defaults import empty_list
+from gateway.models.defaults import now as signed_now
 
 
 class PartyLineRecord(SQLModel, table=True):
@@ -51,7 +52,7 @@ class PartyLineRecord(SQLModel, table=True):
     whisper: str = Field(default="", sa_column=Column(Text, nullable=False))
     # Twilio REST work decided and not yet done (calls to place, calls to end or redirect).
     outbox: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSON, nullable=False)
+        default_factory=empty_list, sa_column=Column(JSON, nullable=False)
     )
     # The outbox item a job is carrying out right now, and since when (a crash leaves it here).
     in_flight: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
@@ -61,8 +62,12 @@ class PartyLineRecord(SQLModel, table=True):
     version: int = Field(default=0, description="bumped by every change; names its jobs")
     conference_sid: str | None = Field(default=None, max_length=34)
     connected_rep_id: str | None = Field(default=None, max_length=40)
-    created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
-    updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: datetime = Field(
+        default_factory=signed_now, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=signed_now, sa_column=Column(UTCDateTime, nullable=False)
+    )
     ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
 
@@ -75,5 +80,5 @@ class RepReservation(SQLModel, table=True):
     rep_id: str = Field(primary_key=True, max_length=40)
     party_line_id: str = Field(max_length=40, index=True)
     reserved_at: datetime = Field(
-        default_factory=now, sa_column=Column(UTCDateTime, nullable=False)
+        default_factory=signed_now, sa_column=Column(UTCDateTime, nullable=False)
     )

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
-from gateway.clock import now
 from gateway.db import UTCDateTime
 from gateway.models.compliance import LedgerId
+from gateway.models.defaults import now
 
 
 class WebhookSubscription(SQLModel, table=True):

@@ -41,6 +41,7 @@ from gateway.models import (
 from gateway.sms import notice as sms_notice
 from gateway.sms import sender_status
 from gateway.sms.ratelimit import rate_for
+from gateway.sms.status import write_event
 from gateway.work import SMS_SEND, stage
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ async def _claim(
     row: Message | None = claimed.scalars().first()
     if row is None:
         return "claimed elsewhere"
-    session.add(MessageEvent(message_id=message.id, status=MessageStatus.SENDING))
+    await write_event(session, message.id, MessageStatus.SENDING)
     return row
 
 

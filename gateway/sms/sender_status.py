@@ -22,13 +22,13 @@ from sqlalchemy import func, update
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import play_log_rows
 from gateway.clock import now
 from gateway.models import (
     Message,
     MessageEvent,
     MessageStatus,
     Play,
-    PlayLog,
     SenderNumber,
     SenderStatus,
 )
@@ -98,11 +98,7 @@ async def refused(
             "message_id": message.id,
             "retry_at": retry_at.isoformat() if retry_at else None,
         }
-        session.add(
-            PlayLog(
-                play_id=play.id, kind=SENDER_UNAVAILABLE, step_id=message.step_id, detail=detail
-            )
-        )
+        play_log_rows.add(session, play.id, SENDER_UNAVAILABLE, message.step_id, detail)
 
 
 async def hold(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Update, bindparam, func, update
+from sqlalchemy import Update, bindparam, func, insert, update
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -81,19 +81,26 @@ def _move(
     """The UPDATE that moves a message to `status` (None: whatever its status) and writes
     `columns` from parameters of the same names, built once per shape: `twilio_sid` is only
     written where the row has none. `returning`: the moved row comes back (RETURNING) and
-    refreshes the session's object. `sync`: the ORM applies the UPDATE to the session's object,
-    evaluating it in Python on every run (off where there is no object to sync)."""
+    refreshes the session's object. `sync`: the ORM applies the UPDATE to the session's object
+    (evaluating it in Python on every run); where there is none to sync, a Core UPDATE of the
+    table skips the ORM's machinery altogether."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    core = not (returning or sync)
+    column = table.c if core else {name: getattr(Message, name) for name in ("id", "status")}
     values: dict[str, Any] = {name: bindparam(name) for name in columns}
     if "twilio_sid" in columns:
-        values["twilio_sid"] = func.coalesce(col(Message.twilio_sid), bindparam("twilio_sid"))
-    statement = update(Message).where(col(Message.id) == bindparam("message_id"))
+        sid = table.c.twilio_sid if core else col(Message.twilio_sid)
+        values["twilio_sid"] = func.coalesce(sid, bindparam("twilio_sid"))
+    statement = (update(table) if core else update(Message)).where(
+        column["id"] == bindparam("message_id")
+    )
     if status is not None:
-        statement = statement.where(col(Message.status).in_(lower_statuses(status)))
+        statement = statement.where(column["status"].in_(lower_statuses(status)))
     statement = statement.values(**values)
     if returning:
-        statement = statement.returning(Message).execution_options(populate_existing=True)
-    if returning or not sync:
-        statement = statement.execution_options(synchronize_session=False)
+        statement = statement.returning(Message).execution_options(
+            populate_existing=True, synchronize_session=False
+        )
     return statement
 
 
@@ -131,7 +138,13 @@ async def advance(
         await session.exec(
             _move(None, frozenset(facts), sync=sync), params={"message_id": message_id, **facts}
         )
-    _event(session, message_id, status, moved, error_code=error_code, detail=detail)
+    await write_event(
+        session,
+        message_id,
+        status if moved else f"{status} (late)",
+        error_code=error_code,
+        detail=detail,
+    )
     return moved
 
 
@@ -154,28 +167,32 @@ async def moved_row(
     )
     row: Message | None = result.scalars().first()
     if row is not None:
-        _event(session, message_id, status, True, error_code=error_code, detail=None)
+        await write_event(session, message_id, status, error_code=error_code)
     return row
 
 
-def _event(
+async def write_event(
     session: AsyncSession,
     message_id: str,
-    status: MessageStatus,
-    moved: bool,
+    status: str,
     *,
-    error_code: int | None,
-    detail: str | None,
+    error_code: int | None = None,
+    detail: str | None = None,
 ) -> None:
-    """The message's history row: every report, moved or late."""
-    session.add(
-        MessageEvent(
-            message_id=message_id,
-            status=status if moved else f"{status} (late)",
-            error_code=error_code,
-            detail=detail,
-        )
-    )
+    """A row of the message's history, written now: one Core INSERT built once, no ORM object
+    (it runs without the autoflush an ORM statement does, so the message's own row must be
+    written already, as it is wherever its status moves)."""
+    params = {
+        "message_id": message_id,
+        "status": status,
+        "at": now(),
+        "error_code": error_code,
+        "detail": detail,
+    }
+    await session.exec(_EVENT, params=params)
+
+
+_EVENT = insert(MessageEvent.__table__)  # type: ignore[attr-defined]
 
 
 def _moved_values(

@@ -272,16 +272,18 @@ async def _record(
         return Recorded(DeliveryStatus.PENDING, retry_in=delay)
 
 
-# `_record`'s statement for a success (the common case), built once.
+# `_record`'s statement for a success (the common case), built once: a Core UPDATE of the
+# table (its transaction holds no delivery object for the ORM to sync).
+_DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _DELIVERED = (
-    update(WebhookDelivery)
+    update(_DELIVERIES)
     .where(
-        col(WebhookDelivery.id) == bindparam("delivery_id"),
-        col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+        _DELIVERIES.c.id == bindparam("delivery_id"),
+        _DELIVERIES.c.status == DeliveryStatus.PENDING,
     )
     .values(
-        attempts=col(WebhookDelivery.attempts) + 1,
-        total_attempts=col(WebhookDelivery.total_attempts) + 1,
+        attempts=_DELIVERIES.c.attempts + 1,
+        total_attempts=_DELIVERIES.c.total_attempts + 1,
         last_attempt_at=bindparam("moment"),
         updated_at=bindparam("moment"),
         last_status_code=bindparam("status_code"),
@@ -291,9 +293,6 @@ _DELIVERED = (
         delivered_at=bindparam("moment"),
         next_attempt_at=None,
     )
-    # Its transaction holds no delivery object: nothing for the ORM to sync (in Python, on
-    # every run).
-    .execution_options(synchronize_session=False)
 )
 
 
@@ -317,13 +316,14 @@ async def _settle(
     )
 
 
-# `_healthy`'s UPDATE (after every delivered webhook), built once.
+# `_healthy`'s UPDATE (after every delivered webhook), built once, as `_DELIVERED` is.
+_SUBSCRIPTIONS = WebhookSubscription.__table__  # type: ignore[attr-defined]
 _HEALTHY = (
-    update(WebhookSubscription)
+    update(_SUBSCRIPTIONS)
     .where(
-        col(WebhookSubscription.id) == bindparam("subscription_id"),
-        (col(WebhookSubscription.consecutive_failures) != 0)
-        | col(WebhookSubscription.breaker_probe_at).is_not(None),
+        _SUBSCRIPTIONS.c.id == bindparam("subscription_id"),
+        (_SUBSCRIPTIONS.c.consecutive_failures != 0)
+        | _SUBSCRIPTIONS.c.breaker_probe_at.is_not(None),
     )
     .values(
         consecutive_failures=0,
@@ -331,7 +331,6 @@ _HEALTHY = (
         breaker_probe_at=None,
         updated_at=bindparam("moment"),
     )
-    .execution_options(synchronize_session=False)  # as `_DELIVERED`'s, in its transaction
 )
 
 
