@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, event, exc
+from sqlalchemy import Connection, Engine, event, exc, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -185,6 +185,15 @@ def conflict_insert(connection: AsyncConnection, model: Any) -> postgresql.Inser
     claims, locks and reservations are written once for SQLite and PostgreSQL.
     """
     return dialect_insert(connection.dialect.name, model)
+
+
+def rows_of(model: Any, statement: Any) -> Any:
+    """The `model` objects a Core INSERT or UPDATE of its table returns (RETURNING every
+    column), refreshing those the session holds: for a statement built once. (The same UPDATE
+    written against the model is rebuilt by the ORM on every run, cache key and all, and syncs
+    the session's objects in Python; sqlmodel's exec has no overload for the result.)"""
+    returning = statement.returning(*model.__table__.columns)
+    return select(model).from_statement(returning).execution_options(populate_existing=True)
 
 
 def dialect_insert(dialect: str, model: Any) -> postgresql.Insert | sqlite.Insert:

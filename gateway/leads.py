@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.zones import normalize_state
 from gateway.clock import Instant, now
-from gateway.db import conflict_insert, dialect_insert
+from gateway.db import conflict_insert, dialect_insert, rows_of
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.json_bounds import json_bounds_error
@@ -224,25 +224,20 @@ def _upsert(dialect: str, fields: tuple[str, ...]) -> Any:
     insert = dialect_insert(dialect, Lead)
     excluded = insert.excluded  # built anew on every access
     moment: BindParameter[datetime] = bindparam("moment")
-    upsert = (
-        insert.values(
-            id=bindparam("id"),
-            account_id=bindparam("account_id"),
-            phone=bindparam("phone"),
-            additional_info={},
-            phone_status=PhoneStatus.OK,
-            created_at=moment,
-            updated_at=moment,
-            **{name: bindparam(name) for name in fields},
-        )
-        .on_conflict_do_update(
-            index_elements=["account_id", "phone"],
-            set_={name: excluded[name] for name in [*fields, "updated_at"]},
-        )
-        .returning(*insert.table.columns)
+    upsert = insert.values(
+        id=bindparam("id"),
+        account_id=bindparam("account_id"),
+        phone=bindparam("phone"),
+        additional_info={},
+        phone_status=PhoneStatus.OK,
+        created_at=moment,
+        updated_at=moment,
+        **{name: bindparam(name) for name in fields},
+    ).on_conflict_do_update(
+        index_elements=["account_id", "phone"],
+        set_={name: excluded[name] for name in [*fields, "updated_at"]},
     )
-    # sqlmodel's exec has no overload for an ORM statement over an INSERT; its rows are Leads.
-    return select(Lead).from_statement(upsert).execution_options(populate_existing=True)
+    return rows_of(Lead, upsert)
 
 
 async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreate) -> Lead:

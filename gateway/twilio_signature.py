@@ -73,10 +73,23 @@ async def verified_params(request: Request) -> dict[str, Any]:
         parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise ApiError(400, "bad_request", "form body is not UTF-8") from None
-    if not validator.validate(url, FormFields(parsed), signature):
+    if not _signed_as_called(validator, url, FormFields(parsed), signature):
         log.warning("twilio signature mismatch path=%s", request.url.path)
         raise _forbidden()
     return {key: (values[0] if len(values) == 1 else values) for key, values in parsed.items()}
+
+
+def _signed_as_called(
+    validator: RequestValidator, url: str, params: FormFields, signature: str
+) -> bool:
+    """Whether `signature` signs `params` at `url`: first the URL exactly as Twilio called it
+    (one HMAC), then `validate`'s own variants of it with and without its port (two more,
+    which `validate` always computes)."""
+    expected = validator.compute_signature(url, params).encode("ascii")
+    # Bytes: a header may hold any latin-1 character, and compare_digest takes only ASCII str.
+    if hmac.compare_digest(expected, signature.encode("latin-1")):
+        return True
+    return bool(validator.validate(url, params, signature))
 
 
 def _verified_json(

@@ -21,6 +21,7 @@ from compliance.gate import Channel, GateDecision
 from gateway import playbook_versions
 from gateway.clock import now
 from gateway.contact_lock import lock_contact, reread
+from gateway.db import rows_of
 from gateway.engine.records import end, log, log_by_id, log_once, record_activity
 from gateway.engine.stepper import finish, move_to
 from gateway.models import Activity, ActivityType, Email, Lead, Message, Play, PlayState
@@ -234,14 +235,13 @@ async def on_text(session: AsyncSession, message: Message, outcome: TextOutcome 
         await on_opt_out(session, message.account_id, message.lead_phone)
 
 
-# `_text_accepted`'s claim of `started`, built once; the returned row refreshes the session's
-# object, so the ORM's in-Python sync of the UPDATE is off.
-_START = (
-    update(Play)
-    .where(col(Play.id) == bindparam("play_id"), col(Play.started).is_(False))
-    .values(started=True)
-    .returning(Play)
-    .execution_options(populate_existing=True, synchronize_session=False)
+# `_text_accepted`'s claim of `started`, built once.
+_PLAYS = Play.__table__  # type: ignore[attr-defined]
+_START = rows_of(
+    Play,
+    update(_PLAYS)
+    .where(_PLAYS.c.id == bindparam("play_id"), _PLAYS.c.started.is_(False))
+    .values(started=True),
 )
 
 

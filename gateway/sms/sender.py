@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any, cast
 
 from arq import Retry
-from sqlalchemy import Update, bindparam, update
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -22,6 +22,7 @@ from compliance.gate import Purpose as GatePurpose
 from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
+from gateway.db import rows_of
 from gateway.job_context import JobContext
 from gateway.lead_number import number_lead_knows
 from gateway.leads import lead_of_message
@@ -233,30 +234,25 @@ async def _claim(
 
 
 @cache
-def _claim_statement(notice: frozenset[str]) -> Update:
+def _claim_statement(notice: frozenset[str]) -> Any:
     """`_claim`'s UPDATE ... RETURNING, built once per set of notice columns (each written from
-    the parameter of its name). The returned row refreshes the session's object
-    (populate_existing), so the ORM's own sync of it (evaluating the WHERE clause in Python on
-    every run) is switched off."""
-    return (
-        update(Message)
-        .where(
-            col(Message.id) == bindparam("message_id"),
-            col(Message.status) == MessageStatus.QUEUED,
-        )
+    the parameter of its name); the returned row refreshes the session's Message."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    claim = (
+        update(table)
+        .where(table.c.id == bindparam("message_id"), table.c.status == MessageStatus.QUEUED)
         .values(
             status=MessageStatus.SENDING,
             from_number=bindparam("from_number"),
-            attempts=Message.attempts + 1,
+            attempts=table.c.attempts + 1,
             attempt_started_at=bindparam("moment"),
             validity_period=bindparam("validity_period"),
             gate_reason=bindparam("gate_reason"),
             updated_at=bindparam("moment"),
             **{name: bindparam(name) for name in notice},
         )
-        .returning(Message)
-        .execution_options(populate_existing=True, synchronize_session=False)
     )
+    return rows_of(Message, claim)
 
 
 async def requeue(session: AsyncSession, message_id: str, why: str, code: int | None) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Update, bindparam, func, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
+from gateway.db import rows_of
 from gateway.models import Message, MessageEvent, MessageStatus
 from gateway.sms.status_schedule import first_check
 
@@ -77,31 +78,27 @@ def _move(
     *,
     returning: bool = False,
     sync: bool = True,
-) -> Update:
+) -> Any:
     """The UPDATE that moves a message to `status` (None: whatever its status) and writes
     `columns` from parameters of the same names, built once per shape: `twilio_sid` is only
     written where the row has none. `returning`: the moved row comes back (RETURNING) and
     refreshes the session's object. `sync`: the ORM applies the UPDATE to the session's object
-    (evaluating it in Python on every run); where there is none to sync, a Core UPDATE of the
-    table skips the ORM's machinery altogether."""
-    table = Message.__table__  # type: ignore[attr-defined]
-    core = not (returning or sync)
-    column = table.c if core else {name: getattr(Message, name) for name in ("id", "status")}
+    (evaluating it in Python on every run); otherwise it is a Core UPDATE of the table, which
+    skips the ORM's machinery altogether."""
+    if sync and not returning:
+        table: Any = Message
+        id_, status_, sid = col(Message.id), col(Message.status), col(Message.twilio_sid)
+    else:
+        table = Message.__table__  # type: ignore[attr-defined]
+        id_, status_, sid = table.c.id, table.c.status, table.c.twilio_sid
     values: dict[str, Any] = {name: bindparam(name) for name in columns}
     if "twilio_sid" in columns:
-        sid = table.c.twilio_sid if core else col(Message.twilio_sid)
         values["twilio_sid"] = func.coalesce(sid, bindparam("twilio_sid"))
-    statement = (update(table) if core else update(Message)).where(
-        column["id"] == bindparam("message_id")
-    )
+    statement = update(table).where(id_ == bindparam("message_id"))
     if status is not None:
-        statement = statement.where(column["status"].in_(lower_statuses(status)))
+        statement = statement.where(status_.in_(lower_statuses(status)))
     statement = statement.values(**values)
-    if returning:
-        statement = statement.returning(Message).execution_options(
-            populate_existing=True, synchronize_session=False
-        )
-    return statement
+    return rows_of(Message, statement) if returning else statement
 
 
 async def advance(

@@ -56,6 +56,13 @@ async def test_missing_or_wrong_signature_is_403_and_records_nothing(stack: Stac
         "/twilio/sms", data=INBOUND, headers={"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"}
     )
     assert forged.status_code == 403
+    # A header of any latin-1 bytes is a wrong signature, not an error.
+    odd = await stack.api.post(
+        "/twilio/sms",
+        data=INBOUND,
+        headers={"X-Twilio-Signature": "\u00e9t\u00e9=".encode("latin-1")},
+    )
+    assert odd.status_code == 403
     # Signed for another URL (what a proxy might show) is not signed for ours.
 
     other = RequestValidator(stack.settings.twilio_token).compute_signature(
