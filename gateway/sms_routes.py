@@ -34,8 +34,8 @@ from gateway.models import (
 )
 from gateway.phones import InvalidPhone, to_e164
 from gateway.sms.keyword_replies import handle as handle_keywords
-from gateway.sms.status import FROM_TWILIO, moved_row
-from gateway.sms.status_updates import after_move, apply_status
+from gateway.sms.status import FROM_TWILIO, moved, moved_row
+from gateway.sms.status_updates import FAILURES, after_move, apply_status
 from gateway.state import app_state
 from gateway.twilio_params import InvalidParameter, optional_count
 from gateway.twilio_signature import required, verified_params
@@ -181,17 +181,23 @@ async def sms_status(request: Request) -> Response:
     async with transaction(state["sessions"]) as session:
         if not await claim(session, "sms_status", f"{sid}:{status_text}", params):
             return Response(status_code=204)
-        if message_id and status is not None:
-            # The common case, a status that moves our text forward: one UPDATE moves it and
-            # returns it. Anything else (a late status, no such row, a SID alone) reads the
-            # row as below.
-            moved = await moved_row(
+        # The common case, a status that moves our text forward, is one UPDATE (which returns
+        # the row where a failure needs it). Anything else (a late status, no such row, a SID
+        # alone) reads the row as below.
+        if message_id and status in FAILURES:
+            row = await moved_row(
                 session, message_id, status, error_code=error_code, twilio_sid=sid
             )
-            if moved is not None:
-                applied = await after_move(session, moved, status, error_code)
-                await lifecycle.on_text(session, moved, applied.outcome)
+            if row is not None:
+                applied = await after_move(session, row, status, error_code)
+                await lifecycle.on_text(session, row, applied.outcome)
                 return Response(status_code=204)
+        elif (
+            message_id
+            and status is not None
+            and await moved(session, message_id, status, error_code=error_code, twilio_sid=sid)
+        ):
+            return Response(status_code=204)
         message = await session.get(Message, message_id) if message_id else None
         if message is None:
             query = select(Message).where(Message.twilio_sid == sid)

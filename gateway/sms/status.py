@@ -145,6 +145,26 @@ async def advance(
     return moved
 
 
+async def moved(
+    session: AsyncSession,
+    message_id: str,
+    status: MessageStatus,
+    *,
+    error_code: int | None = None,
+    twilio_sid: str | None = None,
+) -> bool:
+    """`moved_row` for a report whose row nothing acts on (`sent`, `delivered`): True when it
+    moved, with its history row added; False when it did not, with nothing written."""
+    values = _moved_values(status, error_code, None, twilio_sid=twilio_sid, num_segments=None)
+    result = await session.exec(
+        _move(status, frozenset(values), sync=False), params={"message_id": message_id, **values}
+    )
+    if result.rowcount != 1:
+        return False
+    await write_event(session, message_id, status, error_code=error_code)
+    return True
+
+
 async def moved_row(
     session: AsyncSession,
     message_id: str,
