@@ -9,7 +9,7 @@ from sqlalchemy import Index, String, Text
 from sqlmodel import Column, Field, SQLModel
 
 from gateway.db import UTCDateTime
-from gateway.models.defaults import now as signed_now
+from gateway.models.defaults import now
 
 
 class EmailStatus(StrEnum):
@@ -57,10 +57,6 @@ class Email(SQLModel, table=True):
     attempt_started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     # A transient SMTP failure waits until then (the sweep re-finds it); None: due now.
     send_after: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
-    created_at: datetime = Field(
-        default_factory=signed_now, sa_column=Column(UTCDateTime, nullable=False)
-    )
-    updated_at: datetime = Field(
-        default_factory=signed_now, sa_column=Column(UTCDateTime, nullable=False)
-    )
+    created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

@@ -14,8 +14,7 @@ from sqlalchemy import JSON, Index, String, Text, text
 from sqlmodel import Column, Field, SQLModel
 
 from gateway.db import UTCDateTime
-from gateway.models.defaults import empty_list
-from gateway.models.defaults import now as signed_now
+from gateway.models.defaults import empty_list, now
 
 
 class PartyLineRecord(SQLModel, table=True):
@@ -62,12 +61,8 @@ class PartyLineRecord(SQLModel, table=True):
     version: int = Field(default=0, description="bumped by every change; names its jobs")
     conference_sid: str | None = Field(default=None, max_length=34)
     connected_rep_id: str | None = Field(default=None, max_length=40)
-    created_at: datetime = Field(
-        default_factory=signed_now, sa_column=Column(UTCDateTime, nullable=False)
-    )
-    updated_at: datetime = Field(
-        default_factory=signed_now, sa_column=Column(UTCDateTime, nullable=False)
-    )
+    created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime, nullable=False))
     ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
 
@@ -80,5 +75,5 @@ class RepReservation(SQLModel, table=True):
     rep_id: str = Field(primary_key=True, max_length=40)
     party_line_id: str = Field(max_length=40, index=True)
     reserved_at: datetime = Field(
-        default_factory=signed_now, sa_column=Column(UTCDateTime, nullable=False)
+        default_factory=now, sa_column=Column(UTCDateTime, nullable=False)
     )

@@ -153,11 +153,11 @@ async def moved(
     error_code: int | None = None,
     twilio_sid: str | None = None,
 ) -> bool:
-    """`moved_row` for a report whose row nothing acts on (`sent`, `delivered`): True when it
-    moved, with its history row added; False when it did not, with nothing written."""
-    values = _moved_values(status, error_code, None, twilio_sid=twilio_sid, num_segments=None)
-    result = await session.exec(
-        _move(status, frozenset(values), sync=False), params={"message_id": message_id, **values}
+    """`advance` for a report whose row nothing acts on (`sent`, `delivered`), with no object
+    to sync: True when it moved, with its history row added; False when it did not, with
+    nothing written (the caller reads the row and calls `advance`, which records it late)."""
+    result = await _move_reported(
+        session, message_id, status, error_code=error_code, twilio_sid=twilio_sid, returning=False
     )
     if result.rowcount != 1:
         return False
@@ -173,19 +173,29 @@ async def moved_row(
     error_code: int | None = None,
     twilio_sid: str | None = None,
 ) -> Message | None:
-    """`advance` when the move is all there is to write: the moved row, read back by the
-    UPDATE itself (RETURNING) with its history row added, so a status report costs no read. None
-    when it did not move, with nothing written: the caller reads the row and calls `advance`
-    (which records the late report)."""
-    values = _moved_values(status, error_code, None, twilio_sid=twilio_sid, num_segments=None)
-    result = await session.exec(
-        _move(status, frozenset(values), returning=True),
-        params={"message_id": message_id, **values},
+    """`moved` for a report that acts on the row (a failure): the moved row, read back by the
+    UPDATE itself (RETURNING), so the report costs no read; None when it did not move."""
+    result = await _move_reported(
+        session, message_id, status, error_code=error_code, twilio_sid=twilio_sid, returning=True
     )
     row: Message | None = result.scalars().first()
     if row is not None:
         await write_event(session, message_id, status, error_code=error_code)
     return row
+
+
+async def _move_reported(
+    session: AsyncSession,
+    message_id: str,
+    status: MessageStatus,
+    *,
+    error_code: int | None,
+    twilio_sid: str | None,
+    returning: bool,
+) -> Any:
+    values = _moved_values(status, error_code, None, twilio_sid=twilio_sid, num_segments=None)
+    statement = _move(status, frozenset(values), returning=returning, sync=False)
+    return await session.exec(statement, params={"message_id": message_id, **values})
 
 
 async def write_event(
