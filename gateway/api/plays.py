@@ -449,13 +449,12 @@ async def create_lead(request: Request) -> JSONResponse:
     state = app_state(request)
     started: Play | None = None
     async with transaction(state["sessions"]) as session:
-        # The upsert writes first: on SQLite a transaction that starts with a write holds the
-        # lock, so the rule lookup and the rep rotation that follow can't be interleaved. (The
-        # contact lock, for a rule's first step, is no write on SQLite; on PostgreSQL it is
-        # taken before the lead's row, in the order the jobs take them.)
-        await lock_contact(session, account.id, lead_in.phone)
-        lead = await upsert_lead(session, account.id, lead_in)
+        # A rule's play runs its first step in this transaction, under the contact lock: taken
+        # before the lead's row is written, in the order the jobs take them (and only then).
         rule = await _rule_for(session, account.id, [o.origin for o in lead_in.originators])
+        if rule is not None:
+            await lock_contact(session, account.id, lead_in.phone)
+        lead = await upsert_lead(session, account.id, lead_in)
         rep = await assign_rep(session, rule) if rule is not None else None
         play: Play | None = None
         if rule is not None:

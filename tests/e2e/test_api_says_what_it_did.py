@@ -5,17 +5,14 @@ play log shows every text's body, every reply and every gate decision."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from arq.constants import default_queue_name
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from gateway.work import SMS_SEND
+from tests.support.sql import statements
 from tests.support.stack import LEAD, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -158,22 +155,6 @@ async def test_source_rule_origins_compare_case_insensitively(stack: Stack) -> N
     assert [r["id"] for r in found] == [first.json()["id"]]
 
 
-@contextmanager
-def ledger_queries() -> Iterator[list[str]]:
-    """Every SQL statement that reads the opt-out ledger, from any engine in this process."""
-    seen: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if "opt_out_events" in statement:
-            seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
-
-
 async def test_a_lead_shows_its_opt_out(stack: Stack) -> None:
     await publish(stack, MORTGAGE)
     play = await start(stack)
@@ -185,9 +166,9 @@ async def test_a_lead_shows_its_opt_out(stack: Stack) -> None:
     assert lead["opted_out"] is True and lead["opt_out_channel"] == "sms"
     assert lead["opted_out_at"] is not None
     assert lead["phone_status"] == "ok"  # the number works; the lead said no
-    with ledger_queries() as one:
+    with statements("opt_out_events") as one:
         single = (await stack.api.get(f"/v1/leads?phone={LEAD}")).json()["data"]
-    with ledger_queries() as five:
+    with statements("opt_out_events") as five:
         listed = (await stack.api.get("/v1/leads")).json()["data"]
     assert [x["opted_out"] for x in single] == [True]
     assert sorted(x["opted_out"] for x in listed) == [False, False, False, False, True]

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Engine, event
 from sqlmodel import func, select
 from twilio.request_validator import RequestValidator
 
 from gateway.models import Message, WebhookClaim
+from tests.support.sql import statements
 from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 INBOUND = {
@@ -24,21 +22,6 @@ INBOUND = {
     "Body": "hello",
     "NumMedia": "0",
 }
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    """Every SQL statement run in this process meanwhile (the stack's gateway runs here)."""
-    seen: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
 
 
 async def _counts(stack: Stack) -> tuple[int, int]:

@@ -3,10 +3,6 @@ made, after the play they name; a rollback drops them (gateway/play_log_rows.py)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from sqlalchemy import Engine, event
 from sqlmodel import col, select
 
 from gateway import play_log_rows
@@ -14,22 +10,8 @@ from gateway.db import SessionFactory, transaction
 from gateway.engine.records import log_by_id, log_once
 from gateway.ids import new_id
 from gateway.models import Lead, Play, PlayLog, PlayState
+from tests.support.sql import statements
 from tests.support.tenants import new_tenant
-
-
-@contextmanager
-def inserts_into_play_log() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.startswith("INSERT INTO play_log"):
-            seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
 
 
 async def _entries(sessions: SessionFactory, play_id: str) -> list[tuple[str, dict[str, object]]]:
@@ -56,7 +38,7 @@ async def test_entries_are_one_insert_at_commit_in_order_after_their_play(
 ) -> None:
     tenant = await new_tenant(sessions, "Acme")
     lead, play = _new_play(tenant.account_id)
-    with inserts_into_play_log() as inserts:
+    with statements("INSERT INTO play_log") as inserts:
         async with transaction(sessions) as session:
             session.add(lead)
             await session.flush()

@@ -7,5 +7,6 @@
 - webhook_endpoint.py: a customer's webhook endpoint that records and answers, stoppable;
 - servers.py: any ASGI app under uvicorn on a bound port; ports.py: a free port for the rest;
 - databases.py: the session's database and its per-test copies;
+- sql.py: the SQL statements run meanwhile (`statements`);
 - browser.py: headless Chromium under Selenium for page tests (`browser` fixture), a plugin.
 """
