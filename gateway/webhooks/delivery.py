@@ -29,10 +29,9 @@ from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.job_context import job_context
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookPolicy, WebhookSubscription
-from gateway.webhooks import concurrency, due, sending, signing
-from gateway.webhooks.due import due_deliveries, subscription_of_delivery
+from gateway.webhooks import concurrency, delivered, due, sending, signing
+from gateway.webhooks.due import subscription_of_delivery
 from gateway.work import WEBHOOK_DELIVER, job, kinds, stage
-from gateway.work.sweep import SWEEP_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         if soon and subscription.breaker_probe_at is None:
             raise Retry(defer=policy.BUSY_RETRY_SECONDS)
         return "waiting for an earlier activity of the play"
-    token = await concurrency.acquire(redis, subscription.id)
+    token = await concurrency.acquire(redis, subscription.id, wait=policy.SLOT_WAIT)
     if token is None:
         raise Retry(defer=policy.BUSY_RETRY_SECONDS)
     try:
@@ -195,55 +194,45 @@ async def _record(
 ) -> Recorded:
     """Write the attempt's outcome onto the delivery and the subscription's health.
 
-    A success (the common case) is one conditional UPDATE of the delivery plus the health reset,
-    which writes nothing while the subscription is healthy. The subscription row is only locked
-    for a 410 (rare); its failure counter moves by atomic UPDATEs, so deliveries to one busy
-    subscription don't queue on its row.
+    A success (the common case) is recorded together with the process's other successes of the
+    moment (gateway/webhooks/delivered.py). A failure locks the subscription row only for a 410
+    (rare); its failure counter moves by atomic UPDATEs, so deliveries to one busy subscription
+    don't queue on its row.
     """
     moment = now()
-    attempt = {
-        "attempts": col(WebhookDelivery.attempts) + 1,
-        "total_attempts": col(WebhookDelivery.total_attempts) + 1,
-        "last_attempt_at": moment,
-        "updated_at": moment,
-        "last_status_code": outcome.status_code,
-        "last_response": outcome.excerpt,
-        "last_error": outcome.error,
-    }
-    still_pending = (
-        col(WebhookDelivery.id) == delivery.id,
-        col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-    )
+    if outcome.delivered:
+        success = delivered.Success(
+            delivery_id=delivery.id,
+            account_id=delivery.account_id,
+            subscription_id=subscription.id,
+            order_key=delivery.order_key,
+            probing=subscription.breaker_probe_at is not None,
+            moment=moment,
+            status_code=outcome.status_code,
+            excerpt=outcome.excerpt,
+            error=outcome.error,
+        )
+        return Recorded(await delivered.record(sessions, success))
     async with transaction(sessions) as session:
-        if outcome.delivered:
-            params = {
-                "delivery_id": delivery.id,
-                "moment": moment,
-                "status_code": outcome.status_code,
-                "excerpt": outcome.excerpt,
-                "error": outcome.error,
-            }
-            done = await session.exec(_DELIVERED, params=params)
-            if done.rowcount != 1:  # settled meanwhile (replayed, cancelled): leave it be
-                return Recorded(await _status(session, delivery.id))
-            await _healthy(session, subscription.id, moment)
-            if subscription.breaker_probe_at is not None:
-                # The probe got through: the breaker is closed, everything it held back goes.
-                held = await due_deliveries(
-                    session, moment, subscription_id=subscription.id, limit=SWEEP_LIMIT
-                )
-                for delivery_id in held:
-                    stage(session, WEBHOOK_DELIVER, delivery_id)
-            await _stage_following(session, delivery)
-            return Recorded(DeliveryStatus.DELIVERED)
         locked = await session.get(
             WebhookSubscription, subscription.id, with_for_update=outcome.gone
         )
         counted = (
             await session.exec(
                 update(WebhookDelivery)
-                .where(*still_pending)
-                .values(**attempt)
+                .where(
+                    col(WebhookDelivery.id) == delivery.id,
+                    col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+                )
+                .values(
+                    attempts=col(WebhookDelivery.attempts) + 1,
+                    total_attempts=col(WebhookDelivery.total_attempts) + 1,
+                    last_attempt_at=moment,
+                    updated_at=moment,
+                    last_status_code=outcome.status_code,
+                    last_response=outcome.excerpt,
+                    last_error=outcome.error,
+                )
                 .returning(col(WebhookDelivery.attempts))
             )
         ).first()
@@ -272,30 +261,6 @@ async def _record(
         return Recorded(DeliveryStatus.PENDING, retry_in=delay)
 
 
-# `_record`'s statement for a success (the common case), built once: a Core UPDATE of the
-# table (its transaction holds no delivery object for the ORM to sync).
-_DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
-_DELIVERED = (
-    update(_DELIVERIES)
-    .where(
-        _DELIVERIES.c.id == bindparam("delivery_id"),
-        _DELIVERIES.c.status == DeliveryStatus.PENDING,
-    )
-    .values(
-        attempts=_DELIVERIES.c.attempts + 1,
-        total_attempts=_DELIVERIES.c.total_attempts + 1,
-        last_attempt_at=bindparam("moment"),
-        updated_at=bindparam("moment"),
-        last_status_code=bindparam("status_code"),
-        last_response=bindparam("excerpt"),
-        last_error=bindparam("error"),
-        status=DeliveryStatus.DELIVERED,
-        delivered_at=bindparam("moment"),
-        next_attempt_at=None,
-    )
-)
-
-
 async def _status(session: AsyncSession, delivery_id: str) -> DeliveryStatus:
     found = await session.get(WebhookDelivery, delivery_id)
     return found.status if found is not None else DeliveryStatus.CANCELLED
@@ -314,29 +279,6 @@ async def _settle(
     await session.exec(
         update(WebhookDelivery).where(col(WebhookDelivery.id) == delivery_id).values(**values)
     )
-
-
-# `_healthy`'s UPDATE (after every delivered webhook), built once, as `_DELIVERED` is.
-_SUBSCRIPTIONS = WebhookSubscription.__table__  # type: ignore[attr-defined]
-_HEALTHY = (
-    update(_SUBSCRIPTIONS)
-    .where(
-        _SUBSCRIPTIONS.c.id == bindparam("subscription_id"),
-        (_SUBSCRIPTIONS.c.consecutive_failures != 0)
-        | _SUBSCRIPTIONS.c.breaker_probe_at.is_not(None),
-    )
-    .values(
-        consecutive_failures=0,
-        breaker_opened_at=None,
-        breaker_probe_at=None,
-        updated_at=bindparam("moment"),
-    )
-)
-
-
-async def _healthy(session: AsyncSession, subscription_id: str, moment: datetime) -> None:
-    """A success resets the failure count and closes the breaker (no write when healthy)."""
-    await session.exec(_HEALTHY, params={"subscription_id": subscription_id, "moment": moment})
 
 
 async def _failed(
@@ -403,32 +345,8 @@ async def cancel_owed(
     )
 
 
-# `_stage_following`'s read (after every settled delivery of a play's activity), built once.
-_FOLLOWING = (
-    select(WebhookDelivery.id)
-    .where(
-        WebhookDelivery.account_id == bindparam("account_id"),
-        WebhookDelivery.subscription_id == bindparam("subscription_id"),
-        WebhookDelivery.order_key == bindparam("order_key"),
-        WebhookDelivery.status == DeliveryStatus.PENDING,
-        col(WebhookDelivery.next_attempt_at) <= bindparam("moment"),
-    )
-    .order_by(col(WebhookDelivery.activity_id))
-    .limit(1)
-)
-
-
 async def _stage_following(session: AsyncSession, delivery: WebhookDelivery) -> None:
     """This delivery is settled: the next owed, due activity of its play to its subscription
     goes now."""
-    if delivery.order_key is None:
-        return
-    params = {
-        "account_id": delivery.account_id,
-        "subscription_id": delivery.subscription_id,
-        "order_key": delivery.order_key,
-        "moment": now(),
-    }
-    following = (await session.exec(_FOLLOWING, params=params)).first()
-    if following is not None:
-        stage(session, WEBHOOK_DELIVER, following)
+    for delivery_id in await delivered.following(session, [delivery]):
+        stage(session, WEBHOOK_DELIVER, delivery_id)

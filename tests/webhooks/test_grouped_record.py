@@ -1,0 +1,175 @@
+"""Successes recorded together (gateway/webhooks/delivered.py) and a slot waited for in the
+process (gateway/webhooks/concurrency.py), on the real database and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from arq import create_pool
+from arq.constants import job_key_prefix
+from sqlalchemy import Engine, event, update
+from starlette.testclient import TestClient
+
+from gateway import webhook_policy as policy
+from gateway.clock import now
+from gateway.db import SessionFactory, transaction
+from gateway.models import DeliveryStatus, WebhookDelivery
+from gateway.settings import Settings
+from gateway.webhooks import concurrency, delivered
+from gateway.work import WEBHOOK_DELIVER, bind
+from gateway.worker import redis_settings
+from tests.support.sql import statements
+from tests.support.tenants import Tenant
+
+from .conftest import deliveries, new_play, record, subscribe
+
+
+def _success(delivery: WebhookDelivery) -> delivered.Success:
+    assert delivery.subscription_id is not None
+    return delivered.Success(
+        delivery_id=delivery.id,
+        account_id=delivery.account_id,
+        subscription_id=delivery.subscription_id,
+        order_key=delivery.order_key,
+        probing=False,
+        moment=now(),
+        status_code=200,
+        excerpt="ok",
+        error=None,
+    )
+
+
+async def _owed(
+    client: TestClient, sessions: SessionFactory, tenant: Tenant, plays: int
+) -> list[WebhookDelivery]:
+    """One delivery owed to a subscription for each of `plays` plays, plus a second activity
+    on the first play (owed after its first)."""
+    subscribe(client, tenant, "http://127.0.0.1:9/hook", activities="all")
+    first = await new_play(sessions, tenant.account_id)
+    await record(sessions, first, "started", "qualified")
+    for n in range(1, plays):
+        play = await new_play(sessions, tenant.account_id, phone=f"+1415555{n:04d}")
+        await record(sessions, play, "started")
+    return await deliveries(sessions, status=DeliveryStatus.PENDING)
+
+
+async def test_successes_waiting_together_are_one_update_and_the_next_activity_follows(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, settings: Settings
+) -> None:
+    owed = await _owed(client, sessions, tenant, plays=5)
+    second = [d for d in owed if d.order_key == owed[0].order_key][1]
+    firsts = [d for d in owed if d.id != second.id]
+    assert settings.redis_url is not None
+    redis = await create_pool(redis_settings(settings.redis_url))
+    try:
+        handing_off = bind(sessions, redis)
+        with statements("UPDATE webhook_deliveries") as updates:
+            results = await asyncio.gather(
+                *(delivered.record(handing_off, _success(d)) for d in firsts)
+            )
+        # The first play's second activity was owed after its first: it goes now.
+        queued = await redis.exists(job_key_prefix + WEBHOOK_DELIVER.job_id(second.id))
+        assert queued == 1
+        assert await redis.exists(job_key_prefix + WEBHOOK_DELIVER.job_id(firsts[0].id)) == 0
+    finally:
+        await redis.aclose()
+    assert results == [DeliveryStatus.DELIVERED] * len(firsts)
+    # Recorded one by one, it was one UPDATE per delivery.
+    assert len(updates) < len(firsts)
+    by_id = {d.id: d for d in await deliveries(sessions)}
+    assert all(by_id[d.id].status == DeliveryStatus.DELIVERED for d in firsts)
+    assert all(by_id[d.id].attempts == 1 and by_id[d.id].delivered_at for d in firsts)
+    assert by_id[second.id].status == DeliveryStatus.PENDING
+
+
+async def test_a_delivery_settled_meanwhile_keeps_its_status_and_the_others_are_recorded(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant
+) -> None:
+    owed = await _owed(client, sessions, tenant, plays=3)
+    cancelled = owed[-1]
+    async with transaction(sessions) as session:
+        await session.exec(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == cancelled.id)  # type: ignore[arg-type]
+            .values(status=DeliveryStatus.CANCELLED)
+        )
+    results = await asyncio.gather(*(delivered.record(sessions, _success(d)) for d in owed))
+    assert results[-1] == DeliveryStatus.CANCELLED
+    assert results[:-1] == [DeliveryStatus.DELIVERED] * (len(owed) - 1)
+    by_id = {d.id: d for d in await deliveries(sessions)}
+    assert by_id[cancelled.id].status == DeliveryStatus.CANCELLED
+    assert by_id[cancelled.id].delivered_at is None
+
+
+@pytest.fixture
+def first_group_fails() -> Iterator[list[int]]:
+    """The first UPDATE that records several deliveries at once fails (as a deadlock or a
+    dropped connection would make it); yields the sizes of the UPDATEs run."""
+    sizes: list[int] = []
+
+    def fail_first(
+        _conn: object, _cursor: object, statement: str, params: Any, _ctx: object, many: bool
+    ) -> None:
+        if statement.startswith("UPDATE webhook_deliveries"):
+            sizes.append(len(params) if many else 1)
+            if many and len(sizes) == 1:
+                raise RuntimeError("injected: the grouped transaction fails")
+
+    event.listen(Engine, "before_cursor_execute", fail_first)
+    try:
+        yield sizes
+    finally:
+        event.remove(Engine, "before_cursor_execute", fail_first)
+
+
+async def test_a_failed_group_is_recorded_one_by_one(
+    client: TestClient,
+    *,
+    sessions: SessionFactory,
+    tenant: Tenant,
+    first_group_fails: list[int],
+) -> None:
+    owed = await _owed(client, sessions, tenant, plays=4)
+    results = await asyncio.gather(*(delivered.record(sessions, _success(d)) for d in owed))
+    assert results == [DeliveryStatus.DELIVERED] * len(owed)
+    assert first_group_fails[0] == len(owed)  # the group was tried, and failed
+    assert first_group_fails[1:] == [1] * len(owed)  # then each alone
+    by_id = {d.id: d for d in await deliveries(sessions)}
+    assert all(by_id[d.id].status == DeliveryStatus.DELIVERED for d in owed)
+    assert all(by_id[d.id].attempts == 1 for d in owed)
+
+
+async def test_a_job_waits_in_its_process_for_a_slot_a_few_jobs_at_most(
+    settings: Settings,
+) -> None:
+    assert settings.redis_url is not None
+    assert policy.SLOT_WAITERS >= 1
+    redis = await create_pool(redis_settings(settings.redis_url))
+    try:
+        held = [await concurrency.acquire(redis, "sub_1") for _ in range(policy.MAX_IN_FLIGHT)]
+        assert None not in held
+        assert await concurrency.acquire(redis, "sub_1") is None  # full, and no wait asked
+        waiters = [
+            asyncio.create_task(concurrency.acquire(redis, "sub_1", wait=30))
+            for _ in range(policy.SLOT_WAITERS)
+        ]
+        await asyncio.sleep(0.05)
+        assert not any(w.done() for w in waiters)
+        # One more would wait too: it is sent back at once (bounded, so a test that hangs
+        # here fails instead).
+        assert await asyncio.wait_for(concurrency.acquire(redis, "sub_1", wait=30), 10) is None
+        # Another subscription's slots are its own.
+        other = await concurrency.acquire(redis, "sub_2", wait=30)
+        assert other is not None
+        for token in held[: policy.SLOT_WAITERS]:
+            assert token is not None
+            await concurrency.release(redis, "sub_1", token)
+        # Each release hands its slot to a waiter, long before their wait ends.
+        got = await asyncio.wait_for(asyncio.gather(*waiters), 10)
+        assert None not in got
+        assert len(set(got)) == policy.SLOT_WAITERS
+    finally:
+        await redis.aclose()
