@@ -22,6 +22,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import sqlite_driver
 from gateway.settings import normalize_database_url
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -107,7 +108,9 @@ def create_engine(url: str) -> AsyncEngine:
     """An async engine for the URL, with SQLite tuned for a web and a worker side by side."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+        engine = create_async_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, module=sqlite_driver.dbapi()
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine

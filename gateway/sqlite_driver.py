@@ -1,0 +1,149 @@
+"""SQLite statements in one trip to the driver's thread.
+
+aiosqlite runs each sqlite3 call on a thread of its own and hands the result back to the event
+loop; SQLAlchemy's adapter makes three or four such calls per statement (open a cursor,
+execute, fetch the rows, close the cursor). Each trip costs a wake-up of the thread and one of
+the loop (a semaphore post, an eventfd write, two context switches): profiled under load,
+these hand-offs were about a third of a worker's main-thread CPU, more than the statements
+themselves. Here a statement is one trip: the thread opens a cursor, executes, fetches, reads
+the row count and closes it, and the loop gets everything at once. A rollback with no
+transaction open (the pool's reset after every unit of work that committed) makes no trip.
+
+This is the aiosqlite DBAPI adapter of SQLAlchemy with its cursor replaced; the engine gets it
+as its DBAPI module (`create_async_engine(module=...)`, gateway/db.py). It reaches into
+aiosqlite's work queue as SQLAlchemy's own adapter does (its isolation-level setter), so both
+versions are pinned below a major in pyproject.toml. Streaming (server-side) cursors keep the
+stock ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sqlite3
+from functools import partial
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
+
+# What the thread hands back: description, rows, row count, last row id, in a transaction.
+_Outcome = tuple[Any, list[Any], int, int | None, bool]
+
+
+def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
+    """On aiosqlite's thread: the whole statement, cursor to close."""
+    cursor = connection.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return description, rows, cursor.rowcount, cursor.lastrowid, connection.in_transaction
+    finally:
+        cursor.close()
+
+
+class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
+    """A buffered cursor whose statement is one trip to the thread (module docstring)."""
+
+    __slots__ = ("_description", "_lastrowid", "_rowcount")
+
+    def __init__(self, adapt_connection: OneTripConnection) -> None:
+        # Not the parent's: it opens an aiosqlite cursor, a trip of its own.
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = collections.deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int:
+        return self._lastrowid  # type: ignore[return-value]
+
+    async def _async_soft_close(self) -> None:
+        return  # the thread closed the cursor already
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        try:
+            return await_(self._trip(operation, parameters, many=False))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        try:
+            return await_(self._trip(operation, seq_of_parameters, many=True))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    async def _trip(self, operation: str, parameters: Any, *, many: bool) -> None:
+        adapted = self._adapt_connection
+        assert isinstance(adapted, OneTripConnection)
+        async with adapted._execute_mutex:
+            outcome = await adapted.on_thread(
+                partial(_run, operation=operation, parameters=parameters, many=many)
+            )
+        self._description, rows, self._rowcount, self._lastrowid, adapted.in_transaction = outcome
+        self._rows = collections.deque(rows)
+
+
+class OneTripConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ("in_transaction",)
+
+    _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass, as the stock one
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        # Whether SQLite has a transaction open, as of the last statement, commit or rollback.
+        self.in_transaction = True
+
+    async def on_thread(self, call: partial[_Outcome]) -> _Outcome:
+        """`call(connection)` on aiosqlite's thread, as aiosqlite runs its own calls."""
+        driver: Any = self._connection
+        future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
+        driver._tx.put_nowait((future, partial(call, driver._conn)))
+        return await future
+
+    def commit(self) -> None:
+        super().commit()
+        self.in_transaction = False
+
+    def rollback(self) -> None:
+        if not self.in_transaction:
+            return  # nothing to roll back: no trip to the thread
+        super().rollback()
+        self.in_transaction = False
+
+
+class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
+        stock = super().connect(*arg, **kw)
+        return OneTripConnection(self, stock._connection)
+
+
+def dbapi() -> OneTripDBAPI:
+    """The DBAPI module to give a SQLite engine."""
+    return OneTripDBAPI(aiosqlite, sqlite3)
