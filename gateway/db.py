@@ -101,7 +101,12 @@ def _sqlite_begin(connection: Connection) -> None:
     # busy handler is not even called. A unit of work therefore takes the write lock at BEGIN
     # and waits its turn there; plain read sessions stay deferred and never block a writer.
     immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    driver = connection.connection.dbapi_connection
+    if isinstance(driver, sqlite_driver.OneTripConnection):
+        driver.begin_with = begin  # sent with the first statement, in its trip
+    else:
+        connection.exec_driver_sql(begin)
 
 
 def create_engine(url: str) -> AsyncEngine:

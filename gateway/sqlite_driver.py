@@ -6,8 +6,10 @@ execute, fetch the rows, close the cursor). Each trip costs a wake-up of the thr
 the loop (a semaphore post, an eventfd write, two context switches): profiled under load,
 these hand-offs were about a third of a worker's main-thread CPU, more than the statements
 themselves. Here a statement is one trip: the thread opens a cursor, executes, fetches, reads
-the row count and closes it, and the loop gets everything at once. A rollback with no
-transaction open (the pool's reset after every unit of work that committed) makes no trip.
+the row count and closes it, and the loop gets everything at once. A transaction's BEGIN goes
+with its first statement, in the same trip (gateway/db.py sets `begin_with`); a commit or
+rollback with no transaction open (the pool's reset after every unit of work that committed)
+makes no trip.
 
 This is the aiosqlite DBAPI adapter of SQLAlchemy with its cursor replaced; the engine gets it
 as its DBAPI module (`create_async_engine(module=...)`, gateway/db.py). It reaches into
@@ -37,8 +39,17 @@ from sqlalchemy.util.concurrency import await_
 _Outcome = tuple[Any, list[Any], int, int | None, bool]
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
-    """On aiosqlite's thread: the whole statement, cursor to close."""
+def _run(
+    connection: sqlite3.Connection,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    begin: str | None,
+) -> _Outcome:
+    """On aiosqlite's thread: the transaction's BEGIN if it is the first statement, and the
+    whole statement, cursor to close."""
+    if begin is not None:
+        connection.execute(begin)
     cursor = connection.cursor()
     try:
         if many:
@@ -102,16 +113,18 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     async def _trip(self, operation: str, parameters: Any, *, many: bool) -> None:
         adapted = self._adapt_connection
         assert isinstance(adapted, OneTripConnection)
+        begin, adapted.begin_with = adapted.begin_with, None
+        if begin is not None:
+            adapted.in_transaction = True  # whatever becomes of the statement
+        call = partial(_run, operation=operation, parameters=parameters, many=many, begin=begin)
         async with adapted._execute_mutex:
-            outcome = await adapted.on_thread(
-                partial(_run, operation=operation, parameters=parameters, many=many)
-            )
+            outcome = await adapted.on_thread(call)
         self._description, rows, self._rowcount, self._lastrowid, adapted.in_transaction = outcome
         self._rows = collections.deque(rows)
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("in_transaction",)
+    __slots__ = ("begin_with", "in_transaction")
 
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass, as the stock one
 
@@ -119,6 +132,8 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         super().__init__(dbapi, connection)
         # Whether SQLite has a transaction open, as of the last statement, commit or rollback.
         self.in_transaction = True
+        # The BEGIN the next statement starts with (None: none owed).
+        self.begin_with: str | None = None
 
     async def on_thread(self, call: partial[_Outcome]) -> _Outcome:
         """`call(connection)` on aiosqlite's thread, as aiosqlite runs its own calls."""
@@ -128,10 +143,14 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         return await future
 
     def commit(self) -> None:
+        self.begin_with = None  # begun, and nothing ran: nothing to commit
+        if not self.in_transaction:
+            return  # no trip to the thread
         super().commit()
         self.in_transaction = False
 
     def rollback(self) -> None:
+        self.begin_with = None
         if not self.in_transaction:
             return  # nothing to roll back: no trip to the thread
         super().rollback()
