@@ -40,13 +40,8 @@ BREAKER_PROBE_EVERY = timedelta(minutes=1)
 # Requests in flight per subscription (across all workers): a slow endpoint holds at most this
 # many worker slots, so other subscriptions keep moving.
 MAX_IN_FLIGHT = 8
-# A job that finds the subscription's slots taken waits up to SLOT_WAIT seconds in its process
-# for one to free (at most SLOT_WAITERS jobs per subscription and process: enough to keep the
-# slots full when a request ends every few milliseconds, few enough that a slow endpoint ties up
-# only that many of a worker's jobs, briefly). Then it, or a job that finds an earlier delivery
-# of its play still owed and due soon, comes back after about BUSY_RETRY_SECONDS.
-SLOT_WAIT = 0.25
-SLOT_WAITERS = 2
+# A job that finds the subscription's slots taken, or an earlier delivery of its play still
+# owed and due soon, comes back after about this long.
 BUSY_RETRY_SECONDS = 0.25
 
 

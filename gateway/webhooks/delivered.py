@@ -3,11 +3,10 @@ got while the previous such transaction ran (group commit).
 
 A delivery's POST takes a millisecond against a nearby receiver; recording it took a write
 transaction of its own (BEGIN, the delivery's UPDATE, the subscription's health, the play's
-next activity, COMMIT). On SQLite a process's writers take turns (gateway/db.py), so those
-transactions, one after another, were the ceiling of a worker's deliveries per second
-(bench/RESULTS.md §4: ~130/s, the worker a third busy). Here every success waiting when a
-turn comes is written by one executemany UPDATE, one health reset per subscription and one
-read of what each play owes next, in one transaction.
+next activity, COMMIT), and on SQLite a process's writers take turns (gateway/db.py). Here
+every success waiting when a turn comes is written in one transaction: one executemany UPDATE,
+one health reset per subscription, and a read per play of what it owes next. On SQLite a worker
+delivered 197-199/s against 147-161 before (bench/RESULTS.md §15).
 
 Each delivery's job waits for the transaction that holds its success, so a job that returns
 has its delivery recorded, as before. A process that dies before that commit leaves the
@@ -173,7 +172,7 @@ async def _healthy(session: AsyncSession, recorded: list[Success]) -> None:
     if latest:
         params = [{"subscription_id": s, "moment": m} for s, m in latest.items()]
         connection = await session.connection()
-        await connection.execute(HEALTHY, params)
+        await connection.execute(_HEALTHY, params)
 
 
 async def following(
@@ -240,7 +239,7 @@ _DELIVERED = (
 
 # The health reset after a success, built once, as `_DELIVERED` is.
 _SUBSCRIPTIONS = WebhookSubscription.__table__  # type: ignore[attr-defined]
-HEALTHY = (
+_HEALTHY = (
     update(_SUBSCRIPTIONS)
     .where(
         _SUBSCRIPTIONS.c.id == bindparam("subscription_id"),

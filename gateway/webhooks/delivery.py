@@ -71,7 +71,7 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         if soon and subscription.breaker_probe_at is None:
             raise Retry(defer=policy.BUSY_RETRY_SECONDS)
         return "waiting for an earlier activity of the play"
-    token = await concurrency.acquire(redis, subscription.id, wait=policy.SLOT_WAIT)
+    token = await concurrency.acquire(redis, subscription.id)
     if token is None:
         raise Retry(defer=policy.BUSY_RETRY_SECONDS)
     try:

@@ -1,5 +1,5 @@
-"""Successes recorded together (gateway/webhooks/delivered.py) and a slot waited for in the
-process (gateway/webhooks/concurrency.py), on the real database and Redis."""
+"""Successes recorded together (gateway/webhooks/delivered.py), on the real database and
+Redis."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from arq.constants import job_key_prefix
 from sqlalchemy import Engine, event, update
 from starlette.testclient import TestClient
 
-from gateway import webhook_policy as policy
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.models import DeliveryStatus, WebhookDelivery
 from gateway.settings import Settings
-from gateway.webhooks import concurrency, delivered
+from gateway.webhooks import delivered
 from gateway.work import WEBHOOK_DELIVER, bind
 from gateway.worker import redis_settings
 from tests.support.sql import statements
@@ -140,36 +139,3 @@ async def test_a_failed_group_is_recorded_one_by_one(
     by_id = {d.id: d for d in await deliveries(sessions)}
     assert all(by_id[d.id].status == DeliveryStatus.DELIVERED for d in owed)
     assert all(by_id[d.id].attempts == 1 for d in owed)
-
-
-async def test_a_job_waits_in_its_process_for_a_slot_a_few_jobs_at_most(
-    settings: Settings,
-) -> None:
-    assert settings.redis_url is not None
-    assert policy.SLOT_WAITERS >= 1
-    redis = await create_pool(redis_settings(settings.redis_url))
-    try:
-        held = [await concurrency.acquire(redis, "sub_1") for _ in range(policy.MAX_IN_FLIGHT)]
-        assert None not in held
-        assert await concurrency.acquire(redis, "sub_1") is None  # full, and no wait asked
-        waiters = [
-            asyncio.create_task(concurrency.acquire(redis, "sub_1", wait=30))
-            for _ in range(policy.SLOT_WAITERS)
-        ]
-        await asyncio.sleep(0.05)
-        assert not any(w.done() for w in waiters)
-        # One more would wait too: it is sent back at once (bounded, so a test that hangs
-        # here fails instead).
-        assert await asyncio.wait_for(concurrency.acquire(redis, "sub_1", wait=30), 10) is None
-        # Another subscription's slots are its own.
-        other = await concurrency.acquire(redis, "sub_2", wait=30)
-        assert other is not None
-        for token in held[: policy.SLOT_WAITERS]:
-            assert token is not None
-            await concurrency.release(redis, "sub_1", token)
-        # Each release hands its slot to a waiter, long before their wait ends.
-        got = await asyncio.wait_for(asyncio.gather(*waiters), 10)
-        assert None not in got
-        assert len(set(got)) == policy.SLOT_WAITERS
-    finally:
-        await redis.aclose()
