@@ -3,19 +3,19 @@
 aiosqlite runs each sqlite3 call on a thread of its own and hands the result back to the event
 loop; SQLAlchemy's adapter makes three or four such calls per statement (open a cursor,
 execute, fetch the rows, close the cursor). Each trip costs a wake-up of the thread and one of
-the loop (a semaphore post, an eventfd write, two context switches): profiled under load,
-these hand-offs were about a third of a worker's main-thread CPU, more than the statements
-themselves. Here a statement is one trip: the thread opens a cursor, executes, fetches, reads
-the row count and closes it, and the loop gets everything at once. A transaction's BEGIN goes
-with its first statement, in the same trip (gateway/db.py sets `begin_with`); a commit or
-rollback with no transaction open (the pool's reset after every unit of work that committed)
-makes no trip.
+the loop (a semaphore post, an eventfd write, two context switches): profiled under load, the
+system calls of these hand-offs were up to a third of a worker's main-thread samples, more
+than the statements themselves. Here a statement is one trip: the thread opens a cursor,
+executes, fetches, reads the row count and closes it, and the loop gets everything at once. A
+transaction's BEGIN goes with its first statement, in the same trip (gateway/db.py sets
+`begin_with`); a commit or rollback with no transaction open (the pool's reset after every
+unit of work that committed) makes no trip.
 
 This is the aiosqlite DBAPI adapter of SQLAlchemy with its cursor replaced; the engine gets it
 as its DBAPI module (`create_async_engine(module=...)`, gateway/db.py). It reaches into
 aiosqlite's work queue as SQLAlchemy's own adapter does (its isolation-level setter), so both
-versions are pinned below a major in pyproject.toml. Streaming (server-side) cursors keep the
-stock ones.
+libraries are pinned below the next versions in pyproject.toml. Streaming (server-side)
+cursors keep the stock ones.
 """
 
 from __future__ import annotations
@@ -138,6 +138,8 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     async def on_thread(self, call: partial[_Outcome]) -> _Outcome:
         """`call(connection)` on aiosqlite's thread, as aiosqlite runs its own calls."""
         driver: Any = self._connection
+        if not driver._running:
+            raise ValueError("Connection closed")  # as aiosqlite says it: its thread has ended
         future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
         driver._tx.put_nowait((future, partial(call, driver._conn)))
         return await future
