@@ -68,7 +68,7 @@ def _run(
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     """A buffered cursor whose statement is one trip to the thread (module docstring)."""
 
-    __slots__ = ("_description", "_lastrowid", "_rowcount")
+    __slots__ = ("_arraysize", "_description", "_lastrowid", "_rowcount")
 
     def __init__(self, adapt_connection: OneTripConnection) -> None:
         # Not the parent's: it opens an aiosqlite cursor, a trip of its own.
@@ -79,6 +79,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._description: Any = None
         self._rowcount = -1
         self._lastrowid: int | None = None
+        self._arraysize = 1  # sqlite3's: the rows a `fetchmany()` without a size returns
 
     @property
     def description(self) -> Any:
@@ -87,6 +88,15 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     @property
     def rowcount(self) -> int:
         return self._rowcount
+
+    # The parent's read the aiosqlite cursor this one never opens.
+    @property
+    def arraysize(self) -> int:
+        return self._arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._arraysize = value
 
     @property
     def lastrowid(self) -> int:

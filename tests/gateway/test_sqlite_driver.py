@@ -60,20 +60,23 @@ async def test_a_statement_is_one_trip_and_gives_back_what_sqlite_does(
         assert updated.rowcount == 2
         rows = (await connection.execute(text("SELECT id, v FROM t ORDER BY id"))).all()
         assert [tuple(r) for r in rows] == [(1, "a"), (2, "b"), (3, "c!"), (4, "d!")]
+        some = await connection.execute(text("SELECT id FROM t ORDER BY id"))
+        assert [r.id for r in some.fetchmany()] == [1]  # sqlite3's arraysize, 1
+        assert [r.id for r in some.fetchmany(2)] == [2, 3]
         returned = await connection.execute(
             text("UPDATE t SET v = 'z' WHERE id = 1 RETURNING id, v")
         )
         assert list(returned.keys()) == ["id", "v"]
         assert [tuple(r) for r in returned.all()] == [(1, "z")]
-        # Four statements and the RETURNING one, a trip each (the stock driver made 3 or 4
+        # Five statements and the RETURNING one, a trip each (the stock driver made 3 or 4
         # each); the transaction's BEGIN (gateway/db.py's) went in the first one's.
-        assert trips.count == 5
-        await connection.commit()
         assert trips.count == 6
+        await connection.commit()
+        assert trips.count == 7
         # A transaction begun in which nothing ran has nothing to commit.
         await connection.begin()
         await connection.commit()
-        assert trips.count == 6
+        assert trips.count == 7
         assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one() == 4
 
 
