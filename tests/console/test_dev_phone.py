@@ -26,7 +26,7 @@ from gateway.console.sessions import COOKIE
 from gateway.db import SessionFactory, transaction
 from gateway.models import KeyScope
 from gateway.settings import Settings
-from tests.support.console import WAIT, sign_in, wait_for, wait_text
+from tests.support.console import WAIT, click_to_new_page, sign_in, wait_for, wait_text
 from tests.support.servers import serve_in_thread
 
 LEAD = "+14155550123"  # the read-key and production tests: a phone nothing texts
@@ -300,11 +300,11 @@ def test_the_dev_phone_answers_a_party_line_as_the_rep(
         browser.find_element(By.ID, "open-picked").click()
         wait_for(browser, "by-hand")
         browser.find_element(By.ID, "by-hand").click()
-        browser.find_element(By.ID, "save-hand").click()
-        # The save reloads the page: the box found may be the old page's, gone mid-question.
-        WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
-            lambda b: b.find_element(By.ID, "by-hand").is_selected()
-        )
+        # The save reloads the page: the box is asked on the new page, never the old one (which
+        # Chromium can answer with "Node with given id does not belong to the document").
+        click_to_new_page(browser, browser.find_element(By.ID, "save-hand"))
+        wait_for(browser, "by-hand")
+        WebDriverWait(browser, WAIT).until(lambda b: b.find_element(By.ID, "by-hand").is_selected())
 
         started = api.post(f"/v1/plays/{play_id}/party-line", json={"policy": PARTY_LINE_POLICY})
         assert started.status_code in (200, 201, 202), started.text
