@@ -58,6 +58,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 SQLITE_BUSY_SECONDS = 20
 # Execution option set by `transaction()`: on SQLite its BEGIN takes the write lock at once.
 _IMMEDIATE = "gateway_begin_immediate"
+# Execution option set by `transaction(brief=True)`: on SQLite its statements after the first
+# run on the event loop's thread (gateway/sqlite_driver.py).
+_BRIEF = "gateway_brief"
 # One writer at a time per process and SQLite engine, in arrival order. Without it, a burst of
 # concurrent writers (requests, a worker's jobs) all wait in SQLite's busy handler, which polls
 # with sleeps growing to 100 ms: the lock sits free while they sleep, the queue drains at a
@@ -105,6 +108,7 @@ def _sqlite_begin(connection: Connection) -> None:
     driver = connection.connection.dbapi_connection
     if isinstance(driver, sqlite_driver.OneTripConnection):
         driver.begin_with = begin  # sent with the first statement, in its trip
+        driver.brief_next = bool(connection.get_execution_options().get(_BRIEF, False))
     else:
         connection.exec_driver_sql(begin)
 
@@ -144,9 +148,16 @@ def _writer_turn(session: AsyncSession) -> asyncio.Lock | None:
 
 
 @asynccontextmanager
-async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+async def transaction(
+    factory: SessionFactory, *, brief: bool = False
+) -> AsyncIterator[AsyncSession]:
     """One unit of work: commits when the block succeeds, rolls back when it raises; once it
     has committed, the jobs it staged (`gateway.work.stage`) go to Redis.
+
+    `brief`: the unit is a handful of index lookups and single-row writes (a hot path: a send,
+    a status callback, a new play). On SQLite its statements after the first then run on the
+    event loop's thread, where they cost less than the hand-off to the driver's
+    (gateway/sqlite_driver.py); a statement that may touch many rows must not be in one.
 
     On SQLite it holds the write lock from its first statement to its end: keep it short.
     Within a process, SQLite's writers take turns on an asyncio lock first (see `_WRITERS`);
@@ -160,7 +171,7 @@ async def transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
             async with asyncio.timeout(SQLITE_BUSY_SECONDS):
                 await turn.acquire()
         try:
-            await session.connection(execution_options={_IMMEDIATE: True})
+            await session.connection(execution_options={_IMMEDIATE: True, _BRIEF: brief})
             yield session
             await session.commit()
         except BaseException:

@@ -107,7 +107,7 @@ async def inbound_sms(request: Request) -> Response:
     num_segments = _int(params, "NumSegments", MAX_NUM_SEGMENTS)
     media = [_text(params, f"MediaUrl{i}") for i in range(min(num_media or 0, 10))]
     state = app_state(request)
-    async with transaction(state["sessions"]) as session:
+    async with transaction(state["sessions"], brief=True) as session:
         if not await claim(session, "sms_in", sid, params):
             return _twiml()  # a redelivery: processed already
         found = await _sender(session, params, to)
@@ -178,7 +178,7 @@ async def sms_status(request: Request) -> Response:
     error_code = _int(params, "ErrorCode", MAX_ERROR_CODE)
     message_id = request.query_params.get("message_id")
     state = app_state(request)
-    async with transaction(state["sessions"]) as session:
+    async with transaction(state["sessions"], brief=True) as session:
         if not await claim(session, "sms_status", f"{sid}:{status_text}", params):
             return Response(status_code=204)
         # The common case, a status that moves our text forward, is one UPDATE (which returns

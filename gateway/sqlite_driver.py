@@ -11,6 +11,15 @@ transaction's BEGIN goes with its first statement, in the same trip (gateway/db.
 `begin_with`); a commit or rollback with no transaction open (the pool's reset after every
 unit of work that committed) makes no trip.
 
+A brief unit of work (`gateway.db.transaction(..., brief=True)`: a few index lookups and
+single-row writes, the hot paths) makes no trip after its first: holding SQLite's write lock
+since its BEGIN IMMEDIATE, its statements wait on no lock and take microseconds, less than the
+hand-off itself, so they run on the event loop's thread (the connection is opened with
+`check_same_thread=False`; SQLAlchemy never uses one connection from two tasks at once, and the
+connection's mutex keeps the thread idle meanwhile). The BEGIN, which may wait on another
+process's writer in the busy handler, and the COMMIT, which may checkpoint the WAL, still go to
+the thread.
+
 This is the aiosqlite DBAPI adapter of SQLAlchemy with its cursor replaced; the engine gets it
 as its DBAPI module (`create_async_engine(module=...)`, gateway/db.py). It reaches into
 aiosqlite's work queue as SQLAlchemy's own adapter does (its isolation-level setter), so both
@@ -126,15 +135,23 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         begin, adapted.begin_with = adapted.begin_with, None
         if begin is not None:
             adapted.in_transaction = True  # whatever becomes of the statement
+            adapted.on_loop = adapted.brief_next and begin == IMMEDIATE
+            adapted.brief_next = False
+            on_loop = False  # the BEGIN may wait on another process's writer
+        else:
+            on_loop = adapted.on_loop and adapted.in_transaction
         call = partial(_run, operation=operation, parameters=parameters, many=many, begin=begin)
         async with adapted._execute_mutex:
-            outcome = await adapted.on_thread(call)
+            outcome = adapted.here(call) if on_loop else await adapted.on_thread(call)
         self._description, rows, self._rowcount, self._lastrowid, adapted.in_transaction = outcome
         self._rows = collections.deque(rows)
 
 
+IMMEDIATE = "BEGIN IMMEDIATE"
+
+
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("begin_with", "in_transaction")
+    __slots__ = ("begin_with", "brief_next", "in_transaction", "on_loop")
 
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass, as the stock one
 
@@ -144,6 +161,17 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self.in_transaction = True
         # The BEGIN the next statement starts with (None: none owed).
         self.begin_with: str | None = None
+        # The transaction about to begin is brief (module docstring); the one open is, and its
+        # statements after the first run on the loop's thread.
+        self.brief_next = False
+        self.on_loop = False
+
+    def here(self, call: partial[_Outcome]) -> _Outcome:
+        """`call(connection)` on the event loop's thread (a brief transaction's statement)."""
+        driver: Any = self._connection
+        if not driver._running:
+            raise ValueError("Connection closed")
+        return call(driver._conn)
 
     async def on_thread(self, call: partial[_Outcome]) -> _Outcome:
         """`call(connection)` on aiosqlite's thread, as aiosqlite runs its own calls."""
@@ -155,14 +183,15 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         return await future
 
     def commit(self) -> None:
-        self.begin_with = None  # begun, and nothing ran: nothing to commit
+        # Begun, and nothing ran: nothing to commit.
+        self.begin_with, self.brief_next, self.on_loop = None, False, False
         if not self.in_transaction:
             return  # no trip to the thread
         super().commit()
         self.in_transaction = False
 
     def rollback(self) -> None:
-        self.begin_with = None
+        self.begin_with, self.brief_next, self.on_loop = None, False, False
         if not self.in_transaction:
             return  # nothing to roll back: no trip to the thread
         super().rollback()
@@ -171,6 +200,9 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
+        # A brief transaction's statements run on the loop's thread, not the one that opened
+        # the connection (module docstring).
+        kw["check_same_thread"] = False
         stock = super().connect(*arg, **kw)
         return OneTripConnection(self, stock._connection)
 

@@ -294,7 +294,7 @@ async def create_play(request: Request) -> JSONResponse:
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 200:
         raise ApiError(400, "bad_request", "Idempotency-Key must be 1-200 characters")
-    async with transaction(state["sessions"]) as session:
+    async with transaction(state["sessions"], brief=True) as session:
         if key is not None:
             repeated = await _claim_key(session, account.id, key, _request_hash(body))
             if repeated is not None:

@@ -75,7 +75,7 @@ _PLAY_AND_LEAD = (
 async def advance(ctx: dict[str, Any], play_id: str) -> str:
     """Run a play's due steps (arq job `plays.advance`)."""
     jc = job_context(ctx)
-    async with transaction(jc.sessions) as session:
+    async with transaction(jc.sessions, brief=True) as session:
         found = (await session.exec(_PLAY_AND_LEAD, params={"play_id": play_id})).first()
         if found is None or found[0].state != PlayState.RUNNING:
             return "not running"
@@ -92,7 +92,7 @@ async def advance(ctx: dict[str, Any], play_id: str) -> str:
 async def reply(ctx: dict[str, Any], message_id: str) -> str:
     """Hand an inbound text to the lead's running plays (arq job `plays.reply`)."""
     jc = job_context(ctx)
-    async with transaction(jc.sessions) as session:
+    async with transaction(jc.sessions, brief=True) as session:
         found = (
             await session.exec(
                 select(Message, Lead)

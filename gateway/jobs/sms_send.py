@@ -78,7 +78,7 @@ async def send(ctx: dict[str, Any], message_id: str) -> str:
 
 async def _prepare(jc: JobContext, message_id: str) -> Message | str:
     """Gate and claim the message under the contact lock; the claimed row, or why not."""
-    async with transaction(jc.sessions) as session:
+    async with transaction(jc.sessions, brief=True) as session:
         prepared = await sender.prepare(jc, session, message_id)
         if prepared.failed is not None:
             await lifecycle.on_text(session, prepared.failed, "failed")
@@ -114,7 +114,7 @@ async def _deliver(jc: JobContext, message: Message) -> str:
         # Did Twilio get it? Unknown: leave it `sending`; the next run reconciles.
         log.warning("sms.send outcome unknown message=%s: %s", message.id, exc)
         raise Retry(defer=sender.IN_FLIGHT_GRACE.total_seconds() + 1) from None
-    async with transaction(jc.sessions) as session:
+    async with transaction(jc.sessions, brief=True) as session:
         await advance(
             session,
             message.id,

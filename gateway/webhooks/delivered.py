@@ -118,7 +118,7 @@ async def _settle(
 
 
 async def _in_one(sessions: SessionFactory, successes: list[Success]) -> dict[str, DeliveryStatus]:
-    async with transaction(sessions) as session:
+    async with transaction(sessions, brief=True) as session:
         params = [
             {
                 "delivery_id": s.delivery_id,

@@ -213,7 +213,7 @@ async def _record(
             error=outcome.error,
         )
         return Recorded(await delivered.record(sessions, success))
-    async with transaction(sessions) as session:
+    async with transaction(sessions, brief=True) as session:
         locked = await session.get(
             WebhookSubscription, subscription.id, with_for_update=outcome.gone
         )

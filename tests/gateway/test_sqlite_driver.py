@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.db import create_engine
+from gateway.db import create_engine, session_factory, transaction
 
 
 class _Trips:
@@ -110,3 +110,63 @@ async def test_a_rollback_with_nothing_open_makes_no_trip(engine: AsyncEngine) -
         assert trips.count == after_commit + 2  # BEGIN with the INSERT, then ROLLBACK
         values = (await connection.execute(text("SELECT v FROM t"))).scalars().all()
         assert values == ["a"]
+
+
+async def _brief_units(engine: AsyncEngine, brief: bool) -> tuple[int, list[str]]:
+    """Two units of work through `gateway.db.transaction`: the trips they made, and what the
+    table holds after the second rolled back."""
+    sessions = session_factory(engine)
+    trips: _Trips | None = None
+    async with transaction(sessions, brief=brief) as session:
+        connection = await session.connection()
+        trips = await _trips(connection)
+        await connection.execute(text("INSERT INTO t (v) VALUES ('a')"))  # with the BEGIN
+        await connection.execute(text("INSERT INTO t (v) VALUES ('b')"))
+        await connection.execute(text("UPDATE t SET v = v || '!' WHERE v = 'b'"))
+        rows = (await connection.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+        assert rows == ["a", "b!"]
+    made = trips.count
+    with pytest.raises(exc.IntegrityError):
+        async with transaction(sessions, brief=brief) as session:
+            connection = await session.connection()
+            await connection.execute(text("INSERT INTO t (v) VALUES ('c')"))
+            await connection.execute(text("INSERT INTO t (v) VALUES ('a')"))  # taken: it fails
+    async with engine.connect() as connection:
+        values = (await connection.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+    return made, list(values)
+
+
+async def test_a_brief_unit_of_work_goes_to_the_thread_only_to_begin_and_commit(
+    engine: AsyncEngine,
+) -> None:
+    """Its statements after the first run on the event loop's thread; what they do and what
+    an error undoes is as on the driver's."""
+    made, values = await _brief_units(engine, brief=True)
+    assert made == 2  # BEGIN IMMEDIATE with the first INSERT; COMMIT
+    assert values == ["a", "b!"]  # the failed unit's 'c' was rolled back with it
+
+
+async def test_a_unit_of_work_not_said_brief_makes_a_trip_per_statement(
+    engine: AsyncEngine,
+) -> None:
+    made, values = await _brief_units(engine, brief=False)
+    assert made == 5  # four statements, and the COMMIT
+    assert values == ["a", "b!"]
+
+
+async def test_a_plain_session_after_a_brief_unit_goes_to_the_thread(
+    engine: AsyncEngine,
+) -> None:
+    """Brief is the unit's, not the connection's: the pool hands the connection on."""
+    sessions = session_factory(engine)
+    async with transaction(sessions, brief=True) as session:
+        brief = await session.connection()
+        await brief.execute(text("INSERT INTO t (v) VALUES ('a')"))
+        driver = (await brief.get_raw_connection()).driver_connection
+    async with sessions() as session:
+        connection = await session.connection()
+        assert (await connection.get_raw_connection()).driver_connection is driver
+        trips = await _trips(connection)
+        await connection.execute(text("SELECT v FROM t"))
+        await connection.execute(text("SELECT count(*) FROM t"))
+        assert trips.count == 2
