@@ -30,7 +30,7 @@ def _builders() -> dict[str, Callable[[], Any]]:
     facts = gate._facts_query.__wrapped__
     return {
         "gate facts (consent, rule by play, last inbound)": lambda: facts(True, "play", True)[0],
-        "earlier pending text": lambda: sender._earlier_pending_query.__wrapped__(False),
+        "the lead's other texts": lambda: sender._lead_texts_query.__wrapped__(False),
         "number the lead knows": lambda: lead_number._numbers_query.__wrapped__(True),
         "status move to accepted": lambda: status._move.__wrapped__(
             MessageStatus.ACCEPTED,

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func
+from sqlalchemy import func
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from compliance.notice import NOTICE_INTERVAL, choose, has_opt_out_instruction
+from compliance.notice import choose, has_opt_out_instruction
 from gateway.account_settings import compliance_settings
 from gateway.models import Account, Direction, Message, MessageStatus, Purpose
 from gateway.playbooks import Issue, Playbook
@@ -51,41 +50,34 @@ class NoticeOutcome:
     failure: str | None = None
 
 
-async def last_notice_at(
-    session: AsyncSession, account_id: str, phone: str, *, since: datetime, exclude: str
-) -> datetime | None:
-    """When the lead last got a text with an opt-out instruction from this account (since)."""
-    params = {"account_id": account_id, "phone": phone, "since": since, "exclude": exclude}
-    return (await session.exec(_LAST_NOTICE, params=params)).first()
+def last_notice_query(account_id: Any, phone: Any, since: Any, exclude: Any) -> Any:
+    """When the lead last got a text with an opt-out instruction from this account (since
+    `since`, `exclude` aside): a scalar subquery of the sender's one read of the lead's texts
+    (gateway/sms/sender.py)."""
+    return (
+        select(func.max(Message.attempt_started_at))
+        .where(
+            Message.account_id == account_id,
+            Message.lead_phone == phone,
+            Message.direction == Direction.OUTBOUND,
+            col(Message.notice_decision).in_(NOTICED),
+            col(Message.status).in_(REACHED),
+            col(Message.attempt_started_at) >= since,
+            col(Message.id) != exclude,
+        )
+        .scalar_subquery()
+    )
 
 
-# `last_notice_at`'s statement, built once (building one costs more CPU than running it).
-_LAST_NOTICE = select(func.max(Message.attempt_started_at)).where(
-    Message.account_id == bindparam("account_id"),
-    Message.lead_phone == bindparam("phone"),
-    Message.direction == Direction.OUTBOUND,
-    col(Message.notice_decision).in_(NOTICED),
-    col(Message.status).in_(REACHED),
-    col(Message.attempt_started_at) >= bindparam("since"),
-    col(Message.id) != bindparam("exclude"),
-)
-
-
-async def for_message(
-    session: AsyncSession, account: Account, message: Message, moment: datetime
+def for_message(
+    account: Account, message: Message, moment: datetime, last: datetime | None
 ) -> NoticeOutcome:
-    """Decide the notice for a message about to be claimed (under the contact lock)."""
+    """Decide the notice for a message about to be claimed (under the contact lock), `last`
+    being what `last_notice_query` found as of `moment - NOTICE_INTERVAL`."""
     if message.notice_decision is not None:
         # Decided on an earlier attempt (a retried send): the body already is what it is.
         return NoticeOutcome()
     notice = compliance_settings(account).opt_out_notice
-    last = await last_notice_at(
-        session,
-        account.id,
-        message.lead_phone,
-        since=moment - NOTICE_INTERVAL,
-        exclude=message.id,
-    )
     choice = choose(
         message.body,
         notice,

@@ -12,17 +12,18 @@ from functools import cache
 from typing import Any, cast
 
 from arq import Retry
-from sqlalchemy import bindparam, update
+from sqlalchemy import and_, bindparam, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlmodel.sql.expression import Select as SqlModelSelect
 
 from compliance.gate import GateDecision
 from compliance.gate import Purpose as GatePurpose
+from compliance.notice import NOTICE_INTERVAL
 from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
-from gateway.db import rows_of
+from gateway.db import UTCDateTime, rows_of
 from gateway.job_context import JobContext
 from gateway.lead_number import number_lead_knows
 from gateway.leads import lead_of_message
@@ -101,7 +102,7 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
     if early and message.gate_reason != RATE_SLOT:
         return Prepared("not due")
     await lock_contact(session, account.id, message.lead_phone)
-    ahead = await _earlier_pending(session, message, moment)
+    ahead, last_notice = await _lead_texts(session, message, moment)
     if ahead is not None and ahead <= moment:
         # The lead's earlier text goes first, and it is due now: look again in a moment
         # (its own job is running or about to).
@@ -175,7 +176,7 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
             deferred_until = message.send_after
         else:
             # The opt-out notice is decided now, at send time, and written by the claim.
-            notice = await sms_notice.for_message(session, account, message, moment)
+            notice = sms_notice.for_message(account, message, moment, last_notice)
             if notice.failure is not None:
                 await _finish(session, message, MessageStatus.FAILED, notice.failure)
                 return Prepared("too long", gate=noted)
@@ -279,22 +280,24 @@ async def _finish(session: AsyncSession, message: Message, status: MessageStatus
     session.add(MessageEvent(message_id=message.id, status=status, detail=why[:500]))
 
 
-async def _earlier_pending(
+async def _lead_texts(
     session: AsyncSession, message: Message, moment: datetime
-) -> datetime | None:
-    """When the earliest text still queued for this lead before `message` may go (`moment` if
-    it is due now), or None when nothing is ahead of it."""
-    query = _earlier_pending_query(message.purpose == Purpose.CONFIRMATION)
+) -> tuple[datetime | None, datetime | None]:
+    """What the lead's other texts say, in one statement: when the earliest text still queued
+    for this lead before `message` may go (`moment` if it is due now; None: nothing is ahead
+    of it), and when the lead last got an opt-out notice (`sms_notice.last_notice_query`)."""
+    query = _lead_texts_query(message.purpose == Purpose.CONFIRMATION)
     params = {
         "account_id": message.account_id,
         "phone": message.lead_phone,
         "created_at": message.created_at,
         "id": message.id,
+        "moment": moment,
+        "since": moment - NOTICE_INTERVAL,
     }
-    ahead = (await session.exec(query, params=params)).all()
-    if not ahead:
-        return None
-    return min(moment if at is None or at <= moment else at for at in ahead)
+    found: Any = (await session.exec(query, params=params)).one()
+    due_now, earliest, last_notice = found
+    return (moment if due_now else earliest), last_notice
 
 
 # `prepare`'s first read: the text, its account and its lead (if any), built once.
@@ -307,20 +310,33 @@ _TO_SEND = (
 
 
 @cache
-def _earlier_pending_query(confirmation: bool) -> SelectOfScalar[Any]:
-    """`_earlier_pending`'s statement, built once per kind of text."""
-    query = select(Message.send_after).where(
-        Message.account_id == bindparam("account_id"),
-        Message.lead_phone == bindparam("phone"),
-        Message.direction == Direction.OUTBOUND,
+def _lead_texts_query(confirmation: bool) -> SqlModelSelect[Any]:
+    """`_lead_texts`'s statement, built once per kind of text."""
+    ahead = and_(
+        col(Message.account_id) == bindparam("account_id"),
+        col(Message.lead_phone) == bindparam("phone"),
+        col(Message.direction) == Direction.OUTBOUND,
         col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SENDING]),
-        col(Message.created_at) < bindparam("created_at"),
+        col(Message.created_at) < bindparam("created_at", type_=UTCDateTime),
         col(Message.id) != bindparam("id"),
     )
     # A deferred confirmation never waits behind marketing; anything else keeps its order.
     if confirmation:
-        query = query.where(Message.purpose == Purpose.CONFIRMATION)
-    return query
+        ahead = and_(ahead, col(Message.purpose) == Purpose.CONFIRMATION)
+    moment = bindparam("moment", type_=UTCDateTime)
+    due_now = (
+        select(func.count())
+        .where(ahead, col(Message.send_after).is_(None) | (col(Message.send_after) <= moment))
+        .scalar_subquery()
+    )
+    earliest = select(func.min(Message.send_after)).where(ahead).scalar_subquery()
+    last_notice = sms_notice.last_notice_query(
+        bindparam("account_id"),
+        bindparam("phone"),
+        bindparam("since", type_=UTCDateTime),
+        bindparam("id"),
+    )
+    return select(due_now, earliest, last_notice)
 
 
 async def _choose_sender(session: AsyncSession, message: Message) -> SenderNumber | None:
