@@ -178,9 +178,10 @@ async def _healthy(session: AsyncSession, recorded: list[Success]) -> None:
 async def following(
     session: AsyncSession, settled: Sequence[Success | WebhookDelivery]
 ) -> list[str]:
-    """These deliveries are settled: for each play among them, the next owed, due activity to
-    the same subscription goes now. A read per play, on the index that orders its activities
-    (one read for all of them, by row values, scanned every pending delivery on SQLite)."""
+    """These deliveries are settled: for each play among them, the next owed activity to the
+    same subscription goes now if it is due (one not due yet goes at its time, and the later
+    ones wait behind it). A read per play, on the index that orders its activities (one read
+    for all of them, by row values, scanned every pending delivery on SQLite)."""
     keys = {
         (s.account_id, s.subscription_id, s.order_key) for s in settled if s.order_key is not None
     }
@@ -191,23 +192,23 @@ async def following(
             "account_id": account_id,
             "subscription_id": subscription_id,
             "order_key": order_key,
-            "moment": moment,
         }
         first = (await session.exec(_FOLLOWING, params=params)).first()
-        if first is not None:
-            found.append(first)
+        if first is not None and (first[1] is None or first[1] <= moment):
+            found.append(first[0])
     return found
 
 
-# `following`'s read, built once.
+# `following`'s read, built once. Its time is compared after: with `next_attempt_at <= ?` in
+# the WHERE, SQLite's planner (which has no statistics) took the index of due deliveries and
+# read every pending, due delivery of every subscription for each one settled.
 _FOLLOWING = (
-    select(WebhookDelivery.id)
+    select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
     .where(
         WebhookDelivery.account_id == bindparam("account_id"),
         WebhookDelivery.subscription_id == bindparam("subscription_id"),
         WebhookDelivery.order_key == bindparam("order_key"),
         WebhookDelivery.status == DeliveryStatus.PENDING,
-        col(WebhookDelivery.next_attempt_at) <= bindparam("moment"),
     )
     .order_by(col(WebhookDelivery.activity_id))
     .limit(1)
