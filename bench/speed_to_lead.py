@@ -126,7 +126,8 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                 phones = support.lead_phones(count, start=offset)
                 offset += count
                 gateway = run.gateway_services()
-                cpu_before = sum(s.cpu_seconds() for s in gateway)
+                each_before = {s.name: s.cpu_seconds() for s in gateway}
+                cpu_before = sum(each_before.values())
                 sandbox_before = run.sandbox.cpu_seconds() if run.sandbox else 0.0
                 answered, api_latencies, failures = await post_leads(api, phones, rate)
                 created = await first_creates(run, set(answered))
@@ -136,6 +137,7 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                 # Every gateway process (web, worker): the leads' requests, jobs, status
                 # callbacks and webhooks. With --builtin-sandbox the web process also does
                 # the sandbox's side of them; otherwise that is the sandbox process's CPU.
+                each_cpu = {s.name: s.cpu_seconds() - each_before[s.name] for s in gateway}
                 cpu = sum(s.cpu_seconds() for s in gateway) - cpu_before
                 sandbox_cpu = (run.sandbox.cpu_seconds() if run.sandbox else 0.0) - sandbox_before
                 delays = [created[p] - answered[p] for p in answered if p in created]
@@ -151,6 +153,7 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                     "api_p99_ms": support.percentile(api_latencies, 99) * 1000,
                     "cpu_ms_per_lead": cpu * 1000 / max(count, 1),
                     "sandbox_ms_per_lead": sandbox_cpu * 1000 / max(count, 1),
+                    "by_process": {k: v * 1000 / max(count, 1) for k, v in each_cpu.items()},
                 }
                 results[rate] = result
                 print(
@@ -159,6 +162,7 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
                     f"max {result['max_ms']:.1f} ms; POST p50 {result['api_p50_ms']:.1f} ms "
                     f"p99 {result['api_p99_ms']:.1f} ms; failures {failures}; CPU "
                     f"{result['cpu_ms_per_lead']:.1f} ms/lead (all gateway processes"
+                    f" [{', '.join(f'{k} {v:.1f}' for k, v in result['by_process'].items())}]"
                     f"{', the built-in sandbox included' if args.builtin_sandbox else ''}); "
                     f"sandbox process {result['sandbox_ms_per_lead']:.1f} ms/lead",
                     file=sys.stderr,

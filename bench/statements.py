@@ -30,6 +30,7 @@ import contextlib
 import contextvars
 import dataclasses
 import re
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -60,6 +61,8 @@ UNIT: contextvars.ContextVar[str] = contextvars.ContextVar("unit", default="(set
 OCCURRENCE: contextvars.ContextVar[int] = contextvars.ContextVar("occurrence", default=0)
 SHOW: list[str] = []  # --show: the unit whose first occurrence's statements are printed
 SHOWN: list[str] = []
+# --plans: each distinct statement (SQLite), with the first unit that sent it and its parameters
+SEEN: dict[str, tuple[str, Any]] = {}
 _ID = re.compile(r"/(?:[a-z]+_[0-9a-f]{8,}|\+?\d{6,}|[0-9a-f-]{16,})(?=/|$)")
 
 
@@ -82,9 +85,10 @@ class Counts:
 COUNTS = Counts()
 
 
-def _statement(_c: Any, _cursor: Any, sql: str, _p: Any, _x: Any, _many: bool) -> None:
+def _statement(_c: Any, _cursor: Any, sql: str, params: Any, _x: Any, many: bool) -> None:
     if not sql.lstrip().upper().startswith("BEGIN"):
         COUNTS.statements[UNIT.get()] += 1
+        SEEN.setdefault(sql, (UNIT.get(), params[0] if many else params))
         if UNIT.get() in SHOW and OCCURRENCE.get() == 1:
             SHOWN.append(" ".join(sql.split()))
 
@@ -218,6 +222,7 @@ async def measure(args: argparse.Namespace) -> None:
                 )
                 sent.raise_for_status()
             await work(settings, run.queue_url, sandbox)
+        planned = plans(settings.database) if args.plans else []
     clock.set_clock(None)
     db = support.database_label(args.database_url)
     print(f"# statements per unit on {db}, {args.leads} leads; {support.machine()}")
@@ -227,10 +232,48 @@ async def measure(args: argparse.Namespace) -> None:
         f"and the client together; to compare builds): {cpu * 1000 / args.leads:.1f} ms"
     )
     report('each lead replies "yes"', COUNTS, args.leads)
+    for line in planned:
+        print(line)
     if args.show:
         print(f"\nthe first {args.show} of a new lead, statement by statement:")
         for line in SHOWN:
             print("  " + (line if len(line) <= 160 else line[:157] + "..."))
+
+
+def _whole_or_sorted(step: str) -> bool:
+    """A plan step that reads a whole table or sorts (a subquery's one row is neither)."""
+    if step.startswith("SCAN "):
+        return not step.startswith(("SCAN CONSTANT ROW", "SCAN (subquery"))
+    return "TEMP B-TREE" in step
+
+
+def plans(database_url: str) -> list[str]:
+    """SQLite's plan for every statement a unit sent: those that read a whole table, or sort
+    rows an index could have given in order, are printed (SQLite has no statistics to go by,
+    so a plan can take a worse index than the one written for the query)."""
+    if not database_url.startswith("sqlite"):
+        return ["", "--plans: SQLite only"]
+    lines = []
+    path = database_url.split("///", 1)[1]
+    flagged = 0
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        for sql, (unit, params) in SEEN.items():
+            if (
+                not sql.lstrip()
+                .upper()
+                .startswith(("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"))
+            ):
+                continue  # DDL, PRAGMA, COMMIT: nothing to plan
+            try:
+                steps = [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            except sqlite3.Error:
+                continue  # a migration's, on a table it dropped since
+            if any(_whole_or_sorted(step) for step in steps):
+                flagged += 1
+                lines += ["", f"[{unit}] {' '.join(sql.split())[:300]}"]
+                lines += [f"    {step}" for step in steps]
+    lines += ["", f"--plans: {flagged} of {len(SEEN)} statements read a whole table or sort"]
+    return lines
 
 
 def report(phase: str, counts: Counts, leads: int) -> None:
@@ -260,6 +303,11 @@ async def main() -> None:
     parser.add_argument("--leads", type=int, default=20)
     parser.add_argument(
         "--show", default=None, help='a unit ("job sms.send") whose first statements to print'
+    )
+    parser.add_argument(
+        "--plans",
+        action="store_true",
+        help="print SQLite's plan of each statement that reads a whole table or sorts",
     )
     args = parser.parse_args()
     if args.show:
