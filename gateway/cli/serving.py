@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import socket
 
 import uvicorn
@@ -13,6 +14,22 @@ from gateway.cli import CommandError
 from gateway.redis_embedded import EmbeddedRedis
 from gateway.settings import Settings
 from gateway.worker import run_until_stopped
+
+# Allocations between collections of the youngest generation (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _settle_heap() -> None:
+    """Once the app is built: what exists now (modules, tables, compiled statements, the
+    playbook schema) lives as long as the process, so it goes to the collector's permanent
+    generation (`gc.freeze`), and the youngest generation is collected less often. A request
+    or a job allocates thousands of short-lived ORM objects; with the defaults the collector
+    ran every few hundred allocations and, in the full collections, walked the whole app each
+    time (4 % of the web process's samples under load)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -40,6 +57,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def _serve(settings: Settings, host: str, *, run_worker: bool) -> int:
     sock = _bind(host, settings.port)
     app = create_app(settings, run_worker=run_worker)
+    _settle_heap()
     config = uvicorn.Config(
         app,
         host=host,
@@ -89,6 +107,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir).ensure()
         redis_url = embedded.url
+    _settle_heap()
     try:
         run_until_stopped(settings, redis_url, burst=args.burst)
     finally:
