@@ -12,13 +12,16 @@ transaction's BEGIN goes with its first statement, in the same trip (gateway/db.
 unit of work that committed) makes no trip.
 
 A brief unit of work (`gateway.db.transaction(..., brief=True)`: a few index lookups and
-single-row writes, the hot paths) makes no trip after its first: holding SQLite's write lock
-since its BEGIN IMMEDIATE, its statements wait on no lock and take microseconds, less than the
-hand-off itself, so they run on the event loop's thread (the connection is opened with
-`check_same_thread=False`; SQLAlchemy never uses one connection from two tasks at once, and the
-connection's mutex keeps the thread idle meanwhile). The BEGIN, which may wait on another
-process's writer in the busy handler, and the COMMIT, which may checkpoint the WAL, still go to
-the thread.
+single-row writes, the hot paths) makes one trip, its COMMIT's (which may checkpoint the WAL).
+Holding SQLite's write lock since its BEGIN IMMEDIATE, its statements wait on no lock and take
+microseconds, less than the hand-off itself, so they run on the event loop's thread (the
+connection is opened with `check_same_thread=False`; SQLAlchemy never uses one connection from
+two tasks at once, and the connection's mutex keeps the thread idle meanwhile). Its BEGIN runs
+there too when the lock is free, with the busy handler off; when another process (a worker
+beside the web) holds the lock, it waits its turn on the thread, in the busy handler. Any
+rollback runs on the loop's thread (it waits on no lock and writes nothing), so a read session
+makes one trip, its first statement's. While a call given to the thread is still running there
+(its task was cancelled while it waited), nothing runs on the loop's: it queues behind.
 
 This is the aiosqlite DBAPI adapter of SQLAlchemy with its cursor replaced; the engine gets it
 as its DBAPI module (`create_async_engine(module=...)`, gateway/db.py). It reaches into
@@ -32,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import sqlite3
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -46,6 +50,7 @@ from sqlalchemy.util.concurrency import await_
 
 # What the thread hands back: description, rows, row count, last row id, in a transaction.
 _Outcome = tuple[Any, list[Any], int, int | None, bool]
+_T = TypeVar("_T")
 
 
 def _run(
@@ -132,16 +137,20 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     async def _trip(self, operation: str, parameters: Any, *, many: bool) -> None:
         adapted = self._adapt_connection
         assert isinstance(adapted, OneTripConnection)
-        begin, adapted.begin_with = adapted.begin_with, None
-        if begin is not None:
-            adapted.in_transaction = True  # whatever becomes of the statement
-            adapted.on_loop = adapted.brief_next and begin == IMMEDIATE
-            adapted.brief_next = False
-            on_loop = False  # the BEGIN may wait on another process's writer
-        else:
-            on_loop = adapted.on_loop and adapted.in_transaction
-        call = partial(_run, operation=operation, parameters=parameters, many=many, begin=begin)
         async with adapted._execute_mutex:
+            begin, adapted.begin_with = adapted.begin_with, None
+            if begin is not None:
+                adapted.in_transaction = True  # whatever becomes of the statement
+                adapted.on_loop = adapted.brief_next and begin == IMMEDIATE
+                adapted.brief_next = False
+                # A brief transaction begins here when the write lock is free; when another
+                # process holds it, its BEGIN waits its turn on the thread.
+                on_loop = adapted.on_loop and adapted.thread_idle() and adapted.begin_here()
+                if on_loop:
+                    begin = None
+            else:
+                on_loop = adapted.on_loop and adapted.in_transaction and adapted.thread_idle()
+            call = partial(_run, operation=operation, parameters=parameters, many=many, begin=begin)
             outcome = adapted.here(call) if on_loop else await adapted.on_thread(call)
         self._description, rows, self._rowcount, self._lastrowid, adapted.in_transaction = outcome
         self._rows = collections.deque(rows)
@@ -151,7 +160,7 @@ IMMEDIATE = "BEGIN IMMEDIATE"
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("begin_with", "brief_next", "in_transaction", "on_loop")
+    __slots__ = ("_last_call", "begin_with", "brief_next", "busy_ms", "in_transaction", "on_loop")
 
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass, as the stock one
 
@@ -165,21 +174,60 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         # statements after the first run on the loop's thread.
         self.brief_next = False
         self.on_loop = False
+        self.busy_ms: int | None = None  # the connection's busy timeout, once read
+        self._last_call: list[bool] | None = None  # whether the last call given the thread ended
 
-    def here(self, call: partial[_Outcome]) -> _Outcome:
-        """`call(connection)` on the event loop's thread (a brief transaction's statement)."""
+    def begin_here(self) -> bool:
+        """BEGIN IMMEDIATE on the event loop's thread if the write lock is free now: the busy
+        handler is off for it, so it never waits. False when another process holds the lock
+        (nothing has begun)."""
+        driver: Any = self._connection
+        if not driver._running:
+            raise ValueError("Connection closed")
+        connection: sqlite3.Connection = driver._conn
+        if self.busy_ms is None:
+            self.busy_ms = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            connection.execute(IMMEDIATE)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {self.busy_ms}")
+        return True
+
+    def here(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
+        """`call(connection)` on the event loop's thread (a brief transaction's statement, a
+        rollback)."""
         driver: Any = self._connection
         if not driver._running:
             raise ValueError("Connection closed")
         return call(driver._conn)
 
-    async def on_thread(self, call: partial[_Outcome]) -> _Outcome:
+    def thread_idle(self) -> bool:
+        """Whether the thread is done with everything it was given. A task cancelled while it
+        waited on the thread leaves the call running there; until it ends, the connection is
+        the thread's, and what comes next is queued behind it."""
+        return self._last_call is None or self._last_call[0]
+
+    async def on_thread(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
         """`call(connection)` on aiosqlite's thread, as aiosqlite runs its own calls."""
         driver: Any = self._connection
         if not driver._running:
             raise ValueError("Connection closed")  # as aiosqlite says it: its thread has ended
-        future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
-        driver._tx.put_nowait((future, partial(call, driver._conn)))
+        done = [False]
+        self._last_call = done  # the thread runs its calls in order: the last done, all done
+
+        def tracked() -> _T:
+            try:
+                return call(driver._conn)
+            finally:
+                done[0] = True
+
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        driver._tx.put_nowait((future, tracked))
         return await future
 
     def commit(self) -> None:
@@ -187,14 +235,25 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self.begin_with, self.brief_next, self.on_loop = None, False, False
         if not self.in_transaction:
             return  # no trip to the thread
-        super().commit()
+        try:
+            # On the thread: a commit may checkpoint the WAL (copy it into the database file).
+            await_(self.on_thread(sqlite3.Connection.commit))
+        except Exception as error:
+            self._handle_exception(error)
         self.in_transaction = False
 
     def rollback(self) -> None:
         self.begin_with, self.brief_next, self.on_loop = None, False, False
         if not self.in_transaction:
             return  # nothing to roll back: no trip to the thread
-        super().rollback()
+        try:
+            if self.thread_idle():
+                # Here: a rollback waits on no lock and writes nothing.
+                self.here(sqlite3.Connection.rollback)
+            else:
+                await_(self.on_thread(sqlite3.Connection.rollback))
+        except Exception as error:
+            self._handle_exception(error)
         self.in_transaction = False
 
 

@@ -3,6 +3,8 @@ statement gives back is what the stock driver gives, in fewer trips."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -95,7 +97,9 @@ async def test_errors_are_the_databases_and_the_connection_goes_on(engine: Async
         assert count == 1
 
 
-async def test_a_rollback_with_nothing_open_makes_no_trip(engine: AsyncEngine) -> None:
+async def test_a_rollback_makes_no_trip(engine: AsyncEngine) -> None:
+    """With nothing open there is nothing to roll back; with a transaction open, it is rolled
+    back on the loop's thread (it waits on no lock and writes nothing)."""
     async with engine.connect() as connection:
         trips = await _trips(connection)
         await connection.execute(text("INSERT INTO t (v) VALUES ('a')"))
@@ -104,12 +108,37 @@ async def test_a_rollback_with_nothing_open_makes_no_trip(engine: AsyncEngine) -
         raw = await connection.get_raw_connection()
         raw.dbapi_connection.rollback()  # type: ignore[union-attr]  # what the pool's reset does
         assert trips.count == after_commit
-        # With a transaction open, a rollback is made, and undoes it.
         await connection.execute(text("INSERT INTO t (v) VALUES ('b')"))
         await connection.rollback()
-        assert trips.count == after_commit + 2  # BEGIN with the INSERT, then ROLLBACK
+        assert trips.count == after_commit + 1  # BEGIN with the INSERT; the ROLLBACK is here
         values = (await connection.execute(text("SELECT v FROM t"))).scalars().all()
         assert values == ["a"]
+
+
+async def test_a_call_left_running_on_the_thread_keeps_the_connection_there(
+    engine: AsyncEngine,
+) -> None:
+    """A task cancelled while the thread ran its statement leaves the statement running: until
+    it ends, what comes next (a rollback, a brief unit's statement) queues behind it on the
+    thread instead of running beside it on the loop's."""
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) "
+        "SELECT count(*) FROM c"
+    )
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        adapted: Any = raw.dbapi_connection
+        trips = await _trips(connection)
+        running = asyncio.create_task(adapted.on_thread(lambda conn: conn.execute(slow).fetchall()))
+        await asyncio.sleep(0.05)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert not adapted.thread_idle()
+        adapted.in_transaction = True  # as if the cancelled statement had begun one
+        await connection.run_sync(lambda sync: sync.connection.dbapi_connection.rollback())
+        assert trips.count == 2  # the slow statement, then the rollback behind it
+        assert adapted.thread_idle()
 
 
 async def _brief_units(engine: AsyncEngine, brief: bool) -> tuple[int, list[str]]:
@@ -136,14 +165,43 @@ async def _brief_units(engine: AsyncEngine, brief: bool) -> tuple[int, list[str]
     return made, list(values)
 
 
-async def test_a_brief_unit_of_work_goes_to_the_thread_only_to_begin_and_commit(
+async def test_a_brief_unit_of_work_goes_to_the_thread_only_to_commit(
     engine: AsyncEngine,
 ) -> None:
-    """Its statements after the first run on the event loop's thread; what they do and what
-    an error undoes is as on the driver's."""
+    """Its BEGIN (the lock being free) and statements run on the event loop's thread; what
+    they do and what an error undoes is as on the driver's."""
     made, values = await _brief_units(engine, brief=True)
-    assert made == 2  # BEGIN IMMEDIATE with the first INSERT; COMMIT
+    assert made == 1  # the COMMIT
     assert values == ["a", "b!"]  # the failed unit's 'c' was rolled back with it
+
+
+async def test_a_brief_unit_waits_for_another_processs_writer_on_the_thread(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """With the write lock held elsewhere, its BEGIN waits in the busy handler on the driver's
+    thread, not on the loop, and goes on once the lock is free."""
+    other = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    sessions = session_factory(engine)
+    trips: list[_Trips] = []
+
+    async def unit() -> None:
+        async with transaction(sessions, brief=True) as session:
+            connection = await session.connection()
+            trips.append(await _trips(connection))
+            await connection.execute(text("INSERT INTO t (v) VALUES ('a')"))
+            await connection.execute(text("INSERT INTO t (v) VALUES ('b')"))
+
+    waiting = asyncio.create_task(unit())
+    await asyncio.sleep(0.2)  # the loop runs meanwhile: this test does
+    assert not waiting.done()
+    other.execute("COMMIT")
+    await asyncio.wait_for(waiting, 10)
+    other.close()
+    assert trips[0].count == 2  # the BEGIN with the first INSERT, on the thread; the COMMIT
+    async with engine.connect() as connection:
+        count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
+    assert count == 2
 
 
 async def test_a_unit_of_work_not_said_brief_makes_a_trip_per_statement(
