@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, insert
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import webhook_policy as policy
 from gateway.clock import now
+from gateway.db import column_values
 from gateway.ids import new_id
 from gateway.models import (
     Activity,
@@ -72,6 +73,8 @@ def new_delivery(
     )
 
 
+_INSERT_DELIVERY = insert(WebhookDelivery.__table__)  # type: ignore[attr-defined]
+
 # `on_activity`'s read (every activity asks it), built once.
 _SUBSCRIBED = select(WebhookSubscription).where(
     WebhookSubscription.account_id == bindparam("account_id"),
@@ -82,7 +85,8 @@ _SUBSCRIBED = select(WebhookSubscription).where(
 async def on_activity(
     session: AsyncSession, activity: Activity, phone: str | None = None
 ) -> list[WebhookDelivery]:
-    """Write a pending delivery per enabled subscription that wants `activity` (flushed)."""
+    """Write a pending delivery per enabled subscription that wants `activity` (written at
+    once, by one Core INSERT; the objects returned are not in the session)."""
     subscriptions = (
         await session.exec(_SUBSCRIBED, params={"account_id": activity.account_id})
     ).all()
@@ -93,8 +97,7 @@ async def on_activity(
         await session.flush()
     payload = await build_payload(session, activity)
     deliveries = [new_delivery(s, activity, payload, phone) for s in wanted]
-    session.add_all(deliveries)
-    await session.flush()
+    await session.exec(_INSERT_DELIVERY, params=[column_values(d) for d in deliveries])
     for delivery in deliveries:
         stage(session, WEBHOOK_DELIVER, delivery.id)
     return deliveries

@@ -155,9 +155,10 @@ async def transaction(
     has committed, the jobs it staged (`gateway.work.stage`) go to Redis.
 
     `brief`: the unit is a handful of index lookups and single-row writes (a hot path: a send,
-    a status callback, a new play). On SQLite its statements after the first then run on the
-    event loop's thread, where they cost less than the hand-off to the driver's
-    (gateway/sqlite_driver.py); a statement that may touch many rows must not be in one.
+    a status callback, a new play). On SQLite it then runs on the event loop's thread (its
+    BEGIN too, when no other process holds the write lock; its COMMIT excepted), where a
+    statement costs less than the hand-off to the driver's (gateway/sqlite_driver.py); a
+    statement that may touch many rows must not be in one.
 
     On SQLite it holds the write lock from its first statement to its end: keep it short.
     Within a process, SQLite's writers take turns on an asyncio lock first (see `_WRITERS`);
@@ -213,6 +214,14 @@ def rows_of(model: Any, statement: Any) -> Any:
     the session's objects in Python; sqlmodel's exec has no overload for the result.)"""
     returning = statement.returning(*model.__table__.columns)
     return select(model).from_statement(returning).execution_options(populate_existing=True)
+
+
+def column_values(row: Any, *, leave_out: Collection[str] = ()) -> dict[str, Any]:
+    """A model object's column values by column name, for a Core INSERT built once (the ORM's
+    unit of work costs about twice as much per row). Every column's default is the model's
+    (a pydantic default), so the object already holds it."""
+    table = row.__table__
+    return {c.name: getattr(row, c.key) for c in table.columns if c.name not in leave_out}
 
 
 def dialect_insert(dialect: str, model: Any) -> postgresql.Insert | sqlite.Insert:

@@ -170,8 +170,8 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self.in_transaction = True
         # The BEGIN the next statement starts with (None: none owed).
         self.begin_with: str | None = None
-        # The transaction about to begin is brief (module docstring); the one open is, and its
-        # statements after the first run on the loop's thread.
+        # The transaction about to begin is brief (module docstring); the one open is, and runs
+        # on the loop's thread.
         self.brief_next = False
         self.on_loop = False
         self.busy_ms: int | None = None  # the connection's busy timeout, once read
@@ -181,10 +181,9 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         """BEGIN IMMEDIATE on the event loop's thread if the write lock is free now: the busy
         handler is off for it, so it never waits. False when another process holds the lock
         (nothing has begun)."""
-        driver: Any = self._connection
-        if not driver._running:
-            raise ValueError("Connection closed")
-        connection: sqlite3.Connection = driver._conn
+        return self.here(self._begin_now)
+
+    def _begin_now(self, connection: sqlite3.Connection) -> bool:
         if self.busy_ms is None:
             self.busy_ms = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
         connection.execute("PRAGMA busy_timeout = 0")
