@@ -157,8 +157,9 @@ async def transaction(
     `brief`: the unit is a handful of index lookups and single-row writes (a hot path: a send,
     a status callback, a new play). On SQLite it then runs on the event loop's thread (its
     BEGIN too, when no other process holds the write lock; its COMMIT excepted), where a
-    statement costs less than the hand-off to the driver's (gateway/sqlite_driver.py); a
-    statement that may touch many rows must not be in one.
+    statement costs less than the hand-off to the driver's (gateway/sqlite_driver.py). A
+    statement that may touch many rows (cancelling whatever an endpoint is owed, releasing an
+    account's held texts) must not be in one: it would hold the event loop meanwhile.
 
     On SQLite it holds the write lock from its first statement to its end: keep it short.
     Within a process, SQLite's writers take turns on an asyncio lock first (see `_WRITERS`);

@@ -114,7 +114,10 @@ async def _deliver(jc: JobContext, message: Message) -> str:
         # Did Twilio get it? Unknown: leave it `sending`; the next run reconciles.
         log.warning("sms.send outcome unknown message=%s: %s", message.id, exc)
         raise Retry(defer=sender.IN_FLIGHT_GRACE.total_seconds() + 1) from None
-    async with transaction(jc.sessions, brief=True) as session:
+    # Brief unless the text was a try on a sender Twilio refused: its success releases every
+    # text held for that number.
+    held = message.gate_reason == sender_status.SENDER_UNAVAILABLE
+    async with transaction(jc.sessions, brief=not held) as session:
         await advance(
             session,
             message.id,
@@ -125,7 +128,7 @@ async def _deliver(jc: JobContext, message: Message) -> str:
         )
         await sender.confirm_ledger(session, message, result.sid)
         await lifecycle.on_text(session, message, "accepted")
-        if message.gate_reason == sender_status.SENDER_UNAVAILABLE:
+        if held:
             for held_id in await sender_status.recovered(session, message):
                 stage(session, SMS_SEND, held_id)
     log.info("sms sent message=%s sid=%s account=%s", message.id, result.sid, message.account_id)

@@ -118,7 +118,9 @@ async def _settle(
 
 
 async def _in_one(sessions: SessionFactory, successes: list[Success]) -> dict[str, DeliveryStatus]:
-    async with transaction(sessions, brief=True) as session:
+    # Brief unless a probe got through: that releases everything the breaker held back.
+    brief = not any(success.probing for success in successes)
+    async with transaction(sessions, brief=brief) as session:
         params = [
             {
                 "delivery_id": s.delivery_id,

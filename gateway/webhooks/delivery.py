@@ -213,7 +213,8 @@ async def _record(
             error=outcome.error,
         )
         return Recorded(await delivered.record(sessions, success))
-    async with transaction(sessions, brief=True) as session:
+    # Brief unless the endpoint is gone: that cancels everything owed to it.
+    async with transaction(sessions, brief=not outcome.gone) as session:
         locked = await session.get(
             WebhookSubscription, subscription.id, with_for_update=outcome.gone
         )
