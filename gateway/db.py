@@ -58,8 +58,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 SQLITE_BUSY_SECONDS = 20
 # Execution option set by `transaction()`: on SQLite its BEGIN takes the write lock at once.
 _IMMEDIATE = "gateway_begin_immediate"
-# Execution option set by `transaction(brief=True)`: on SQLite its statements after the first
-# run on the event loop's thread (gateway/sqlite_driver.py).
+# Execution option set by `transaction(brief=True)`: on SQLite the unit runs on the event
+# loop's thread, its COMMIT excepted (gateway/sqlite_driver.py).
 _BRIEF = "gateway_brief"
 # One writer at a time per process and SQLite engine, in arrival order. Without it, a burst of
 # concurrent writers (requests, a worker's jobs) all wait in SQLite's busy handler, which polls
