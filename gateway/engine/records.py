@@ -9,9 +9,9 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import play_log_rows
-from gateway.activity_webhooks import on_activity
+from gateway.activity_webhooks import on_activity, write_activity
 from gateway.clock import now
-from gateway.db import UTCDateTime, column_values
+from gateway.db import UTCDateTime
 from gateway.engine import rep_notices
 from gateway.ids import new_id
 from gateway.models import Activity, ActivityType, Play, PlayLog
@@ -20,10 +20,8 @@ from gateway.models import Activity, ActivityType, Play, PlayLog
 async def record_activity(
     session: AsyncSession, play: Play, type_: ActivityType, label: str, note: str | None = None
 ) -> Activity:
-    """An event or outcome of `play`, in the play's transaction (its webhook deliveries too).
-
-    The row is written at once by a Core INSERT that returns its id (the order activities are
-    delivered in); the object returned is not in the session."""
+    """An event or outcome of `play`, in the play's transaction (its webhook deliveries too);
+    the object returned is not in the session (`write_activity`)."""
     activity = Activity(
         public_id=new_id("evt"),
         account_id=play.account_id,
@@ -34,20 +32,13 @@ async def record_activity(
         label=label,
         note=note,
     )
-    if session.new:
-        await session.flush()  # the rows it names (a play, a lead made in this transaction)
-    params = column_values(activity, leave_out=("id",))
-    activity.id = (await session.exec(_INSERT_ACTIVITY, params=params)).scalar_one()
+    await write_activity(session, activity)
     log(session, play, "activity", None, type=str(type_), label=label, note=note)
     await on_activity(session, activity)
     if label == "talk_to_human":
         # The lead wants a person: the assigned rep hears of it now, not when a call rings.
         await rep_notices.notify_assigned_rep(session, play, "talk_to_human")
     return activity
-
-
-_ACTIVITIES = Activity.__table__  # type: ignore[attr-defined]
-_INSERT_ACTIVITY = insert(_ACTIVITIES).returning(_ACTIVITIES.c.id)
 
 
 def log(session: AsyncSession, play: Play, what: str, step_id: str | None, **detail: Any) -> None:
