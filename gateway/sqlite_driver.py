@@ -200,10 +200,14 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     def here(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
         """`call(connection)` on the event loop's thread (a brief transaction's statement, a
         rollback)."""
+        return call(self._live()._conn)
+
+    def _live(self) -> Any:
+        """The aiosqlite connection, whose thread must still run."""
         driver: Any = self._connection
         if not driver._running:
-            raise ValueError("Connection closed")
-        return call(driver._conn)
+            raise ValueError("Connection closed")  # as aiosqlite says it: its thread has ended
+        return driver
 
     def thread_idle(self) -> bool:
         """Whether the thread is done with everything it was given. A task cancelled while it
@@ -213,9 +217,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     async def on_thread(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
         """`call(connection)` on aiosqlite's thread, as aiosqlite runs its own calls."""
-        driver: Any = self._connection
-        if not driver._running:
-            raise ValueError("Connection closed")  # as aiosqlite says it: its thread has ended
+        driver = self._live()
         done = [False]
         self._last_call = done  # the thread runs its calls in order: the last done, all done
 
