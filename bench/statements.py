@@ -287,6 +287,9 @@ def report(phase: str, counts: Counts, leads: int) -> None:
             f"{counts.transactions[unit] / n:>13.1f}"
         )
     sums = [("all of it", units)]
+    if "job webhooks.deliver" in units:
+        # One run delivers what a subscription is owed, however many: per lead, not per run.
+        sums.insert(0, ("job webhooks.deliver", ["job webhooks.deliver"]))
     if FIRST_TEXT[0] in units:
         # A play's first step runs in the POST; a build where it is a job of its own counts it.
         first = [u for u in FIRST_TEXT if u in units]

@@ -9,10 +9,11 @@ Gateway-Event-Id first arrived), and a subscription to it made through the API (
 lets the account reach private addresses, as `gateway webhooks allow-private` does). One
 worker starts; once it polls the queue, N activities are recorded in one transaction through
 the engine's own path (`engine.records.record_activity`, which writes the deliveries in the
-same transaction), on N / --per-play plays, and the deliver jobs are enqueued
-(`gateway.work.enqueue_now`). It delivers: load, order check, the per-subscription slot,
-signing, the POST, recording the attempt. The rate is N over the span from the first arrival
-at the receiver to the last; the worker's CPU is counted from before the activities exist.
+same transaction), on N / --per-play plays, and the subscription's deliver job is enqueued
+(`gateway.work.enqueue_now`). It delivers in batches: the subscription's slots, a claim of what
+can go, signing, the POSTs, recording the attempts (gateway/webhooks/delivery.py). The rate is
+N over the span from the first arrival at the receiver to the last; the worker's CPU is
+counted from before the activities exist.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ async def record(
     run: support.Target, tenant: support.Tenant, count: int, per_play: int
 ) -> list[str]:
     """Record `count` activities on plays that are already over (so no worker acts on them
-    besides delivering); the ids of their deliveries (not timed)."""
+    besides delivering); the ids of the subscriptions they are owed to (not timed)."""
     phones = support.lead_phones(-(-count // per_play))
     async with run.sessions() as sessions:
         # One transaction: the worker, already running, sees none of them before all are there
@@ -66,14 +67,15 @@ async def record(
                         session, play, ActivityType.EVENT, LABELS[i % len(LABELS)]
                     )
         async with sessions() as session:
-            return list((await session.exec(select(WebhookDelivery.id))).all())
+            owed = select(WebhookDelivery.subscription_id).distinct()
+            return list((await session.exec(owed)).all())
 
 
 async def enqueue(run: support.Target, ids: list[str]) -> None:
     redis = await create_pool(redis_settings(run.queue_url))
     try:
-        for delivery_id in ids:
-            await enqueue_now(redis, WEBHOOK_DELIVER, delivery_id)
+        for subscription_id in ids:
+            await enqueue_now(redis, WEBHOOK_DELIVER, subscription_id)
     finally:
         await redis.aclose()
 

@@ -110,8 +110,8 @@ async def on_activity(
     payload = await build_payload(session, activity)
     deliveries = [new_delivery(s, activity, payload, phone) for s in wanted]
     await session.exec(_INSERT_DELIVERY, params=[column_values(d) for d in deliveries])
-    for delivery in deliveries:
-        stage(session, WEBHOOK_DELIVER, delivery.id)
+    for subscription in wanted:
+        stage(session, WEBHOOK_DELIVER, subscription.id)
     return deliveries
 
 

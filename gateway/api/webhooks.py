@@ -48,8 +48,6 @@ from .openapi import operation
 from .requests import read_json, read_query
 
 TAGS = ["webhooks"]
-# Enqueued by the request itself; the sweep (every 10 s) takes the rest of a large replay.
-ENQUEUE_NOW = 1000
 MAX_LABELS_SHOWN = 30
 
 
@@ -309,7 +307,7 @@ async def replay_delivery(request: Request) -> JSONResponse:
             raise ApiError(409, "disabled", "the webhook is disabled: enable it first")
         requeue(delivery, now())
         session.add(delivery)
-        stage(session, WEBHOOK_DELIVER, delivery.id)
+        stage(session, WEBHOOK_DELIVER, delivery.subscription_id)
     return JSONResponse(public_delivery(delivery).model_dump(mode="json"), status_code=202)
 
 
@@ -335,8 +333,7 @@ async def replay_webhook(request: Request) -> JSONResponse:
         if not found.enabled:
             raise ApiError(409, "disabled", "the webhook is disabled: enable it first")
         queued = await replay_range(session, found, query.since, query.until)
-        for delivery_id in queued[:ENQUEUE_NOW]:
-            stage(session, WEBHOOK_DELIVER, delivery_id)
+        stage(session, WEBHOOK_DELIVER, found.id)
     return JSONResponse({"replayed": len(queued)}, status_code=202)
 
 

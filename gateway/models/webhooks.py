@@ -61,6 +61,8 @@ class WebhookDelivery(SQLModel, table=True):
             "ix_webhook_deliveries_order", "subscription_id", "order_key", "status", "activity_id"
         ),
         Index("ix_webhook_deliveries_listing", "subscription_id", "activity_id"),
+        # `webhooks.deliver`'s claim: a subscription's owed deliveries, oldest activity first.
+        Index("ix_webhook_deliveries_claim", "subscription_id", "status", "activity_id"),
     )
 
     id: str = Field(primary_key=True, max_length=40)

@@ -2,24 +2,24 @@
 got while the previous such transaction ran (group commit).
 
 A delivery's POST takes a millisecond against a nearby receiver; recording it took a write
-transaction of its own (BEGIN, the delivery's UPDATE, the subscription's health, the play's
-next activity, COMMIT), and on SQLite a process's writers take turns (gateway/db.py). Here
-every success waiting when a turn comes is written in one transaction: one executemany UPDATE,
-one health reset per subscription, and a read per play of what it owes next. On SQLite a worker
+transaction of its own (BEGIN, the delivery's UPDATE, the subscription's health, COMMIT), and
+on SQLite a process's writers take turns (gateway/db.py). Here every success waiting when a
+turn comes is written in one transaction: one executemany UPDATE and one health reset per
+subscription. On SQLite a worker
 delivered 197-199/s against 147-161 before (bench/RESULTS.md §15).
 
-Each delivery's job waits for the transaction that holds its success, so a job that returns
-has its delivery recorded, as before. A process that dies before that commit leaves the
-delivery pending and it is sent again (at-least-once, as for a crash between the POST and the
-record; receivers deduplicate on the event id). If the grouped transaction fails, each success
-is recorded again in a transaction of its own, so one bad row cannot take the others with it.
+Each delivery's attempt waits for the transaction that holds its success, so a run that
+returns has its deliveries recorded. A process that dies before that commit leaves the
+delivery pending, claimed until its lease runs out, and it is sent again (at-least-once, as for
+a crash between the POST and the record; receivers deduplicate on the event id). If the
+grouped transaction fails, each success is recorded again in a transaction of its own, so one
+bad row cannot take the others with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from weakref import WeakKeyDictionary
@@ -28,12 +28,8 @@ from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from gateway.webhooks.due import due_deliveries
-from gateway.work import WEBHOOK_DELIVER, stage
-from gateway.work.sweep import SWEEP_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +114,7 @@ async def _settle(
 
 
 async def _in_one(sessions: SessionFactory, successes: list[Success]) -> dict[str, DeliveryStatus]:
-    # Brief unless a probe got through: that releases everything the breaker held back.
-    brief = not any(success.probing for success in successes)
-    async with transaction(sessions, brief=brief) as session:
+    async with transaction(sessions, brief=True) as session:
         params = [
             {
                 "delivery_id": s.delivery_id,
@@ -140,20 +134,9 @@ async def _in_one(sessions: SessionFactory, successes: list[Success]) -> dict[st
             # them be.
             statuses.update(await _statuses(session, list(statuses)))
         recorded = [s for s in successes if statuses[s.delivery_id] == DeliveryStatus.DELIVERED]
+        # What the breaker held back, or a play's next activity, needs no job of its own: the
+        # run that sent these claims again once they are recorded.
         await _healthy(session, recorded)
-        for success in recorded:
-            if success.probing:
-                # The probe got through: the breaker is closed, everything it held back goes.
-                held = await due_deliveries(
-                    session,
-                    success.moment,
-                    subscription_id=success.subscription_id,
-                    limit=SWEEP_LIMIT,
-                )
-                for delivery_id in held:
-                    stage(session, WEBHOOK_DELIVER, delivery_id)
-        for delivery_id in await following(session, recorded):
-            stage(session, WEBHOOK_DELIVER, delivery_id)
     return statuses
 
 
@@ -175,46 +158,6 @@ async def _healthy(session: AsyncSession, recorded: list[Success]) -> None:
         params = [{"subscription_id": s, "moment": m} for s, m in latest.items()]
         connection = await session.connection()
         await connection.execute(_HEALTHY, params)
-
-
-async def following(
-    session: AsyncSession, settled: Sequence[Success | WebhookDelivery]
-) -> list[str]:
-    """These deliveries are settled: for each play among them, the next owed activity to the
-    same subscription goes now if it is due (one not due yet goes at its time, and the later
-    ones wait behind it). A read per play, on the index that orders its activities (one read
-    for all of them, by row values, scanned every pending delivery on SQLite)."""
-    keys = {
-        (s.account_id, s.subscription_id, s.order_key) for s in settled if s.order_key is not None
-    }
-    moment = now()
-    found = []
-    for account_id, subscription_id, order_key in sorted(keys):
-        params = {
-            "account_id": account_id,
-            "subscription_id": subscription_id,
-            "order_key": order_key,
-        }
-        first = (await session.exec(_FOLLOWING, params=params)).first()
-        if first is not None and (first[1] is None or first[1] <= moment):
-            found.append(first[0])
-    return found
-
-
-# `following`'s read, built once. Its time is compared after: with `next_attempt_at <= ?` in
-# the WHERE, SQLite's planner (which has no statistics) took the index of due deliveries and
-# read every pending, due delivery of every subscription for each one settled.
-_FOLLOWING = (
-    select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
-    .where(
-        WebhookDelivery.account_id == bindparam("account_id"),
-        WebhookDelivery.subscription_id == bindparam("subscription_id"),
-        WebhookDelivery.order_key == bindparam("order_key"),
-        WebhookDelivery.status == DeliveryStatus.PENDING,
-    )
-    .order_by(col(WebhookDelivery.activity_id))
-    .limit(1)
-)
 
 
 # The UPDATE of a delivered delivery, built once: a Core UPDATE of the table (the transaction

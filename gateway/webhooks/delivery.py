@@ -1,96 +1,178 @@
-"""The `webhooks.deliver` job: one attempt of one delivery, and what its outcome means.
+"""The `webhooks.deliver` job: everything one subscription is owed now, delivered in batches,
+and what each answer means.
+
+A run takes as many of the subscription's slots as are free (`concurrency`, at most
+`policy.MAX_IN_FLIGHT` across every worker), claims that many owed deliveries in one
+statement, POSTs them at once, records each outcome, and claims again, until nothing the
+subscription is owed can go now. One run per subscription is queued at a time (the job id);
+staging while one runs enqueues a follow-up a second later (`work.staging.again`).
+
+The claim moves each claimed delivery's `next_attempt_at` one lease ahead (`CLAIM_LEASE`), so no
+other run takes it meanwhile (on PostgreSQL the claim also skips rows another run has locked);
+recording the outcome sets it for real. A worker that dies mid-batch leaves its claims to run
+out: due again after the lease, the sweep finds them (at-least-once, as for a crash between the
+POST and the record; receivers deduplicate on `Gateway-Event-Id`). Only the oldest delivery a
+play still owes the subscription can be claimed, so a play's activities arrive in order.
 
 2xx: delivered. 410: the endpoint is gone; the subscription is disabled and what it was owed
 is cancelled. A URL that can never work (refused by its text, e.g. a stored URL with a line
 break): dead-lettered at once, with the reason. Anything else (other statuses, timeouts, refused
 addresses): retried on `policy.RETRY_SCHEDULE` with jitter, Retry-After as a floor, then
-dead-lettered.
+dead-lettered. Breaker open: nothing is claimed until its probe is due; then one delivery goes,
+and its success closes the breaker and the run goes on.
 
-Idempotent under arq's re-runs: a delivery that is no longer pending is left alone; a crash
-after the POST and before the record sends the same event id again (at-least-once; receivers
-deduplicate on `Gateway-Event-Id`).
+Why batches: a job per delivery cost about a millisecond of arq and twenty Redis round trips,
+two more for its slot, and a transaction to load it, for a POST that takes one against a nearby
+receiver (bench/RESULTS.md §17). A job queued by an older release names a delivery, not a
+subscription: it finds no subscription and ends, and the sweep enqueues the right one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from arq import Retry
 from sqlalchemy import bindparam, update
-from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import webhook_policy as policy
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
-from gateway.job_context import job_context
+from gateway.job_context import JobContext, job_context
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookPolicy, WebhookSubscription
 from gateway.webhooks import concurrency, delivered, due, sending, signing
-from gateway.webhooks.due import subscription_of_delivery
-from gateway.work import WEBHOOK_DELIVER, job, kinds, stage
+from gateway.webhooks.due import owed_now
+from gateway.work import WEBHOOK_DELIVER, job, stage
+from gateway.work.staging import again
 
 log = logging.getLogger(__name__)
 
-# Clock skew between the worker that scheduled a retry and the one running it.
-DUE_TOLERANCE = timedelta(seconds=1)
+# How long a claimed delivery is held for its run: a request takes at most REQUEST_TIMEOUT.
+CLAIM_LEASE = timedelta(seconds=concurrency.LEASE_SECONDS)
+# A run that has delivered for this long hands on to a follow-up job, well inside the job
+# timeout, so a subscription with a deep backlog never ends a run by being cancelled.
+RUN_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
-class Recorded:
-    status: DeliveryStatus
-    retry_in: float | None = None
+class Claimed:
+    """A delivery this run has claimed, in plain values."""
+
+    id: str
+    account_id: str
+    subscription_id: str
+    order_key: str | None
+    event_id: str
+    payload: dict[str, Any]
 
 
-# Waits for a slot or an earlier delivery are arq Retries; the row counts real attempts.
+@dataclass(frozen=True)
+class Batch:
+    subscription: WebhookSubscription
+    allow_private: bool
+    deliveries: list[Claimed]
+
+
+# Waits for the subscription's slots are arq Retries; the rows count the real attempts.
 @job(WEBHOOK_DELIVER, due=due.due, tidy=due.expire, max_tries=10_000)
-async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
-    """Attempt one delivery (arq job `webhooks.deliver`); returns what happened, for the log."""
-    jc = job_context(ctx)
-    sessions, redis = jc.sessions, jc.redis
-    moment = now()
-    async with sessions() as session:
-        loaded = await _load(session, delivery_id)
-    if loaded is None:
-        return "not pending"
-    delivery, subscription, allow_private, waiting_on = loaded
-    if delivery.next_attempt_at is not None and delivery.next_attempt_at > moment + DUE_TOLERANCE:
-        return "not due"
-    if not subscription.enabled or delivery.expires_at <= moment:
-        final = DeliveryStatus.CANCELLED if not subscription.enabled else DeliveryStatus.DEAD
-        await _close_unsent(sessions, delivery, final)
-        return str(final)
-    if waiting_on is not None:
-        # An earlier activity of the same play is still owed: it goes first. Soon-due: poll;
-        # otherwise its own completion (or the sweep) brings this one back. With the breaker
-        # open the earlier one waits for the probe, however due it is: polling would spin.
-        soon = waiting_on <= moment + timedelta(seconds=kinds.MAX_DEFER_SECONDS)
-        if soon and subscription.breaker_probe_at is None:
-            raise Retry(defer=policy.BUSY_RETRY_SECONDS)
-        return "waiting for an earlier activity of the play"
-    token = await concurrency.acquire(redis, subscription.id)
-    if token is None:
-        raise Retry(defer=policy.BUSY_RETRY_SECONDS)
-    try:
-        if subscription.breaker_probe_at is not None and not await _claim_probe(
-            sessions, subscription, moment
-        ):
-            return "breaker open"
-        outcome = await sending.post(
-            jc.http,
-            subscription.url,
-            delivery.payload,
-            signing_secrets=signing.valid_secrets(subscription, now()),
-            delivery_id=delivery.id,
-            https_required=jc.settings.environment != "development",
-            allow_private=allow_private,
-        )
-    finally:
-        await concurrency.release(redis, subscription.id, token)
-    recorded = await _record(sessions, delivery, subscription, outcome)
+async def deliver(ctx: dict[str, Any], subscription_id: str) -> str:
+    """Deliver what `subscription_id` is owed now (arq job `webhooks.deliver`); returns what
+    happened, for the log."""
+    return await _Run(job_context(ctx), subscription_id).drain()
+
+
+class _Run:
+    """One run's window of requests in flight: it claims more whenever half its slots are free,
+    so a slow answer holds up one slot, not the batch it came in."""
+
+    def __init__(self, jc: JobContext, subscription_id: str) -> None:
+        self.jc = jc
+        self.subscription_id = subscription_id
+        self.running: dict[asyncio.Task[DeliveryStatus], str] = {}  # each with its slot token
+        self.settled: Counter[DeliveryStatus] = Counter()
+
+    async def drain(self) -> str:
+        started = time.monotonic()
+        # The last claim found nothing: claim again only once nothing runs (what settles may
+        # let a play's next activity go).
+        exhausted = False
+        failure: BaseException | None = None
+        try:
+            while True:
+                over = failure is not None or time.monotonic() - started > RUN_SECONDS
+                free = policy.MAX_IN_FLIGHT - len(self.running)
+                half = max(1, policy.MAX_IN_FLIGHT // 2)
+                if not over and (not self.running or (not exhausted and free >= half)):
+                    started_now = await self._claim_more(free)
+                    if started_now is None and not self.running:
+                        # Another run has every slot. It claims again when one frees, but it
+                        # may be past its last claim, so this run comes back for what it leaves.
+                        raise Retry(defer=policy.BUSY_RETRY_SECONDS)
+                    exhausted = started_now == 0
+                if not self.running:
+                    if failure is not None:
+                        raise failure
+                    if over:
+                        await again(self.jc.redis, WEBHOOK_DELIVER, self.subscription_id)
+                    break
+                failure = await self._settle_some() or failure
+        finally:
+            for task in self.running:  # cancelled: their claims run out and they go again
+                task.cancel()
+        return ", ".join(f"{n} {status}" for status, n in self.settled.items()) or "none owed"
+
+    async def _claim_more(self, free: int) -> int | None:
+        """Claim up to `free` deliveries and start them; how many started (None: no slot)."""
+        redis, subscription_id = self.jc.redis, self.subscription_id
+        tokens = await concurrency.acquire(redis, subscription_id, free)
+        if not tokens:
+            return None
+        try:
+            batch = await _claim(self.jc.sessions, subscription_id, len(tokens))
+        except BaseException:
+            await concurrency.release(redis, subscription_id, tokens)
+            raise
+        claimed = batch.deliveries if batch is not None else []
+        await concurrency.release(redis, subscription_id, tokens[len(claimed) :])
+        for delivery, token in zip(claimed, tokens, strict=False):
+            assert batch is not None
+            self.running[asyncio.create_task(_attempt(self.jc, batch, delivery))] = token
+        return len(claimed)
+
+    async def _settle_some(self) -> BaseException | None:
+        """Wait for at least one request to settle and give its slot back; the first failure
+        to record one, if any (the others still finish)."""
+        done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+        tokens = [self.running.pop(task) for task in done]
+        await concurrency.release(self.jc.redis, self.subscription_id, tokens)
+        failure: BaseException | None = None
+        for task in done:
+            if task.exception() is not None:
+                failure = failure or task.exception()
+            else:
+                self.settled[task.result()] += 1
+        return failure
+
+
+async def _attempt(jc: JobContext, batch: Batch, delivery: Claimed) -> DeliveryStatus:
+    subscription = batch.subscription
+    outcome = await sending.post(
+        jc.http,
+        subscription.url,
+        delivery.payload,
+        signing_secrets=signing.valid_secrets(subscription, now()),
+        delivery_id=delivery.id,
+        https_required=jc.settings.environment != "development",
+        allow_private=batch.allow_private,
+    )
+    status = await _record(jc.sessions, delivery, subscription, outcome)
     log.info(
         "webhook delivery=%s event=%s subscription=%s account=%s: %s -> %s",
         delivery.id,
@@ -98,100 +180,122 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         subscription.id,
         delivery.account_id,
         sending.describe(outcome),
-        recorded.status,
+        status,
     )
-    if recorded.retry_in is not None and recorded.retry_in <= kinds.MAX_DEFER_SECONDS:
-        raise Retry(defer=recorded.retry_in)
-    return f"{sending.describe(outcome)}: {recorded.status}"
+    return status
 
 
-# `_load`'s statement, built once: building it (an aliased, correlated subquery) cost more CPU
-# than running it.
-_earlier = aliased(WebhookDelivery)
-_PENDING = (
-    select(
-        WebhookDelivery,
-        WebhookSubscription,
-        WebhookPolicy.allow_private_addresses,
-        select(_earlier.id)
-        .where(
-            col(_earlier.account_id) == col(WebhookDelivery.account_id),
-            col(_earlier.subscription_id) == col(WebhookDelivery.subscription_id),
-            col(_earlier.order_key) == col(WebhookDelivery.order_key),
-            col(_earlier.status) == DeliveryStatus.PENDING,
-            col(_earlier.activity_id) < col(WebhookDelivery.activity_id),
+async def _claim(sessions: SessionFactory, subscription_id: str, limit: int) -> Batch | None:
+    """The subscription and up to `limit` deliveries claimed for this run: none when it is
+    gone, disabled (what it was owed is cancelled) or its breaker is open and the probe not
+    due; one while a due probe is this run's to send."""
+    moment = now()
+    async with transaction(sessions, brief=True) as session:
+        row = (
+            await session.exec(_SUBSCRIPTION, params={"subscription_id": subscription_id})
+        ).first()
+        if row is None:
+            return None
+        subscription, allow_private = row
+        if not subscription.enabled:
+            disabled = True
+        else:
+            disabled = False
+            if subscription.breaker_probe_at is not None:
+                if not await _claim_probe(session, subscription, moment):
+                    return None
+                limit = 1  # the probe
+            params = {
+                "account": subscription.account_id,
+                "subscription": subscription.id,
+                "moment": moment,
+                "limit": limit,
+                "lease_until": moment + CLAIM_LEASE,
+            }
+            connection = await session.connection()
+            rows = (await connection.execute(_CLAIM, params)).all()
+    if disabled:
+        # Owed to a subscription disabled meanwhile: cancelled, as disabling it cancels (not
+        # brief: it may be many rows).
+        async with transaction(sessions) as session:
+            await cancel_owed(session, subscription, moment, "subscription disabled")
+        return None
+    claimed = [
+        Claimed(
+            id=r.id,
+            account_id=r.account_id,
+            subscription_id=subscription.id,
+            order_key=r.order_key,
+            event_id=r.event_id,
+            payload=r.payload,
         )
-        .order_by(col(_earlier.activity_id))
-        .limit(1)
-        .correlate(WebhookDelivery)
-        .scalar_subquery(),
-    )
-    .join(WebhookSubscription, subscription_of_delivery())
-    .outerjoin(WebhookPolicy, col(WebhookPolicy.account_id) == col(WebhookDelivery.account_id))
+        for r in rows
+    ]
+    return Batch(subscription, bool(allow_private), claimed)
+
+
+# `_claim`'s statements, built once.
+_SUBSCRIPTION = (
+    select(WebhookSubscription, WebhookPolicy.allow_private_addresses)
+    .outerjoin(WebhookPolicy, col(WebhookPolicy.account_id) == col(WebhookSubscription.account_id))
+    .where(WebhookSubscription.id == bindparam("subscription_id"))
+)
+_DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
+# The oldest deliveries that can go now; uncorrelated, so that it reads the table itself
+# inside the UPDATE of it. On PostgreSQL, rows another run has locked are skipped, not waited
+# for.
+_CLAIMABLE = (
+    select(WebhookDelivery.id)
     .where(
-        col(WebhookDelivery.id) == bindparam("delivery_id"),
-        col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+        WebhookDelivery.account_id == bindparam("account"),
+        WebhookDelivery.subscription_id == bindparam("subscription"),
+        owed_now(bindparam("moment"), one_subscription=True),
+    )
+    .order_by(col(WebhookDelivery.activity_id))
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+    .correlate(None)
+)
+_CLAIM = (
+    update(_DELIVERIES)
+    # By id alone: with the status here too, SQLite's planner (it has no statistics) read every
+    # pending delivery by the status index instead of the claimed ones by their keys. The
+    # subquery's conditions are enough: on SQLite it runs under the write lock, and on
+    # PostgreSQL FOR UPDATE checks them again on the row it locks.
+    .where(_DELIVERIES.c.id.in_(_CLAIMABLE))
+    .values(next_attempt_at=bindparam("lease_until"))
+    .returning(
+        _DELIVERIES.c.id,
+        _DELIVERIES.c.account_id,
+        _DELIVERIES.c.order_key,
+        _DELIVERIES.c.event_id,
+        _DELIVERIES.c.payload,
     )
 )
 
 
-async def _load(
-    session: AsyncSession, delivery_id: str
-) -> tuple[WebhookDelivery, WebhookSubscription, bool, datetime | None] | None:
-    """In one round trip: the pending delivery, its subscription (same account), whether the
-    account may reach private addresses, and when the earliest still-owed delivery of an
-    earlier activity of the same play is due (None when nothing earlier is owed)."""
-    row = (await session.exec(_PENDING, params={"delivery_id": delivery_id})).first()
-    if row is None:
-        return None
-    delivery, subscription, allow_private, earlier_id = row
-    waiting_on: datetime | None = None
-    if earlier_id is not None:
-        owed = await session.get(WebhookDelivery, earlier_id)
-        waiting_on = (owed.next_attempt_at if owed else None) or now()
-    return delivery, subscription, bool(allow_private), waiting_on
-
-
 async def _claim_probe(
-    sessions: SessionFactory, subscription: WebhookSubscription, moment: datetime
+    session: AsyncSession, subscription: WebhookSubscription, moment: datetime
 ) -> bool:
     """Breaker open: whoever moves the probe time forward sends the one probe."""
-    async with transaction(sessions) as session:
-        claimed = await session.exec(
-            update(WebhookSubscription)
-            .where(
-                col(WebhookSubscription.id) == subscription.id,
-                col(WebhookSubscription.breaker_probe_at).is_not(None),
-                col(WebhookSubscription.breaker_probe_at) <= moment,
-            )
-            .values(breaker_probe_at=moment + policy.BREAKER_PROBE_EVERY)
+    claimed = await session.exec(
+        update(WebhookSubscription)
+        .where(
+            col(WebhookSubscription.id) == subscription.id,
+            col(WebhookSubscription.breaker_probe_at).is_not(None),
+            col(WebhookSubscription.breaker_probe_at) <= moment,
         )
+        .values(breaker_probe_at=moment + policy.BREAKER_PROBE_EVERY)
+    )
     return claimed.rowcount == 1
-
-
-async def _close_unsent(
-    sessions: SessionFactory, delivery: WebhookDelivery, status: DeliveryStatus
-) -> None:
-    """Settle a delivery that will not be sent; what may go after it goes."""
-    why = "subscription disabled" if status == DeliveryStatus.CANCELLED else "retry window ended"
-    async with transaction(sessions) as session:
-        await session.exec(
-            update(WebhookDelivery)
-            .where(
-                col(WebhookDelivery.id) == delivery.id,
-                col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-            )
-            .values(status=status, next_attempt_at=None, last_error=why, updated_at=now())
-        )
-        await _stage_following(session, delivery)
 
 
 async def _record(
     sessions: SessionFactory,
-    delivery: WebhookDelivery,
+    delivery: Claimed,
     subscription: WebhookSubscription,
     outcome: sending.Outcome,
-) -> Recorded:
+) -> DeliveryStatus:
     """Write the attempt's outcome onto the delivery and the subscription's health.
 
     A success (the common case) is recorded together with the process's other successes of the
@@ -212,7 +316,7 @@ async def _record(
             excerpt=outcome.excerpt,
             error=outcome.error,
         )
-        return Recorded(await delivered.record(sessions, success))
+        return await delivered.record(sessions, success)
     # Brief unless the endpoint is gone: that cancels everything owed to it.
     async with transaction(sessions, brief=not outcome.gone) as session:
         locked = await session.get(
@@ -238,13 +342,13 @@ async def _record(
             )
         ).first()
         if locked is None or counted is None:
-            return Recorded(await _status(session, delivery.id))
+            return await _status(session, delivery.id)
         attempts = int(counted[0])
         if outcome.gone:
             await _settle(session, delivery.id, DeliveryStatus.CANCELLED, moment)
             await _disable(session, locked, moment)
-            return Recorded(DeliveryStatus.CANCELLED)
-        await _failed(session, locked, moment, outcome.retry_after)
+            return DeliveryStatus.CANCELLED
+        breaker_open = await _failed(session, locked, moment, outcome.retry_after)
         delay = None if outcome.permanent else policy.retry_delay(attempts, outcome.retry_after)
         if delay is None:
             end = (
@@ -252,14 +356,16 @@ async def _record(
             )
             why = f"{sending.describe(outcome)}; {end}"[:500]
             await _settle(session, delivery.id, DeliveryStatus.DEAD, moment, why)
-            await _stage_following(session, delivery)
-            return Recorded(DeliveryStatus.DEAD)
+            return DeliveryStatus.DEAD
+        retry_at = moment + timedelta(seconds=delay)
         await session.exec(
             update(WebhookDelivery)
             .where(col(WebhookDelivery.id) == delivery.id)
-            .values(next_attempt_at=moment + timedelta(seconds=delay))
+            .values(next_attempt_at=retry_at)
         )
-        return Recorded(DeliveryStatus.PENDING, retry_in=delay)
+        if not breaker_open:  # while it is open, the sweep brings each probe when it is due
+            stage(session, WEBHOOK_DELIVER, subscription.id, at=retry_at)
+        return DeliveryStatus.PENDING
 
 
 async def _status(session: AsyncSession, delivery_id: str) -> DeliveryStatus:
@@ -287,20 +393,28 @@ async def _failed(
     subscription: WebhookSubscription,
     moment: datetime,
     retry_after: float | None,
-) -> None:
-    """Count a failure; the one that reaches BREAKER_THRESHOLD opens the breaker."""
-    counted = await session.exec(
-        update(WebhookSubscription)
-        .where(col(WebhookSubscription.id) == subscription.id)
-        .values(
-            consecutive_failures=col(WebhookSubscription.consecutive_failures) + 1,
-            updated_at=moment,
+) -> bool:
+    """Count a failure; the one that reaches BREAKER_THRESHOLD opens the breaker. True while
+    the breaker is open."""
+    counted = (
+        await session.exec(
+            update(WebhookSubscription)
+            .where(col(WebhookSubscription.id) == subscription.id)
+            .values(
+                consecutive_failures=col(WebhookSubscription.consecutive_failures) + 1,
+                updated_at=moment,
+            )
+            .returning(
+                col(WebhookSubscription.consecutive_failures),
+                col(WebhookSubscription.breaker_probe_at),
+            )
         )
-        .returning(col(WebhookSubscription.consecutive_failures))
-    )
-    failures = int(counted.scalar_one())
+    ).one()
+    failures, probe_at = int(counted[0]), counted[1]
+    if probe_at is not None:
+        return True
     if failures < policy.BREAKER_THRESHOLD:
-        return
+        return False
     wait = max(policy.BREAKER_PROBE_EVERY.total_seconds(), retry_after or 0.0)
     opened = await session.exec(
         update(WebhookSubscription)
@@ -317,6 +431,7 @@ async def _failed(
             subscription.account_id,
             failures,
         )
+    return True
 
 
 async def _disable(
@@ -344,10 +459,3 @@ async def cancel_owed(
             status=DeliveryStatus.CANCELLED, next_attempt_at=None, last_error=why, updated_at=moment
         )
     )
-
-
-async def _stage_following(session: AsyncSession, delivery: WebhookDelivery) -> None:
-    """This delivery is settled: the next owed, due activity of its play to its subscription
-    goes now."""
-    for delivery_id in await delivered.following(session, [delivery]):
-        stage(session, WEBHOOK_DELIVER, delivery_id)

@@ -1,18 +1,18 @@
-"""Which deliveries are owed now (the sweep's question of `webhooks.deliver`, and the deliver
-job's after a breaker closes), and dead-lettering those past their retry window (the sweep's
-housekeeping before it asks).
+"""Which deliveries are owed now (the sweep's question of `webhooks.deliver`, and its claim),
+and dead-lettering those past their retry window (the sweep's housekeeping before it asks).
 
-"Can go now": the subscription is enabled; no earlier delivery of the same play to it is still
-owed (in-order delivery); and its breaker is closed, or open with a probe due, in which case
-only one delivery per subscription goes (the probe).
+"Can go now": due, within its retry window, and no earlier delivery of the same play to the
+subscription still owed (in-order delivery); the subscription is enabled, and its breaker is
+closed, or open with a probe due (then the job sends one delivery, the probe).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, update
+from sqlalchemy import BindParameter, ColumnElement, and_, exists, func, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,14 +29,20 @@ def subscription_of_delivery() -> ColumnElement[bool]:
     )
 
 
-async def due_deliveries(
-    session: AsyncSession,
-    moment: datetime,
-    *,
-    subscription_id: str | None = None,
-    limit: int,
-) -> list[str]:
-    """Ids of deliveries that may be attempted at `moment`, oldest activity first."""
+def owed_now(
+    moment: datetime | BindParameter[datetime], *, one_subscription: bool = False
+) -> ColumnElement[bool]:
+    """A delivery that can go at `moment`: owed and due, within its retry window, and the
+    oldest one its play still owes the subscription (in-order delivery). Its subscription's
+    state is the caller's to check.
+
+    `one_subscription`: the caller reads one subscription's owed deliveries in order (the
+    claim index). Its due time is then compared through an expression: as a bare column, SQLite's
+    planner (it has no statistics) took the index of due deliveries instead, and sorted every
+    due delivery of every subscription to find a subscription's oldest eight."""
+    due_at: Any = col(WebhookDelivery.next_attempt_at)
+    if one_subscription:
+        due_at = func.coalesce(due_at, None)
     earlier = aliased(WebhookDelivery)
     blocked = exists().where(
         and_(
@@ -46,37 +52,12 @@ async def due_deliveries(
             col(earlier.activity_id) < col(WebhookDelivery.activity_id),
         )
     )
-    query = (
-        select(
-            WebhookDelivery.id,
-            WebhookDelivery.subscription_id,
-            WebhookSubscription.breaker_probe_at,
-        )
-        .join(WebhookSubscription, subscription_of_delivery())
-        .where(
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-            col(WebhookDelivery.next_attempt_at) <= moment,
-            col(WebhookSubscription.enabled).is_(True),
-            or_(
-                col(WebhookSubscription.breaker_probe_at).is_(None),
-                col(WebhookSubscription.breaker_probe_at) <= moment,
-            ),
-            ~blocked,
-        )
-        .order_by(col(WebhookDelivery.activity_id))
-        .limit(limit)
+    return and_(
+        col(WebhookDelivery.status) == DeliveryStatus.PENDING,
+        due_at <= moment,
+        col(WebhookDelivery.expires_at) > moment,
+        ~blocked,
     )
-    if subscription_id is not None:
-        query = query.where(WebhookDelivery.subscription_id == subscription_id)
-    found: list[str] = []
-    probing: set[str] = set()
-    for delivery_id, sub_id, probe_at in (await session.exec(query)).all():
-        if probe_at is not None:  # breaker open, probe due: one delivery is the probe
-            if sub_id in probing:
-                continue
-            probing.add(sub_id)
-        found.append(delivery_id)
-    return found
 
 
 async def expire(session: AsyncSession, moment: datetime) -> int:
@@ -98,7 +79,21 @@ async def expire(session: AsyncSession, moment: datetime) -> int:
 
 
 async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
-    """The sweep's question: every delivery that may be attempted now."""
-    return [
-        (WEBHOOK_DELIVER.job_id(i), i) for i in await due_deliveries(session, moment, limit=limit)
-    ]
+    """The sweep's question: every subscription owed a delivery that may go now, the one
+    owed longest first. Its job (`webhooks.deliver`) delivers all it is owed."""
+    query = (
+        select(WebhookDelivery.subscription_id)
+        .join(WebhookSubscription, subscription_of_delivery())
+        .where(
+            owed_now(moment),
+            col(WebhookSubscription.enabled).is_(True),
+            or_(
+                col(WebhookSubscription.breaker_probe_at).is_(None),
+                col(WebhookSubscription.breaker_probe_at) <= moment,
+            ),
+        )
+        .group_by(col(WebhookDelivery.subscription_id))
+        .order_by(func.min(col(WebhookDelivery.activity_id)))
+        .limit(limit)
+    )
+    return [(WEBHOOK_DELIVER.job_id(s), s) for s in (await session.exec(query)).all()]

@@ -24,10 +24,14 @@ MAX_DEFER_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of work: the arq job that does it and the prefix of its job ids."""
+    """A kind of work: the arq job that does it and the prefix of its job ids.
+
+    `drains`: the job's argument names many rows (a webhook subscription), and one run works
+    through every row it owes, in batches, until a claim finds nothing."""
 
     name: str  # the arq function name, e.g. "sms.send"
     prefix: str  # job ids are "<prefix>:<argument>..."
+    drains: bool = False
 
     def job_id(
         self, argument: str, *, variant: str | int | None = None, at: datetime | None = None
@@ -44,7 +48,7 @@ class Kind:
 # it (the engine stages texts, the opt-out ledger stages webhook deliveries).
 SMS_SEND = Kind("sms.send", "sms")
 EMAIL_SEND = Kind("email.send", "email")
-WEBHOOK_DELIVER = Kind("webhooks.deliver", "webhook")
+WEBHOOK_DELIVER = Kind("webhooks.deliver", "webhook", drains=True)  # by subscription
 PLAY_ADVANCE = Kind("plays.advance", "play")
 PLAY_REPLY = Kind("plays.reply", "reply")
 PARTY_LINE_RUN = Kind("party_lines.run", "pl")

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 # Enqueues in flight at once from one hand-off (each holds one Redis connection).
 HANDOFF_AT_ONCE = 8
+# A drain's job (`Kind.drains`) ends when its claim finds nothing; work committed after that
+# last claim, while arq still holds the job's id, is refused as a duplicate of it. So a refused
+# drain is enqueued again this much later, under an id of its own (`again`), once: the
+# follow-ups of one second share their id, so a burst of commits makes one.
+DRAIN_AGAIN_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,25 @@ async def enqueue(redis: ArqRedis, item: Staged) -> bool:
         )
     except Exception:  # Redis down: the row is committed and the sweep will pick it up
         log.warning("could not enqueue %s; the sweep will", item.job_id, exc_info=True)
+        return False
+    if job is None and item.kind.drains:
+        return await again(redis, item.kind, item.argument, after=item.at)
+    return job is not None
+
+
+async def again(
+    redis: ArqRedis, kind: Kind, argument: str, *, after: datetime | None = None
+) -> bool:
+    """Enqueue a drain's follow-up, DRAIN_AGAIN_SECONDS after `after` (default: now); False if
+    one is live for that second."""
+    at = max(after or now(), now()) + timedelta(seconds=DRAIN_AGAIN_SECONDS)
+    job_id = kind.job_id(argument, at=at)
+    try:
+        job = await redis.enqueue_job(
+            kind.name, argument, _job_id=job_id, _defer_by=(at - now()).total_seconds()
+        )
+    except Exception:  # as `enqueue`: the sweep finds the rows
+        log.warning("could not enqueue %s; the sweep will", job_id, exc_info=True)
         return False
     return job is not None
 

@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from arq import create_pool
-from arq.constants import job_key_prefix
 from sqlalchemy import Engine, event, update
-from sqlmodel import col
 from starlette.testclient import TestClient
 
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.models import DeliveryStatus, WebhookDelivery
-from gateway.settings import Settings
 from gateway.webhooks import delivered
-from gateway.work import WEBHOOK_DELIVER, bind
-from gateway.worker import redis_settings
 from tests.support.sql import statements
 from tests.support.tenants import Tenant
 
@@ -57,26 +50,14 @@ async def _owed(
     return await deliveries(sessions, status=DeliveryStatus.PENDING)
 
 
-async def test_successes_waiting_together_are_one_update_and_the_next_activity_follows(
-    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, settings: Settings
+async def test_successes_waiting_together_are_one_update(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant
 ) -> None:
     owed = await _owed(client, sessions, tenant, plays=5)
     second = [d for d in owed if d.order_key == owed[0].order_key][1]
     firsts = [d for d in owed if d.id != second.id]
-    assert settings.redis_url is not None
-    redis = await create_pool(redis_settings(settings.redis_url))
-    try:
-        handing_off = bind(sessions, redis)
-        with statements("UPDATE webhook_deliveries") as updates:
-            results = await asyncio.gather(
-                *(delivered.record(handing_off, _success(d)) for d in firsts)
-            )
-        # The first play's second activity was owed after its first: it goes now.
-        queued = await redis.exists(job_key_prefix + WEBHOOK_DELIVER.job_id(second.id))
-        assert queued == 1
-        assert await redis.exists(job_key_prefix + WEBHOOK_DELIVER.job_id(firsts[0].id)) == 0
-    finally:
-        await redis.aclose()
+    with statements("UPDATE webhook_deliveries") as updates:
+        results = await asyncio.gather(*(delivered.record(sessions, _success(d)) for d in firsts))
     assert results == [DeliveryStatus.DELIVERED] * len(firsts)
     # Recorded one by one, it was one UPDATE per delivery.
     assert len(updates) < len(firsts)
@@ -141,47 +122,3 @@ async def test_a_failed_group_is_recorded_one_by_one(
     by_id = {d.id: d for d in await deliveries(sessions)}
     assert all(by_id[d.id].status == DeliveryStatus.DELIVERED for d in owed)
     assert all(by_id[d.id].attempts == 1 for d in owed)
-
-
-async def test_the_next_activity_of_a_play_follows_only_when_it_is_due(
-    client: TestClient, *, sessions: SessionFactory, tenant: Tenant
-) -> None:
-    """After a settled delivery, its play's next owed one goes if due; one not due yet holds
-    back the play's later ones (they go after it, in order)."""
-    subscribe(client, tenant, "http://127.0.0.1:9/hook", activities="all")
-    play = await new_play(sessions, tenant.account_id)
-    await record(sessions, play, "started", "qualified", "completed")
-    first, second, _third = sorted(
-        await deliveries(sessions, status=DeliveryStatus.PENDING), key=lambda d: d.activity_id
-    )
-    async with transaction(sessions) as session:
-        await session.exec(
-            update(WebhookDelivery)
-            .where(col(WebhookDelivery.id) == first.id)
-            .values(status=DeliveryStatus.DELIVERED)
-        )
-        assert await delivered.following(session, [first]) == [second.id]
-        later = now() + timedelta(minutes=5)
-        await session.exec(
-            update(WebhookDelivery)
-            .where(col(WebhookDelivery.id) == second.id)
-            .values(next_attempt_at=later)
-        )
-        assert await delivered.following(session, [first]) == []  # the third waits behind it
-
-
-async def test_the_next_activity_is_found_on_the_index_that_orders_a_plays_deliveries(
-    sessions: SessionFactory,
-) -> None:
-    """SQLite has no statistics to plan by: a condition on the due time once made it take the
-    index of due deliveries, and read every pending delivery of every subscription."""
-    async with sessions() as session:
-        connection = await session.connection()
-        if connection.dialect.name != "sqlite":
-            pytest.skip("SQLite's planner")
-        compiled = delivered._FOLLOWING.compile(dialect=connection.dialect)
-        params = [compiled.params[name] for name in compiled.positiontup or []]
-        plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(params))
-        steps = [row[3] for row in plan]
-    assert any("ix_webhook_deliveries_order" in step for step in steps), steps
-    assert not any("TEMP B-TREE" in step for step in steps), steps

@@ -1,0 +1,145 @@
+"""Deliveries in batches (gateway/webhooks/delivery.py): one run per subscription claims what
+can go in one statement, a claim holds a delivery until its lease ends (so a crashed run's
+deliveries go again), and a subscription staged while its run is live gets a follow-up."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+from arq import create_pool
+from arq.constants import job_key_prefix
+from sqlalchemy import update
+from sqlmodel import col
+from starlette.testclient import TestClient
+
+from gateway import webhook_policy as policy
+from gateway.clock import now, set_clock
+from gateway.db import SessionFactory, transaction
+from gateway.models import DeliveryStatus, WebhookDelivery
+from gateway.settings import Settings
+from gateway.webhooks import delivery
+from gateway.work import WEBHOOK_DELIVER, bind
+from gateway.work.staging import DRAIN_AGAIN_SECONDS
+from gateway.worker import redis_settings
+from tests.conftest import RunWorker
+from tests.support.sql import statements
+from tests.support.tenants import Tenant
+from tests.support.webhook_endpoint import WebhookEndpoint
+
+from .conftest import deliveries, new_play, record, subscribe
+
+CLAIM = "UPDATE webhook_deliveries SET next_attempt_at"
+
+
+async def test_one_run_delivers_a_backlog_in_batches_each_once(
+    client: TestClient,
+    *,
+    sessions: SessionFactory,
+    tenant: Tenant,
+    receiver: WebhookEndpoint,
+    run_worker: RunWorker,
+) -> None:
+    subscribe(client, tenant, receiver.url + "/hook")
+    owed = 20
+    for n in range(owed):
+        play = await new_play(sessions, tenant.account_id, f"+1415557{n:04d}")
+        await record(sessions, play, "started")
+    with statements(CLAIM) as claims:
+        await run_worker()
+    rows = await deliveries(sessions)
+    assert [d.status for d in rows] == [DeliveryStatus.DELIVERED] * owed
+    assert sorted(b["id"] for b in receiver.bodies()) == sorted(d.event_id for d in rows)
+    # A claim whenever half the run's slots are free (the first fills them all), and the one
+    # that finds nothing left.
+    half = policy.MAX_IN_FLIGHT // 2
+    assert len(claims) <= 1 + math.ceil((owed - policy.MAX_IN_FLIGHT) / half) + 1
+
+
+async def test_a_claim_takes_a_plays_oldest_and_holds_it_until_its_lease_ends(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant
+) -> None:
+    hook = subscribe(client, tenant, "http://127.0.0.1:9/hook")
+    first_play = await new_play(sessions, tenant.account_id)
+    first, later = await record(sessions, first_play, "started", "qualified")
+    other_play = await new_play(sessions, tenant.account_id, "+14155550999")
+    [other] = await record(sessions, other_play, "started")
+    batch = await delivery._claim(sessions, hook["id"], 8)
+    assert batch is not None
+    # In order: a play's later activity waits for its first to settle.
+    by_activity = {d.activity_id: d.id for d in await deliveries(sessions)}
+    claimed = {c.id for c in batch.deliveries}
+    assert claimed == {by_activity[first.id], by_activity[other.id]}
+    # Claimed: no other run takes them, however many slots it has.
+    again = await delivery._claim(sessions, hook["id"], 8)
+    assert again is not None and again.deliveries == []
+    # The run that claimed them died: once the lease ends, they go again (at-least-once).
+    after_lease = now() + delivery.CLAIM_LEASE + timedelta(seconds=1)
+    set_clock(lambda: after_lease)
+    try:
+        recovered = await delivery._claim(sessions, hook["id"], 8)
+    finally:
+        set_clock(None)
+    assert recovered is not None and {c.id for c in recovered.deliveries} == claimed
+    # Once the play's first has settled, its later activity can go.
+    async with transaction(sessions) as session:
+        await session.exec(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id).in_(claimed))
+            .values(status=DeliveryStatus.DELIVERED)
+        )
+    following = await delivery._claim(sessions, hook["id"], 8)
+    assert following is not None
+    assert [c.id for c in following.deliveries] == [by_activity[later.id]]
+
+
+async def test_staging_while_the_subscriptions_run_is_live_enqueues_a_follow_up(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, settings: Settings
+) -> None:
+    """A run past its last claim still holds its job id: what is committed then must not wait
+    for the sweep."""
+    hook = subscribe(client, tenant, "http://127.0.0.1:9/hook")
+    play = await new_play(sessions, tenant.account_id)
+    assert settings.redis_url is not None
+    redis = await create_pool(redis_settings(settings.redis_url))
+    try:
+        live = await redis.enqueue_job(
+            WEBHOOK_DELIVER.name, hook["id"], _job_id=WEBHOOK_DELIVER.job_id(hook["id"])
+        )
+        assert live is not None
+        before = now()
+        await record(bind(sessions, redis), play, "started")
+        follow_ups = [
+            key
+            async for key in redis.scan_iter(
+                match=job_key_prefix + WEBHOOK_DELIVER.job_id(hook["id"]) + "@*"
+            )
+        ]
+    finally:
+        await redis.aclose()
+    [key] = follow_ups
+    at = int(key.decode().rsplit("@", 1)[1])
+    assert int(before.timestamp()) <= at <= int(before.timestamp() + DRAIN_AGAIN_SECONDS) + 1
+
+
+async def test_the_claim_reads_the_subscriptions_owed_deliveries_in_order_on_its_index(
+    sessions: SessionFactory,
+) -> None:
+    """SQLite has no statistics to plan by: the claim must not walk every delivery the
+    subscription ever had, nor sort every due delivery of every subscription."""
+    async with sessions() as session:
+        connection = await session.connection()
+        if connection.dialect.name != "sqlite":
+            pytest.skip("SQLite's planner")
+        compiled = delivery._CLAIM.compile(dialect=connection.dialect)
+        params = [
+            compiled.params[name] if compiled.params[name] is not None else 1
+            for name in compiled.positiontup or []
+        ]
+        plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(params))
+        steps = [row[3] for row in plan]
+    # The claimed rows by their keys; the owed ones of the subscription in order on its index.
+    assert "INDEX sqlite_autoindex_webhook_deliveries_1 (id=?)" in steps[0], steps
+    assert any("USING INDEX ix_webhook_deliveries_claim" in step for step in steps), steps
+    assert not any("TEMP B-TREE" in step or step.startswith("SCAN") for step in steps), steps
