@@ -23,6 +23,7 @@ from gateway import cli, worker
 from gateway.clock import set_clock
 from gateway.jobs import sms_send
 from gateway.sms import sender
+from gateway.webhooks import concurrency, delivery
 
 REPO = Path(__file__).resolve().parents[2]
 CLOCK_START = "DRILL_CLOCK_START"  # ISO instant the drill's clock showed at CLOCK_EPOCH
@@ -35,7 +36,8 @@ def compress_timeouts() -> None:
     """Shorter versions of the worker's production timeouts, same relations between them.
 
     After a SIGKILL arq leaves the killed job's in-progress lock until it expires (the job
-    timeout + 10 s) and the sender reconciles a `sending` row only after IN_FLIGHT_GRACE: with
+    timeout + 10 s), the sender reconciles a `sending` row only after IN_FLIGHT_GRACE, and a
+    webhook delivery claimed by the killed worker goes again when its lease ends: with
     production values every kill costs over a minute, too long for CI. The recovery code that
     runs is the same; only the waits are shorter. The full form keeps production values.
     """
@@ -43,6 +45,11 @@ def compress_timeouts() -> None:
     worker.JOB_TIMEOUT = 6  # arq's in-progress lock: 16 s
     sender.IN_FLIGHT_GRACE = timedelta(seconds=5)  # > Twilio timeout + margin, as in production
     sms_send.STALE_SENDING = timedelta(seconds=10)  # > the grace, as in production
+    # A killed worker's webhook claims and slots run out as soon, and a run hands on well
+    # inside the job timeout, as in production.
+    concurrency.LEASE_SECONDS = 5.0
+    delivery.CLAIM_LEASE = timedelta(seconds=5)
+    delivery.RUN_SECONDS = 2.0
 
 
 def main() -> int:
