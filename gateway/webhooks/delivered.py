@@ -114,26 +114,28 @@ async def _settle(
 
 
 async def _in_one(sessions: SessionFactory, successes: list[Success]) -> dict[str, DeliveryStatus]:
+    """Record `successes` in one transaction: one UPDATE for each distinct answer among them
+    (most often one, an endpoint answers alike), which returns the deliveries it moved; the
+    others were settled meanwhile (replayed, cancelled) and keep what they are."""
+    answers: dict[tuple[int | None, str | None, str | None], list[Success]] = {}
+    for s in successes:
+        answers.setdefault((s.status_code, s.excerpt, s.error), []).append(s)
     async with transaction(sessions, brief=True) as session:
-        params = [
-            {
-                "delivery_id": s.delivery_id,
-                "moment": s.moment,
-                "status_code": s.status_code,
-                "excerpt": s.excerpt,
-                "error": s.error,
-            }
-            for s in successes
-        ]
         connection = await session.connection()
-        moved = await connection.execute(_DELIVERED, params)
+        moved: set[str] = set()
+        for (status_code, excerpt, error), alike in answers.items():
+            params = {
+                "ids": [s.delivery_id for s in alike],
+                "moment": max(s.moment for s in alike),
+                "status_code": status_code,
+                "excerpt": excerpt,
+                "error": error,
+            }
+            moved.update((await connection.execute(_DELIVERED, params)).scalars())
         statuses = {s.delivery_id: DeliveryStatus.DELIVERED for s in successes}
-        # PostgreSQL's driver does not count an executemany's rows (-1): ask then, too.
-        if moved.rowcount != len(successes):
-            # Some were settled meanwhile (replayed, cancelled): say what they are, and leave
-            # them be.
-            statuses.update(await _statuses(session, list(statuses)))
-        recorded = [s for s in successes if statuses[s.delivery_id] == DeliveryStatus.DELIVERED]
+        if len(moved) != len(successes):
+            statuses.update(await _statuses(session, [i for i in statuses if i not in moved]))
+        recorded = [s for s in successes if s.delivery_id in moved]
         # What the breaker held back, or a play's next activity, needs no job of its own: the
         # run that sent these claims again once they are recorded.
         await _healthy(session, recorded)
@@ -160,13 +162,14 @@ async def _healthy(session: AsyncSession, recorded: list[Success]) -> None:
         await connection.execute(_HEALTHY, params)
 
 
-# The UPDATE of a delivered delivery, built once: a Core UPDATE of the table (the transaction
-# holds no delivery object for the ORM to sync), run for the whole batch at once.
+# The UPDATE of delivered deliveries that got the same answer, built once: a Core UPDATE of the
+# table (the transaction holds no delivery object for the ORM to sync) that returns the ids it
+# moved, so no read asks which were settled meanwhile.
 _DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _DELIVERED = (
     update(_DELIVERIES)
     .where(
-        _DELIVERIES.c.id == bindparam("delivery_id"),
+        _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
         _DELIVERIES.c.status == DeliveryStatus.PENDING,
     )
     .values(
@@ -181,6 +184,7 @@ _DELIVERED = (
         delivered_at=bindparam("moment"),
         next_attempt_at=None,
     )
+    .returning(_DELIVERIES.c.id)
 )
 
 # The health reset after a success, built once, as `_DELIVERED` is.

@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 
 # How long a claimed delivery is held for its run: a request takes at most REQUEST_TIMEOUT.
 CLAIM_LEASE = timedelta(seconds=concurrency.LEASE_SECONDS)
+# A run holds at most this many times MAX_IN_FLIGHT deliveries claimed and not yet recorded
+# (answered, their records waiting on a commit); a worker killed mid-run sends at most those
+# again.
+RECORDING_WINDOW = 4
 # A run that has delivered for this long hands on to a follow-up job, well inside the job
 # timeout, so a subscription with a deep backlog never ends a run by being cancelled.
 RUN_SECONDS = 20.0
@@ -89,13 +93,19 @@ async def deliver(ctx: dict[str, Any], subscription_id: str) -> str:
 
 
 class _Run:
-    """One run's window of requests in flight: it claims more whenever half its slots are free,
-    so a slow answer holds up one slot, not the batch it came in."""
+    """One run's window: at most MAX_IN_FLIGHT requests (the subscription's slots), and at most
+    RECORDING_WINDOW times as many deliveries claimed and not yet recorded. A request gives its
+    slot back as soon as it is answered, before its answer is recorded (recording waits on a
+    commit), and the run claims more whenever half its slots are free: a slow answer holds up
+    one slot, not the batch it came in, and a slow commit holds up no request."""
 
     def __init__(self, jc: JobContext, subscription_id: str) -> None:
         self.jc = jc
         self.subscription_id = subscription_id
-        self.running: dict[asyncio.Task[DeliveryStatus], str] = {}  # each with its slot token
+        self.running: set[asyncio.Task[DeliveryStatus]] = set()
+        self.held = 0  # slots this run holds
+        self.answered: list[str] = []  # tokens of slots whose request was answered
+        self.wake = asyncio.Event()  # a request was answered
         self.settled: Counter[DeliveryStatus] = Counter()
 
     async def drain(self) -> str:
@@ -107,7 +117,10 @@ class _Run:
         try:
             while True:
                 over = failure is not None or time.monotonic() - started > RUN_SECONDS
-                free = policy.MAX_IN_FLIGHT - len(self.running)
+                free = min(
+                    policy.MAX_IN_FLIGHT - self.held,
+                    RECORDING_WINDOW * policy.MAX_IN_FLIGHT - len(self.running),
+                )
                 half = max(1, policy.MAX_IN_FLIGHT // 2)
                 if not over and (not self.running or (not exhausted and free >= half)):
                     started_now = await self._claim_more(free)
@@ -143,46 +156,60 @@ class _Run:
         await concurrency.release(redis, subscription_id, tokens[len(claimed) :])
         for delivery, token in zip(claimed, tokens, strict=False):
             assert batch is not None
-            self.running[asyncio.create_task(_attempt(self.jc, batch, delivery))] = token
+            self.running.add(asyncio.create_task(self._attempt(batch, delivery, token)))
+        self.held += len(claimed)
         return len(claimed)
 
+    async def _attempt(self, batch: Batch, delivery: Claimed, token: str) -> DeliveryStatus:
+        subscription = batch.subscription
+        try:
+            outcome = await sending.post(
+                self.jc.http,
+                subscription.url,
+                delivery.payload,
+                signing_secrets=signing.valid_secrets(subscription, now()),
+                delivery_id=delivery.id,
+                https_required=self.jc.settings.environment != "development",
+                allow_private=batch.allow_private,
+            )
+        finally:
+            self.answered.append(token)
+            self.wake.set()
+        status = await _record(self.jc.sessions, delivery, subscription, outcome)
+        log.info(
+            "webhook delivery=%s event=%s subscription=%s account=%s: %s -> %s",
+            delivery.id,
+            delivery.event_id,
+            subscription.id,
+            delivery.account_id,
+            sending.describe(outcome),
+            status,
+        )
+        return status
+
     async def _settle_some(self) -> BaseException | None:
-        """Wait for at least one request to settle and give its slot back; the first failure
-        to record one, if any (the others still finish)."""
-        done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
-        tokens = [self.running.pop(task) for task in done]
+        """Wait for a request to be answered or a delivery recorded, and give the answered
+        requests' slots back; the first failure to record one, if any (the others still
+        finish)."""
+        waking = asyncio.ensure_future(self.wake.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {waking, *self.running}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waking.cancel()
+        self.wake.clear()
+        tokens, self.answered = self.answered, []
+        self.held -= len(tokens)
         await concurrency.release(self.jc.redis, self.subscription_id, tokens)
         failure: BaseException | None = None
-        for task in done:
+        for task in self.running & done:
+            self.running.discard(task)
             if task.exception() is not None:
                 failure = failure or task.exception()
             else:
                 self.settled[task.result()] += 1
         return failure
-
-
-async def _attempt(jc: JobContext, batch: Batch, delivery: Claimed) -> DeliveryStatus:
-    subscription = batch.subscription
-    outcome = await sending.post(
-        jc.http,
-        subscription.url,
-        delivery.payload,
-        signing_secrets=signing.valid_secrets(subscription, now()),
-        delivery_id=delivery.id,
-        https_required=jc.settings.environment != "development",
-        allow_private=batch.allow_private,
-    )
-    status = await _record(jc.sessions, delivery, subscription, outcome)
-    log.info(
-        "webhook delivery=%s event=%s subscription=%s account=%s: %s -> %s",
-        delivery.id,
-        delivery.event_id,
-        subscription.id,
-        delivery.account_id,
-        sending.describe(outcome),
-        status,
-    )
-    return status
 
 
 async def _claim(sessions: SessionFactory, subscription_id: str, limit: int) -> Batch | None:
