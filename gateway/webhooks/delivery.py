@@ -2,10 +2,11 @@
 and what each answer means.
 
 A run takes as many of the subscription's slots as are free (`concurrency`, at most
-`policy.MAX_IN_FLIGHT` across every worker), claims that many owed deliveries in one
-statement, POSTs them at once, records each outcome, and claims again, until nothing the
-subscription is owed can go now. One run per subscription is queued at a time (the job id);
-staging while one runs enqueues a follow-up a second later (`work.staging.again`).
+`policy.MAX_IN_FLIGHT` requests at a time across every worker), claims that many owed
+deliveries in one statement and POSTs them at once; as answers come back it records them and
+claims more, until nothing the subscription is owed can go now. One run per subscription is
+queued at a time (the job id); staging while one runs enqueues a follow-up a second later
+(`work.staging.again`).
 
 The claim moves each claimed delivery's `next_attempt_at` one lease ahead (`CLAIM_LEASE`), so no
 other run takes it meanwhile (on PostgreSQL the claim also skips rows another run has locked);
@@ -38,6 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from arq import Retry
+from arq.constants import in_progress_key_prefix
 from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -60,6 +62,8 @@ CLAIM_LEASE = timedelta(seconds=concurrency.LEASE_SECONDS)
 # (answered, their records waiting on a commit); a worker killed mid-run sends at most those
 # again.
 RECORDING_WINDOW = 4
+# A follow-up finding the subscription's run still running looks again this much later.
+FOLLOW_UP_WAIT_SECONDS = 1.0
 # A run that has delivered for this long hands on to a follow-up job, well inside the job
 # timeout, so a subscription with a deep backlog never ends a run by being cancelled.
 RUN_SECONDS = 20.0
@@ -84,12 +88,20 @@ class Batch:
     deliveries: list[Claimed]
 
 
-# Waits for the subscription's slots are arq Retries; the rows count the real attempts.
+# Waits for the subscription's slots, or for its run to end, are arq Retries; the rows count
+# the real attempts.
 @job(WEBHOOK_DELIVER, due=due.due, tidy=due.expire, max_tries=10_000)
 async def deliver(ctx: dict[str, Any], subscription_id: str) -> str:
     """Deliver what `subscription_id` is owed now (arq job `webhooks.deliver`); returns what
     happened, for the log."""
-    return await _Run(job_context(ctx), subscription_id).drain()
+    jc = job_context(ctx)
+    run_id = WEBHOOK_DELIVER.job_id(subscription_id)
+    if ctx.get("job_id") != run_id and await jc.redis.exists(in_progress_key_prefix + run_id):
+        # A follow-up (or a retry's job) while the subscription's run is running: that run
+        # may still claim what this one is for. Two runs would split the slots and the
+        # batches between them; this one comes back once that run has ended.
+        raise Retry(defer=FOLLOW_UP_WAIT_SECONDS)
+    return await _Run(jc, subscription_id).drain()
 
 
 class _Run:

@@ -8,8 +8,8 @@ import math
 from datetime import timedelta
 
 import pytest
-from arq import create_pool
-from arq.constants import job_key_prefix
+from arq import Retry, create_pool
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from sqlalchemy import update
 from sqlmodel import col
 from starlette.testclient import TestClient
@@ -17,12 +17,13 @@ from starlette.testclient import TestClient
 from gateway import webhook_policy as policy
 from gateway.clock import now, set_clock
 from gateway.db import SessionFactory, transaction
+from gateway.job_context import as_ctx
 from gateway.models import DeliveryStatus, WebhookDelivery
 from gateway.settings import Settings
 from gateway.webhooks import delivery
 from gateway.work import WEBHOOK_DELIVER, bind
 from gateway.work.staging import DRAIN_AGAIN_SECONDS
-from gateway.worker import redis_settings
+from gateway.worker import opened_job_context, redis_settings
 from tests.conftest import RunWorker
 from tests.support.sql import statements
 from tests.support.tenants import Tenant
@@ -121,6 +122,30 @@ async def test_staging_while_the_subscriptions_run_is_live_enqueues_a_follow_up(
     [key] = follow_ups
     at = int(key.decode().rsplit("@", 1)[1])
     assert int(before.timestamp()) <= at <= int(before.timestamp() + DRAIN_AGAIN_SECONDS) + 1
+
+
+async def test_a_follow_up_waits_while_the_subscriptions_run_is_running(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, settings: Settings
+) -> None:
+    """Two runs of one subscription would split its slots and its batches: a follow-up that
+    finds the run running comes back later instead, and runs once it has ended."""
+    hook = subscribe(client, tenant, "http://127.0.0.1:9/hook")
+    run_id = WEBHOOK_DELIVER.job_id(hook["id"])
+    follow_up = WEBHOOK_DELIVER.job_id(hook["id"], at=now() + timedelta(seconds=1))
+    assert settings.redis_url is not None
+    redis = await create_pool(redis_settings(settings.redis_url))
+    try:
+        async with opened_job_context(settings, sessions, redis) as jc:
+            ctx = {**as_ctx(jc), "job_id": follow_up}
+            await redis.set(in_progress_key_prefix + run_id, b"1")
+            with pytest.raises(Retry):
+                await delivery.deliver(ctx, hook["id"])
+            # The run itself is not held back by its own lock.
+            assert await delivery.deliver({**ctx, "job_id": run_id}, hook["id"]) == "none owed"
+            await redis.delete(in_progress_key_prefix + run_id)
+            assert await delivery.deliver(ctx, hook["id"]) == "none owed"
+    finally:
+        await redis.aclose()
 
 
 async def test_the_claim_reads_the_subscriptions_owed_deliveries_in_order_on_its_index(
