@@ -38,10 +38,10 @@ BREAKER_THRESHOLD = 5
 BREAKER_PROBE_EVERY = timedelta(minutes=1)
 
 # Requests in flight per subscription (across all workers): a slow endpoint holds at most this
-# many worker slots, so other subscriptions keep moving.
+# many of its requests open, in one delivery run, so other subscriptions keep moving.
 MAX_IN_FLIGHT = 8
-# A job that finds the subscription's slots taken, or an earlier delivery of its play still
-# owed and due soon, comes back after about this long.
+# A delivery run that finds every one of the subscription's slots taken (by another run) comes
+# back after about this long.
 BUSY_RETRY_SECONDS = 0.25
 
 

@@ -75,7 +75,6 @@ class Claimed:
 
     id: str
     account_id: str
-    subscription_id: str
     order_key: str | None
     event_id: str
     payload: dict[str, Any]
@@ -166,9 +165,9 @@ class _Run:
             raise
         claimed = batch.deliveries if batch is not None else []
         await concurrency.release(redis, subscription_id, tokens[len(claimed) :])
-        for delivery, token in zip(claimed, tokens, strict=False):
-            assert batch is not None
-            self.running.add(asyncio.create_task(self._attempt(batch, delivery, token)))
+        if batch is not None:
+            for delivery, token in zip(claimed, tokens, strict=False):
+                self.running.add(asyncio.create_task(self._attempt(batch, delivery, token)))
         self.held += len(claimed)
         return len(claimed)
 
@@ -263,7 +262,6 @@ async def _claim(sessions: SessionFactory, subscription_id: str, limit: int) -> 
         Claimed(
             id=r.id,
             account_id=r.account_id,
-            subscription_id=subscription.id,
             order_key=r.order_key,
             event_id=r.event_id,
             payload=r.payload,

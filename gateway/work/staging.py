@@ -100,9 +100,9 @@ async def enqueue_now(
     return item is not None and await enqueue(redis, item)
 
 
-async def enqueue(redis: ArqRedis, item: Staged) -> bool:
+async def enqueue(redis: ArqRedis, item: Staged, *, follow_up: bool = True) -> bool:
     """Enqueue one job now; False if arq refused it (live already) or Redis failed (logged:
-    the sweep finds the row)."""
+    the sweep finds the row). A drain refused as live gets its follow-up (`again`)."""
     # arq waits by the wall clock; a delay relative to our clock keeps a test's clock right.
     delay = (item.at - now()).total_seconds() if item.at is not None else 0.0
     try:
@@ -115,7 +115,7 @@ async def enqueue(redis: ArqRedis, item: Staged) -> bool:
     except Exception:  # Redis down: the row is committed and the sweep will pick it up
         log.warning("could not enqueue %s; the sweep will", item.job_id, exc_info=True)
         return False
-    if job is None and item.kind.drains:
+    if job is None and item.kind.drains and follow_up:
         return await again(redis, item.kind, item.argument, after=item.at)
     return job is not None
 
@@ -124,17 +124,10 @@ async def again(
     redis: ArqRedis, kind: Kind, argument: str, *, after: datetime | None = None
 ) -> bool:
     """Enqueue a drain's follow-up, DRAIN_AGAIN_SECONDS after `after` (default: now); False if
-    one is live for that second."""
+    one is live for that second (it gets no follow-up of its own)."""
     at = max(after or now(), now()) + timedelta(seconds=DRAIN_AGAIN_SECONDS)
-    job_id = kind.job_id(argument, at=at)
-    try:
-        job = await redis.enqueue_job(
-            kind.name, argument, _job_id=job_id, _defer_by=(at - now()).total_seconds()
-        )
-    except Exception:  # as `enqueue`: the sweep finds the rows
-        log.warning("could not enqueue %s; the sweep will", job_id, exc_info=True)
-        return False
-    return job is not None
+    follow = Staged(kind, argument, kind.job_id(argument, at=at), at)
+    return await enqueue(redis, follow, follow_up=False)
 
 
 async def handoff_to_redis(redis: ArqRedis, staged: Collection[Staged]) -> None:
