@@ -17,6 +17,7 @@ import socket
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import httpx
@@ -127,6 +128,9 @@ def _numeric_last_label(host: str) -> bool:
     )
 
 
+# Every delivery checks its subscription's URL: the text's verdict is kept for the URLs seen
+# lately (a refusal raises, so is never kept). The addresses are resolved anew each time.
+@lru_cache(maxsize=1024)
 def check_form(url: str, *, https_required: bool) -> Target:
     """The parsed URL (no addresses yet), or a permanent AddressRefused for what the text alone
     rules out. Parsed by the HTTP client's own parser, so the check and the request agree."""

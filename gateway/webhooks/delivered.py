@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.db import SessionFactory, transaction
+from gateway.db import SessionFactory, transaction, unindexed
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ _DELIVERED = (
     update(_DELIVERIES)
     .where(
         _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
-        _DELIVERIES.c.status == DeliveryStatus.PENDING,
+        unindexed(_DELIVERIES.c.status) == DeliveryStatus.PENDING,
     )
     .values(
         attempts=_DELIVERIES.c.attempts + 1,
