@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, and_, exists, func, or_, update
+from sqlalchemy import BindParameter, ColumnElement, and_, func, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,21 +37,28 @@ def owed_now(
     state is the caller's to check.
 
     `one_subscription`: the caller reads one subscription's owed deliveries in order (the
-    claim index). Its due time is then compared through an expression: as a bare column, SQLite's
-    planner (it has no statistics) took the index of due deliveries instead, and sorted every
-    due delivery of every subscription to find a subscription's oldest eight."""
+    claim index), a few at a time. Two plans are then pinned down:
+    - Its due time is compared through an expression: as a bare column, SQLite's planner (it
+      has no statistics) took the index of due deliveries instead, and sorted every due
+      delivery of every subscription to find a subscription's oldest eight.
+    - The earlier delivery of its play is looked up per candidate (OFFSET 0 keeps PostgreSQL
+      from making the check a join). As a join, PostgreSQL's
+      planner without fresh statistics (a burst before autovacuum analyzes the table) read
+      every owed delivery of the subscription once per candidate: a claim of 4 behind 10,000
+      owed read 40,000 rows and took 16 ms."""
     due_at: Any = col(WebhookDelivery.next_attempt_at)
     if one_subscription:
         due_at = func.coalesce(due_at, None)
     earlier = aliased(WebhookDelivery)
-    blocked = exists().where(
-        and_(
-            col(earlier.subscription_id) == col(WebhookDelivery.subscription_id),
-            col(earlier.order_key) == col(WebhookDelivery.order_key),
-            col(earlier.status) == DeliveryStatus.PENDING,
-            col(earlier.activity_id) < col(WebhookDelivery.activity_id),
-        )
+    earlier_owed = select(earlier.id).where(
+        col(earlier.subscription_id) == col(WebhookDelivery.subscription_id),
+        col(earlier.order_key) == col(WebhookDelivery.order_key),
+        col(earlier.status) == DeliveryStatus.PENDING,
+        col(earlier.activity_id) < col(WebhookDelivery.activity_id),
     )
+    if one_subscription:
+        earlier_owed = earlier_owed.offset(0)
+    blocked = earlier_owed.exists()
     return and_(
         col(WebhookDelivery.status) == DeliveryStatus.PENDING,
         due_at <= moment,
