@@ -42,10 +42,10 @@ def owed_now(
       has no statistics) took the index of due deliveries instead, and sorted every due
       delivery of every subscription to find a subscription's oldest eight.
     - The earlier delivery of its play is looked up per candidate (OFFSET 0 keeps PostgreSQL
-      from making the check a join). As a join, PostgreSQL's
-      planner without fresh statistics (a burst before autovacuum analyzes the table) read
-      every owed delivery of the subscription once per candidate: a claim of 4 behind 10,000
-      owed read 40,000 rows and took 16 ms."""
+      from making the check a join). As an anti-join, PostgreSQL's planner without fresh
+      statistics (a burst before autovacuum analyzes the table) read every owed delivery of
+      the subscription once per candidate: a claim of 4 behind 10,000 owed read 40,000 rows
+      and took 16 ms."""
     due_at: Any = col(WebhookDelivery.next_attempt_at)
     if one_subscription:
         due_at = func.coalesce(due_at, None)
