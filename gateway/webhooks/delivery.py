@@ -8,7 +8,7 @@ claims more, until nothing the subscription is owed can go now. One run per subs
 queued at a time (the job id); staging while one runs enqueues a follow-up a second later
 (`work.staging.again`).
 
-The claim moves each claimed delivery's `next_attempt_at` one lease ahead (`CLAIM_LEASE`), so no
+The claim moves each claimed delivery's `next_attempt_at` one lease ahead (`claim_lease`), so no
 other run takes it meanwhile (on PostgreSQL the claim also skips rows another run has locked);
 recording the outcome sets it for real. A worker that dies mid-batch leaves its claims to run
 out: due again after the lease, the sweep finds them (at-least-once, as for a crash between the
@@ -56,8 +56,6 @@ from gateway.work.staging import again
 
 log = logging.getLogger(__name__)
 
-# How long a claimed delivery is held for its run: a request takes at most REQUEST_TIMEOUT.
-CLAIM_LEASE = timedelta(seconds=concurrency.LEASE_SECONDS)
 # A run holds at most this many times MAX_IN_FLIGHT deliveries claimed and not yet recorded
 # (answered, their records waiting on a commit); a worker killed mid-run sends at most those
 # again.
@@ -67,6 +65,13 @@ FOLLOW_UP_WAIT_SECONDS = 1.0
 # A run that has delivered for this long hands on to a follow-up job, well inside the job
 # timeout, so a subscription with a deep backlog never ends a run by being cancelled.
 RUN_SECONDS = 20.0
+
+
+def claim_lease() -> timedelta:
+    """How long a claimed delivery is held for its run: as long as its slot's lease (a request
+    takes at most REQUEST_TIMEOUT), read when it is taken, so a drill that shortens one
+    shortens both."""
+    return timedelta(seconds=concurrency.LEASE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,7 @@ async def _claim(sessions: SessionFactory, subscription_id: str, limit: int) -> 
                 "subscription": subscription.id,
                 "moment": moment,
                 "limit": limit,
-                "lease_until": moment + CLAIM_LEASE,
+                "lease_until": moment + claim_lease(),
             }
             connection = await session.connection()
             rows = (await connection.execute(_CLAIM, params)).all()

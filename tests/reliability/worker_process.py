@@ -45,10 +45,9 @@ def compress_timeouts() -> None:
     worker.JOB_TIMEOUT = 6  # arq's in-progress lock: 16 s
     sender.IN_FLIGHT_GRACE = timedelta(seconds=5)  # > Twilio timeout + margin, as in production
     sms_send.STALE_SENDING = timedelta(seconds=10)  # > the grace, as in production
-    # A killed worker's webhook claims and slots run out as soon, and a run hands on well
-    # inside the job timeout, as in production.
+    # A killed worker's webhook claims and slots run out as soon (one lease for both), and a
+    # run hands on well inside the job timeout, as in production.
     concurrency.LEASE_SECONDS = 5.0
-    delivery.CLAIM_LEASE = timedelta(seconds=5)
     delivery.RUN_SECONDS = 2.0
 
 

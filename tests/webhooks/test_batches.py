@@ -78,7 +78,7 @@ async def test_a_claim_takes_a_plays_oldest_and_holds_it_until_its_lease_ends(
     again = await delivery._claim(sessions, hook["id"], 8)
     assert again is not None and again.deliveries == []
     # The run that claimed them died: once the lease ends, they go again (at-least-once).
-    after_lease = now() + delivery.CLAIM_LEASE + timedelta(seconds=1)
+    after_lease = now() + delivery.claim_lease() + timedelta(seconds=1)
     set_clock(lambda: after_lease)
     try:
         recovered = await delivery._claim(sessions, hook["id"], 8)
