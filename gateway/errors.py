@@ -9,6 +9,7 @@ from http import HTTPStatus
 
 import asyncpg  # type: ignore[import-untyped]
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
@@ -17,6 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
 log = logging.getLogger(__name__)
+
+# What a call to Redis raises when Redis is gone or unreachable.
+REDIS_LOST = (RedisError, OSError, TimeoutError)
 
 
 class ApiError(HTTPException):

@@ -21,7 +21,6 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # The job modules register their jobs (`@job`) when imported: every one is imported here.
@@ -33,6 +32,7 @@ import voice.jobs  # noqa: F401
 from gateway import work
 from gateway.accounts import mark_key_used
 from gateway.db import SessionFactory, create_engine, session_factory, transaction
+from gateway.errors import REDIS_LOST
 from gateway.job_context import KEY as JOB_CONTEXT
 from gateway.job_context import JobContext, as_ctx, job_context
 from gateway.jobs import sms_status_checks
@@ -60,7 +60,6 @@ NEVER = timedelta(days=36_500)  # a burst worker's next sweep: not in its lifeti
 # arq's worker ends when Redis goes away (its poll loop does not retry); `gateway worker` then
 # starts a new one after this pause, and the sweeps re-enqueue whatever Redis lost.
 REDIS_RETRY_SECONDS = 1.0
-REDIS_LOST = (RedisError, OSError, TimeoutError)
 
 
 @work.job(work.KEY_USED)

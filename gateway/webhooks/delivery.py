@@ -1,10 +1,11 @@
 """The `webhooks.deliver` job: everything one subscription is owed now, delivered in batches,
 and what each answer means.
 
-A run takes as many of the subscription's slots as are free (`concurrency`, at most
-`policy.MAX_IN_FLIGHT` requests at a time across every worker), claims that many owed
-deliveries in one statement and POSTs them at once; as answers come back it records them and
-claims more, until nothing the subscription is owed can go now. One run per subscription is
+A run claims a few rounds of owed deliveries in one statement, takes as many of the
+subscription's slots as are free (`concurrency`, at most `policy.MAX_IN_FLIGHT` requests at a
+time across every worker) and POSTs that many at once; as answers come back it sends the next
+on the freed slots, records the answers and claims more, until nothing the subscription is owed
+can go now. One run per subscription is
 queued at a time (the job id); staging while one runs enqueues a follow-up a second later
 (`work.staging.again`).
 
@@ -33,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,7 +47,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import webhook_policy as policy
 from gateway.clock import now
-from gateway.db import SessionFactory, transaction
+from gateway.db import SessionFactory, transaction, unindexed
+from gateway.errors import REDIS_LOST
 from gateway.job_context import JobContext, job_context
 from gateway.models import DeliveryStatus, WebhookDelivery, WebhookPolicy, WebhookSubscription
 from gateway.webhooks import concurrency, delivered, due, sending, signing
@@ -56,10 +58,15 @@ from gateway.work.staging import again
 
 log = logging.getLogger(__name__)
 
-# A run holds at most this many times MAX_IN_FLIGHT deliveries claimed and not yet recorded
+# A run holds at most this many times MAX_IN_FLIGHT deliveries sent and not yet recorded
 # (answered, their records waiting on a commit); a worker killed mid-run sends at most those
 # again.
 RECORDING_WINDOW = 4
+# A run claims up to this many times MAX_IN_FLIGHT deliveries ahead of its free slots: with 8
+# slots a claim served about 4 requests, and its transaction, with the subscription's read,
+# was a third of a delivery's CPU (bench/RESULTS.md §19). Claimed and not yet sent, they are
+# not sent again after a kill, only delayed until their lease ends.
+CLAIM_AHEAD = 4
 # A follow-up finding the subscription's run still running looks again this much later.
 FOLLOW_UP_WAIT_SECONDS = 1.0
 # A run that has delivered for this long hands on to a follow-up job, well inside the job
@@ -90,6 +97,22 @@ class Batch:
     subscription: WebhookSubscription
     allow_private: bool
     deliveries: list[Claimed]
+    lease_until: datetime  # the claim holds them until then
+
+
+@dataclass(frozen=True, eq=False)
+class _Waiting:
+    """A claimed delivery waiting for a slot."""
+
+    batch: Batch
+    delivery: Claimed
+    claimed_at: float  # monotonic
+
+
+@dataclass(frozen=True)
+class _Slot:
+    token: str
+    taken_at: float  # monotonic
 
 
 # Waits for the subscription's slots, or for its run to end, are arq Retries; the rows count
@@ -109,19 +132,34 @@ async def deliver(ctx: dict[str, Any], subscription_id: str) -> str:
 
 
 class _Run:
-    """One run's window: at most MAX_IN_FLIGHT requests (the subscription's slots), and at most
-    RECORDING_WINDOW times as many deliveries claimed and not yet recorded. A request gives its
-    slot back as soon as it is answered, before its answer is recorded (recording waits on a
-    commit), and the run claims more whenever half its slots are free: a slow answer holds up
-    one slot, not the batch it came in, and a slow commit holds up no request."""
+    """One run's window. Requests: at most MAX_IN_FLIGHT at a time (the subscription's slots).
+    Sent and not yet recorded: at most RECORDING_WINDOW times as many (what a kill can make it
+    send again). Claimed and not yet sent: up to CLAIM_AHEAD rounds of slots, so that one claim
+    serves a few dozen requests while the endpoint answers well; the run claims again when
+    fewer than a round are waiting.
+
+    A request's slot passes to the next waiting delivery as soon as it is answered, before its
+    answer is recorded (recording waits on a commit): a slow answer holds up one slot, not the
+    batch it came in, and a slow commit holds up no request. Slots go back to Redis when the
+    run ends, or once half their lease has run.
+
+    Claimed and not yet sent are given back (due again at once) rather than held where they
+    could outlive their lease or go out behind a failing endpoint: when the run ends, when one
+    of its requests fails (from then on it claims only what its free slots can send, and an
+    opening breaker stops its claims), and when one has waited half its lease for a slot.
+    """
 
     def __init__(self, jc: JobContext, subscription_id: str) -> None:
         self.jc = jc
         self.subscription_id = subscription_id
         self.running: set[asyncio.Task[DeliveryStatus]] = set()
-        self.held = 0  # slots this run holds
-        self.answered: list[str] = []  # tokens of slots whose request was answered
+        self.waiting: deque[_Waiting] = deque()  # claimed, not yet sent, oldest first
+        self.idle: list[_Slot] = []  # slots this run holds that no request uses
+        self.busy = 0  # slots this run's requests use
+        self.answered: list[_Slot] = []  # slots of the requests answered since the last look
         self.wake = asyncio.Event()  # a request was answered
+        self.failed = False  # one of this run's requests failed
+        self.ahead = True  # claims go ahead of the free slots
         self.settled: Counter[DeliveryStatus] = Counter()
 
     async def drain(self) -> str:
@@ -133,19 +171,17 @@ class _Run:
         try:
             while True:
                 over = failure is not None or time.monotonic() - started > RUN_SECONDS
-                free = min(
-                    policy.MAX_IN_FLIGHT - self.held,
-                    RECORDING_WINDOW * policy.MAX_IN_FLIGHT - len(self.running),
-                )
-                half = max(1, policy.MAX_IN_FLIGHT // 2)
-                if not over and (not self.running or (not exhausted and free >= half)):
-                    started_now = await self._claim_more(free)
-                    if started_now is None and not self.running:
-                        # Another run has every slot. It claims again when one frees, but it
-                        # may be past its last claim, so this run comes back for what it leaves.
-                        raise Retry(defer=policy.BUSY_RETRY_SECONDS)
-                    exhausted = started_now == 0
-                if not self.running:
+                if over or (self.failed and self.ahead):
+                    self.ahead = False
+                    await self._give_back_waiting()
+                if not over and self._should_claim(exhausted):
+                    exhausted = await self._claim_more() == 0
+                if not await self._start_waiting() and not self.running:
+                    # Another run has every slot. It claims again when one frees, but it
+                    # may be past its last claim, so this run comes back for what it leaves.
+                    await self._give_back_waiting()
+                    raise Retry(defer=policy.BUSY_RETRY_SECONDS)
+                if not self.running:  # and so none waiting: they would have started
                     if failure is not None:
                         raise failure
                     if over:
@@ -155,28 +191,60 @@ class _Run:
         finally:
             for task in self.running:  # cancelled: their claims run out and they go again
                 task.cancel()
+            await self._release(self.idle)
         return ", ".join(f"{n} {status}" for status, n in self.settled.items()) or "none owed"
 
-    async def _claim_more(self, free: int) -> int | None:
-        """Claim up to `free` deliveries and start them; how many started (None: no slot)."""
-        redis, subscription_id = self.jc.redis, self.subscription_id
-        tokens = await concurrency.acquire(redis, subscription_id, free)
-        if not tokens:
-            return None
-        try:
-            batch = await _claim(self.jc.sessions, subscription_id, len(tokens))
-        except BaseException:
-            await concurrency.release(redis, subscription_id, tokens)
-            raise
-        claimed = batch.deliveries if batch is not None else []
-        await concurrency.release(redis, subscription_id, tokens[len(claimed) :])
-        if batch is not None:
-            for delivery, token in zip(claimed, tokens, strict=False):
-                self.running.add(asyncio.create_task(self._attempt(batch, delivery, token)))
-        self.held += len(claimed)
-        return len(claimed)
+    def _should_claim(self, exhausted: bool) -> bool:
+        if not self.running and not self.waiting:
+            return True  # the only way to learn whether anything is owed
+        if exhausted or len(self.waiting) >= policy.MAX_IN_FLIGHT:
+            return False
+        return self._claim_limit() >= max(1, policy.MAX_IN_FLIGHT // 2)
 
-    async def _attempt(self, batch: Batch, delivery: Claimed, token: str) -> DeliveryStatus:
+    def _claim_limit(self) -> int:
+        if self.ahead:
+            return CLAIM_AHEAD * policy.MAX_IN_FLIGHT - len(self.waiting)
+        return policy.MAX_IN_FLIGHT - self.busy - len(self.waiting)  # what free slots can send
+
+    async def _claim_more(self) -> int:
+        """Claim up to `_claim_limit()` deliveries to wait for slots; how many."""
+        batch = await _claim(self.jc.sessions, self.subscription_id, self._claim_limit())
+        if batch is None:
+            return 0
+        claimed_at = time.monotonic()
+        self.waiting.extend(_Waiting(batch, d, claimed_at) for d in batch.deliveries)
+        return len(batch.deliveries)
+
+    async def _start_waiting(self) -> bool:
+        """Send waiting deliveries on the slots the run holds or can take; False when it has
+        none to send and can take none."""
+        moment = time.monotonic()
+        old = [slot for slot in self.idle if slot.taken_at < moment - _half_lease()]
+        if old:
+            self.idle = [slot for slot in self.idle if slot not in old]
+            await self._release(old)
+        window = RECORDING_WINDOW * policy.MAX_IN_FLIGHT
+        sendable = min(len(self.waiting), window - len(self.running))
+        wanted = min(sendable, policy.MAX_IN_FLIGHT - self.busy) - len(self.idle)
+        # Slots a few at a time (a round trip each time), unless none is held at all.
+        if wanted > 0 and (self.busy == 0 or wanted >= max(1, policy.MAX_IN_FLIGHT // 2)):
+            tokens = await concurrency.acquire(self.jc.redis, self.subscription_id, wanted)
+            self.idle.extend(_Slot(token, moment) for token in tokens)
+        if self.waiting and not self.idle and self.busy == 0:
+            return False
+        stale: list[_Waiting] = []
+        while self.waiting and self.idle and len(self.running) < window:
+            waiting = self.waiting.popleft()
+            if waiting.claimed_at < moment - _half_lease():
+                stale.append(waiting)
+                continue
+            self.busy += 1
+            task = self._attempt(waiting.batch, waiting.delivery, self.idle.pop())
+            self.running.add(asyncio.create_task(task))
+        await _unclaim(self.jc.sessions, stale)
+        return True
+
+    async def _attempt(self, batch: Batch, delivery: Claimed, slot: _Slot) -> DeliveryStatus:
         subscription = batch.subscription
         try:
             outcome = await sending.post(
@@ -188,8 +256,9 @@ class _Run:
                 https_required=self.jc.settings.environment != "development",
                 allow_private=batch.allow_private,
             )
+            self.failed = self.failed or not outcome.delivered
         finally:
-            self.answered.append(token)
+            self.answered.append(slot)
             self.wake.set()
         status = await _record(self.jc.sessions, delivery, subscription, outcome)
         log.info(
@@ -204,9 +273,9 @@ class _Run:
         return status
 
     async def _settle_some(self) -> BaseException | None:
-        """Wait for a request to be answered or a delivery recorded, and give the answered
-        requests' slots back; the first failure to record one, if any (the others still
-        finish)."""
+        """Wait for a request to be answered or a delivery recorded; the answered requests'
+        slots are free for the waiting deliveries. The first failure to record one, if any
+        (the others still finish)."""
         waking = asyncio.ensure_future(self.wake.wait())
         try:
             done, _ = await asyncio.wait(
@@ -215,9 +284,9 @@ class _Run:
         finally:
             waking.cancel()
         self.wake.clear()
-        tokens, self.answered = self.answered, []
-        self.held -= len(tokens)
-        await concurrency.release(self.jc.redis, self.subscription_id, tokens)
+        answered, self.answered = self.answered, []
+        self.busy -= len(answered)
+        self.idle.extend(answered)
         failure: BaseException | None = None
         for task in self.running & done:
             self.running.discard(task)
@@ -226,6 +295,23 @@ class _Run:
             else:
                 self.settled[task.result()] += 1
         return failure
+
+    async def _give_back_waiting(self) -> None:
+        """The claimed deliveries still waiting will not be sent by this run."""
+        unsent, self.waiting = list(self.waiting), deque()
+        await _unclaim(self.jc.sessions, unsent)
+
+    async def _release(self, slots: list[_Slot]) -> None:
+        """Give slots back; if Redis cannot be reached, their leases end them."""
+        tokens = [slot.token for slot in slots]
+        try:
+            await concurrency.release(self.jc.redis, self.subscription_id, tokens)
+        except REDIS_LOST:
+            log.warning("webhook slots of subscription=%s left to run out", self.subscription_id)
+
+
+def _half_lease() -> float:
+    return concurrency.LEASE_SECONDS / 2
 
 
 async def _claim(sessions: SessionFactory, subscription_id: str, limit: int) -> Batch | None:
@@ -248,12 +334,13 @@ async def _claim(sessions: SessionFactory, subscription_id: str, limit: int) -> 
                 if not await _claim_probe(session, subscription, moment):
                     return None
                 limit = 1  # the probe
+            lease_until = moment + claim_lease()
             params = {
                 "account": subscription.account_id,
                 "subscription": subscription.id,
                 "moment": moment,
                 "limit": limit,
-                "lease_until": moment + claim_lease(),
+                "lease_until": lease_until,
             }
             connection = await session.connection()
             rows = (await connection.execute(_CLAIM, params)).all()
@@ -273,7 +360,26 @@ async def _claim(sessions: SessionFactory, subscription_id: str, limit: int) -> 
         )
         for r in rows
     ]
-    return Batch(subscription, bool(allow_private), claimed)
+    return Batch(subscription, bool(allow_private), claimed, lease_until)
+
+
+async def _unclaim(sessions: SessionFactory, unsent: list[_Waiting]) -> None:
+    """End the claims of deliveries their run will not send: due at once, for a later claim.
+    Only while still pending and held by the claim that took them."""
+    if not unsent:
+        return
+    claims: dict[tuple[str, datetime], list[str]] = {}
+    for waiting in unsent:
+        batch = waiting.batch
+        claims.setdefault((batch.subscription.account_id, batch.lease_until), []).append(
+            waiting.delivery.id
+        )
+    moment = now()
+    async with transaction(sessions, brief=True) as session:
+        connection = await session.connection()
+        for (account, lease_until), ids in claims.items():
+            params = {"account": account, "ids": ids, "lease_until": lease_until, "moment": moment}
+            await connection.execute(_UNCLAIM, params)
 
 
 # `_claim`'s statements, built once.
@@ -313,6 +419,17 @@ _CLAIM = (
         _DELIVERIES.c.event_id,
         _DELIVERIES.c.payload,
     )
+)
+
+_UNCLAIM = (
+    update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.account_id == bindparam("account"),
+        _DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
+        unindexed(_DELIVERIES.c.status) == DeliveryStatus.PENDING,
+        _DELIVERIES.c.next_attempt_at == bindparam("lease_until"),
+    )
+    .values(next_attempt_at=bindparam("moment"))
 )
 
 

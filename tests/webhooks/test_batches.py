@@ -22,8 +22,8 @@ from gateway.engine.records import record_activity
 from gateway.job_context import as_ctx
 from gateway.models import ActivityType, DeliveryStatus, WebhookDelivery
 from gateway.settings import Settings
-from gateway.webhooks import delivery
-from gateway.work import WEBHOOK_DELIVER, bind
+from gateway.webhooks import concurrency, delivery
+from gateway.work import WEBHOOK_DELIVER, bind, kinds
 from gateway.work.staging import DRAIN_AGAIN_SECONDS
 from gateway.worker import opened_job_context, redis_settings
 from tests.conftest import RunWorker
@@ -33,10 +33,25 @@ from tests.support.webhook_endpoint import WebhookEndpoint
 
 from .conftest import deliveries, new_play, record, subscribe
 
-CLAIM = "UPDATE webhook_deliveries SET next_attempt_at"
+# The claim, and the statement that gives back claims a run will not send.
+NEXT_ATTEMPT = "UPDATE webhook_deliveries SET next_attempt_at"
 
 
-async def test_one_run_delivers_a_backlog_in_batches_each_once(
+def _claims(seen: list[str]) -> list[str]:
+    return [s for s in seen if "IN (SELECT" in s]
+
+
+def _given_back(seen: list[str]) -> list[str]:
+    return [s for s in seen if "IN (SELECT" not in s]
+
+
+async def _backlog(sessions: SessionFactory, tenant: Tenant, owed: int) -> None:
+    for n in range(owed):
+        play = await new_play(sessions, tenant.account_id, f"+1415557{n:04d}")
+        await record(sessions, play, "started")
+
+
+async def test_one_run_delivers_a_backlog_in_claims_ahead_of_its_slots_each_once(
     client: TestClient,
     *,
     sessions: SessionFactory,
@@ -45,19 +60,110 @@ async def test_one_run_delivers_a_backlog_in_batches_each_once(
     run_worker: RunWorker,
 ) -> None:
     subscribe(client, tenant, receiver.url + "/hook")
-    owed = 20
-    for n in range(owed):
-        play = await new_play(sessions, tenant.account_id, f"+1415557{n:04d}")
-        await record(sessions, play, "started")
-    with statements(CLAIM) as claims:
+    owed = 40
+    await _backlog(sessions, tenant, owed)
+    with statements(NEXT_ATTEMPT) as seen:
         await run_worker()
     rows = await deliveries(sessions)
     assert [d.status for d in rows] == [DeliveryStatus.DELIVERED] * owed
     assert sorted(b["id"] for b in receiver.bodies()) == sorted(d.event_id for d in rows)
-    # A claim whenever half the run's slots are free (the first fills them all), and at most
-    # two that find nothing left: one while the last requests run, one once all have settled.
-    half = policy.MAX_IN_FLIGHT // 2
-    assert len(claims) <= 1 + math.ceil((owed - policy.MAX_IN_FLIGHT) / half) + 2
+    # The first claim takes CLAIM_AHEAD rounds of slots; the next ones, once fewer than a round
+    # wait, at least CLAIM_AHEAD - 1 rounds; then at most two that find nothing left: one
+    # while the last requests run, one once all have settled. (A claim per free half of the
+    # slots would have been 11.)
+    round_ = policy.MAX_IN_FLIGHT
+    ahead = delivery.CLAIM_AHEAD * round_
+    later = math.ceil((owed - ahead) / ((delivery.CLAIM_AHEAD - 1) * round_))
+    assert len(_claims(seen)) <= 1 + later + 2
+    assert _given_back(seen) == []  # the endpoint answered well: every claim was sent
+
+
+async def test_a_failing_endpoint_has_the_claims_not_yet_sent_given_back(
+    client: TestClient,
+    *,
+    sessions: SessionFactory,
+    tenant: Tenant,
+    receiver: WebhookEndpoint,
+    run_worker: RunWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Claimed ahead and not sent when a request fails: due again at once, not held for the
+    claim's lease. (How many go out before the breaker opens depends on how soon the failures
+    are recorded, as it did before claims went ahead.)"""
+    monkeypatch.setattr(kinds, "MAX_DEFER_SECONDS", 0.0)  # retries wait for the sweep
+    receiver.answer = lambda _r: 500
+    subscribe(client, tenant, receiver.url + "/hook")
+    owed = 20  # one claim takes them all; a round of slots sends 8
+    await _backlog(sessions, tenant, owed)
+    with statements(NEXT_ATTEMPT) as seen:
+        await run_worker()
+    assert _given_back(seen)
+    rows = await deliveries(sessions)
+    assert len([d for d in rows if d.attempts]) == len(receiver.received) >= 1
+    moment = now()
+    for d in rows:
+        assert d.status == DeliveryStatus.PENDING
+        assert d.next_attempt_at is not None
+        if not d.attempts:  # given back: due now, not at the end of a lease
+            assert d.next_attempt_at <= moment
+        else:  # failed: due at its retry, not before the first delay
+            assert d.next_attempt_at >= d.updated_at + timedelta(
+                seconds=policy.RETRY_SCHEDULE[0] * (1 - policy.JITTER)
+            )
+
+
+async def test_a_claim_that_waited_half_its_lease_for_a_slot_is_given_back_not_sent(
+    client: TestClient,
+    *,
+    sessions: SessionFactory,
+    tenant: Tenant,
+    receiver: WebhookEndpoint,
+    run_worker: RunWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind a slow endpoint a claimed delivery can wait long for a slot; sent after its lease
+    ended, another run could have claimed it too. One slot, a lease of 1 s, answers after
+    0.3 s: the third of a claim of four has waited past half the lease."""
+    monkeypatch.setattr(concurrency, "LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(policy, "MAX_IN_FLIGHT", 1)
+    receiver.delays["/hook"] = 0.3
+    subscribe(client, tenant, receiver.url + "/hook")
+    owed = 4
+    await _backlog(sessions, tenant, owed)
+    with statements(NEXT_ATTEMPT) as seen:
+        await run_worker()
+    rows = await deliveries(sessions)
+    assert [d.status for d in rows] == [DeliveryStatus.DELIVERED] * owed
+    assert [d.attempts for d in rows] == [1] * owed
+    assert len(receiver.received) == owed
+    assert _given_back(seen)
+    assert len(_claims(seen)) >= 2  # the given back were claimed again, afresh
+
+
+async def test_a_run_that_finds_every_slot_taken_gives_its_claims_back(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, settings: Settings
+) -> None:
+    hook = subscribe(client, tenant, "http://127.0.0.1:9/hook")
+    await _backlog(sessions, tenant, 3)
+    assert settings.redis_url is not None
+    redis = await create_pool(redis_settings(settings.redis_url))
+    try:
+        taken = await concurrency.acquire(redis, hook["id"], policy.MAX_IN_FLIGHT)
+        assert len(taken) == policy.MAX_IN_FLIGHT
+        async with opened_job_context(settings, sessions, redis) as jc:
+            ctx = {**as_ctx(jc), "job_id": WEBHOOK_DELIVER.job_id(hook["id"])}
+            with pytest.raises(Retry):
+                await delivery.deliver(ctx, hook["id"])
+        await concurrency.release(redis, hook["id"], taken)
+    finally:
+        await redis.aclose()
+    moment = now()
+    rows = await deliveries(sessions)
+    assert [d.attempts for d in rows] == [0, 0, 0]
+    assert all(d.next_attempt_at is not None and d.next_attempt_at <= moment for d in rows)
+    # Free again: a new claim takes them at once.
+    batch = await delivery._claim(sessions, hook["id"], 8)
+    assert batch is not None and len(batch.deliveries) == 3
 
 
 async def test_a_claim_takes_a_plays_oldest_and_holds_it_until_its_lease_ends(
