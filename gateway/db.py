@@ -82,6 +82,10 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+    # SQLite would checkpoint inside whichever commit finds the WAL past 1,000 pages, and a
+    # brief unit commits on the event loop's thread: the driver checkpoints on its own thread
+    # instead, every so many commits (gateway/sqlite_driver.py).
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
     # The driver's own BEGIN is off: `_sqlite_begin` says BEGIN itself (SQLAlchemy's recipe).
     dbapi_connection.isolation_level = None

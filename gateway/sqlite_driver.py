@@ -12,9 +12,9 @@ transaction's BEGIN goes with its first statement, in the same trip (gateway/db.
 unit of work that committed) makes no trip.
 
 A brief unit of work (`gateway.db.transaction(..., brief=True)`: a few index lookups and
-single-row writes, the hot paths) makes one trip, its COMMIT's (which may checkpoint the WAL).
-Holding SQLite's write lock since its BEGIN IMMEDIATE, its statements wait on no lock and take
-microseconds, less than the hand-off itself, so they run on the event loop's thread (the
+single-row writes, the hot paths) makes no trip at all. Holding SQLite's write lock since its
+BEGIN IMMEDIATE, its statements and its COMMIT wait on no lock and take microseconds, less than
+the hand-off itself, so they run on the event loop's thread (the
 connection is opened with `check_same_thread=False`; SQLAlchemy never uses one connection from
 two tasks at once, and the connection's mutex keeps the thread idle meanwhile). Its BEGIN runs
 there too when the lock is free, with the busy handler off; when another process (a worker
@@ -22,6 +22,14 @@ beside the web) holds the lock, it waits its turn on the thread, in the busy han
 rollback runs on the loop's thread (it waits on no lock and writes nothing), so a read session
 makes one trip, its first statement's. While a call given to the thread is still running there
 (its task was cancelled while it waited), nothing runs on the loop's: it queues behind.
+
+A COMMIT in WAL mode (synchronous=NORMAL) appends to the WAL and syncs nothing; what can take
+milliseconds is the checkpoint that copies the WAL into the database file and syncs it, which
+SQLite runs inside the commit that finds the WAL past 1,000 pages. That automatic checkpoint
+is off on these connections (gateway/db.py): instead, every CHECKPOINT_EVERY-th commit of an
+engine goes to the thread and checkpoints there, as the automatic one would have (PASSIVE:
+it waits on no reader or writer). A brief COMMIT on the loop's thread saved about 150 µs of
+CPU per unit of work (bench/RESULTS.md §20).
 
 This is the aiosqlite DBAPI adapter of SQLAlchemy with its cursor replaced; the engine gets it
 as its DBAPI module (`create_async_engine(module=...)`, gateway/db.py). It reaches into
@@ -157,6 +165,20 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 IMMEDIATE = "BEGIN IMMEDIATE"
+# An engine's commits from one checkpoint of the WAL to the next: with a few pages written by
+# each, about the 1,000 pages at which SQLite's automatic checkpoint would run.
+CHECKPOINT_EVERY = 250
+
+
+def _commit_and_checkpoint(connection: sqlite3.Connection) -> None:
+    connection.commit()
+    try:
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+    except sqlite3.OperationalError as error:
+        # The commit stands. Another connection checkpointing now is as good; anything else
+        # leaves the WAL to the next checkpoint, a few hundred commits on.
+        if error.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
@@ -233,12 +255,17 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     def commit(self) -> None:
         # Begun, and nothing ran: nothing to commit.
-        self.begin_with, self.brief_next, self.on_loop = None, False, False
+        on_loop, self.begin_with, self.brief_next, self.on_loop = self.on_loop, None, False, False
         if not self.in_transaction:
             return  # no trip to the thread
+        checkpoint = self.dbapi.committed()
         try:
-            # On the thread: a commit may checkpoint the WAL (copy it into the database file).
-            await_(self.on_thread(sqlite3.Connection.commit))
+            if checkpoint:
+                await_(self.on_thread(_commit_and_checkpoint))
+            elif on_loop and self.thread_idle():
+                self.here(sqlite3.Connection.commit)  # a brief unit's (module docstring)
+            else:
+                await_(self.on_thread(sqlite3.Connection.commit))
         except Exception as error:
             self._handle_exception(error)
         self.in_transaction = False
@@ -259,6 +286,20 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """One engine's: it counts the engine's commits to its next checkpoint."""
+
+    def __init__(self, aiosqlite: Any, sqlite: Any) -> None:
+        super().__init__(aiosqlite, sqlite)
+        self.commits = 0  # since the last checkpoint
+
+    def committed(self) -> bool:
+        """Count a commit; True when it is the one that checkpoints."""
+        self.commits += 1
+        if self.commits < CHECKPOINT_EVERY:
+            return False
+        self.commits = 0
+        return True
+
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
         # A brief transaction's statements run on the loop's thread, not the one that opened
         # the connection (module docstring).

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway import sqlite_driver
 from gateway.db import create_engine, session_factory, transaction
 
 
@@ -165,14 +166,49 @@ async def _brief_units(engine: AsyncEngine, brief: bool) -> tuple[int, list[str]
     return made, list(values)
 
 
-async def test_a_brief_unit_of_work_goes_to_the_thread_only_to_commit(
+async def test_a_brief_unit_of_work_makes_no_trip_to_the_thread(
     engine: AsyncEngine,
 ) -> None:
-    """Its BEGIN (the lock being free) and statements run on the event loop's thread; what
-    they do and what an error undoes is as on the driver's."""
+    """Its BEGIN (the lock being free), statements and COMMIT run on the event loop's thread;
+    what they do and what an error undoes is as on the driver's."""
     made, values = await _brief_units(engine, brief=True)
-    assert made == 1  # the COMMIT
+    assert made == 0
     assert values == ["a", "b!"]  # the failed unit's 'c' was rolled back with it
+
+
+def _wal_frames(path: Path) -> int:
+    """The frames in the database's WAL, as a checkpoint by a connection of the test's own
+    counts them."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        (frames,) = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1:2]
+    finally:
+        other.close()
+    return int(frames)
+
+
+async def test_the_wal_is_checkpointed_on_the_thread_every_so_many_commits(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own checkpoint would run inside a brief unit's COMMIT, on the loop's thread:
+    it is off, and every CHECKPOINT_EVERY-th commit of the engine checkpoints on the driver's
+    thread instead, so the WAL stays about that many commits long."""
+    monkeypatch.setattr(sqlite_driver, "CHECKPOINT_EVERY", 20)
+    sessions = session_factory(engine)
+    async with engine.connect() as connection:
+        automatic = (await connection.execute(text("PRAGMA wal_autocheckpoint"))).scalar_one()
+    assert automatic == 0
+    trips: list[int] = []
+    for n in range(200):
+        async with transaction(sessions, brief=True) as session:
+            connection = await session.connection()
+            counted = await _trips(connection)
+            await connection.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": f"v{n}"})
+        trips.append(counted.count)
+    # One brief unit in twenty went to the thread: the one that checkpointed.
+    assert 9 <= sum(trips) <= 11
+    # Two hundred commits wrote a few frames each; since the last checkpoint, under twenty.
+    assert _wal_frames(tmp_path / "driver.db") <= 20 * 4
 
 
 async def test_a_brief_unit_waits_for_another_processs_writer_on_the_thread(
@@ -198,7 +234,7 @@ async def test_a_brief_unit_waits_for_another_processs_writer_on_the_thread(
     other.execute("COMMIT")
     await asyncio.wait_for(waiting, 10)
     other.close()
-    assert trips[0].count == 2  # the BEGIN with the first INSERT, on the thread; the COMMIT
+    assert trips[0].count == 1  # the BEGIN with the first INSERT, on the thread
     async with engine.connect() as connection:
         count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
     assert count == 2
