@@ -5,9 +5,8 @@ A run claims a few rounds of owed deliveries in one statement, takes as many of 
 subscription's slots as are free (`concurrency`, at most `policy.MAX_IN_FLIGHT` requests at a
 time across every worker) and POSTs that many at once; as answers come back it sends the next
 on the freed slots, records the answers and claims more, until nothing the subscription is owed
-can go now. One run per subscription is
-queued at a time (the job id); staging while one runs enqueues a follow-up a second later
-(`work.staging.again`).
+can go now. One run per subscription is queued at a time (the job id); staging while one runs
+enqueues a follow-up a second later (`work.staging.again`).
 
 The claim moves each claimed delivery's `next_attempt_at` one lease ahead (`claim_lease`), so no
 other run takes it meanwhile (on PostgreSQL the claim also skips rows another run has locked);
@@ -191,7 +190,7 @@ class _Run:
         finally:
             for task in self.running:  # cancelled: their claims run out and they go again
                 task.cancel()
-            await self._release(self.idle)
+            await self._release(self.idle + self.answered)
         return ", ".join(f"{n} {status}" for status, n in self.settled.items()) or "none owed"
 
     def _should_claim(self, exhausted: bool) -> bool:
