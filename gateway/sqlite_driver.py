@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import sqlite3
 from collections.abc import Callable
 from functools import partial
@@ -59,6 +60,8 @@ from sqlalchemy.util.concurrency import await_
 # What the thread hands back: description, rows, row count, last row id, in a transaction.
 _Outcome = tuple[Any, list[Any], int, int | None, bool]
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 
 def _run(
@@ -174,11 +177,16 @@ def _commit_and_checkpoint(connection: sqlite3.Connection) -> None:
     connection.commit()
     try:
         connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
-    except sqlite3.OperationalError as error:
-        # The commit stands. Another connection checkpointing now is as good; anything else
-        # leaves the WAL to the next checkpoint, a few hundred commits on.
-        if error.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            raise
+    except sqlite3.Error as error:
+        # The commit stands, so the unit of work must not be told it failed: a caller would
+        # do it again (a second play for one lead). Another connection checkpointing now is
+        # as good; anything else leaves the WAL to the next checkpoint, a few hundred commits
+        # on, and is logged.
+        if getattr(error, "sqlite_errorcode", None) not in (
+            sqlite3.SQLITE_BUSY,
+            sqlite3.SQLITE_LOCKED,
+        ):
+            log.warning("WAL checkpoint after a commit failed: %s", error)
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):

@@ -218,9 +218,11 @@ class _Run:
         """Send waiting deliveries on the slots the run holds or can take; False when it has
         none to send and can take none."""
         moment = time.monotonic()
-        old = [slot for slot in self.idle if slot.taken_at < moment - _half_lease()]
+        # A slot or a claim older than half its lease is not used (the two leases are one).
+        horizon = moment - concurrency.LEASE_SECONDS / 2
+        old = [slot for slot in self.idle if slot.taken_at < horizon]
         if old:
-            self.idle = [slot for slot in self.idle if slot not in old]
+            self.idle = [slot for slot in self.idle if slot.taken_at >= horizon]
             await self._release(old)
         window = RECORDING_WINDOW * policy.MAX_IN_FLIGHT
         sendable = min(len(self.waiting), window - len(self.running))
@@ -234,7 +236,7 @@ class _Run:
         stale: list[_Waiting] = []
         while self.waiting and self.idle and len(self.running) < window:
             waiting = self.waiting.popleft()
-            if waiting.claimed_at < moment - _half_lease():
+            if waiting.claimed_at < horizon:
                 stale.append(waiting)
                 continue
             self.busy += 1
@@ -307,10 +309,6 @@ class _Run:
             await concurrency.release(self.jc.redis, self.subscription_id, tokens)
         except REDIS_LOST:
             log.warning("webhook slots of subscription=%s left to run out", self.subscription_id)
-
-
-def _half_lease() -> float:
-    return concurrency.LEASE_SECONDS / 2
 
 
 async def _claim(sessions: SessionFactory, subscription_id: str, limit: int) -> Batch | None:
