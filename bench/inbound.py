@@ -4,13 +4,16 @@
                                       [--runs 3] [--step-seconds 5]
 
 Per run: a fresh database (SQLite file, or a scratch database on the given PostgreSQL server),
-`gateway web` (one uvicorn process, no worker) and a bare Starlette route on the same uvicorn
-settings answering `<Response/>` (bench/bare.py), and a load generator in its own process
-(bench/loadgen.py, open loop). Requests are built and signed before each step with the
-account's auth token (twilio.request_validator), each with a new MessageSid:
+`gateway web` (one uvicorn process) with one `gateway worker` beside it, a bare Starlette route
+on the same uvicorn settings answering `<Response/>` (bench/bare.py), and a load generator in
+its own process (bench/loadgen.py, open loop). Requests are built and signed before each step
+with the account's auth token (twilio.request_validator), each with a new MessageSid:
 
-- `inbound`: POST /twilio/sms, a text from one of 1,000 known leads (claim, message row,
-  keyword check, lead lookup, reply job enqueued);
+- `inbound`: POST /twilio/sms, a text from one of 1,000 known leads. The request appends it;
+  the worker's `sms.inbox` job acts on it (routing, lead lookup, message row, keyword check,
+  the lead's plays). After each step the benchmark waits until the worker has acted on every
+  text, and reports how long that took and the worker's CPU per text (`worker-cpu`; with
+  `--together`, one `gateway run` process does both and its CPU is the server's);
 - `status`: POST /twilio/sms/status?message_id=..., `delivered` for an outbound message
   inserted before the step (claim, forward-only status update, history row);
 - `bare`: the inbound requests against the bare route.
@@ -31,16 +34,18 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlmodel import col, func, select
 from twilio.request_validator import RequestValidator
 
 from bench import support
 from gateway.db import transaction
 from gateway.ids import new_id
-from gateway.models import Direction, Lead, Message, MessageStatus
+from gateway.models import Direction, Lead, Message, MessageStatus, WebhookClaim
 
 KINDS = ("bare", "inbound", "status")
 LEADS = 1000
@@ -166,6 +171,19 @@ class Requests:
             out.append(self._raw(f"/twilio/sms/status?message_id={row.id}", params))
         return out
 
+    async def drained(self, limit: float = 120.0) -> float:
+        """Seconds until the worker has acted on every inbound text appended so far."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit:
+            async with self.sessions() as session:
+                query = select(func.count()).where(
+                    col(WebhookClaim.kind) == "sms_in", col(WebhookClaim.done_at).is_(None)
+                )
+                if (await session.exec(query)).one() == 0:
+                    return time.monotonic() - started
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"inbound texts still pending after {limit:.0f} s")
+
     async def build(self, kind: str, count: int) -> list[bytes]:
         if kind == "status":
             return await self.status(count)
@@ -195,7 +213,9 @@ def show(kind: str, step: dict[str, Any]) -> None:
         f"  {kind:8s} offered {step['offered']:7.0f}/s achieved {step['achieved']:7.0f}/s "
         f"p50 {step['p50_ms']:7.1f} ms p99 {step['p99_ms']:7.1f} ms max {step['max_ms']:7.1f} "
         f"ok {step['ok']}/{step['sent']} loadgen-lag-p99 {step['lag_p99_ms']:.1f} ms "
-        f"loadgen-cpu {step['cpu'] * 100:.0f}% server-cpu {step['server_cpu_ms']:.2f} ms/req",
+        f"loadgen-cpu {step['cpu'] * 100:.0f}% server-cpu {step['server_cpu_ms']:.2f} ms/req"
+        + (f" worker-cpu {step['worker_cpu_ms']:.2f} ms/req" if "worker_cpu_ms" in step else "")
+        + (f" inbox empty {step['drain_s']:.1f} s after" if "drain_s" in step else ""),
         file=sys.stderr,
         flush=True,
     )
@@ -207,15 +227,28 @@ async def measure(
     build: Requests,
     gen: LoadGen,
     args: argparse.Namespace,
+    *,
+    worker: support.Service | None,
 ) -> KindResult:
     port = build.port
 
     async def step(rate: float, seconds: float) -> dict[str, Any]:
         requests = await build.build(kind, int(rate * seconds))
         cpu0 = server.cpu_seconds()
+        worker0 = worker.cpu_seconds() if worker is not None else 0.0
         result = await asyncio.to_thread(gen.step, port, rate, seconds, requests)
         # The server's own CPU per request: a figure the machine's other load barely moves.
-        result["server_cpu_ms"] = (server.cpu_seconds() - cpu0) * 1000 / max(1, result["sent"])
+        spent = server.cpu_seconds() - cpu0
+        if kind == "inbound":
+            # Every step starts from an empty inbox; how long it took to empty says whether the
+            # worker kept up. With `--together` the one process's CPU covers both.
+            result["drain_s"] = await build.drained()
+            if worker is None:
+                spent = server.cpu_seconds() - cpu0
+            else:
+                worker_spent = worker.cpu_seconds() - worker0
+                result["worker_cpu_ms"] = worker_spent * 1000 / max(1, result["sent"])
+        result["server_cpu_ms"] = spent * 1000 / max(1, result["sent"])
         show(kind, result)
         await asyncio.sleep(args.pause)  # let the server drain before the next step
         return result
@@ -265,7 +298,11 @@ async def one_run(args: argparse.Namespace, gen: LoadGen) -> dict[str, KindResul
         tenant = await support.create_tenant(run)
         async with run.sessions() as sessions:
             phones = await add_leads(sessions, tenant.account_id)
-            web = await run.web()
+            if args.together:  # the embedded default: `gateway run`, one process
+                web, run_worker = await run.web_and_worker(), None
+            else:
+                web = await run.web()
+                [run_worker] = await run.workers(1)
             bare_port = support.free_port()
             bare = run.start(
                 "bare",
@@ -280,7 +317,8 @@ async def one_run(args: argparse.Namespace, gen: LoadGen) -> dict[str, KindResul
                 requests = Requests(
                     run.base_url, port, phones, sessions, tenant.account_id, run.sandbox_auth
                 )
-                results[kind] = await measure(kind, server, requests, gen, args)
+                worker = run_worker if kind == "inbound" else None
+                results[kind] = await measure(kind, server, requests, gen, args, worker=worker)
             return results
 
 
@@ -296,6 +334,11 @@ def report(args: argparse.Namespace, runs: list[dict[str, KindResult]]) -> None:
             f"inbound {db} {kind}: at {args.fixed_rate} req/s p50 {fmt(p50, 1)} ms, "
             f"p99 {fmt(p99, 1)} ms; server CPU "
             f"{fmt([r[kind].fixed['server_cpu_ms'] for r in runs], 2)} ms/request"
+            + (
+                f"; worker CPU {fmt([r[kind].fixed['worker_cpu_ms'] for r in runs], 2)} ms/text"
+                if "worker_cpu_ms" in runs[0][kind].fixed
+                else ""
+            )
         )
     for kind in kinds:
         print(
@@ -320,6 +363,12 @@ async def main() -> None:
     parser.add_argument("--p99-limit", type=float, default=100.0, help="ms")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between steps")
     parser.add_argument("--kinds", default=",".join(KINDS), help="a subset, for profiling")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="`gateway run` (web and worker in one process) instead of `gateway web` and "
+        "`gateway worker`; the server's CPU is then both's",
+    )
     args = parser.parse_args()
     gen = LoadGen()
     runs = []

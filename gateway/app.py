@@ -65,6 +65,10 @@ log = logging.getLogger(__name__)
 
 def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
     routes: list[BaseRoute] = [
+        # Twilio's webhooks first: they are most of the requests, and the router tries each
+        # route in turn (matching sixty routes before them was a tenth of an inbound text's CPU).
+        *sms_routes.routes,
+        *voice_routes.routes,
         Route("/healthz", healthz, methods=["GET"]),
         *account.routes,
         *optouts.routes,
@@ -83,9 +87,7 @@ def _routes(sandbox: Sandbox | None) -> list[BaseRoute]:
         *docs.routes,
         *party_lines.routes,
         *play_log.routes,
-        *sms_routes.routes,
         *unsubscribe_page.routes,
-        *voice_routes.routes,
         console_mount(),
     ]
     if sandbox is not None:

@@ -146,7 +146,16 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
 
 def _writer_turn(session: AsyncSession) -> asyncio.Lock | None:
     """On SQLite, the lock this process's write transactions take turns on; None elsewhere."""
-    bind = session.bind
+    return _engine_turn(session.bind)
+
+
+async def _take_turn(turn: asyncio.Lock) -> None:
+    """This process's SQLite writer turn; a TimeoutError past SQLITE_BUSY_SECONDS."""
+    async with asyncio.timeout(SQLITE_BUSY_SECONDS):
+        await turn.acquire()
+
+
+def _engine_turn(bind: Any) -> asyncio.Lock | None:
     if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
         return None
     turn = _WRITERS.get(bind.sync_engine)
@@ -178,8 +187,7 @@ async def transaction(
     async with factory() as session:
         turn = _writer_turn(session)
         if turn is not None:
-            async with asyncio.timeout(SQLITE_BUSY_SECONDS):
-                await turn.acquire()
+            await _take_turn(turn)
         try:
             await session.connection(execution_options={_IMMEDIATE: True, _BRIEF: brief})
             yield session
@@ -195,6 +203,31 @@ async def transaction(
         handoff: Handoff | None = session.info.get(HANDOFF)
         if staged and handoff is not None:
             await handoff(staged.values())
+
+
+async def write_alone(factory: SessionFactory, statement: Any, params: dict[str, Any]) -> int:
+    """One INSERT or UPDATE that is a whole unit of work (an inbound text's append), without a
+    session; returns its row count. Nothing is staged: the caller hands off its work itself.
+
+    Cheaper than `transaction(brief=True)` around the same statement: no ORM session, and on
+    PostgreSQL no BEGIN and COMMIT round trips (a single statement is atomic on its own). On
+    SQLite it takes this process's writer turn and runs on the event loop's thread, as a
+    brief unit does."""
+    engine: AsyncEngine = factory.kw["bind"]
+    turn = _engine_turn(engine)
+    if turn is None:
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return int((await connection.execute(statement, params)).rowcount)
+    await _take_turn(turn)
+    try:
+        async with engine.connect() as connection:
+            await connection.execution_options(**{_IMMEDIATE: True, _BRIEF: True})
+            async with connection.begin():
+                result = await connection.execute(statement, params)
+            return int(result.rowcount)
+    finally:
+        turn.release()
 
 
 async def serialized(session: AsyncSession) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -116,8 +116,13 @@ async def latest_opt_outs(
 
 
 async def is_opted_out(session: AsyncSession, account_id: str, phone: str) -> bool:
-    status = (await session.exec(select(ledger_status(account_id, phone)))).first()
+    params = {"account_id": account_id, "phone": phone}
+    status = (await session.execute(_STATUS, params)).scalar()
     return status == LedgerEvent.OPT_OUT
+
+
+# `is_opted_out`'s statement, built once (every inbound text asks it).
+_STATUS = select(ledger_status(bindparam("account_id"), bindparam("phone")))
 
 
 async def email_unsubscribed(session: AsyncSession, account_id: str, address: str) -> bool:

@@ -40,8 +40,11 @@ class FormFields(dict[str, list[str]]):
 
 
 def signed_url(request: Request) -> str:
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    url = app_state(request)["settings"].base_url + request.url.path
+    # The path from the scope as `request.url.path` reads it, without building the whole URL
+    # (a twentieth of an inbound text's CPU).
+    scope = request.scope
+    query = scope.get("query_string", b"").decode("latin-1")
+    url = app_state(request)["settings"].base_url + scope.get("root_path", "") + scope["path"]
     return f"{url}?{query}" if query else url
 
 

@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.contact_lock import lock_contact, reread
-from gateway.db import transaction
+from gateway.db import UTCDateTime, transaction
 from gateway.engine.replies import on_reply
 from gateway.engine.stepper import run_due
 from gateway.job_context import job_context
@@ -109,21 +109,32 @@ async def reply(ctx: dict[str, Any], message_id: str) -> str:
             message.dispatched_at = now()
             session.add(message)
             return "no lead"
-        await lock_contact(session, lead.account_id, lead.phone)
-        plays = (
-            await session.exec(
-                select(Play).where(
-                    Play.account_id == lead.account_id,
-                    Play.lead_id == lead.id,
-                    Play.state == PlayState.RUNNING,
-                    col(Play.created_at) <= message.created_at,
-                )
-            )
-        ).all()
-        for play in plays:
-            await on_reply(session, play, lead, message.body)
-        if plays and message.play_id is None:
-            message.play_id = plays[0].id  # shown with the play's messages
+        heard_by = await hand_reply(session, lead, message.body, message.created_at)
+        if heard_by and message.play_id is None:
+            message.play_id = heard_by[0]  # shown with the play's messages
         message.dispatched_at = now()
         session.add(message)
-    return f"{len(plays)} plays"
+    return f"{len(heard_by)} plays"
+
+
+async def hand_reply(
+    session: AsyncSession, lead: Lead, body: str, received_at: datetime
+) -> list[str]:
+    """An inbound text to every play of `lead` that was running when it came; returns their
+    ids. The caller marks the text dispatched in the same transaction (this job, or the inbox
+    that received it, gateway/jobs/sms_inbox.py)."""
+    await lock_contact(session, lead.account_id, lead.phone)
+    params = {"account_id": lead.account_id, "lead_id": lead.id, "received_at": received_at}
+    plays = (await session.exec(_RUNNING_PLAYS, params=params)).all()
+    for play in plays:
+        await on_reply(session, play, lead, body)
+    return [play.id for play in plays]
+
+
+# `hand_reply`'s read: the lead's plays running when the text came, built once.
+_RUNNING_PLAYS = select(Play).where(
+    Play.account_id == bindparam("account_id"),
+    Play.lead_id == bindparam("lead_id"),
+    Play.state == PlayState.RUNNING,
+    col(Play.created_at) <= bindparam("received_at", type_=UTCDateTime),
+)

@@ -192,10 +192,25 @@ class ContactLock(SQLModel, table=True):
 
 
 class WebhookClaim(SQLModel, table=True):
-    """A Twilio webhook seen once: inserted before any side effect; a redelivery conflicts."""
+    """A Twilio webhook seen once: inserted before any side effect; a redelivery conflicts.
+
+    Most are acted on in their request and are done when inserted. An inbound text is only
+    appended by its request and acted on by the `sms.inbox` job (gateway/jobs/sms_inbox.py):
+    `done_at` is empty until then."""
 
     __tablename__ = "webhook_claims"
-    __table_args__ = (UniqueConstraint("kind", "key", name="uq_webhook_claims_kind_key"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "key", name="uq_webhook_claims_kind_key"),
+        # The inbox's claim: the pending rows of a kind, oldest first (partial: all but a
+        # few rows are done; migration 0024).
+        Index(
+            "ix_webhook_claims_pending",
+            "kind",
+            "id",
+            sqlite_where=text("done_at IS NULL"),
+            postgresql_where=text("done_at IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(LedgerId, primary_key=True))
     kind: str = Field(max_length=20)
@@ -206,3 +221,4 @@ class WebhookClaim(SQLModel, table=True):
     params: dict[str, Any] = Field(
         default_factory=empty_dict, sa_column=Column(JSON, nullable=False)
     )
+    done_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

@@ -14,12 +14,13 @@ from gateway.work.kinds import (
     PARTY_LINE_RUN,
     PLAY_ADVANCE,
     PLAY_REPLY,
+    SMS_INBOX,
     SMS_SEND,
     WEBHOOK_DELIVER,
     Kind,
 )
 from gateway.work.registry import job
-from gateway.work.staging import bind, enqueue_now, stage
+from gateway.work.staging import bind, enqueue_now, hand_off, stage
 
 __all__ = [
     "EMAIL_SEND",
@@ -27,11 +28,13 @@ __all__ = [
     "PARTY_LINE_RUN",
     "PLAY_ADVANCE",
     "PLAY_REPLY",
+    "SMS_INBOX",
     "SMS_SEND",
     "WEBHOOK_DELIVER",
     "Kind",
     "bind",
     "enqueue_now",
+    "hand_off",
     "job",
     "stage",
 ]

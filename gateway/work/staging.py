@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import weakref
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +41,9 @@ HANDOFF_AT_ONCE = 8
 # drain is enqueued again this much later, under an id of its own (`again`), once: the
 # follow-ups of one second share their id, so a burst of commits makes one.
 DRAIN_AGAIN_SECONDS = 1.0
+# Commits that stage the same drain within this long of its last enqueue from this process
+# share one enqueue, at the end of that time (`_Coalesced`).
+DRAIN_COALESCE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,16 @@ async def enqueue_now(
     return item is not None and await enqueue(redis, item)
 
 
+async def hand_off(factory: SessionFactory, kind: Kind, argument: str) -> None:
+    """Hand `kind(argument)`, due now, to `factory`'s hand-off, as a commit of one of its
+    transactions would have: for work whose row was written without a session
+    (`gateway.db.write_alone`). A factory bound to no Redis leaves it to the sweep."""
+    handoff: Handoff | None = (factory.kw.get("info") or {}).get(HANDOFF)
+    item = planned(kind, argument)
+    if handoff is not None and item is not None:
+        await handoff([item])
+
+
 async def enqueue(redis: ArqRedis, item: Staged, *, follow_up: bool = True) -> bool:
     """Enqueue one job now; False if arq refused it (live already) or Redis failed (logged:
     the sweep finds the row). A drain refused as live gets its follow-up (`again`)."""
@@ -130,16 +145,67 @@ async def again(
     return await enqueue(redis, follow, follow_up=False)
 
 
+class _Coalesced:
+    """A drain staged by commit after commit (every inbound text stages the one inbox) is
+    enqueued at most twice per DRAIN_COALESCE_SECONDS from a process, not once per commit: an
+    enqueue is three Redis round trips, and a drain refused as live three more for its
+    follow-up, which at a few hundred commits a second was a third of a request's CPU.
+
+    The first commit after a quiet spell enqueues at once. Commits within the spell that
+    follows share one enqueue at its end, which starts after each of their commits, as the
+    drain needs: a run that claims after a commit finds what it committed."""
+
+    def __init__(self) -> None:
+        self._quiet_until: dict[str, float] = {}
+        self._trailing: dict[str, asyncio.Task[None]] = {}
+
+    async def offer(self, redis: ArqRedis, item: Staged) -> None:
+        moment = time.monotonic()
+        quiet_until = self._quiet_until.get(item.job_id, 0.0)
+        if moment >= quiet_until:
+            self._spell(item.job_id, moment)
+            await enqueue(redis, item)
+        elif item.job_id not in self._trailing:
+            task = asyncio.create_task(self._trail(redis, item, quiet_until - moment))
+            self._trailing[item.job_id] = task
+
+    async def _trail(self, redis: ArqRedis, item: Staged, delay: float) -> None:
+        await asyncio.sleep(delay)
+        # From here on a commit schedules an enqueue of its own: this one may start before it.
+        del self._trailing[item.job_id]
+        self._spell(item.job_id, time.monotonic())
+        await enqueue(redis, item)
+
+    def _spell(self, job_id: str, moment: float) -> None:
+        if len(self._quiet_until) > 1000:  # drains of many subscriptions: forget the quiet
+            self._quiet_until = {k: v for k, v in self._quiet_until.items() if v > moment}
+        self._quiet_until[job_id] = moment + DRAIN_COALESCE_SECONDS
+
+
+_COALESCED: weakref.WeakKeyDictionary[ArqRedis, _Coalesced] = weakref.WeakKeyDictionary()
+
+
+async def _hand_over(redis: ArqRedis, item: Staged) -> None:
+    """One staged job to Redis: a drain due now through its process's `_Coalesced`."""
+    if item.kind.drains and item.at is None:
+        coalesced = _COALESCED.get(redis)
+        if coalesced is None:
+            coalesced = _COALESCED[redis] = _Coalesced()
+        await coalesced.offer(redis, item)
+    else:
+        await enqueue(redis, item)
+
+
 async def handoff_to_redis(redis: ArqRedis, staged: Collection[Staged]) -> None:
     """Enqueue a committed transaction's staged work, several jobs at once."""
     if len(staged) == 1:
-        await enqueue(redis, next(iter(staged)))
+        await _hand_over(redis, next(iter(staged)))
         return
     slots = asyncio.Semaphore(HANDOFF_AT_ONCE)
 
     async def one(item: Staged) -> None:
         async with slots:
-            await enqueue(redis, item)
+            await _hand_over(redis, item)
 
     await asyncio.gather(*(one(item) for item in staged))
 

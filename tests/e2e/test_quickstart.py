@@ -6,6 +6,7 @@ text arrive. The sandbox's old published credentials open nothing."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -52,8 +53,13 @@ def test_quickstart_texts_a_registered_number_with_the_printed_credentials(
         # Real time: the sandbox's callback reaches the gateway shortly; wait on the record.
         settle = httpx.post(f"{url}/sandbox/_sandbox/settle", json={}, auth=creds, timeout=30)
         assert settle.status_code == 200
-        listed = httpx.get(f"{url}/v1/messages", params={"phone": LEAD}, headers=auth_header)
-        inbound = [m for m in listed.json()["data"] if m["direction"] == "inbound"]
+        # The webhook appended the text; the worker's inbox job records it a moment later.
+        inbound: list[dict[str, str]] = []
+        deadline = time.monotonic() + 10
+        while not inbound and time.monotonic() < deadline:
+            listed = httpx.get(f"{url}/v1/messages", params={"phone": LEAD}, headers=auth_header)
+            inbound = [m for m in listed.json()["data"] if m["direction"] == "inbound"]
+            time.sleep(0.05)
         assert [m["body"] for m in inbound] == ["hello"]
 
     # The same DATA_DIR after a restart: the same credentials.

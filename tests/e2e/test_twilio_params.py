@@ -167,6 +167,7 @@ async def test_status_error_code_must_be_ascii_digits(stack: Stack, value: str) 
 async def test_ascii_numbers_in_range_are_taken(stack: Stack) -> None:
     response = await stack.post_twilio("/twilio/sms", {**INBOUND, "NumSegments": "3"})
     assert response.status_code == 200
+    await stack.work()
     async with stack.sessions() as session:
         [message] = (await session.exec(select(Message))).all()
     assert message.num_segments == 3

@@ -154,6 +154,7 @@ async def test_json_webhook_with_body_sha256(stack: Stack) -> None:
     headers = {"Content-Type": "application/json", "X-Twilio-Signature": signature}
     accepted = await stack.api.post(path, content=body, headers=headers)
     assert accepted.status_code == 200
+    await stack.work()
     assert await _counts(stack) == (1, 1)
     tampered = await stack.api.post(path, content=body.replace("hi", "STOP"), headers=headers)
     assert tampered.status_code == 403

@@ -11,7 +11,7 @@ import httpx
 from sqlmodel import col, select
 
 from gateway.models import Email, OptOutEvent
-from tests.support.stack import LEAD, OUR_NUMBER, Stack
+from tests.support.stack import LEAD, Stack
 
 from .conftest import Inbox
 
@@ -97,8 +97,7 @@ async def test_the_link_unsubscribes_and_the_next_email_is_not_sent(stack: Stack
     )  # fmt: skip
 
     # The lead texts START: texts may resume, but the address stays unsubscribed from email.
-    stack.sandbox.send_sms(LEAD, OUR_NUMBER, "START")
-    await stack.sandbox.settle()
+    await stack.say("START")
     status = await stack.api.get(f"/v1/opt-outs/{LEAD}")
     assert status.json()["status"] != "opted_out"
     await stack.sandbox.advance(3600 + 1)

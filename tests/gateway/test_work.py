@@ -5,6 +5,7 @@ Real database, real Redis, the real `sms.send` kind (a queued text stages its ow
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -23,7 +24,7 @@ from gateway.job_context import as_ctx
 from gateway.models import Message, Purpose
 from gateway.settings import Settings
 from gateway.sms.outbox import queue_message
-from gateway.work import kinds, registry
+from gateway.work import kinds, registry, staging
 from gateway.work.sweep import sweep
 from gateway.worker import opened_job_context, redis_settings
 from tests.support.ports import free_port
@@ -182,3 +183,23 @@ def test_every_job_id_rule() -> None:
     names = [k.name for k in vars(kinds).values() if isinstance(k, kinds.Kind)]
     prefixes = [k.prefix for k in vars(kinds).values() if isinstance(k, kinds.Kind)]
     assert len(set(names)) == len(names) and len(set(prefixes)) == len(prefixes)
+
+
+async def test_a_burst_of_commits_staging_one_drain_shares_its_enqueues(
+    sessions: SessionFactory, redis: ArqRedis
+) -> None:
+    """Every inbound text's commit stages the one inbox drain: the first enqueues it at once,
+    the rest within DRAIN_COALESCE_SECONDS share one enqueue at its end, which still comes
+    after each of their commits."""
+    bound = work.bind(sessions, redis)
+    job_id = work.SMS_INBOX.job_id("sms")
+    await work.hand_off(bound, work.SMS_INBOX, "sms")
+    assert list(await queued_jobs(redis)) == [job_id]
+    # The run starts and ends (its id is free again) while commits keep coming.
+    await redis.delete(job_key_prefix + job_id)
+    await redis.zrem(default_queue_name, job_id)
+    for _ in range(10):
+        await work.hand_off(bound, work.SMS_INBOX, "sms")
+    assert await queued_jobs(redis) == {}  # none of them enqueued on its own
+    await asyncio.sleep(staging.DRAIN_COALESCE_SECONDS * 4)
+    assert list(await queued_jobs(redis)) == [job_id]  # the one at the spell's end

@@ -1,0 +1,191 @@
+"""The inbox (gateway/jobs/sms_inbox.py): `POST /twilio/sms` only appends the text, and the
+`sms.inbox` job acts on the pending texts in batches, each once and in the order they came,
+setting aside a text that fails on its own and leaving everything pending when the trouble is
+not the text's. Real signed webhooks through the gateway, the real job, database and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from arq.constants import default_queue_name
+from sqlalchemy.exc import OperationalError
+from sqlmodel import col, select
+
+from gateway.job_context import as_ctx
+from gateway.jobs import sms_inbox
+from gateway.models import Message, MessageEvent, OptOutEvent, WebhookClaim
+from gateway.work import SMS_INBOX
+from gateway.work.sweep import sweep
+from gateway.worker import opened_job_context
+from tests.support.sql import statements
+from tests.support.stack import OUR_NUMBER, Stack
+
+TAKE = "UPDATE webhook_claims SET done_at"
+
+
+def _sid(n: int) -> str:
+    return f"SM{n:032d}"
+
+
+async def _append(stack: Stack, n: int, body: str = "hello", phone: str = "+14155557000") -> str:
+    """A signed inbound webhook for text `n`; returns its MessageSid."""
+    params = {"MessageSid": _sid(n), "From": phone, "To": OUR_NUMBER, "Body": body}
+    response = await stack.post_twilio("/twilio/sms", params)
+    assert response.status_code == 200, response.text
+    return params["MessageSid"]
+
+
+async def _inbound(stack: Stack) -> list[str]:
+    """The inbound texts written, by SID, in the order they were acted on (their `received`
+    history rows are numbered as written)."""
+    async with stack.sessions() as session:
+        query = (
+            select(Message.twilio_sid)
+            .join(MessageEvent, col(MessageEvent.message_id) == col(Message.id))
+            .where(Message.direction == "inbound", MessageEvent.status == "received")
+            .order_by(col(MessageEvent.id))
+        )
+        return [sid or "" for sid in (await session.exec(query)).all()]
+
+
+async def _pending(stack: Stack) -> list[str]:
+    async with stack.sessions() as session:
+        query = (
+            select(WebhookClaim.key)
+            .where(WebhookClaim.kind == "sms_in", col(WebhookClaim.done_at).is_(None))
+            .order_by(col(WebhookClaim.id))
+        )
+        return list((await session.exec(query)).all())
+
+
+async def _take(stack: Stack) -> int:
+    """One run of the job, as the worker runs it."""
+    async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
+        return await sms_inbox.take_inbox(as_ctx(jc), sms_inbox.INBOX)
+
+
+def _failing(monkeypatch: pytest.MonkeyPatch, fails: Callable[[str], Exception | None]) -> None:
+    """Make `_receive` raise `fails(sid)` for the texts it names (a fault, injected)."""
+    receive = sms_inbox._receive
+
+    async def failing(session: Any, batch: Any, text: sms_inbox.Taken) -> None:
+        error = fails(text.key)
+        if error is not None:
+            raise error
+        await receive(session, batch, text)
+
+    monkeypatch.setattr(sms_inbox, "_receive", failing)
+
+
+async def test_the_webhook_appends_and_a_burst_is_taken_in_batches_each_once(
+    stack: Stack,
+) -> None:
+    count = 2 * sms_inbox.BATCH + 5
+    sids = [await _append(stack, n) for n in range(count)]
+    await _append(stack, 0)  # Twilio sends one again: appended once
+    assert await _pending(stack) == sids
+    assert await _inbound(stack) == []  # nothing acted on in the request
+    with statements(TAKE) as takes:
+        await stack.work()
+    assert await _inbound(stack) == sids  # each once, in the order they came
+    assert await _pending(stack) == []
+    # A transaction per batch (and at most one more look by a follow-up run), not per text.
+    assert (
+        math.ceil(count / sms_inbox.BATCH) <= len(takes) <= math.ceil(count / sms_inbox.BATCH) + 1
+    )
+
+
+async def test_two_runs_at_once_take_each_text_once_and_keep_a_leads_order(
+    stack: Stack,
+) -> None:
+    lead = "+14155557001"
+    for n in range(40):
+        await _append(stack, n, body=("STOP", "START")[n % 2], phone=lead)
+    done = await asyncio.gather(_take(stack), _take(stack))
+    assert sum(done) == 40
+    assert await _inbound(stack) == [_sid(n) for n in range(40)]
+    async with stack.sessions() as session:
+        events = (await session.exec(select(OptOutEvent).order_by(col(OptOutEvent.id)))).all()
+    assert [e.event for e in events] == ["opt_out", "opt_in"] * 20
+    assert [e.message_sid for e in events] == [_sid(n) for n in range(40)]
+
+
+async def test_a_text_that_fails_on_its_own_is_set_aside_and_the_rest_go_on(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sids = [await _append(stack, n) for n in range(3)]
+    _failing(monkeypatch, lambda sid: ValueError("odd input") if sid == sids[1] else None)
+    with caplog.at_level(logging.ERROR, logger=sms_inbox.__name__):
+        assert await _take(stack) == 3
+    assert await _inbound(stack) == [sids[0], sids[2]]
+    assert await _pending(stack) == []
+    [aside] = [r for r in caplog.records if "set aside" in r.getMessage()]
+    async with stack.sessions() as session:
+        claim = (await session.exec(select(WebhookClaim).where(WebhookClaim.key == sids[1]))).one()
+    assert str(claim.id) in aside.getMessage() and claim.params["MessageSid"] == sids[1]
+
+
+async def test_when_every_text_fails_nothing_is_set_aside(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sids = [await _append(stack, n) for n in range(3)]
+    _failing(monkeypatch, lambda sid: ValueError("a bug of ours"))
+    with pytest.raises(RuntimeError, match="every inbound text of a batch failed"):
+        await _take(stack)
+    assert await _pending(stack) == sids
+    monkeypatch.undo()  # the fix is deployed: the next run acts on every text
+    assert await _take(stack) == 3
+    assert await _inbound(stack) == sids
+
+
+async def test_a_database_error_rolls_the_batch_back_and_leaves_it_pending(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sids = [await _append(stack, n) for n in range(3)]
+    lost = OperationalError("INSERT", {}, Exception("connection lost"))
+    _failing(monkeypatch, lambda sid: lost if sid == sids[1] else None)
+    with pytest.raises(OperationalError):
+        await _take(stack)
+    assert await _inbound(stack) == []  # the first text's rows went with the batch
+    assert await _pending(stack) == sids
+    monkeypatch.undo()
+    assert await _take(stack) == 3
+    assert await _inbound(stack) == sids  # each once
+
+
+async def test_texts_whose_job_redis_lost_are_found_by_the_sweep(stack: Stack) -> None:
+    sids = [await _append(stack, n) for n in range(2)]
+    await stack.api_redis.flushdb()
+    async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
+        assert await sweep(as_ctx(jc)) >= 1
+    queued = {job.decode() for job in await stack.api_redis.zrange(default_queue_name, 0, -1)}
+    assert SMS_INBOX.job_id(sms_inbox.INBOX) in queued
+    await stack.work()
+    assert await _inbound(stack) == sids
+
+
+async def test_when_the_plays_fail_each_text_is_still_recorded_and_its_reply_owed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply goes to the lead's plays in the batch's transaction; when that fails, each text
+    is taken alone with its reply left to a `plays.reply` job (and the sweep), not set aside."""
+    phone = "+14155557002"
+    lead = await stack.api.post("/v1/leads", json={"phone": phone, "first_name": "Ann"})
+    assert lead.status_code == 201, lead.text
+    sids = [await _append(stack, n, body="sounds good", phone=phone) for n in range(2)]
+
+    async def failing(*args: Any) -> list[str]:
+        raise ValueError("a play's bug")
+
+    monkeypatch.setattr(sms_inbox, "hand_reply", failing)
+    assert await _take(stack) == 2
+    assert await _inbound(stack) == sids
+    assert await _pending(stack) == []
+    async with stack.sessions() as session:
+        query = select(Message.dispatched_at).where(Message.direction == "inbound")
+        assert (await session.exec(query)).all() == [None, None]  # owed to the plays
