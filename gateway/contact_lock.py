@@ -9,27 +9,49 @@ statement, which serializes far more than one contact: there the row is not touc
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+from sqlalchemy import Insert, bindparam
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.db import conflict_insert, serialized
+from gateway.db import dialect_insert, serialized
 from gateway.models import ContactLock
+
+# session.info key: the transaction the contacts below were locked in, and those contacts.
+_HELD = "gateway.contact_lock.held"
 
 
 async def lock_contact(session: AsyncSession, account_id: str, phone: str) -> None:
+    """Hold (account, phone) until the transaction ends. A second call for the same contact in
+    the same transaction (an inbound text's keyword check, then its plays) sends nothing: the
+    lock is held already (nothing here uses savepoints, whose rollback would release it)."""
     if await serialized(session):
         return
+    transaction = session.sync_session.get_transaction()
+    held_in, held = session.info.get(_HELD, (None, set()))
+    if held_in is not transaction:
+        held = set()
+        session.info[_HELD] = (transaction, held)
+    if (account_id, phone) in held:
+        return
     connection = await session.connection()
+    params = {"account_id": account_id, "phone": phone}
+    await connection.execute(_touch(connection.dialect.name), params)
+    held.add((account_id, phone))
+
+
+@cache
+def _touch(dialect: str) -> Insert:
+    """`lock_contact`'s upsert, built once per dialect."""
     table = ContactLock.__table__  # type: ignore[attr-defined]
-    statement = (
-        conflict_insert(connection, ContactLock)
-        .values(account_id=account_id, phone=phone, touches=1)
+    return (
+        dialect_insert(dialect, ContactLock)
+        .values(account_id=bindparam("account_id"), phone=bindparam("phone"), touches=1)
         .on_conflict_do_update(
             index_elements=["account_id", "phone"], set_={"touches": table.c.touches + 1}
         )
     )
-    await connection.execute(statement)
 
 
 async def reread(session: AsyncSession, *rows: Any) -> None:

@@ -19,7 +19,14 @@ from gateway.claims import append, claim
 from gateway.db import transaction
 from gateway.engine import lifecycle
 from gateway.errors import ApiError
-from gateway.jobs.sms_inbox import CLAIM_KIND, INBOX, MAX_NUM_MEDIA, MAX_NUM_SEGMENTS
+from gateway.jobs.sms_inbox import (
+    CLAIM_KIND,
+    INBOX,
+    MAX_MEDIA_URLS,
+    MAX_NUM_MEDIA,
+    MAX_NUM_SEGMENTS,
+    TEXT_FIELDS,
+)
 from gateway.models import Message
 from gateway.sms.status import FROM_TWILIO, moved, moved_row
 from gateway.sms.status_updates import FAILURES, after_move, apply_status
@@ -39,6 +46,17 @@ def _twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
+def _text(params: dict[str, Any], name: str) -> None:
+    """A text parameter is a string, or strings (a repeated form key); a JSON body could hold
+    anything else: 400 naming the field."""
+    value = params.get(name, "")
+    if isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    ):
+        return
+    raise ApiError(400, "bad_request", f"{name} must be text", name)
+
+
 def _int(params: dict[str, Any], name: str, maximum: int) -> int | None:
     """A whole-number parameter (ASCII digits within range); 400 naming the field otherwise."""
     try:
@@ -52,9 +70,13 @@ async def inbound_sms(request: Request) -> Response:
     (gateway/jobs/sms_inbox.py), so Twilio's request costs a signature check and one INSERT."""
     params = await verified_params(request)
     sid, _from, _to = required(params, "MessageSid", "From", "To")
-    # Checked here, so that a value Twilio would never send is a 400 and nothing is stored.
-    _int(params, "NumMedia", MAX_NUM_MEDIA)
+    # Checked here, so that a value Twilio would never send is a 400 and nothing is stored
+    # (the inbox job reads them later, when the request is long answered).
+    num_media = _int(params, "NumMedia", MAX_NUM_MEDIA) or 0
     _int(params, "NumSegments", MAX_NUM_SEGMENTS)
+    media = [f"MediaUrl{i}" for i in range(min(num_media, MAX_MEDIA_URLS))]
+    for name in (*TEXT_FIELDS, *media):
+        _text(params, name)
     sessions = app_state(request)["sessions"]
     if await append(sessions, CLAIM_KIND, sid, params):
         await hand_off(sessions, SMS_INBOX, INBOX)

@@ -67,6 +67,9 @@ BATCH = 16
 MAX_NUM_MEDIA = 100
 MAX_NUM_SEGMENTS = 1000
 MAX_MEDIA_URLS = 10
+# The parameters read as text besides From and To (and the MediaUrls); the route turns away
+# any other kind of value (a JSON body could hold one) with a 400.
+TEXT_FIELDS = ("Body", "MessagingServiceSid", "OptOutType")
 
 
 async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:

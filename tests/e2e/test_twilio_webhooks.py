@@ -161,6 +161,29 @@ async def test_json_webhook_with_body_sha256(stack: Stack) -> None:
     assert await _counts(stack) == (1, 1)
 
 
+@pytest.mark.parametrize(
+    "field",
+    [{"Body": {"text": "hi"}}, {"OptOutType": ["STOP", 1]}, {"NumMedia": "1", "MediaUrl0": 7}],
+)
+async def test_json_webhook_with_a_non_text_field_is_400_and_stores_nothing(
+    stack: Stack, field: dict[str, object]
+) -> None:
+    """A JSON body may hold any value where Twilio sends text: refused before the append, so
+    the inbox job never meets it."""
+    fields = {"MessageSid": "SM" + "8" * 32, "From": LEAD, "To": OUR_NUMBER, "Body": "hi", **field}
+    body = json.dumps(fields)
+    path = f"/twilio/sms?bodySHA256={hashlib.sha256(body.encode()).hexdigest()}"
+    signature = RequestValidator(stack.settings.twilio_token).compute_signature(
+        stack.url + path, {}
+    )
+    headers = {"Content-Type": "application/json", "X-Twilio-Signature": signature}
+    refused = await stack.api.post(path, content=body, headers=headers)
+    assert refused.status_code == 400, refused.text
+    name = next(k for k in field if k != "NumMedia")
+    assert refused.json()["error"]["field"] == name
+    assert await _counts(stack) == (0, 0)
+
+
 async def test_a_leads_texts_leave_in_order(stack: Stack) -> None:
     """Three texts queued for one lead reach Twilio in the order they were written."""
     ids = [
