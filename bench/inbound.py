@@ -15,7 +15,8 @@ with the account's auth token (twilio.request_validator), each with a new Messag
   text, and reports how long that took and the worker's CPU per text (`worker-cpu`; with
   `--together`, one `gateway run` process does both and its CPU is the server's);
 - `status`: POST /twilio/sms/status?message_id=..., `delivered` for an outbound message
-  inserted before the step (claim, forward-only status update, history row);
+  inserted before the step. The request appends it; the worker's `sms.statuses` job acts on it
+  (forward-only status update, history row), and is waited for and measured as the inbox is;
 - `bare`: the inbound requests against the bare route.
 
 For each, p50/p99 at a fixed rate (200 req/s), then the offered rate steps up by --factor
@@ -45,9 +46,12 @@ from twilio.request_validator import RequestValidator
 from bench import support
 from gateway.db import transaction
 from gateway.ids import new_id
+from gateway.jobs import sms_inbox, sms_statuses
 from gateway.models import Direction, Lead, Message, MessageStatus, WebhookClaim
 
 KINDS = ("bare", "inbound", "status")
+# The webhook_claims kind each gateway request appends, for its job to act on.
+CLAIM_KINDS = {"inbound": sms_inbox.CLAIM_KIND, "status": sms_statuses.CLAIM_KIND}
 LEADS = 1000
 
 
@@ -171,18 +175,19 @@ class Requests:
             out.append(self._raw(f"/twilio/sms/status?message_id={row.id}", params))
         return out
 
-    async def drained(self, limit: float = 120.0) -> float:
-        """Seconds until the worker has acted on every inbound text appended so far."""
+    async def drained(self, kind: str, limit: float = 120.0) -> float:
+        """Seconds until the worker has acted on every webhook of `kind` appended so far."""
         started = time.monotonic()
         while time.monotonic() - started < limit:
             async with self.sessions() as session:
                 query = select(func.count()).where(
-                    col(WebhookClaim.kind) == "sms_in", col(WebhookClaim.done_at).is_(None)
+                    col(WebhookClaim.kind) == CLAIM_KINDS[kind],
+                    col(WebhookClaim.done_at).is_(None),
                 )
                 if (await session.exec(query)).one() == 0:
                     return time.monotonic() - started
             await asyncio.sleep(0.1)
-        raise RuntimeError(f"inbound texts still pending after {limit:.0f} s")
+        raise RuntimeError(f"{kind} webhooks still pending after {limit:.0f} s")
 
     async def build(self, kind: str, count: int) -> list[bytes]:
         if kind == "status":
@@ -215,7 +220,7 @@ def show(kind: str, step: dict[str, Any]) -> None:
         f"ok {step['ok']}/{step['sent']} loadgen-lag-p99 {step['lag_p99_ms']:.1f} ms "
         f"loadgen-cpu {step['cpu'] * 100:.0f}% server-cpu {step['server_cpu_ms']:.2f} ms/req"
         + (f" worker-cpu {step['worker_cpu_ms']:.2f} ms/req" if "worker_cpu_ms" in step else "")
-        + (f" inbox empty {step['drain_s']:.1f} s after" if "drain_s" in step else ""),
+        + (f" all acted on {step['drain_s']:.1f} s after" if "drain_s" in step else ""),
         file=sys.stderr,
         flush=True,
     )
@@ -239,10 +244,10 @@ async def measure(
         result = await asyncio.to_thread(gen.step, port, rate, seconds, requests)
         # The server's own CPU per request: a figure the machine's other load barely moves.
         spent = server.cpu_seconds() - cpu0
-        if kind == "inbound":
-            # Every step starts from an empty inbox; how long it took to empty says whether the
-            # worker kept up. With `--together` the one process's CPU covers both.
-            result["drain_s"] = await build.drained()
+        if kind in CLAIM_KINDS:
+            # Every step starts with nothing pending; how long it took to act on it all says
+            # whether the worker kept up. With `--together` the one process's CPU covers both.
+            result["drain_s"] = await build.drained(kind)
             if worker is None:
                 spent = server.cpu_seconds() - cpu0
             else:

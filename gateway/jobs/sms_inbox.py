@@ -1,21 +1,16 @@
 """The `sms.inbox` job: inbound texts, acted on in batches after their webhook has answered.
 
 `POST /twilio/sms` checks Twilio's signature and the parameters, appends the text as a pending
-claim (`webhook_claims`, done_at empty: the one durable write, which a redelivery conflicts
-with) and answers. This job takes the pending texts oldest first, a batch per transaction, and
-does for each what the route once did: route it by the number it came in on, find the lead,
-write the message and its history, act on STOP/START/HELP (the ledger, the confirmation, the
-lead's plays), and hand any other text to the lead's running plays (`plays.reply` did that in a
-transaction and a job of its own per text). Marking a claim done is in the same transaction as
-what it caused, so a crash does it all again or not at all; a text is acted on once however
-many runs overlap (each takes its rows by compare-and-set, and on PostgreSQL waits for the rows
-another run holds, so a lead's texts are still taken in the order they came).
+claim and answers; this job takes the pending texts in batches as `claim_batches` says (oldest
+first, each once, marked done in the transaction that acts on it). For each it does what the
+route once did: route it by the number it came in on, find the lead, write the message and its
+history, act on STOP/START/HELP (the ledger, the confirmation, the lead's plays), and hand any
+other text to the lead's running plays (`plays.reply` did that in a transaction and a job of its
+own per text).
 
-A text whose handling raises (a bug on odd input) must not hold up the texts behind it: its
-batch is rolled back and taken again one text per transaction, and a text that fails again
-while others go through is set aside: marked done and logged with its claim (its parameters
-stay in `webhook_claims`). A database error, or a batch in which every text fails, is not the
-texts' fault: it fails the job, and the texts stay pending for the next run (the sweep's).
+A text taken alone, after its batch failed, has its reply go to the lead's plays by a
+`plays.reply` job of its own: should the plays be what fails, the text is still recorded, and
+its reply retried by the job and the sweep.
 """
 
 from __future__ import annotations
@@ -27,17 +22,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy import select as core_select
-from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
-from gateway.db import SessionFactory, column_values, transaction
+from gateway.db import column_values
 from gateway.engine import lifecycle
 from gateway.engine.jobs import hand_reply
 from gateway.ids import new_id
 from gateway.job_context import job_context
+from gateway.jobs import claim_batches
+from gateway.jobs.claim_batches import Taken
 from gateway.models import (
     Account,
     Direction,
@@ -47,7 +42,6 @@ from gateway.models import (
     MessagingService,
     Purpose,
     SenderNumber,
-    WebhookClaim,
 )
 from gateway.phones import InvalidPhone, to_e164
 from gateway.sms.keyword_replies import handle as handle_keywords
@@ -74,39 +68,15 @@ TEXT_FIELDS = ("Body", "MessagingServiceSid", "OptOutType")
 
 async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
     """The sweep's question: is any inbound text pending (its job lost with Redis, or failed)?"""
-    pending = (await session.execute(_ANY_PENDING)).first()
-    return [] if pending is None else [(SMS_INBOX.job_id(INBOX), INBOX)]
+    pending = await claim_batches.any_pending(session, CLAIM_KIND)
+    return [(SMS_INBOX.job_id(INBOX), INBOX)] if pending else []
 
 
 @job(SMS_INBOX, due=due)
 async def take_inbox(ctx: dict[str, Any], inbox: str) -> int:
     """Act on the pending inbound texts until none are left; returns how many."""
-    jc = job_context(ctx)
-    done = 0
-    while True:
-        taken: list[Taken] = []
-        try:
-            async with transaction(jc.sessions, brief=True) as session:
-                taken = await _take(session, BATCH)
-                await _receive_all(session, taken)
-        except DBAPIError:
-            raise  # the database's trouble: the texts stay pending for the next run
-        except Exception:
-            log.exception("a batch of inbound texts failed; taking them one at a time")
-            taken = await _one_at_a_time(jc.sessions, [row.id for row in taken])
-        done += len(taken)
-        if len(taken) < BATCH:
-            return done
-
-
-@dataclass
-class Taken:
-    """A pending inbound text, taken by this transaction."""
-
-    id: int
-    key: str  # the MessageSid
-    params: dict[str, Any]
-    received_at: datetime
+    sessions = job_context(ctx).sessions
+    return await claim_batches.drain(sessions, CLAIM_KIND, BATCH, _receive_all, "inbound text")
 
 
 @dataclass
@@ -121,54 +91,10 @@ class _Batch:
     )
 
 
-async def _take(session: AsyncSession, limit: int, only: int | None = None) -> list[Taken]:
-    """Mark up to `limit` pending texts done (or the one with id `only`, if still pending) and
-    return them oldest first; the mark commits with what they cause."""
-    params = {"claim_kind": CLAIM_KIND, "limit": limit, "moment": now(), "only": only}
-    rows = (await session.execute(_TAKE, params)).all()
-    return sorted((Taken(*row) for row in rows), key=lambda t: t.id)
-
-
-async def _receive_all(
-    session: AsyncSession, taken: Sequence[Taken], *, replies_inline: bool = True
-) -> None:
-    batch = _Batch(replies_inline)
+async def _receive_all(session: AsyncSession, taken: Sequence[Taken], alone: bool) -> None:
+    batch = _Batch(replies_inline=not alone)
     for text in taken:
         await _receive(session, batch, text)
-
-
-async def _one_at_a_time(sessions: SessionFactory, ids: Sequence[int]) -> list[Taken]:
-    """After a failed batch: each text in its own transaction. When some go through, those
-    that fail again are the texts' own trouble: they are set aside (marked done, logged with
-    their claim), so the texts behind them go on. When none does, the trouble is ours (a bug,
-    the database): nothing is set aside and the job fails, leaving every text pending."""
-    taken: list[Taken] = []
-    failed: list[int] = []
-    for claim_id in ids:
-        try:
-            async with transaction(sessions, brief=True) as session:
-                one = await _take(session, 1, only=claim_id)
-                # Its reply by a job of its own: should the plays be what fails, the text is
-                # still recorded, and its reply retried by the job and the sweep.
-                await _receive_all(session, one, replies_inline=False)
-        except DBAPIError:
-            raise
-        except Exception:
-            log.exception("inbound text (webhook claim %s) failed on its own", claim_id)
-            failed.append(claim_id)
-            continue
-        taken.extend(one)
-    if failed and not taken:
-        raise RuntimeError(f"every inbound text of a batch failed (webhook claims {failed})")
-    for claim_id in failed:
-        async with transaction(sessions, brief=True) as session:
-            taken.extend(await _take(session, 1, only=claim_id))
-        log.error(
-            "inbound text (webhook claim %s) set aside: it could not be handled while others "
-            "could; its parameters are kept in webhook_claims",
-            claim_id,
-        )
-    return taken
 
 
 def _text(params: dict[str, Any], name: str) -> str:
@@ -279,31 +205,6 @@ async def _receive(session: AsyncSession, batch: _Batch, text: Taken) -> None:
 
 
 # The job's statements, built once (they run per text).
-_CLAIMS = WebhookClaim.__table__  # type: ignore[attr-defined]
-_PENDING = core_select(_CLAIMS.c.id).where(
-    _CLAIMS.c.kind == bindparam("claim_kind"), _CLAIMS.c.done_at.is_(None)
-)
-# On PostgreSQL the rows are locked as read (FOR UPDATE, no SKIP LOCKED): a second run waits
-# for the first's batch rather than take the texts behind it, and so a lead's STOP and START
-# are never acted on out of order. SQLite has one writer at a time anyway.
-_TAKE = (
-    update(_CLAIMS)
-    .where(
-        _CLAIMS.c.id.in_(
-            _PENDING.where(
-                (bindparam("only", type_=_CLAIMS.c.id.type).is_(None))
-                | (_CLAIMS.c.id == bindparam("only", type_=_CLAIMS.c.id.type))
-            )
-            .order_by(_CLAIMS.c.id)
-            .limit(bindparam("limit"))
-            .with_for_update()
-        ),
-        _CLAIMS.c.done_at.is_(None),
-    )
-    .values(done_at=bindparam("moment"))
-    .returning(_CLAIMS.c.id, _CLAIMS.c.key, _CLAIMS.c.params, _CLAIMS.c.received_at)
-)
-_ANY_PENDING = _PENDING.params(claim_kind=CLAIM_KIND).limit(1)
 _SENDER = (
     select(SenderNumber, Account, MessagingService.account_id)
     .join(Account, col(Account.id) == col(SenderNumber.account_id))

@@ -36,6 +36,7 @@ from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.engine import lifecycle
 from gateway.job_context import JobContext, job_context
+from gateway.jobs.sms_statuses import CLAIM_KIND
 from gateway.models import Message, MessageEvent
 from gateway.sms.status import FROM_TWILIO, lower_statuses
 from gateway.sms.status_schedule import CHECKS_END, next_check
@@ -161,7 +162,7 @@ async def _check(jc: JobContext, due: Due) -> str:
         if (
             status is not None
             and forward
-            and await claim(session, "sms_status", f"{due.twilio_sid}:{status_text}", params)
+            and await claim(session, CLAIM_KIND, f"{due.twilio_sid}:{status_text}", params)
         ):
             applied = await apply_status(
                 session, message, status, error_code=error_code, detail=DETAIL

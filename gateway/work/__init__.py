@@ -16,6 +16,7 @@ from gateway.work.kinds import (
     PLAY_REPLY,
     SMS_INBOX,
     SMS_SEND,
+    SMS_STATUSES,
     WEBHOOK_DELIVER,
     Kind,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "PLAY_REPLY",
     "SMS_INBOX",
     "SMS_SEND",
+    "SMS_STATUSES",
     "WEBHOOK_DELIVER",
     "Kind",
     "bind",

@@ -1,10 +1,10 @@
 """Kinds of durable work, and the one rule that names their arq jobs.
 
 A kind is what a row in the database can owe: a text to send (`sms.send`), an email, a webhook
-delivery, a play to advance, an inbound text to act on, a reply to hand to the plays, a party
-line to run. The database says what is owed; Redis only carries jobs to get it done sooner, so
-the job id is what makes a second enqueue of the same work a no-op (arq refuses an id while it
-is live).
+delivery, a play to advance, an inbound text or a status callback to act on, a reply to hand to
+the plays, a party line to run. The database says what is owed; Redis only carries jobs to get
+it done sooner, so the job id is what makes a second enqueue of the same work a no-op (arq
+refuses an id while it is live).
 
 Job id: `<prefix>:<argument>`, then `:<variant>` where one row owes a new job per change (a
 party line's version), then `@<unix time>` for a job deferred to that moment, so a deferral
@@ -53,5 +53,6 @@ WEBHOOK_DELIVER = Kind("webhooks.deliver", "webhook", drains=True)  # by subscri
 PLAY_ADVANCE = Kind("plays.advance", "play")
 PLAY_REPLY = Kind("plays.reply", "reply")
 SMS_INBOX = Kind("sms.inbox", "inbox", drains=True)  # inbound texts, appended by their webhook
+SMS_STATUSES = Kind("sms.statuses", "statuses", drains=True)  # status callbacks, the same way
 PARTY_LINE_RUN = Kind("party_lines.run", "pl")
 KEY_USED = Kind("keys.mark_used", "keys.mark_used")

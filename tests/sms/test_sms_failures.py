@@ -134,6 +134,7 @@ async def test_read_still_follows_delivered(stack: Stack) -> None:
         {"MessageSid": sid, "AccountSid": stack.settings.twilio_sid, "MessageStatus": "read"},
     )
     assert response.status_code == 204
+    await stack.run_worker()  # the sms.statuses job acts on it
     assert (await _message(stack, message_id)).status == "read"
 
 
@@ -270,6 +271,7 @@ async def test_30034_in_a_callback_flags_the_sender_and_resends_later(stack: Sta
         },
     )
     assert response.status_code == 204
+    await stack.run_worker()  # the sms.statuses job acts on it
     assert (await _message(stack, message_id)).status == "undelivered"
     assert (await _lead(stack, LEAD)).phone_status == "ok"
     sender = await _sender(stack)
@@ -304,5 +306,6 @@ async def test_an_unknown_number_in_a_callback_records_its_code_on_the_lead(stac
         {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "30005"},
     )
     assert response.status_code == 204
+    await stack.run_worker()  # the sms.statuses job acts on it
     flagged = await _lead(stack, LEAD)
     assert (flagged.phone_status, flagged.phone_status_code) == ("invalid", 30005)

@@ -33,9 +33,11 @@ from gateway import accounts, work
 from gateway.app import create_app
 from gateway.clock import set_clock
 from gateway.db import SessionFactory, transaction
+from gateway.job_context import as_ctx
+from gateway.jobs import sms_statuses
 from gateway.settings import Settings
 from gateway.webhooks.addresses import set_private_allowed
-from gateway.worker import redis_settings
+from gateway.worker import opened_job_context, redis_settings
 from tests.conftest import RunWorker
 from tests.support.servers import serve
 from twilio_sandbox import Sandbox
@@ -58,10 +60,18 @@ class Stack:
     api_redis: ArqRedis
 
     async def work(self) -> Worker:
-        """Run the worker until its queue is empty, then deliver what Twilio would call back."""
+        """Run the worker until its queue is empty, then deliver what Twilio would call back
+        and act on those callbacks."""
         worker = await self.run_worker()
         await self.sandbox.settle()
+        await self.statuses()
         return worker
+
+    async def statuses(self) -> int:
+        """Act on the status callbacks delivered so far, as the worker's `sms.statuses` job
+        does (the job itself; what it stages waits in Redis for the next `work`)."""
+        async with opened_job_context(self.settings, self.sessions, self.api_redis) as jc:
+            return await sms_statuses.take_statuses(as_ctx(jc), sms_statuses.STATUSES)
 
     async def post_twilio(self, path: str, params: dict[str, str]) -> httpx.Response:
         """POST a webhook signed as Twilio signs it."""
