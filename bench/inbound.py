@@ -322,7 +322,7 @@ async def one_run(args: argparse.Namespace, gen: LoadGen) -> dict[str, KindResul
                 requests = Requests(
                     run.base_url, port, phones, sessions, tenant.account_id, run.sandbox_auth
                 )
-                worker = run_worker if kind == "inbound" else None
+                worker = run_worker if kind in CLAIM_KINDS else None
                 results[kind] = await measure(kind, server, requests, gen, args, worker=worker)
             return results
 

@@ -13,8 +13,9 @@ run holds, so the claims are still taken in the order they came).
 A claim whose handling raises (a bug on odd input) must not hold up the claims behind it: its
 batch is rolled back and taken again one claim per transaction, and a claim that fails again
 while others go through is set aside: marked done and logged (its parameters stay in
-`webhook_claims`). A database error, or a batch in which every claim fails, is not the claims'
-fault: it fails the job, and they stay pending for the next run (the sweep's).
+`webhook_claims` for `claims.RETENTION`). A database error, or a batch in which every claim
+fails, is not the claims' fault: it fails the job, and they stay pending for the next run (the
+sweep's).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.claims import forget_old
 from gateway.clock import now
 from gateway.db import column_values
 from gateway.engine import lifecycle
@@ -72,7 +73,9 @@ async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[t
     return [(SMS_INBOX.job_id(INBOX), INBOX)] if pending else []
 
 
-@job(SMS_INBOX, due=due)
+# The sweep's tidy before the inbox's due query: every kind's claims, once old enough to be of no
+# help against a redelivery (the inbox's kind holds most of them: a lead's every text).
+@job(SMS_INBOX, due=due, tidy=forget_old)
 async def take_inbox(ctx: dict[str, Any], inbox: str) -> int:
     """Act on the pending inbound texts until none are left; returns how many."""
     sessions = job_context(ctx).sessions

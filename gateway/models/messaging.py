@@ -194,15 +194,16 @@ class ContactLock(SQLModel, table=True):
 class WebhookClaim(SQLModel, table=True):
     """A Twilio webhook seen once: inserted before any side effect; a redelivery conflicts.
 
-    Most are acted on in their request and are done when inserted. An inbound text is only
-    appended by its request and acted on by the `sms.inbox` job (gateway/jobs/sms_inbox.py):
-    `done_at` is empty until then."""
+    Most are acted on in their request and are done when inserted. An inbound text or a status
+    callback is only appended by its request and acted on by the `sms.inbox` or `sms.statuses`
+    job (gateway/jobs/claim_batches.py): `done_at` is empty until then. A done claim is kept
+    30 days (`gateway.claims.RETENTION`)."""
 
     __tablename__ = "webhook_claims"
     __table_args__ = (
         UniqueConstraint("kind", "key", name="uq_webhook_claims_kind_key"),
-        # The inbox's claim: the pending rows of a kind, oldest first (partial: all but a
-        # few rows are done; migration 0024).
+        # A job's take: the pending rows of a kind, oldest first (partial: all but a few
+        # rows are done; migration 0024).
         Index(
             "ix_webhook_claims_pending",
             "kind",

@@ -41,9 +41,6 @@ HANDOFF_AT_ONCE = 8
 # drain is enqueued again this much later, under an id of its own (`again`), once: the
 # follow-ups of one second share their id, so a burst of commits makes one.
 DRAIN_AGAIN_SECONDS = 1.0
-# Commits that stage the same drain within this long of its last enqueue from this process
-# share one enqueue, at the end of that time (`_Coalesced`).
-DRAIN_COALESCE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -147,7 +144,7 @@ async def again(
 
 class _Coalesced:
     """A drain staged by commit after commit (every inbound text stages the one inbox) is
-    enqueued at most twice per DRAIN_COALESCE_SECONDS from a process, not once per commit: an
+    enqueued at most twice per `Kind.coalesce_seconds` from a process, not once per commit: an
     enqueue is three Redis round trips, and a drain refused as live three more for its
     follow-up, which at a few hundred commits a second was a third of a request's CPU.
 
@@ -163,7 +160,7 @@ class _Coalesced:
         moment = time.monotonic()
         quiet_until = self._quiet_until.get(item.job_id, 0.0)
         if moment >= quiet_until:
-            self._spell(item.job_id, moment)
+            self._spell(item, moment)
             await enqueue(redis, item)
         elif item.job_id not in self._trailing:
             task = asyncio.create_task(self._trail(redis, item, quiet_until - moment))
@@ -173,13 +170,13 @@ class _Coalesced:
         await asyncio.sleep(delay)
         # From here on a commit schedules an enqueue of its own: this one may start before it.
         del self._trailing[item.job_id]
-        self._spell(item.job_id, time.monotonic())
+        self._spell(item, time.monotonic())
         await enqueue(redis, item)
 
-    def _spell(self, job_id: str, moment: float) -> None:
+    def _spell(self, item: Staged, moment: float) -> None:
         if len(self._quiet_until) > 1000:  # drains of many subscriptions: forget the quiet
             self._quiet_until = {k: v for k, v in self._quiet_until.items() if v > moment}
-        self._quiet_until[job_id] = moment + DRAIN_COALESCE_SECONDS
+        self._quiet_until[item.job_id] = moment + item.kind.coalesce_seconds
 
 
 _COALESCED: weakref.WeakKeyDictionary[ArqRedis, _Coalesced] = weakref.WeakKeyDictionary()

@@ -24,7 +24,7 @@ from gateway.job_context import as_ctx
 from gateway.models import Message, Purpose
 from gateway.settings import Settings
 from gateway.sms.outbox import queue_message
-from gateway.work import kinds, registry, staging
+from gateway.work import kinds, registry
 from gateway.work.sweep import sweep
 from gateway.worker import opened_job_context, redis_settings
 from tests.support.ports import free_port
@@ -189,7 +189,7 @@ async def test_a_burst_of_commits_staging_one_drain_shares_its_enqueues(
     sessions: SessionFactory, redis: ArqRedis
 ) -> None:
     """Every inbound text's commit stages the one inbox drain: the first enqueues it at once,
-    the rest within DRAIN_COALESCE_SECONDS share one enqueue at its end, which still comes
+    the rest within the kind's coalesce_seconds share one enqueue at its end, which still comes
     after each of their commits."""
     bound = work.bind(sessions, redis)
     job_id = work.SMS_INBOX.job_id("sms")
@@ -201,5 +201,5 @@ async def test_a_burst_of_commits_staging_one_drain_shares_its_enqueues(
     for _ in range(10):
         await work.hand_off(bound, work.SMS_INBOX, "sms")
     assert await queued_jobs(redis) == {}  # none of them enqueued on its own
-    await asyncio.sleep(staging.DRAIN_COALESCE_SECONDS * 4)
+    await asyncio.sleep(work.SMS_INBOX.coalesce_seconds * 4)
     assert list(await queued_jobs(redis)) == [job_id]  # the one at the spell's end

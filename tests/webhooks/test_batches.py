@@ -328,3 +328,16 @@ async def test_the_claims_in_order_check_is_a_lookup_per_candidate_on_postgresql
     # The claimed rows are joined to their keys (an inner join); no anti-join, one lookup.
     assert "Anti" not in _joins(root), root
     assert _subplans(root) == ["SubPlan 1"], root
+
+
+async def test_a_claim_takes_no_more_than_its_limit(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, receiver: WebhookEndpoint
+) -> None:
+    """On PostgreSQL too, where `id IN (SELECT ... LIMIT n FOR UPDATE)` may be run again for
+    each row the UPDATE changes, each run finding the next n (the inbox's claim once took a
+    whole backlog that way)."""
+    subscription = subscribe(client, tenant, receiver.url + "/hook")
+    await _backlog(sessions, tenant, 12)
+    batch = await delivery._claim(sessions, subscription["id"], 4)
+    assert batch is not None
+    assert len(batch.deliveries) == 4
