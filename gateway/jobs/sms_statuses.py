@@ -60,11 +60,13 @@ async def take_statuses(ctx: dict[str, Any], statuses: str) -> int:
 
 async def _apply_all(session: AsyncSession, taken: Sequence[Taken], alone: bool) -> None:
     for callback in taken:
-        await _apply(session, callback.params)
+        await _apply(session, callback.params, callback.received_at)
 
 
-async def _apply(session: AsyncSession, params: dict[str, Any]) -> None:
-    """One status callback (its parameters were checked by the route)."""
+async def _apply(session: AsyncSession, params: dict[str, Any], at: datetime) -> None:
+    """One status callback (its parameters were checked by the route), dated when Twilio
+    brought it, not when this job ran: a text's `sent_at` and history (and the compliance
+    export's seconds from a STOP to its confirmation) say when Twilio reported it."""
     sid, status_text = params["MessageSid"], params["MessageStatus"]
     status = FROM_TWILIO.get(status_text.lower())
     error_code = optional_count(params, "ErrorCode", maximum=MAX_ERROR_CODE)
@@ -73,7 +75,9 @@ async def _apply(session: AsyncSession, params: dict[str, Any]) -> None:
     # row where a failure needs it). Anything else (a late status, no such row, a SID alone)
     # reads the row as below.
     if message_id and status in FAILURES:
-        row = await moved_row(session, message_id, status, error_code=error_code, twilio_sid=sid)
+        row = await moved_row(
+            session, message_id, status, error_code=error_code, twilio_sid=sid, at=at
+        )
         if row is not None:
             applied = await after_move(session, row, status, error_code)
             await lifecycle.on_text(session, row, applied.outcome)
@@ -81,7 +85,7 @@ async def _apply(session: AsyncSession, params: dict[str, Any]) -> None:
     elif (
         message_id
         and status is not None
-        and await moved(session, message_id, status, error_code=error_code, twilio_sid=sid)
+        and await moved(session, message_id, status, error_code=error_code, twilio_sid=sid, at=at)
     ):
         return
     # Read afresh: an earlier callback of the batch may have moved the row under an object
@@ -100,6 +104,6 @@ async def _apply(session: AsyncSession, params: dict[str, Any]) -> None:
     # fewer on every callback of every text we send).
     new_sid = sid if message.twilio_sid is None else None
     applied = await apply_status(
-        session, message, status, error_code=error_code, twilio_sid=new_sid
+        session, message, status, error_code=error_code, twilio_sid=new_sid, at=at
     )
     await lifecycle.on_text(session, message, applied.outcome)

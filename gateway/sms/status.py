@@ -5,6 +5,7 @@ Twilio's own order for channels that report reads (queued -> sent -> delivered -
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
@@ -111,6 +112,7 @@ async def advance(
     twilio_sid: str | None = None,
     num_segments: int | None = None,
     detail: str | None = None,
+    at: datetime | None = None,
 ) -> bool:
     """Move a message to `status` if that is forward (compare-and-set); True when it moved.
 
@@ -118,10 +120,11 @@ async def advance(
     message that did not move keeps its error code, and the caller must not act on the status.
     `twilio_sid` (if the row has none yet) and `num_segments` (Twilio's count) are written
     whether or not the status moves: in the move's own UPDATE when it moves, which is one
-    statement on a send's common path, else in a second one.
+    statement on a send's common path, else in a second one. `at`: when Twilio reported the
+    status, if not now (a callback acted on by a job after its request).
     """
     values = _moved_values(
-        status, error_code, error_message, twilio_sid=twilio_sid, num_segments=num_segments
+        status, error_code, error_message, twilio_sid=twilio_sid, num_segments=num_segments, at=at
     )
     # A send records its outcome in a transaction of its own, which holds no Message to sync.
     sync = identity_key(Message, message_id) in session.sync_session.identity_map
@@ -141,6 +144,7 @@ async def advance(
         status if moved else f"{status} (late)",
         error_code=error_code,
         detail=detail,
+        at=at,
     )
     return moved
 
@@ -152,16 +156,17 @@ async def moved(
     *,
     error_code: int | None = None,
     twilio_sid: str | None = None,
+    at: datetime | None = None,
 ) -> bool:
     """`advance` for a report whose row nothing acts on (`sent`, `delivered`), with no object
     to sync: True when it moved, with its history row added; False when it did not, with
     nothing written (the caller reads the row and calls `advance`, which records it late)."""
     result = await _move_reported(
-        session, message_id, status, error_code=error_code, twilio_sid=twilio_sid, returning=False
+        session, message_id, status, error_code, twilio_sid, returning=False, at=at
     )
     if result.rowcount != 1:
         return False
-    await write_event(session, message_id, status, error_code=error_code)
+    await write_event(session, message_id, status, error_code=error_code, at=at)
     return True
 
 
@@ -172,15 +177,16 @@ async def moved_row(
     *,
     error_code: int | None = None,
     twilio_sid: str | None = None,
+    at: datetime | None = None,
 ) -> Message | None:
     """`moved` for a report that acts on the row (a failure): the moved row, read back by the
     UPDATE itself (RETURNING), so the report costs no read; None when it did not move."""
     result = await _move_reported(
-        session, message_id, status, error_code=error_code, twilio_sid=twilio_sid, returning=True
+        session, message_id, status, error_code, twilio_sid, returning=True, at=at
     )
     row: Message | None = result.scalars().first()
     if row is not None:
-        await write_event(session, message_id, status, error_code=error_code)
+        await write_event(session, message_id, status, error_code=error_code, at=at)
     return row
 
 
@@ -188,12 +194,15 @@ async def _move_reported(
     session: AsyncSession,
     message_id: str,
     status: MessageStatus,
-    *,
     error_code: int | None,
     twilio_sid: str | None,
+    *,
     returning: bool,
+    at: datetime | None,
 ) -> Any:
-    values = _moved_values(status, error_code, None, twilio_sid=twilio_sid, num_segments=None)
+    values = _moved_values(
+        status, error_code, None, twilio_sid=twilio_sid, num_segments=None, at=at
+    )
     statement = _move(status, frozenset(values), returning=returning, sync=False)
     return await session.exec(statement, params={"message_id": message_id, **values})
 
@@ -205,14 +214,15 @@ async def write_event(
     *,
     error_code: int | None = None,
     detail: str | None = None,
+    at: datetime | None = None,
 ) -> None:
-    """A row of the message's history, written now: one Core INSERT built once, no ORM object
-    (it runs without the autoflush an ORM statement does, so the message's own row must be
-    written already, as it is wherever its status moves)."""
+    """A row of the message's history, written now (dated `at`, or now): one Core INSERT built
+    once, no ORM object (it runs without the autoflush an ORM statement does, so the message's
+    own row must be written already, as it is wherever its status moves)."""
     params = {
         "message_id": message_id,
         "status": status,
-        "at": now(),
+        "at": at or now(),
         "error_code": error_code,
         "detail": detail,
     }
@@ -229,9 +239,10 @@ def _moved_values(
     *,
     twilio_sid: str | None,
     num_segments: int | None,
+    at: datetime | None = None,
 ) -> dict[str, object]:
-    """The columns a move to `status` writes, by name."""
-    moment = now()
+    """The columns a move to `status` writes, by name, as of `at` (default: now)."""
+    moment = at or now()
     values: dict[str, object] = {
         "status": status,
         "updated_at": moment,

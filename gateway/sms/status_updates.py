@@ -8,7 +8,7 @@ the engine (the play, its activities and their webhooks).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,13 +37,20 @@ async def apply_status(
     error_code: int | None = None,
     twilio_sid: str | None = None,
     detail: str | None = None,
+    at: datetime | None = None,
 ) -> Applied:
     """Move `message` to `status` if that is forward, and act on a failure (a resend is queued
     and its send staged in the same transaction); returns what the play hears.
 
     The caller has claimed the report (`claims.claim`), so a repeat of it never comes here."""
     moved = await advance(
-        session, message.id, status, error_code=error_code, twilio_sid=twilio_sid, detail=detail
+        session,
+        message.id,
+        status,
+        error_code=error_code,
+        twilio_sid=twilio_sid,
+        detail=detail,
+        at=at,
     )
     # Only a status that moved the message acts: a late `undelivered` or `failed` after a
     # final status (say `delivered`) is history, never a resend or a flag.

@@ -11,6 +11,7 @@ import pytest
 from arq.constants import default_queue_name
 from sqlmodel import col, select
 
+from gateway.clock import now
 from gateway.job_context import as_ctx
 from gateway.jobs import sms_statuses
 from gateway.models import Message, MessageEvent, WebhookClaim
@@ -122,3 +123,21 @@ async def test_callbacks_whose_job_redis_lost_are_found_by_the_sweep(stack: Stac
     assert SMS_STATUSES.job_id(sms_statuses.STATUSES) in queued
     await stack.run_worker()
     assert (await _history(stack, message_id))[0] == "delivered"
+
+
+async def test_a_callback_acted_on_later_is_dated_when_twilio_brought_it(stack: Stack) -> None:
+    """The text's sent_at and history say when Twilio reported the status (the compliance
+    export measures a STOP's confirmation by it), not when the job got to it."""
+    message_id, sid = await _sent(stack)
+    reported = now()
+    await _callback(stack, message_id, sid, "delivered")
+    await stack.sandbox.advance(600)  # the worker was down for ten minutes
+    await stack.run_worker()
+    async with stack.sessions() as session:
+        message = await session.get(Message, message_id)
+        query = select(MessageEvent.at).where(
+            MessageEvent.message_id == message_id, MessageEvent.status == "delivered"
+        )
+        [at] = (await session.exec(query)).all()
+    assert message is not None and message.status == "delivered"
+    assert message.sent_at == reported == at
