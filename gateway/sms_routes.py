@@ -6,7 +6,6 @@ never send is a 400 and nothing is stored), appended once as a pending claim and
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -28,8 +27,6 @@ from gateway.state import app_state
 from gateway.twilio_params import InvalidParameter, optional_count
 from gateway.twilio_signature import required, verified_params
 from gateway.work import SMS_INBOX, SMS_STATUSES, Kind, hand_off
-
-log = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -94,9 +91,9 @@ async def sms_status(request: Request) -> Response:
     params = await verified_params(request)
     sid, status_text = required(params, "MessageSid", "MessageStatus")
     _int(params, "ErrorCode", statuses.MAX_ERROR_CODE)  # a 400 here, not a failure later
-    message_id = request.query_params.get(statuses.MESSAGE_ID)
-    if message_id is not None:
-        params = {**params, statuses.MESSAGE_ID: message_id}
+    # The text it reports on, from the callback URL we gave Twilio (signed with the rest); set
+    # even when absent, so that a body can never supply it.
+    params = {**params, statuses.MESSAGE_ID: request.query_params.get(statuses.MESSAGE_ID)}
     key = f"{sid}:{status_text}"
     job = (SMS_STATUSES, statuses.STATUSES)
     await _append(request, statuses.CLAIM_KIND, key, params, job=job)

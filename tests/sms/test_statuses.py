@@ -5,11 +5,14 @@ a text forward only. Real signed webhooks through the gateway, the real job, dat
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import pytest
 from arq.constants import default_queue_name
 from sqlmodel import col, select
+from twilio.request_validator import RequestValidator
 
 from gateway.clock import now
 from gateway.job_context import as_ctx
@@ -141,3 +144,21 @@ async def test_a_callback_acted_on_later_is_dated_when_twilio_brought_it(stack: 
         [at] = (await session.exec(query)).all()
     assert message is not None and message.status == "delivered"
     assert message.sent_at == reported == at
+
+
+async def test_only_the_callback_url_names_the_text_never_the_body(stack: Stack) -> None:
+    """A JSON body is signed through its digest, so it could carry a `message_id` of its own:
+    the job reads the URL's, and a callback without one finds its text by SID alone."""
+    message_id, _sid = await _sent(stack)
+    body = json.dumps(
+        {"MessageSid": "SM" + "7" * 32, "MessageStatus": "failed", "message_id": message_id}
+    )
+    path = f"/twilio/sms/status?bodySHA256={hashlib.sha256(body.encode()).hexdigest()}"
+    signature = RequestValidator(stack.settings.twilio_token).compute_signature(
+        stack.url + path, {}
+    )
+    headers = {"Content-Type": "application/json", "X-Twilio-Signature": signature}
+    assert (await stack.api.post(path, content=body, headers=headers)).status_code == 204
+    await stack.run_worker()
+    assert (await _history(stack, message_id))[0] == "accepted"  # untouched
+    assert await _pending(stack) == []
