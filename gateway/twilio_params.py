@@ -1,4 +1,5 @@
-"""Whole numbers in Twilio's webhook parameters (NumMedia, ErrorCode, SequenceNumber, ...).
+"""Whole numbers in Twilio's webhook parameters (NumMedia, ErrorCode, SequenceNumber, ...), and
+the length of the values a webhook is claimed by (`key_part`).
 
 Twilio sends them as ASCII digits. `int()` is far more lenient (`int("٣") == 3`, `int("1_0")`,
 `" +7 "`) and refuses some strings `str.isdigit()` accepts (`"²"`), so it is not used on a
@@ -15,6 +16,11 @@ from collections.abc import Mapping
 _DIGITS = re.compile(r"[0-9]{1,18}")  # 18 digits: far past every range below, and cheap to int()
 
 INT32_MAX = 2**31 - 1  # what an INTEGER column holds on PostgreSQL
+# The longest value of a parameter a webhook is claimed or routed by (a SID is 34 characters, a
+# status one word, a number at most 20): a longer one is not from Twilio, and a claim's key, made
+# of two of them, must fit `webhook_claims.key` (200): past it PostgreSQL refused the INSERT and
+# the request was a 500.
+MAX_KEY_PART = 64
 
 
 class InvalidParameter(ValueError):
@@ -23,6 +29,13 @@ class InvalidParameter(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def key_part(value: str, field: str) -> str:
+    """`value`, if no longer than MAX_KEY_PART; InvalidParameter otherwise."""
+    if len(value) > MAX_KEY_PART:
+        raise InvalidParameter(field, f"{field} must be at most {MAX_KEY_PART} characters")
+    return value
 
 
 def parse_count(raw: str, field: str, *, maximum: int = INT32_MAX) -> int:

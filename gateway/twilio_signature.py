@@ -20,6 +20,7 @@ from twilio.request_validator import RequestValidator
 from gateway.body_limit import TWILIO_LIMIT
 from gateway.errors import ApiError
 from gateway.state import app_state
+from gateway.twilio_params import InvalidParameter, key_part
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,15 @@ def _verified_json(
 
 
 def required(params: dict[str, Any], *names: str) -> list[str]:
-    """The named parameters as single strings; 400 naming the first that is missing."""
+    """The named parameters as single strings, each a claim's or a route's key (`key_part`);
+    400 naming the first that is missing or too long."""
     values = []
     for name in names:
         value = params.get(name)
         if not isinstance(value, str) or not value:
             raise ApiError(400, "bad_request", f"missing parameter {name}", name)
-        values.append(value)
+        try:
+            values.append(key_part(value, name))
+        except InvalidParameter as exc:
+            raise ApiError(400, "bad_request", str(exc), name) from None
     return values

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
-from gateway.twilio_params import optional_count
+from gateway.twilio_params import key_part, optional_count
 from voice.states import CALL_STATUSES, CallStatus
 
 AnsweredBy = Literal[
@@ -55,7 +55,7 @@ def _required(params: Mapping[str, str], name: str) -> str:
     value = params.get(name, "").strip()
     if not value:
         raise ValueError(f"missing {name}")
-    return value
+    return key_part(value, name)  # it keys a claim or a party line's state
 
 
 def _optional_int(params: Mapping[str, str], name: str) -> int | None:

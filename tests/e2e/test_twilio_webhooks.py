@@ -12,6 +12,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway.models import Message, WebhookClaim
 from tests.support.stack import LEAD, OUR_NUMBER, Stack
+from voice.links import STATUS_PATH
 
 INBOUND = {
     "MessageSid": "SM" + "1" * 32,
@@ -71,6 +72,33 @@ async def test_signed_but_incomplete_is_400(stack: Stack, missing: str) -> None:
     response = await stack.post_twilio("/twilio/sms", params)
     assert response.status_code == 400
     assert response.json()["error"]["field"] == missing
+    assert await _counts(stack) == (0, 0)
+
+
+LONG = "SM" + "1" * 300  # longer than any SID: a claim's key would not fit its column
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/twilio/sms", {**INBOUND, "MessageSid": LONG}, "MessageSid"),
+        ("/twilio/sms", {**INBOUND, "From": "+1" + "5" * 300}, "From"),
+        ("/twilio/sms/status", {"MessageSid": "SM1", "MessageStatus": "d" * 300}, "MessageStatus"),
+        (
+            f"{STATUS_PATH}?pl=pl_x&leg=lead",
+            {"CallSid": LONG, "CallStatus": "completed"},
+            "CallSid",
+        ),
+    ],
+)
+async def test_a_signed_value_too_long_to_key_a_claim_is_400(
+    stack: Stack, path: str, params: dict[str, str], field: str
+) -> None:
+    """Twilio's SIDs are 34 characters: a value past MAX_KEY_PART is refused naming it, before
+    the claim (PostgreSQL refused the over-long key, and the request was a 500)."""
+    response = await stack.post_twilio(path, params)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == field
     assert await _counts(stack) == (0, 0)
 
 
