@@ -12,8 +12,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import redis
+from arq import create_pool
+from arq.connections import ArqRedis
 from arq.worker import Worker
+from redis import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
@@ -23,7 +25,7 @@ from gateway.db import SessionFactory, create_engine, session_factory, transacti
 from gateway.migrate import upgrade
 from gateway.redis_embedded import EmbeddedRedis
 from gateway.settings import Settings
-from gateway.worker import build_worker
+from gateway.worker import build_worker, redis_settings
 from tests.support.databases import copy_sqlite, create_database, drop_database, empty_tables
 
 # Fixtures every directory may use without importing another directory's conftest.
@@ -71,12 +73,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def clean_redis(redis_url: str) -> str:
-    client = redis.Redis.from_url(redis_url)
+    client = Redis.from_url(redis_url)
     try:
         client.flushdb()
     finally:
         client.close()
     return redis_url
+
+
+@pytest.fixture
+async def redis(clean_redis: str) -> AsyncIterator[ArqRedis]:
+    """An arq pool on the test's empty Redis database."""
+    pool = await create_pool(redis_settings(clean_redis))
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
 
 
 @pytest.fixture

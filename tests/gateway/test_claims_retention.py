@@ -4,11 +4,9 @@ and Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from arq import create_pool
 from arq.connections import ArqRedis
 from sqlmodel import col, select
 
@@ -19,16 +17,7 @@ from gateway.job_context import as_ctx
 from gateway.models import WebhookClaim
 from gateway.settings import Settings
 from gateway.work.sweep import sweep
-from gateway.worker import opened_job_context, redis_settings
-
-
-@pytest.fixture
-async def redis(clean_redis: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(redis_settings(clean_redis))
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
+from gateway.worker import opened_job_context
 
 
 async def _claim(

@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
-from arq import create_pool
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, job_key_prefix
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,19 +25,10 @@ from gateway.settings import Settings
 from gateway.sms.outbox import queue_message
 from gateway.work import kinds, registry
 from gateway.work.sweep import sweep
-from gateway.worker import opened_job_context, redis_settings
+from gateway.worker import opened_job_context
 from tests.support.ports import free_port
 
 LEAD = "+14155550100"
-
-
-@pytest.fixture
-async def redis(clean_redis: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(redis_settings(clean_redis))
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
 
 
 @pytest.fixture

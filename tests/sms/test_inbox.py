@@ -21,8 +21,8 @@ from gateway.models import Message, MessageEvent, OptOutEvent, WebhookClaim
 from gateway.work import SMS_INBOX
 from gateway.work.sweep import sweep
 from gateway.worker import opened_job_context
+from tests.support.claims import pending_keys, watched_takes
 from tests.support.stack import OUR_NUMBER, Stack
-from tests.support.takes import watched_takes
 
 
 def _sid(n: int) -> str:
@@ -51,13 +51,7 @@ async def _inbound(stack: Stack) -> list[str]:
 
 
 async def _pending(stack: Stack) -> list[str]:
-    async with stack.sessions() as session:
-        query = (
-            select(WebhookClaim.key)
-            .where(WebhookClaim.kind == "sms_in", col(WebhookClaim.done_at).is_(None))
-            .order_by(col(WebhookClaim.id))
-        )
-        return list((await session.exec(query)).all())
+    return await pending_keys(stack.sessions, sms_inbox.CLAIM_KIND)
 
 
 async def _take(stack: Stack) -> int:

@@ -17,13 +17,13 @@ from twilio.request_validator import RequestValidator
 from gateway.clock import now
 from gateway.job_context import as_ctx
 from gateway.jobs import sms_statuses
-from gateway.models import Message, MessageEvent, WebhookClaim
+from gateway.models import Message, MessageEvent
 from gateway.work import SMS_STATUSES
 from gateway.work.sweep import sweep
 from gateway.worker import opened_job_context
+from tests.support.claims import pending_keys, watched_takes
 from tests.support.sql import statements
 from tests.support.stack import LEAD, Stack
-from tests.support.takes import watched_takes
 
 
 async def _sent(stack: Stack) -> tuple[str, str]:
@@ -41,13 +41,7 @@ async def _callback(stack: Stack, message_id: str | None, sid: str, status: str)
 
 
 async def _pending(stack: Stack) -> list[str]:
-    async with stack.sessions() as session:
-        query = (
-            select(WebhookClaim.key)
-            .where(WebhookClaim.kind == "sms_status", col(WebhookClaim.done_at).is_(None))
-            .order_by(col(WebhookClaim.id))
-        )
-        return list((await session.exec(query)).all())
+    return await pending_keys(stack.sessions, sms_statuses.CLAIM_KIND)
 
 
 async def _history(stack: Stack, message_id: str) -> tuple[str, list[str]]:

@@ -1,5 +1,6 @@
-"""Watching the real `claim_batches.take`: how many pending claims each take returned, for the
-tests that say a burst is acted on a batch per transaction."""
+"""Webhook claims in tests: the keys still pending, and how many claims each take of the real
+`claim_batches.take` returned (for the tests that say a burst is acted on a batch per
+transaction)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from sqlmodel import col, select
 
+from gateway.db import SessionFactory
 from gateway.jobs import claim_batches
+from gateway.models import WebhookClaim
 
 
 @contextmanager
@@ -29,3 +33,14 @@ def watched_takes(monkeypatch: pytest.MonkeyPatch, kind: str) -> Iterator[list[i
     with monkeypatch.context() as patch:
         patch.setattr(claim_batches, "take", watched)
         yield sizes
+
+
+async def pending_keys(sessions: SessionFactory, kind: str) -> list[str]:
+    """The keys of the claims of `kind` still pending, oldest first."""
+    async with sessions() as session:
+        query = (
+            select(WebhookClaim.key)
+            .where(WebhookClaim.kind == kind, col(WebhookClaim.done_at).is_(None))
+            .order_by(col(WebhookClaim.id))
+        )
+        return list((await session.exec(query)).all())
