@@ -34,6 +34,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.models import WebhookClaim
+from gateway.work import Kind
+from gateway.work.registry import Due
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,15 @@ class Taken:
 Act = Callable[[AsyncSession, Sequence[Taken], bool], Awaitable[None]]
 
 
-async def any_pending(session: AsyncSession, kind: str) -> bool:
-    """Is any claim of `kind` pending (its job lost with Redis, or failed)? For a sweep's `due`."""
-    return (await session.execute(_ANY_PENDING, {"claim_kind": kind})).first() is not None
+def due_while_pending(claim_kind: str, job: Kind, argument: str) -> Due:
+    """The sweep's question for the job that drains `claim_kind`: is any claim pending (its job
+    lost with Redis, or failed)? Then the job is owed, with `argument`."""
+
+    async def due(session: AsyncSession, moment: datetime, limit: int) -> list[tuple[str, str]]:
+        pending = (await session.execute(_ANY_PENDING, {"claim_kind": claim_kind})).first()
+        return [] if pending is None else [(job.job_id(argument), argument)]
+
+    return due
 
 
 async def drain(sessions: SessionFactory, kind: str, batch: int, act: Act, what: str) -> int:

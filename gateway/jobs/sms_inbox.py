@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
@@ -67,10 +66,8 @@ MAX_MEDIA_URLS = 10
 TEXT_FIELDS = ("Body", "MessagingServiceSid", "OptOutType")
 
 
-async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
-    """The sweep's question: is any inbound text pending (its job lost with Redis, or failed)?"""
-    pending = await claim_batches.any_pending(session, CLAIM_KIND)
-    return [(SMS_INBOX.job_id(INBOX), INBOX)] if pending else []
+# The sweep asks whether any is pending (its job lost with Redis, or failed).
+due = claim_batches.due_while_pending(CLAIM_KIND, SMS_INBOX, INBOX)
 
 
 # The sweep's tidy before the inbox's due query: every kind's claims, once old enough to be of no

@@ -44,11 +44,8 @@ MESSAGE_ID = "message_id"
 MAX_ERROR_CODE = 999_999
 
 
-async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
-    """The sweep's question: is any status callback pending (its job lost with Redis, or
-    failed)?"""
-    pending = await claim_batches.any_pending(session, CLAIM_KIND)
-    return [(SMS_STATUSES.job_id(STATUSES), STATUSES)] if pending else []
+# The sweep asks whether any is pending (its job lost with Redis, or failed).
+due = claim_batches.due_while_pending(CLAIM_KIND, SMS_STATUSES, STATUSES)
 
 
 @job(SMS_STATUSES, due=due)
