@@ -35,9 +35,8 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import uvicorn
@@ -52,7 +51,6 @@ from gateway.settings import SANDBOX_PATH, Settings, load_settings
 from gateway.worker import build_worker
 
 PLAYBOOK = support.REPO / "examples" / "mortgage-qualification.yaml"
-LOS_ANGELES = ZoneInfo("America/Los_Angeles")
 ROUNDS = 20  # worker bursts per phase, at most: each ends when its queue is empty
 FIRST_TEXT = ("POST /v1/plays", "job plays.advance", "job sms.send")
 
@@ -165,17 +163,9 @@ async def work(settings: Settings, redis_url: str, sandbox: httpx.AsyncClient) -
     raise RuntimeError(f"work still queued after {ROUNDS} bursts")
 
 
-def noon_in_los_angeles() -> timedelta:
-    """How far the gateway's clock is set ahead: to the next noon in Los Angeles, so the gate
-    lets the texts go whenever this runs (counts do not depend on the hour)."""
-    wall = datetime.now(UTC)
-    local = wall.astimezone(LOS_ANGELES)
-    noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
-    return (noon if noon > local else noon + timedelta(days=1)) - local
-
-
 async def measure(args: argparse.Namespace) -> None:
-    shift = noon_in_los_angeles()
+    # Noon in Los Angeles whatever the hour: the counts do not depend on when this runs.
+    shift = support.noon_in_los_angeles()
     clock.set_clock(lambda: datetime.now(UTC) + shift)
     async with support.target(args.database_url, args.redis_url) as run:
         tenant = await support.create_tenant(run, allow_private_webhooks=True)

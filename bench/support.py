@@ -24,7 +24,8 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -54,7 +55,8 @@ START_TIMEOUT = 60.0
 GATEWAY = shlex.split(os.environ.get("BENCH_GATEWAY", str(BIN / "gateway")))
 
 # Area codes with one time zone each, tried in order: leads must be inside 08:00-20:00 local
-# time (the gate defers everything else), so the benchmark picks a zone where it is day now.
+# time (the gate defers everything else), so the benchmark picks a zone where it is day now,
+# by the gateway's clock (`clock_ahead`).
 _ZONES = [
     ("671", "Pacific/Guam"),
     ("808", "Pacific/Honolulu"),
@@ -102,14 +104,39 @@ def machine() -> str:
     )
 
 
-def lead_phones(count: int, start: int = 0, at: datetime | None = None) -> list[str]:
-    """`count` distinct valid phone numbers in a US zone where it is 09:00-19:00 now (or
-    `at`, for a run whose gateway clock is set)."""
-    now = at or datetime.now(UTC)
+def noon_in_los_angeles() -> timedelta:
+    """How far to set the gateway's clock ahead for it to read the next noon in Los Angeles."""
+    local = datetime.now(UTC).astimezone(ZoneInfo("America/Los_Angeles"))
+    noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
+    return (noon if noon > local else noon + timedelta(days=1)) - local
+
+
+def _in_window(at: datetime) -> tuple[str, str] | None:
     for area, zone in _ZONES:
-        if 9 <= now.astimezone(ZoneInfo(zone)).hour < 19:
-            return [f"+1{area}{4_000_000 + start + i:07d}" for i in range(count)]
-    raise SystemExit("no US time zone is inside 09:00-19:00 right now; the gate would defer")
+        if 9 <= at.astimezone(ZoneInfo(zone)).hour < 19:
+            return area, zone
+    return None
+
+
+@cache
+def clock_ahead() -> timedelta:
+    """How far this run sets the gateway's clock ahead (its processes' CLOCK_AHEAD_SECONDS):
+    nothing while some US zone is inside 09:00-19:00; else to the next noon in Los Angeles
+    (09:00-14:00 UTC no zone is), so a benchmark runs at any hour. Decided once per run."""
+    if _in_window(datetime.now(UTC)) is not None:
+        return timedelta()
+    ahead = noon_in_los_angeles()
+    print(f"# the gateway's clock runs {ahead} ahead: no US zone in 09:00-19:00", file=sys.stderr)
+    return ahead
+
+
+def lead_phones(count: int, start: int = 0, at: datetime | None = None) -> list[str]:
+    """`count` distinct valid phone numbers in a US zone where it is 09:00-19:00 by the
+    gateway's clock (or at `at`, for a run that sets that clock itself)."""
+    found = _in_window(at or datetime.now(UTC) + clock_ahead())
+    if found is None:
+        raise SystemExit("no US time zone is inside 09:00-19:00 then; the gate would defer")
+    return [f"+1{found[0]}{4_000_000 + start + i:07d}" for i in range(count)]
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -264,7 +291,11 @@ class Target:
         await sandbox_server.register_number(self.sandbox_url, number, self.base_url)
 
     def overrides(self) -> dict[str, object]:
-        values: dict[str, object] = {"data_dir": self.data_dir, "port": self.port}
+        values: dict[str, object] = {
+            "data_dir": self.data_dir,
+            "port": self.port,
+            "clock_ahead_seconds": clock_ahead().total_seconds(),
+        }
         if self.database_url:
             values["database_url"] = self.database_url
         if self.redis_url:
@@ -278,6 +309,7 @@ class Target:
             DATA_DIR=str(self.data_dir),
             PORT=str(self.port),
             SMS_RATE_LIMITS="false",
+            CLOCK_AHEAD_SECONDS=str(clock_ahead().total_seconds()),
             # INFO logs a line per request (uvicorn's access log included); the benchmarks
             # measure the service, not its log volume. BENCH_LOG_LEVEL=INFO to see both.
             LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),

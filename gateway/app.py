@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway import dev_clock, sms_routes, unsubscribe_page, work
+from gateway import clock, dev_clock, sms_routes, unsubscribe_page, work
 from gateway.account_settings import compliance_settings, twilio_opt_out_handling
 from gateway.api import (
     account,
@@ -130,6 +130,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[AppState]:
+        clock.run_ahead(settings.clock_ahead_seconds)
         embedded: EmbeddedRedis | None = None
         redis_url = settings.redis_url
         if redis_url is None:

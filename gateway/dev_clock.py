@@ -14,9 +14,9 @@ day, is found by the plays sweep (every 10 s) once the day is skipped.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from gateway.clock import set_clock
+from gateway.clock import set_clock, wall
 from gateway.settings import Settings
 from twilio_sandbox import Sandbox
 
@@ -34,7 +34,7 @@ def follow(sandbox: Sandbox) -> None:
     if _following is sandbox:
         return
     scheduler = sandbox.scheduler
-    set_clock(lambda: datetime.now(UTC) + timedelta(seconds=scheduler.skipped))
+    set_clock(lambda: wall() + timedelta(seconds=scheduler.skipped))
     _following = sandbox
 
 

@@ -17,6 +17,7 @@ from gateway.smtp_url import parse_smtp_url
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 SANDBOX_PATH = "/sandbox"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class SettingsError(Exception):
@@ -70,6 +71,14 @@ class Settings(BaseSettings):
         description="jobs a lead waits on (a play's first step, its text, a reply) that a "
         "process runs itself right after the commit that made them due, at most this many at "
         "once; beyond that, and with 0, they go through Redis to a worker",
+    )
+    clock_ahead_seconds: float = Field(
+        default=0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="development with a sandbox on this machine only (refused otherwise): run "
+        "the gateway's clock this far ahead, so a benchmark's texts fall inside quiet hours' "
+        "window at any hour",
     )
     environment: Literal["development", "production"] = Field(
         default="development", description="production: webhook URLs must use https"
@@ -147,7 +156,24 @@ class Settings(BaseSettings):
                 "ENVIRONMENT=production requires TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
                 "(the built-in Twilio sandbox is for development only)"
             )
+        if self.clock_ahead_seconds and not self.sandbox_here:
+            # The quiet-hours gate reads this clock: set ahead, it would text a real phone at
+            # night. Only a sandbox on this machine, in development, may receive what it lets go.
+            raise ValueError(
+                "CLOCK_AHEAD_SECONDS is for development against a sandbox on this machine "
+                "(no TWILIO_ACCOUNT_SID, or a TWILIO_API_URL on 127.0.0.1 or localhost)"
+            )
         return self
+
+    @property
+    def sandbox_here(self) -> bool:
+        """True in development when a sandbox on this machine stands in for Twilio: the
+        built-in one, or another at a loopback TWILIO_API_URL."""
+        if self.environment == "production":
+            return False
+        if self.twilio_api_url is None:
+            return self.uses_sandbox
+        return urlsplit(self.twilio_api_url).hostname in LOOPBACK_HOSTS
 
     @cached_property
     def database(self) -> str:

@@ -31,7 +31,7 @@ import gateway.jobs.sms_send
 import gateway.jobs.sms_statuses
 import gateway.webhooks.delivery  # noqa: F401
 import voice.jobs  # noqa: F401
-from gateway import work
+from gateway import clock, work
 from gateway.accounts import mark_key_used
 from gateway.db import SessionFactory, create_engine, session_factory, transaction
 from gateway.errors import REDIS_LOST
@@ -174,6 +174,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     # The worker's own keys (set by build_worker, and arq's `redis`); jobs read only JOB_CONTEXT.
     # `gateway run` hands in the app's JobContext (and its inline runner), which it closes.
     settings: Settings = ctx["settings"]
+    clock.run_ahead(settings.clock_ahead_seconds)
     if JOB_CONTEXT not in ctx:
         if "engine" not in ctx:
             ctx["engine"] = create_engine(settings.database)
