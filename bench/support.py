@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import secrets
@@ -90,8 +91,30 @@ def fmt_runs(values: Sequence[float], digits: int = 0) -> str:
     return f"{median(values):.{digits}f} (runs: {each})"
 
 
+def _fixed_work() -> None:
+    """A fixed piece of pure-Python work (objects, dicts, strings, JSON) for `speed_index`."""
+    rows = [{"id": i, "phone": f"+1415{i:07d}", "tags": [i, i * 2]} for i in range(3000)]
+    json.loads(json.dumps(rows))
+    rows.sort(key=lambda row: -row["id"])
+    total = 0
+    for i in range(60_000):
+        total += len(str(i)) % 7
+
+
+def speed_index() -> float:
+    """Milliseconds of CPU this machine takes for `_fixed_work` (the best of seven tries; lower
+    is faster). Sessions run on different machines, and one machine's speed drifts: a figure
+    per lead is comparable with another run's only beside this index (or in the same run)."""
+    best = float("inf")
+    for _ in range(7):
+        started = time.process_time()
+        _fixed_work()
+        best = min(best, time.process_time() - started)
+    return best * 1000
+
+
 def machine() -> str:
-    """Cores, memory and load, for the results file."""
+    """Cores, memory, load and speed index, for the results file."""
     mem_kb = 0
     with contextlib.suppress(OSError), open("/proc/meminfo") as meminfo:
         for line in meminfo:
@@ -100,7 +123,8 @@ def machine() -> str:
     load = os.getloadavg()
     return (
         f"{platform.machine()} {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB, "
-        f"python {platform.python_version()}, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f"python {platform.python_version()}, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+        f"speed index {speed_index():.1f} ms"
     )
 
 
