@@ -101,10 +101,15 @@ def _fixed_work() -> None:
         total += len(str(i)) % 7
 
 
+# `speed_index` at the start of each run (`target`) of this script, for `machine`.
+_INDEXES: list[float] = []
+
+
 def speed_index() -> float:
     """Milliseconds of CPU this machine takes for `_fixed_work` (the best of seven tries; lower
-    is faster). Sessions run on different machines, and one machine's speed drifts: a figure
-    per lead is comparable with another run's only beside this index (or in the same run)."""
+    is faster). Sessions run on different machines, and one machine's speed drifts (on this
+    kind of virtual machine, twice as slow for minutes, seen 2026-12-06): a figure per lead is
+    comparable with another run's only beside this index (or in the same run)."""
     best = float("inf")
     for _ in range(7):
         started = time.process_time()
@@ -124,7 +129,9 @@ def machine() -> str:
     return (
         f"{platform.machine()} {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB, "
         f"python {platform.python_version()}, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
-        f"speed index {speed_index():.1f} ms"
+        "speed index "
+        + ", ".join(f"{i:.1f}" for i in [*_INDEXES, speed_index()])
+        + " ms (at each run's start, then now)"
     )
 
 
@@ -432,6 +439,7 @@ _GATEWAY_VARS = (
 async def target(database_url: str | None, redis_url: str | None = None) -> AsyncIterator[Target]:
     """A fresh run: a temp DATA_DIR and, on PostgreSQL, a scratch database on that server
     (created here, dropped afterwards), migrated. Every process is stopped on the way out."""
+    _INDEXES.append(speed_index())
     data_dir = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     scratch: str | None = None
     if database_url:
