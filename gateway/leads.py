@@ -240,6 +240,21 @@ def _upsert(dialect: str, fields: tuple[str, ...]) -> Any:
     return rows_of(Lead, upsert)
 
 
+# session.info's key: the ids of the leads `upsert_lead` created in this transaction.
+_CREATED = "leads_created"
+
+
+def playless(session: AsyncSession, lead: Lead) -> bool:
+    """Whether `lead` was created by this transaction and has had no play started since
+    (`started_play`): one that needs no look for its running plays."""
+    return lead.id in session.info.get(_CREATED, ())
+
+
+def started_play(session: AsyncSession, lead: Lead) -> None:
+    """A play was started for `lead` in this transaction: from now on it has one."""
+    session.info.get(_CREATED, set()).discard(lead.id)
+
+
 async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreate) -> Lead:
     """The account's lead for `lead_in.phone`, created or updated with the fields given.
 
@@ -260,6 +275,8 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
     }
     upsert = _upsert(connection.dialect.name, tuple(given))
     lead: Lead = (await session.exec(upsert, params=params)).one()[0]
+    if lead.id == params["id"]:  # ours: the row was created, not found
+        session.info.setdefault(_CREATED, set()).add(lead.id)
     if lead_in.additional_info:
         merged = merge_additional_info(lead.additional_info, lead_in.additional_info)
         try:

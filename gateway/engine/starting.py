@@ -8,7 +8,7 @@ from sqlalchemy import bindparam
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway import playbook_versions
+from gateway import leads, playbook_versions
 from gateway.clock import now
 from gateway.engine.records import log
 from gateway.engine.stepper import run_due, step_delay
@@ -69,9 +69,11 @@ async def start_play(
         raise LookupError(f"no playbook {playbook_id}")
     playbook = await playbook_versions.load(session, lead.account_id, playbook_id, version)
     playbook.effective_settings(settings)  # ValueError names what is missing
-    existing = await running_play(session, lead.account_id, lead.id, playbook_id)
-    if existing is not None:
-        raise RunningPlayExists(existing.id)
+    # A lead this request created has no play to find (speed to lead: one statement fewer).
+    if not leads.playless(session, lead):
+        existing = await running_play(session, lead.account_id, lead.id, playbook_id)
+        if existing is not None:
+            raise RunningPlayExists(existing.id)
     first = playbook.start()
     play = Play(
         id=new_id("play"),
@@ -87,6 +89,7 @@ async def start_play(
         source_rule_id=source_rule_id,
     )
     session.add(play)
+    leads.started_play(session, lead)
     log(session, play, "state", None, state="running", version=version)
     await session.flush()  # the play's row before its messages' (their foreign key)
     if play.due_at is not None and play.due_at <= now():

@@ -6,13 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import col, select
 
+from gateway import leads
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import transaction
-from gateway.engine.starting import start_play
+from gateway.engine.starting import RunningPlayExists, start_play
 from gateway.ids import new_id
+from gateway.leads import LeadCreate, upsert_lead
 from gateway.models import (
     Lead,
     Message,
@@ -291,3 +294,31 @@ async def test_a_reply_whose_job_was_lost_is_found_by_the_sweep(stack: Stack) ->
     await stack.work()
     assert await labels(stack, play_id) == ["started", "interested"]
     assert len(texts_to(stack)) == 2
+
+
+async def test_a_lead_new_to_the_transaction_is_looked_up_once_it_has_a_play(stack: Stack) -> None:
+    """`start_play` skips the look for a running play when the request created the lead (a new
+    lead has none), and only until a play is started for it."""
+    await publish(stack, "mortgage-qualification")
+    lead_in = LeadCreate.model_validate({"phone": LEAD, "first_name": "Ann"})
+    async with transaction(stack.sessions) as session:
+        await lock_contact(session, stack.account_id, LEAD)
+        lead = await upsert_lead(session, stack.account_id, lead_in)
+        assert leads.playless(session, lead)
+        play = await start_play(
+            session, lead=lead, playbook_id="mortgage-qualification", settings=SETTINGS
+        )
+        assert not leads.playless(session, lead)
+        # Without the mark's removal this would skip the look and fail at the unique index.
+        with pytest.raises(RunningPlayExists) as raised:
+            await start_play(
+                session, lead=lead, playbook_id="mortgage-qualification", settings=SETTINGS
+            )
+        assert raised.value.play_id == play.id
+    async with transaction(stack.sessions) as session:
+        found = await upsert_lead(session, stack.account_id, lead_in)  # found, not created
+        assert found.id == lead.id and not leads.playless(session, found)
+        with pytest.raises(RunningPlayExists):
+            await start_play(
+                session, lead=found, playbook_id="mortgage-qualification", settings=SETTINGS
+            )
