@@ -91,7 +91,9 @@ def _statement(_c: Any, _cursor: Any, sql: str, params: Any, _x: Any, many: bool
             SHOWN.append(" ".join(sql.split()))
 
 
-def _transaction_end(_connection: Any) -> None:
+def _transaction_end(connection: Any) -> None:
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return  # SQLAlchemy's own bookkeeping: no transaction began or ended on the server
     COUNTS.transactions[UNIT.get()] += 1
     if UNIT.get() in SHOW and OCCURRENCE.get() == 1:
         SHOWN.append("-- end of transaction")

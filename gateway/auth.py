@@ -13,6 +13,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.accounts import authenticate
+from gateway.db import read_alone
 from gateway.errors import error_response, is_unavailable, service_unavailable
 from gateway.models import KeyScope
 from gateway.work import KEY_USED, enqueue_now
@@ -105,8 +106,9 @@ class ApiKeyMiddleware:
             return
         state = scope["state"]
         try:
-            # A read: no write lock, so on SQLite it never waits for the writers' turn.
-            async with state["sessions"]() as session:
+            # One read: no write lock (on SQLite it never waits for the writers' turn), and on
+            # PostgreSQL no transaction around it.
+            async with read_alone(state["sessions"]) as session:
                 found = await authenticate(session, secret)
         except Exception as exc:
             # This middleware runs outside Starlette's ExceptionMiddleware: an outage raised

@@ -230,6 +230,18 @@ async def write_alone(factory: SessionFactory, statement: Any, params: dict[str,
         turn.release()
 
 
+@asynccontextmanager
+async def read_alone(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """A session for reads that are a whole unit of work on their own (an API key's lookup):
+    on PostgreSQL its connection is in autocommit, so they cost no BEGIN and no COMMIT round
+    trips (each SELECT sees one snapshot by itself). On SQLite a plain session, whose read takes
+    no writer turn."""
+    async with factory() as session:
+        if _engine_turn(factory.kw["bind"]) is None:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
 async def serialized(session: AsyncSession) -> bool:
     """Whether the session's transaction has held SQLite's one write lock since its BEGIN
     IMMEDIATE (every `transaction()` on SQLite): no other writer can change a row it reads, so

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.testclient import TestClient
 
 from gateway import accounts
-from gateway.db import SessionFactory, transaction
+from gateway.db import SessionFactory, create_engine, read_alone, session_factory, transaction
 
 
 def test_no_key_is_401_json(client: TestClient) -> None:
@@ -93,3 +95,29 @@ def test_patch_account_compliance_settings(
         assert refused.json()["error"]["field"] == field
     assert client.get("/v1/account", headers=headers).json()["compliance"] == settings
     assert client.patch("/v1/account", headers=headers, json={"id": "x"}).status_code == 422
+
+
+async def test_the_key_lookup_is_one_read_outside_a_transaction_on_postgresql(
+    database_url: str, issued_key: accounts.IssuedKey
+) -> None:
+    """`read_alone`: on PostgreSQL the lookup runs with no transaction open on the server (no
+    BEGIN, no COMMIT), and the pool's next user of that connection is in one again."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("on SQLite the lookup is a plain session's read")
+    engine = create_engine(database_url)  # its own pool: one connection, used in turn
+    sessions = session_factory(engine)
+
+    async def in_transaction(session: AsyncSession) -> bool:
+        raw = await (await session.connection()).get_raw_connection()
+        return bool(raw.driver_connection.is_in_transaction())  # asyncpg asks the protocol
+
+    try:
+        async with read_alone(sessions) as session:
+            found = await accounts.authenticate(session, issued_key.secret)
+            assert not await in_transaction(session)
+        assert found is not None and found[1].id == issued_key.key.id
+        async with transaction(sessions) as session:
+            await accounts.authenticate(session, issued_key.secret)
+            assert await in_transaction(session)
+    finally:
+        await engine.dispose()
