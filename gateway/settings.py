@@ -161,7 +161,7 @@ class Settings(BaseSettings):
             # night. Only a sandbox on this machine, in development, may receive what it lets go.
             raise ValueError(
                 "CLOCK_AHEAD_SECONDS is for development against a sandbox on this machine "
-                "(no TWILIO_ACCOUNT_SID, or a TWILIO_API_URL on 127.0.0.1 or localhost)"
+                "(no TWILIO_ACCOUNT_SID, or a TWILIO_API_URL on 127.0.0.1, localhost or ::1)"
             )
         return self
 
