@@ -226,11 +226,15 @@ def start_service(
 
 
 async def wait_ready(
-    service: Service, path: str = "/healthz", auth: tuple[str, str] | None = None
+    service: Service,
+    path: str = "/healthz",
+    auth: tuple[str, str] | None = None,
+    *,
+    within: float = START_TIMEOUT,
 ) -> None:
     """Poll `service.url + path` until it answers 200 (or the process dies)."""
     assert service.url is not None
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + within
     async with httpx.AsyncClient(timeout=2, auth=auth) as client:
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
@@ -243,12 +247,14 @@ async def wait_ready(
     raise RuntimeError(f"{service.name} did not answer {path} within {START_TIMEOUT:.0f}s")
 
 
-async def wait_polling(redis_url: str, count: int, services: list[Service]) -> None:
+async def wait_polling(
+    redis_url: str, count: int, services: list[Service], *, within: float = START_TIMEOUT
+) -> None:
     """Wait until `count` Redis clients have been seen polling arq's queue: a worker is ready
     once its imports, startup and first poll are done (seconds, on a busy machine). Start the
     workers before enqueuing the work, so an idle worker polls every 50 ms and shows."""
     client = redis.asyncio.Redis.from_url(redis_url)
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + within
     polling: set[str] = set()
     try:
         while time.monotonic() < deadline:
@@ -263,7 +269,12 @@ async def wait_polling(redis_url: str, count: int, services: list[Service]) -> N
             await asyncio.sleep(0.02)
     finally:
         await client.aclose()
-    raise RuntimeError(f"{count} workers were not polling within {START_TIMEOUT:.0f}s")
+    raise RuntimeError(f"{count} workers were not polling within {within:.0f}s")
+
+
+def _start_timeout(wrap: Sequence[str]) -> float:
+    # Under valgrind a process starts about ten times slower, even with nothing instrumented.
+    return START_TIMEOUT * 5 if wrap else START_TIMEOUT
 
 
 # -- the environment of one run --------------------------------------------------------------
@@ -360,27 +371,30 @@ class Target:
         self.services.append(service)
         return service
 
-    async def web(self, **env: str) -> Service:
-        """`gateway web` (one uvicorn process) on this run's port, ready."""
-        service = self.start("web", [*GATEWAY, "web", "--host", "127.0.0.1"], self.base_url, **env)
-        await wait_ready(service)
+    async def web(self, *, wrap: Sequence[str] = (), **env: str) -> Service:
+        """`gateway web` (one uvicorn process) on this run's port, ready. `wrap`: a command
+        that runs it (valgrind, for bench.instructions); it may take that much longer to start."""
+        args = [*wrap, *GATEWAY, "web", "--host", "127.0.0.1"]
+        service = self.start("web", args, self.base_url, **env)
+        await wait_ready(service, within=_start_timeout(wrap))
         return service
 
-    async def web_and_worker(self, **env: str) -> Service:
+    async def web_and_worker(self, *, wrap: Sequence[str] = (), **env: str) -> Service:
         """`gateway run` (the app and its worker in one process) on this run's port, ready and
         polling the queue."""
-        service = self.start("run", [*GATEWAY, "run", "--host", "127.0.0.1"], self.base_url, **env)
-        await wait_ready(service)
-        await wait_polling(self.queue_url, 1, [service])
+        args = [*wrap, *GATEWAY, "run", "--host", "127.0.0.1"]
+        service = self.start("run", args, self.base_url, **env)
+        await wait_ready(service, within=_start_timeout(wrap))
+        await wait_polling(self.queue_url, 1, [service], within=_start_timeout(wrap))
         return service
 
-    def worker(self, name: str = "worker", **env: str) -> Service:
-        return self.start(name, [*GATEWAY, "worker"], **env)
+    def worker(self, name: str = "worker", *, wrap: Sequence[str] = (), **env: str) -> Service:
+        return self.start(name, [*wrap, *GATEWAY, "worker"], **env)
 
-    async def workers(self, count: int, **env: str) -> list[Service]:
+    async def workers(self, count: int, *, wrap: Sequence[str] = (), **env: str) -> list[Service]:
         """Start `count` `gateway worker` processes and wait until each polls the queue."""
-        started = [self.worker(f"worker{i + 1}", **env) for i in range(count)]
-        await wait_polling(self.queue_url, count, started)
+        started = [self.worker(f"worker{i + 1}", wrap=wrap, **env) for i in range(count)]
+        await wait_polling(self.queue_url, count, started, within=_start_timeout(wrap))
         return started
 
     @property

@@ -1,0 +1,305 @@
+"""Instructions per unit: what a unit of work costs the gateway, counted by valgrind, not timed.
+
+    .venv/bin/python -m bench.instructions [--units post,lead,send] [--count 40]
+                                           [--database-url postgresql://...]
+
+Why: this machine's speed swings by up to 2x for minutes (the speed index, bench/RESULTS.md
+§24), so CPU time per unit cannot show a change of a few percent, and pairs of timed runs
+settle little. The instructions a process executes for the same work can: the gateway's
+process under test runs under valgrind's callgrind, with instrumentation off until the measured
+part, around which it is switched on, zeroed and dumped (`callgrind_control`). Two runs of one
+build count within about 1 % of each other whatever else the machine does, so two builds can
+be compared in minutes, even beside a test suite. The count covers every thread of that process
+(the event loop, the SQLite driver's thread), not its children (the embedded Redis) and not
+the other processes of the run.
+
+Units (a fresh database and Redis for each; SQLite, or a scratch database on --database-url):
+- `post`: `gateway web` with INLINE_JOBS=0 and no worker. One `POST /v1/plays` of a new lead
+  on the example playbook: the key's lookup, the lead, the play, its first step and its queued
+  text. Nothing is sent.
+- `lead`: `gateway run` (the embedded defaults: the app, its worker and inline sends in one
+  process), the sandbox in a process of its own. One new lead from its `POST` until its first
+  text is `delivered` and no status callback is left to act on: the route, the send, both
+  callbacks' appends and their job. One lead at a time, each waited for.
+- `send`: `gateway worker`, with `gateway web` serving the built-in sandbox beside it (not
+  counted). One queued one-off text sent (bench.dispatch's unit), its status callbacks acted on
+  by the same worker. All of them queued, then their jobs enqueued at once.
+
+An idle process executes instructions too (arq polls Redis every 50 ms; uvicorn keeps its
+clock): that rate is counted for a few seconds before each unit and taken off its count for the
+time the unit's part lasted. Under valgrind the process runs 20-50 times slower, so work that is
+batched by time (status callbacks, coalesced hand-offs) forms the batches that a low rate forms.
+The counts compare builds; they are not a CPU time (this machine ran about 2.3 billion of them
+a second when its speed index read 11).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from bench import support
+from bench.dispatch import enqueue, queue
+from gateway.worker import SWEEP_EVERY_SECONDS
+
+PLAYBOOK = support.REPO / "examples" / "mortgage-qualification.yaml"
+UNITS = ("post", "lead", "send")
+# The idle rate is counted over one period of the worker's sweeps (gateway.worker), so it holds
+# their share as the measured part does.
+IDLE_SECONDS = float(SWEEP_EVERY_SECONDS)
+SETTLE_TIMEOUT = 600.0  # seconds for a measured part to finish, under valgrind
+WARM_UP = 5  # units done before counting: first-use work (compiled statements, caches)
+
+
+@dataclass
+class Counted:
+    """One unit's count: instructions in the measured part, the idle rate, how long it took."""
+
+    unit: str
+    count: int
+    instructions: int
+    idle_per_second: float
+    seconds: float
+
+    @property
+    def per_unit(self) -> float:
+        """Millions of instructions per unit, the idle rate over the same time taken off."""
+        busy = self.instructions - self.idle_per_second * self.seconds
+        return busy / self.count / 1e6
+
+    @property
+    def raw_per_unit(self) -> float:
+        return self.instructions / self.count / 1e6
+
+
+class Callgrind:
+    """A process started under callgrind with instrumentation off, and its counter."""
+
+    def __init__(self, out_dir: Path) -> None:
+        if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+            raise SystemExit("bench.instructions needs valgrind (apt-get install valgrind)")
+        self.out_dir = out_dir
+        self.pid = 0
+
+    @property
+    def wrap(self) -> list[str]:
+        return [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={self.out_dir}/callgrind.%p",
+        ]
+
+    def attach(self, service: support.Service) -> None:
+        self.pid = service.process.pid
+        self._control("-i", "on")
+
+    def zero(self) -> None:
+        self._control("-z")
+
+    async def dump(self) -> int:
+        """The instructions counted since the last zero (a dump zeroes them as well)."""
+        before = set(self.out_dir.glob(f"callgrind.{self.pid}.*"))
+        self._control("-d")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for path in set(self.out_dir.glob(f"callgrind.{self.pid}.*")) - before:
+                found = _total(path)
+                if found is not None:
+                    return found
+            await asyncio.sleep(0.1)
+        raise RuntimeError("callgrind wrote no dump within 60 s")
+
+    async def idle_rate(self) -> float:
+        """Instructions per second while nothing is asked of the process."""
+        self.zero()
+        started = time.monotonic()
+        await asyncio.sleep(IDLE_SECONDS)
+        return await self.dump() / (time.monotonic() - started)
+
+    def _control(self, *args: str) -> None:
+        subprocess.run(
+            ["callgrind_control", *args, str(self.pid)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+
+def _total(path: Path) -> int | None:
+    """The `summary:` (or `totals:`) line of a complete callgrind dump; None while it is being
+    written."""
+    try:
+        content = path.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in content.splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    return None
+
+
+async def counted(
+    grind: Callgrind, unit: str, count: int, work: Callable[[], Awaitable[None]]
+) -> Counted:
+    idle = await grind.idle_rate()
+    grind.zero()
+    started = time.monotonic()
+    await work()
+    seconds = time.monotonic() - started
+    return Counted(unit, count, await grind.dump(), idle, seconds)
+
+
+def play_body(phone: str) -> dict[str, Any]:
+    return {
+        "playbook_id": "mortgage-qualification",
+        "lead": {"phone": phone, "first_name": "Kai"},
+        "settings": {"partner_name": "Bench Lending"},
+    }
+
+
+async def publish(api: httpx.AsyncClient) -> None:
+    answer = await api.put(
+        "/v1/playbooks/mortgage-qualification",
+        content=PLAYBOOK.read_bytes(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    answer.raise_for_status()
+
+
+async def post_leads(api: httpx.AsyncClient, phones: list[str]) -> None:
+    for phone in phones:
+        answer = await api.post("/v1/plays", json=play_body(phone))
+        if answer.status_code != 201:
+            raise RuntimeError(f"POST /v1/plays {answer.status_code}: {answer.text[:200]}")
+
+
+async def settled(run: support.Target, texts: int) -> None:
+    """Wait until `texts` outbound texts are delivered and no status callback or inbound text
+    is left to act on (bounded)."""
+    query = text(
+        "SELECT (SELECT count(*) FROM messages WHERE direction = 'outbound'"
+        " AND status = 'delivered'),"
+        " (SELECT count(*) FROM webhook_claims WHERE done_at IS NULL)"
+    )
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    async with run.sessions() as sessions:
+        while time.monotonic() < deadline:
+            async with sessions() as session:
+                connection = await session.connection()
+                delivered, pending = (await connection.execute(query)).one()
+            if delivered >= texts and pending == 0:
+                return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"not settled within {SETTLE_TIMEOUT:.0f} s")
+
+
+def client(run: support.Target, tenant: support.Tenant) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=run.base_url,
+        headers={"Authorization": f"Bearer {tenant.api_key}"},
+        timeout=SETTLE_TIMEOUT,  # a request to a process under valgrind
+    )
+
+
+async def post_unit(args: argparse.Namespace, grind: Callgrind) -> Counted:
+    async with support.target(args.database_url, args.redis_url) as run:
+        tenant = await support.create_tenant(run)
+        grind.attach(await run.web(wrap=grind.wrap, INLINE_JOBS="0"))
+        phones = support.lead_phones(WARM_UP + args.count)
+        async with client(run, tenant) as api:
+            await publish(api)
+            await post_leads(api, phones[:WARM_UP])
+            return await counted(
+                grind, "post", args.count, lambda: post_leads(api, phones[WARM_UP:])
+            )
+
+
+async def lead_unit(args: argparse.Namespace, grind: Callgrind) -> Counted:
+    async with support.target(args.database_url, args.redis_url) as run:
+        tenant = await support.create_tenant(run)
+        await run.own_sandbox()
+        await run.register_number(tenant.number)
+        grind.attach(await run.web_and_worker(wrap=grind.wrap))
+        phones = support.lead_phones(WARM_UP + args.count)
+        async with client(run, tenant) as api:
+            await publish(api)
+
+            async def one_by_one(chosen: list[str], before: int) -> None:
+                for i, phone in enumerate(chosen, start=1):
+                    await post_leads(api, [phone])
+                    await settled(run, before + i)
+
+            await one_by_one(phones[:WARM_UP], 0)
+            return await counted(
+                grind, "lead", args.count, lambda: one_by_one(phones[WARM_UP:], WARM_UP)
+            )
+
+
+async def send_unit(args: argparse.Namespace, grind: Callgrind) -> Counted:
+    async with support.target(args.database_url, args.redis_url) as run:
+        tenant = await support.create_tenant(run)
+        await run.web()
+        (worker,) = await run.workers(1, wrap=grind.wrap)
+        grind.attach(worker)
+        phones = support.lead_phones(WARM_UP + args.count)
+        await enqueue(run, await queue(run, tenant, phones[:WARM_UP]))
+        await settled(run, WARM_UP)
+
+        async def send() -> None:
+            # Queued in the counted part: a queued row is the worker's sweep's to find, even
+            # before its job is enqueued (the queuing is this process's work, not counted).
+            await enqueue(run, await queue(run, tenant, phones[WARM_UP:]))
+            await settled(run, WARM_UP + args.count)
+
+        return await counted(grind, "send", args.count, send)
+
+
+MEASURE = {"post": post_unit, "lead": lead_unit, "send": send_unit}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    support.add_target_arguments(parser)
+    parser.add_argument("--units", default=",".join(UNITS), help="a subset of " + ",".join(UNITS))
+    parser.add_argument("--count", type=int, default=40, help="units counted, after the warm-up")
+    args = parser.parse_args()
+    units = [u for u in args.units.split(",") if u]
+    unknown = set(units) - set(UNITS)
+    if unknown:
+        parser.error(f"unknown unit(s): {', '.join(sorted(unknown))}")
+    results: list[Counted] = []
+    with tempfile.TemporaryDirectory(prefix="gw-callgrind-") as out_dir:
+        for unit in units:
+            result = await MEASURE[unit](args, Callgrind(Path(out_dir)))
+            print(
+                f"  {unit}: {result.per_unit:.2f} M instructions per unit"
+                f" ({result.raw_per_unit:.2f} before the idle rate,"
+                f" {result.idle_per_second / 1e6:.2f} M/s over {result.seconds:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            results.append(result)
+    label = support.database_label(args.database_url)
+    print(f"# instructions per unit on {label}, {args.count} each; {support.machine()}")
+    for result in results:
+        print(
+            f"instructions {label} {result.unit}: {result.per_unit:.2f} M per unit"
+            f" (idle {result.idle_per_second / 1e6:.2f} M/s over {result.seconds:.1f} s taken off)"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
