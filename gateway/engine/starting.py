@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import leads, playbook_versions
 from gateway.clock import now
+from gateway.db import insert_row
 from gateway.engine.records import log
 from gateway.engine.stepper import run_due, step_delay
 from gateway.ids import new_id
@@ -88,10 +89,10 @@ async def start_play(
         rep_id=rep_id,
         source_rule_id=source_rule_id,
     )
-    session.add(play)
+    # Written now: the play's row before its messages' (their foreign key).
+    await insert_row(session, play)
     leads.started_play(session, lead)
     log(session, play, "state", None, state="running", version=version)
-    await session.flush()  # the play's row before its messages' (their foreign key)
     if play.due_at is not None and play.due_at <= now():
         await run_due(session, play, lead)  # as the job would, under the caller's lock
     if play.state == PlayState.RUNNING and not play.paused and play.due_at is not None:

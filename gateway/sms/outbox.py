@@ -8,9 +8,11 @@ from datetime import datetime
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import stamp
+from gateway.db import insert_row
 from gateway.ids import new_id
-from gateway.models import Direction, Message, MessageEvent, MessageStatus, Purpose
+from gateway.models import Direction, Message, MessageStatus, Purpose
 from gateway.sms import segments
+from gateway.sms.status import write_event
 from gateway.work import SMS_SEND, stage
 
 
@@ -51,9 +53,9 @@ async def queue_message(
         retry_of=retry_of,
         created_at=stamp(),
     )
-    session.add(message)
-    # Not flushed here: the id is ours already, and the rows go with the rest of the caller's
-    # writes in one flush (a later query in the transaction autoflushes them first).
-    session.add(MessageEvent(message_id=message.id, status=MessageStatus.QUEUED, detail=reason))
+    # Written now by Core statements built once, not by the unit of work at the next flush:
+    # about a fifth of its CPU per row (gateway.db.insert_row).
+    await insert_row(session, message)
+    await write_event(session, message.id, MessageStatus.QUEUED, detail=reason)
     stage(session, SMS_SEND, message.id, at=send_after)
     return message
