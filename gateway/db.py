@@ -234,13 +234,17 @@ async def write_alone(factory: SessionFactory, statement: Any, params: dict[str,
 
 @asynccontextmanager
 async def read_alone(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """A session for reads that are a whole unit of work on their own (an API key's lookup):
-    on PostgreSQL its connection is in autocommit, so they cost no BEGIN and no COMMIT round
-    trips (each SELECT sees one snapshot by itself). On SQLite a plain session, whose read takes
-    no writer turn."""
+    """A session for a few index lookups that are a whole unit of work on their own (an API
+    key's lookup): on PostgreSQL its connection is in autocommit, so they cost no BEGIN and no
+    COMMIT round trips (each SELECT sees one snapshot by itself). On SQLite a read session that
+    takes no writer turn and, being brief, runs on the event loop's thread: a read there waits
+    on no writer (gateway/sqlite_driver.py), and the hand-off to the driver's thread cost more
+    than the lookup."""
     async with factory() as session:
         if _engine_turn(factory.kw["bind"]) is None:
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        else:
+            await session.connection(execution_options={_BRIEF: True})
         yield session
 
 

@@ -18,7 +18,10 @@ the hand-off itself, so they run on the event loop's thread (the
 connection is opened with `check_same_thread=False`; SQLAlchemy never uses one connection from
 two tasks at once, and the connection's mutex keeps the thread idle meanwhile). Its BEGIN runs
 there too when the lock is free, with the busy handler off; when another process (a worker
-beside the web) holds the lock, it waits its turn on the thread, in the busy handler. Any
+beside the web) holds the lock, it waits its turn on the thread, in the busy handler. A brief
+read (`gateway.db.read_alone`: an API key's lookup) runs there too, BEGIN and all: a deferred
+BEGIN takes no lock, and in WAL mode a reader waits on no writer (the checkpoints here are
+PASSIVE, which block no reader). Any
 rollback runs on the loop's thread (it waits on no lock and writes nothing), so a read session
 makes one trip, its first statement's. While a call given to the thread is still running there
 (its task was cancelled while it waited), nothing runs on the loop's: it queues behind.
@@ -152,13 +155,17 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             begin, adapted.begin_with = adapted.begin_with, None
             if begin is not None:
                 adapted.in_transaction = True  # whatever becomes of the statement
-                adapted.on_loop = adapted.brief_next and begin == IMMEDIATE
-                adapted.brief_next = False
-                # A brief transaction begins here when the write lock is free; when another
-                # process holds it, its BEGIN waits its turn on the thread.
-                on_loop = adapted.on_loop and adapted.thread_idle() and adapted.begin_here()
-                if on_loop:
-                    begin = None
+                adapted.on_loop, adapted.brief_next = adapted.brief_next, False
+                if begin == IMMEDIATE:
+                    # A brief transaction begins here when the write lock is free; when another
+                    # process holds it, its BEGIN waits its turn on the thread.
+                    on_loop = adapted.on_loop and adapted.thread_idle() and adapted.begin_here()
+                    if on_loop:
+                        begin = None
+                else:
+                    # A brief read's deferred BEGIN takes no lock, and in WAL mode its reads
+                    # wait on no writer: the BEGIN goes with its first statement, here.
+                    on_loop = adapted.on_loop and adapted.thread_idle()
             else:
                 on_loop = adapted.on_loop and adapted.in_transaction and adapted.thread_idle()
             call = partial(_run, operation=operation, parameters=parameters, many=many, begin=begin)

@@ -103,7 +103,7 @@ async def test_the_key_lookup_is_one_read_outside_a_transaction_on_postgresql(
     """`read_alone`: on PostgreSQL the lookup runs with no transaction open on the server (no
     BEGIN, no COMMIT), and the pool's next user of that connection is in one again."""
     if not database_url.startswith("postgresql"):
-        pytest.skip("on SQLite the lookup is a plain session's read")
+        pytest.skip("on SQLite it is a brief read (tests/gateway/test_sqlite_driver.py)")
     engine = create_engine(database_url)  # its own pool: one connection, used in turn
     sessions = session_factory(engine)
 

@@ -14,7 +14,7 @@ from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import sqlite_driver
-from gateway.db import create_engine, session_factory, transaction
+from gateway.db import create_engine, read_alone, session_factory, transaction
 
 
 class _Trips:
@@ -264,3 +264,27 @@ async def test_a_plain_session_after_a_brief_unit_goes_to_the_thread(
         await connection.execute(text("SELECT v FROM t"))
         await connection.execute(text("SELECT count(*) FROM t"))
         assert trips.count == 2
+
+
+async def test_a_brief_read_makes_no_trip_even_while_another_process_writes(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """`read_alone` (an API key's lookup): its deferred BEGIN and its reads run on the loop's
+    thread, and they wait on no writer, even one in another process holding the write lock with
+    an uncommitted row (which it does not see)."""
+    async with transaction(session_factory(engine)) as session:
+        await (await session.connection()).execute(text("INSERT INTO t (v) VALUES ('a')"))
+    other = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (v) VALUES ('b')")
+        async with read_alone(session_factory(engine)) as session:
+            connection = await session.connection()
+            trips = await _trips(connection)
+            values = (await connection.execute(text("SELECT v FROM t"))).scalars().all()
+            count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
+        assert (list(values), count) == (["a"], 1)
+        assert trips.count == 0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
