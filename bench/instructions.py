@@ -8,10 +8,11 @@ Why: this machine's speed swings by up to 2x for minutes (the speed index, bench
 settle little. The instructions a process executes for the same work can: the gateway's
 process under test runs under valgrind's callgrind, with instrumentation off until the measured
 part, around which it is switched on, zeroed and dumped (`callgrind_control`). Two runs of one
-build count within about 1 % of each other whatever else the machine does, so two builds can
+build count within 1-3 % of each other whatever else the machine does, so two builds can
 be compared in minutes, even beside a test suite. The count covers every thread of that process
 (the event loop, the SQLite driver's thread), not its children (the embedded Redis) and not
-the other processes of the run.
+the other processes of the run. Nor the kernel's work: a change in system calls or in hand-offs
+between threads shows in `perf stat -e raw_syscalls:sys_enter,context-switches -p PID`.
 
 Units (a fresh database and Redis for each; SQLite, or a scratch database on --database-url):
 - `post`: `gateway web` with INLINE_JOBS=0 and no worker. One `POST /v1/plays` of a new lead
