@@ -1,7 +1,7 @@
 """Instructions per unit: what a unit of work costs the gateway, counted by valgrind, not timed.
 
-    .venv/bin/python -m bench.instructions [--units post,lead,send] [--count 40]
-                                           [--database-url postgresql://...]
+    .venv/bin/python -m bench.instructions [--units post,lead,send,inbound] [--count 40]
+                                           [--kernel] [--database-url postgresql://...]
 
 Why: this machine's speed swings by up to 2x for minutes (the speed index, bench/RESULTS.md
 §24), so CPU time per unit cannot show a change of a few percent, and pairs of timed runs
@@ -11,8 +11,9 @@ part, around which it is switched on, zeroed and dumped (`callgrind_control`). T
 build count within 1-3 % of each other whatever else the machine does, so two builds can
 be compared in minutes, even beside a test suite. The count covers every thread of that process
 (the event loop, the SQLite driver's thread), not its children (the embedded Redis) and not
-the other processes of the run. Nor the kernel's work: a change in system calls or in hand-offs
-between threads shows in `perf stat -e raw_syscalls:sys_enter,context-switches -p PID`.
+the other processes of the run. Nor the kernel's work: with --kernel the units run natively and
+`perf stat` counts the process's system calls, context switches and CPU time instead (the
+first two as steady; a hand-off to the SQLite driver's thread is two context switches).
 
 Units (a fresh database and Redis for each; SQLite, or a scratch database on --database-url):
 - `post`: `gateway web` with INLINE_JOBS=0 and no worker. One `POST /v1/plays` of a new lead
@@ -25,6 +26,9 @@ Units (a fresh database and Redis for each; SQLite, or a scratch database on --d
 - `send`: `gateway worker`, with `gateway web` serving the built-in sandbox beside it (not
   counted). One queued one-off text sent (bench.dispatch's unit), its status callbacks acted on
   by the same worker. All of them queued, then their jobs enqueued at once.
+- `inbound`: `gateway web`, with a `gateway worker` beside it (not counted). One signed inbound
+  text's webhook (`POST /twilio/sms`, bench.inbound's request): the signature, the checks, the
+  append and the hand-off of the inbox's job. One request at a time, on one connection.
 
 An idle process executes instructions too (arq polls Redis every 50 ms; uvicorn keeps its
 clock): that rate is counted for a few seconds before each unit and taken off its count for the
@@ -39,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,17 +51,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import text
 
-from bench import support
+from bench import inbound, support
 from bench.dispatch import enqueue, queue
 from gateway.worker import SWEEP_EVERY_SECONDS
 
 PLAYBOOK = support.REPO / "examples" / "mortgage-qualification.yaml"
-UNITS = ("post", "lead", "send")
+UNITS = ("post", "lead", "send", "inbound")
 # The idle rate is counted over one period of the worker's sweeps (gateway.worker), so it holds
 # their share as the measured part does.
 IDLE_SECONDS = float(SWEEP_EVERY_SECONDS)
@@ -66,41 +71,46 @@ WARM_UP = 5  # units done before counting: first-use work (compiled statements, 
 
 @dataclass
 class Counted:
-    """One unit's count: instructions in the measured part, the idle rate, how long it took."""
+    """One unit's counts in the measured part (by event), the idle rates, how long it took."""
 
     unit: str
     count: int
-    instructions: int
-    idle_per_second: float
+    counts: dict[str, float]
+    idle_per_second: dict[str, float]
     seconds: float
 
-    @property
-    def per_unit(self) -> float:
-        """Millions of instructions per unit, the idle rate over the same time taken off."""
-        busy = self.instructions - self.idle_per_second * self.seconds
-        return busy / self.count / 1e6
+    def per_unit(self, event: str) -> float:
+        """The event per unit, the idle rate over the same time taken off."""
+        busy = self.counts[event] - self.idle_per_second[event] * self.seconds
+        return busy / self.count
 
-    @property
-    def raw_per_unit(self) -> float:
-        return self.instructions / self.count / 1e6
+    def raw_per_unit(self, event: str) -> float:
+        return self.counts[event] / self.count
+
+
+class Counter(Protocol):
+    """Counts what one process of the run does between `zero` and `dump`."""
+
+    wrap: list[str]  # the command the process is started under
+
+    def attach(self, service: support.Service) -> None: ...
+    def zero(self) -> None: ...
+    async def dump(self) -> dict[str, float]: ...
 
 
 class Callgrind:
-    """A process started under callgrind with instrumentation off, and its counter."""
+    """A process started under callgrind with instrumentation off: its instructions (`Ir`)."""
 
     def __init__(self, out_dir: Path) -> None:
         if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
             raise SystemExit("bench.instructions needs valgrind (apt-get install valgrind)")
         self.out_dir = out_dir
         self.pid = 0
-
-    @property
-    def wrap(self) -> list[str]:
-        return [
+        self.wrap = [
             "valgrind",
             "--tool=callgrind",
             "--instr-atstart=no",
-            f"--callgrind-out-file={self.out_dir}/callgrind.%p",
+            f"--callgrind-out-file={out_dir}/callgrind.%p",
         ]
 
     def attach(self, service: support.Service) -> None:
@@ -110,7 +120,7 @@ class Callgrind:
     def zero(self) -> None:
         self._control("-z")
 
-    async def dump(self) -> int:
+    async def dump(self) -> dict[str, float]:
         """The instructions counted since the last zero (a dump zeroes them as well)."""
         before = set(self.out_dir.glob(f"callgrind.{self.pid}.*"))
         self._control("-d")
@@ -119,16 +129,9 @@ class Callgrind:
             for path in set(self.out_dir.glob(f"callgrind.{self.pid}.*")) - before:
                 found = _total(path)
                 if found is not None:
-                    return found
+                    return {"instructions": found}
             await asyncio.sleep(0.1)
         raise RuntimeError("callgrind wrote no dump within 60 s")
-
-    async def idle_rate(self) -> float:
-        """Instructions per second while nothing is asked of the process."""
-        self.zero()
-        started = time.monotonic()
-        await asyncio.sleep(IDLE_SECONDS)
-        return await self.dump() / (time.monotonic() - started)
 
     def _control(self, *args: str) -> None:
         subprocess.run(
@@ -152,15 +155,69 @@ def _total(path: Path) -> int | None:
     return None
 
 
+# What `perf stat` counts (--kernel): software events and a tracepoint, which a virtual
+# machine without hardware counters still has.
+PERF_EVENTS = {
+    "raw_syscalls:sys_enter": "system calls",
+    "context-switches": "context switches",
+    "task-clock": "CPU ms",
+}
+
+
+class PerfStat:
+    """A process run natively, its system calls, context switches and CPU counted by `perf stat`
+    attached between `zero` and `dump`: the kernel's side, which callgrind does not see."""
+
+    def __init__(self) -> None:
+        if shutil.which("perf") is None:
+            raise SystemExit("--kernel needs perf (apt-get install linux-perf)")
+        self.wrap: list[str] = []
+        self.pid = 0
+        self._perf: subprocess.Popen[str] | None = None
+
+    def attach(self, service: support.Service) -> None:
+        self.pid = service.process.pid
+
+    def zero(self) -> None:
+        events = ",".join(PERF_EVENTS)
+        self._perf = subprocess.Popen(
+            ["perf", "stat", "-x,", "-e", events, "-p", str(self.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.2)  # perf attaches before the work begins
+
+    async def dump(self) -> dict[str, float]:
+        assert self._perf is not None
+        self._perf.send_signal(signal.SIGINT)
+        _, report = await asyncio.to_thread(self._perf.communicate, timeout=30)
+        counts: dict[str, float] = {}
+        for line in report.splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and fields[2] in PERF_EVENTS:
+                counts[PERF_EVENTS[fields[2]]] = float(fields[0])
+        if len(counts) != len(PERF_EVENTS):
+            raise RuntimeError(f"perf stat counted {sorted(counts)}: {report[-500:]}")
+        return counts
+
+
 async def counted(
-    grind: Callgrind, unit: str, count: int, work: Callable[[], Awaitable[None]]
+    counter: Counter, unit: str, count: int, work: Callable[[], Awaitable[None]]
 ) -> Counted:
-    idle = await grind.idle_rate()
-    grind.zero()
+    # The idle rate first, over one sweep period.
+    counter.zero()
+    started = time.monotonic()
+    await asyncio.sleep(IDLE_SECONDS)
+    idle = await counter.dump()
+    idle_seconds = time.monotonic() - started
+    counter.zero()
     started = time.monotonic()
     await work()
     seconds = time.monotonic() - started
-    return Counted(unit, count, await grind.dump(), idle, seconds)
+    counts = await counter.dump()
+    rates = {event: idle[event] / idle_seconds for event in counts}
+    return Counted(unit, count, counts, rates, seconds)
 
 
 def play_body(phone: str) -> dict[str, Any]:
@@ -215,7 +272,7 @@ def client(run: support.Target, tenant: support.Tenant) -> httpx.AsyncClient:
     )
 
 
-async def post_unit(args: argparse.Namespace, grind: Callgrind) -> Counted:
+async def post_unit(args: argparse.Namespace, grind: Counter) -> Counted:
     async with support.target(args.database_url, args.redis_url) as run:
         tenant = await support.create_tenant(run)
         grind.attach(await run.web(wrap=grind.wrap, INLINE_JOBS="0"))
@@ -228,7 +285,7 @@ async def post_unit(args: argparse.Namespace, grind: Callgrind) -> Counted:
             )
 
 
-async def lead_unit(args: argparse.Namespace, grind: Callgrind) -> Counted:
+async def lead_unit(args: argparse.Namespace, grind: Counter) -> Counted:
     async with support.target(args.database_url, args.redis_url) as run:
         tenant = await support.create_tenant(run)
         await run.own_sandbox()
@@ -249,7 +306,7 @@ async def lead_unit(args: argparse.Namespace, grind: Callgrind) -> Counted:
             )
 
 
-async def send_unit(args: argparse.Namespace, grind: Callgrind) -> Counted:
+async def send_unit(args: argparse.Namespace, grind: Counter) -> Counted:
     async with support.target(args.database_url, args.redis_url) as run:
         tenant = await support.create_tenant(run)
         await run.web()
@@ -268,7 +325,64 @@ async def send_unit(args: argparse.Namespace, grind: Callgrind) -> Counted:
         return await counted(grind, "send", args.count, send)
 
 
-MEASURE = {"post": post_unit, "lead": lead_unit, "send": send_unit}
+async def send_raw(port: int, requests: list[bytes]) -> None:
+    """Each raw HTTP request in turn on one keep-alive connection; a non-2xx answer is an
+    error."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for request in requests:
+            writer.write(request)
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), SETTLE_TIMEOUT)
+            status = int(head.split(b" ", 2)[1])
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            body = await reader.readexactly(length)
+            if not 200 <= status < 300:
+                raise RuntimeError(f"webhook answered {status}: {body[:200]!r}")
+    finally:
+        writer.close()
+
+
+async def inbound_unit(args: argparse.Namespace, grind: Counter) -> Counted:
+    async with support.target(args.database_url, args.redis_url) as run:
+        tenant = await support.create_tenant(run)
+        async with run.sessions() as sessions:
+            phones = await inbound.add_leads(sessions, tenant.account_id)
+            grind.attach(await run.web(wrap=grind.wrap))
+            await run.workers(1)
+            requests = inbound.Requests(
+                run.base_url, run.port, phones, sessions, tenant.account_id, run.sandbox_auth
+            )
+            await send_raw(run.port, requests.inbound(WARM_UP))
+            await requests.drained("inbound")
+            texts = requests.inbound(args.count)
+
+            async def append() -> None:
+                await send_raw(run.port, texts)
+                await requests.drained("inbound")
+
+            return await counted(grind, "inbound", args.count, append)
+
+
+MEASURE = {"post": post_unit, "lead": lead_unit, "send": send_unit, "inbound": inbound_unit}
+
+
+def figure(result: Counted, event: str) -> str:
+    """One event per unit, in millions for instructions."""
+    scale, unit = (1e6, " M") if event == "instructions" else (1.0, "")
+    per_unit = result.per_unit(event) / scale
+    idle = result.idle_per_second[event] / scale
+    return (
+        f"{per_unit:.2f}{unit} {event} per unit ({result.raw_per_unit(event) / scale:.2f}"
+        f" before the idle rate, {idle:.2f}{unit}/s over {result.seconds:.1f} s)"
+    )
 
 
 async def main() -> None:
@@ -276,6 +390,11 @@ async def main() -> None:
     support.add_target_arguments(parser)
     parser.add_argument("--units", default=",".join(UNITS), help="a subset of " + ",".join(UNITS))
     parser.add_argument("--count", type=int, default=40, help="units counted, after the warm-up")
+    parser.add_argument(
+        "--kernel",
+        action="store_true",
+        help="run natively and count system calls, context switches and CPU (perf stat)",
+    )
     args = parser.parse_args()
     units = [u for u in args.units.split(",") if u]
     unknown = set(units) - set(UNITS)
@@ -284,22 +403,17 @@ async def main() -> None:
     results: list[Counted] = []
     with tempfile.TemporaryDirectory(prefix="gw-callgrind-") as out_dir:
         for unit in units:
-            result = await MEASURE[unit](args, Callgrind(Path(out_dir)))
-            print(
-                f"  {unit}: {result.per_unit:.2f} M instructions per unit"
-                f" ({result.raw_per_unit:.2f} before the idle rate,"
-                f" {result.idle_per_second / 1e6:.2f} M/s over {result.seconds:.1f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
+            counter: Counter = PerfStat() if args.kernel else Callgrind(Path(out_dir))
+            result = await MEASURE[unit](args, counter)
+            for event in result.counts:
+                print(f"  {unit}: {figure(result, event)}", file=sys.stderr, flush=True)
             results.append(result)
     label = support.database_label(args.database_url)
-    print(f"# instructions per unit on {label}, {args.count} each; {support.machine()}")
+    what = "system calls, context switches and CPU" if args.kernel else "instructions"
+    print(f"# {what} per unit on {label}, {args.count} each; {support.machine()}")
     for result in results:
-        print(
-            f"instructions {label} {result.unit}: {result.per_unit:.2f} M per unit"
-            f" (idle {result.idle_per_second / 1e6:.2f} M/s over {result.seconds:.1f} s taken off)"
-        )
+        for event in result.counts:
+            print(f"instructions {label} {result.unit}: {figure(result, event)}")
 
 
 if __name__ == "__main__":
