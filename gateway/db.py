@@ -214,34 +214,22 @@ async def write_alone(factory: SessionFactory, statement: Any, params: dict[str,
     Cheaper than `transaction(brief=True)` around the same statement: no ORM session, and on
     PostgreSQL no BEGIN and COMMIT round trips (a single statement is atomic on its own). On
     SQLite it takes this process's writer turn and runs on the event loop's thread, as a
-    brief unit does.
-
-    The statement, its options and its transaction are one call into SQLAlchemy's sync API
-    (`run_sync`): each awaited call of the async API is a greenlet of its own, and a new
-    greenlet maps (and later unmaps) a fresh block for its frames, two system calls and a few
-    page faults each (bench/RESULTS.md §25)."""
+    brief unit does."""
     engine: AsyncEngine = factory.kw["bind"]
     turn = _engine_turn(engine)
     if turn is None:
         async with engine.connect() as connection:
-            return await connection.run_sync(_autocommit_write, statement, params)
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return int((await connection.execute(statement, params)).rowcount)
     await _take_turn(turn)
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(_brief_write, statement, params)
+            await connection.execution_options(**{_IMMEDIATE: True, _BRIEF: True})
+            async with connection.begin():
+                result = await connection.execute(statement, params)
+            return int(result.rowcount)
     finally:
         turn.release()
-
-
-def _autocommit_write(connection: Connection, statement: Any, params: dict[str, Any]) -> int:
-    connection.execution_options(isolation_level="AUTOCOMMIT")
-    return int(connection.execute(statement, params).rowcount)
-
-
-def _brief_write(connection: Connection, statement: Any, params: dict[str, Any]) -> int:
-    connection.execution_options(**{_IMMEDIATE: True, _BRIEF: True})
-    with connection.begin():
-        return int(connection.execute(statement, params).rowcount)
 
 
 @asynccontextmanager
