@@ -289,8 +289,7 @@ async def insert_row(session: AsyncSession, row: Any) -> None:
     table, and keep it in the session as a persistent object, as a flush would have left it: a
     change made to it later in the transaction is an UPDATE, and `session.get` finds it without
     a read. About a fifth of the CPU of the unit of work's INSERT for one row (bench/RESULTS.md
-    §25). Objects still pending in the session are flushed first, since the row may name them
-    (a Core statement does not autoflush)."""
+    §25). Objects still pending in the session are written first: the row may name them."""
     if session.new:
         await session.flush()
     await session.exec(_insert_into(row.__table__), params=column_values(row))

@@ -21,10 +21,10 @@ there too when the lock is free, with the busy handler off; when another process
 beside the web) holds the lock, it waits its turn on the thread, in the busy handler. A brief
 read (`gateway.db.read_alone`: an API key's lookup) runs there too, BEGIN and all: a deferred
 BEGIN takes no lock, and in WAL mode a reader waits on no writer (the checkpoints here are
-PASSIVE, which block no reader). Any
-rollback runs on the loop's thread (it waits on no lock and writes nothing), so a read session
-makes one trip, its first statement's. While a call given to the thread is still running there
-(its task was cancelled while it waited), nothing runs on the loop's: it queues behind.
+PASSIVE, which block no reader). Any rollback runs on the loop's thread (it waits on no lock
+and writes nothing), so another read session makes one trip, its first statement's. While a
+call given to the thread is still running there (its task was cancelled while it waited),
+nothing runs on the loop's: it queues behind.
 
 A COMMIT in WAL mode (synchronous=NORMAL) appends to the WAL and syncs nothing; what can take
 milliseconds is the checkpoint that copies the WAL into the database file and syncs it, which
