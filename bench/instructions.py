@@ -8,7 +8,7 @@ Why: this machine's speed swings by up to 2x for minutes (the speed index, bench
 settle little. The instructions a process executes for the same work can: the gateway's
 process under test runs under valgrind's callgrind, with instrumentation off until the measured
 part, around which it is switched on, zeroed and dumped (`callgrind_control`). On a quiet
-machine two runs of one build count within 1-3 % of each other, where their CPU times differ by
+machine two runs of one build count within 1-5 % of each other, where their CPU times differ by
 up to 2x, so two builds can be compared in minutes. Not beside a test suite: a slower process
 batches differently (an inbound text's coalesced hand-off, bench/RESULTS.md §25) and waits
 longer, so the idle rate taken off grows. The count covers every thread of that process
