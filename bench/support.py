@@ -244,7 +244,7 @@ async def wait_ready(
                 if (await client.get(service.url + path)).status_code == 200:
                     return
             await asyncio.sleep(0.1)
-    raise RuntimeError(f"{service.name} did not answer {path} within {START_TIMEOUT:.0f}s")
+    raise RuntimeError(f"{service.name} did not answer {path} within {within:.0f}s")
 
 
 async def wait_polling(
