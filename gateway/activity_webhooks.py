@@ -18,7 +18,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import webhook_policy as policy
 from gateway.clock import now
-from gateway.db import column_values
 from gateway.ids import new_id
 from gateway.models import (
     Activity,
@@ -30,6 +29,7 @@ from gateway.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from gateway.rows import column_values, fresh
 from gateway.webhook_payloads import build_payload
 from gateway.work import WEBHOOK_DELIVER, stage
 
@@ -58,7 +58,8 @@ def new_delivery(
 ) -> WebhookDelivery:
     assert activity.id is not None
     moment = now()
-    return WebhookDelivery(
+    return fresh(
+        WebhookDelivery,
         id=new_id("dlv"),
         account_id=activity.account_id,
         subscription_id=subscription.id,
@@ -138,7 +139,8 @@ async def on_ledger_event(session: AsyncSession, row: OptOutEvent) -> Activity |
             select(Lead.id).where(Lead.account_id == row.account_id, Lead.phone == row.phone)
         )
     ).first()
-    activity = Activity(
+    activity = fresh(
+        Activity,
         public_id=new_id("evt"),
         account_id=row.account_id,
         lead_id=lead_id,

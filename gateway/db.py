@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, Insert, Table, event, exc, insert, select
+from sqlalchemy import Connection, Engine, Row, event, exc, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -248,6 +248,25 @@ async def read_alone(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def first_row(
+    session: AsyncSession, statement: Any, params: dict[str, Any]
+) -> Row[Any] | None:
+    """The first row of a read of columns (no model objects), by Core on the session's
+    connection, in one awaited call.
+
+    Why: the ORM executes a statement built from a model's attributes as an ORM statement
+    even when it returns only columns; on the session's connection the same statement costs
+    about 40 us less (bench/RESULTS.md §26). Objects pending in the session are written first,
+    as the ORM's autoflush would have."""
+    return await session.run_sync(_first_row, statement, params)
+
+
+def _first_row(session: Session, statement: Any, params: dict[str, Any]) -> Row[Any] | None:
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    return session.connection().execute(statement, params).first()
+
+
 async def serialized(session: AsyncSession) -> bool:
     """Whether the session's transaction has held SQLite's one write lock since its BEGIN
     IMMEDIATE (every `transaction()` on SQLite): no other writer can change a row it reads, so
@@ -274,32 +293,6 @@ def rows_of(model: Any, statement: Any) -> Any:
     the session's objects in Python; sqlmodel's exec has no overload for the result.)"""
     returning = statement.returning(*model.__table__.columns)
     return select(model).from_statement(returning).execution_options(populate_existing=True)
-
-
-def column_values(row: Any, *, leave_out: Collection[str] = ()) -> dict[str, Any]:
-    """A model object's column values by column name, for a Core INSERT built once (the ORM's
-    unit of work costs about twice as much per row). Every column's default is the model's
-    (a pydantic default), so the object already holds it."""
-    table = row.__table__
-    return {c.name: getattr(row, c.key) for c in table.columns if c.name not in leave_out}
-
-
-async def insert_row(session: AsyncSession, row: Any) -> None:
-    """Write `row` (a new model object) now, by a Core INSERT of every column built once per
-    table, and keep it in the session as a persistent object, as a flush would have left it: a
-    change made to it later in the transaction is an UPDATE, and `session.get` finds it without
-    a read. About a fifth of the CPU of the unit of work's INSERT for one row (bench/RESULTS.md
-    §25). Objects still pending in the session are written first: the row may name them."""
-    if session.new:
-        await session.flush()
-    await session.exec(_insert_into(row.__table__), params=column_values(row))
-    make_transient_to_detached(row)
-    session.add(row)
-
-
-@cache
-def _insert_into(table: Table) -> Insert:
-    return insert(table)
 
 
 def dialect_insert(dialect: str, model: Any) -> postgresql.Insert | sqlite.Insert:
@@ -342,3 +335,27 @@ def _as_is(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(_Unindexed, "sqlite")
 def _unary_plus(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     return "+" + compiler.process(element.column, **kw)
+
+
+_CONSTANT = re.compile(r"[a-z0-9_]+")
+
+
+def among(column: Any, values: Iterable[str]) -> ColumnElement[bool]:
+    """`column IN ('a', 'b', ...)` for constants of the code (statuses, kinds), written into the
+    statement's SQL as literals.
+
+    Why not `column.in_(values)`: that binds one "expanding" parameter, which SQLAlchemy
+    renders into the SQL string again on every execution (a regular expression over the whole
+    statement: about 1.5 % of a send's CPU, bench/RESULTS.md §26). Literals keep one compiled
+    string per statement, and both databases plan them as an IN list of parameters. Only for
+    the code's own constants (lower-case words), never for a value from a request."""
+    literals = []
+    for value in values:
+        text = str(value)
+        if not _CONSTANT.fullmatch(text):
+            raise ValueError(f"among() takes the code's constants, not {text!r}")
+        literals.append(literal_column(f"'{text}'", column.type))
+    if not literals:
+        raise ValueError("among() needs at least one value")
+    in_list: ColumnElement[bool] = column.in_(literals)
+    return in_list

@@ -29,6 +29,7 @@ from compliance.gate import Channel, GateDecision, GateRequest, Purpose
 from gateway import playbook_versions
 from gateway.account_settings import ComplianceSettings, compliance_settings
 from gateway.clock import now
+from gateway.db import among, first_row
 from gateway.models import (
     Account,
     Consent,
@@ -154,9 +155,9 @@ async def _facts(
     ):
         rule, params["rule_id"] = "rule", play.source_rule_id
     query, names = _facts_query(consent, rule, last_inbound)
-    found = (await session.exec(query, params=params)).one()
-    values = tuple(found) if len(names) > 1 else (found,)  # sqlmodel: one column, a scalar
-    return _Facts(**dict(zip(names, values, strict=True)))
+    found = await first_row(session, query, params)  # scalar subqueries: always one row
+    assert found is not None
+    return _Facts(**dict(zip(names, found, strict=True)))
 
 
 # How `_facts` finds the play's source rule: by the play's id, by the rule's id, or not at all.
@@ -272,7 +273,7 @@ async def initiated_contacts(
         Message.account_id == account_id,
         Message.lead_phone == phone,
         Message.purpose == MessagePurpose.INITIATED,
-        col(Message.status).in_(TEXT_CONTACT_STATUSES),
+        among(col(Message.status), TEXT_CONTACT_STATUSES),
         col(Message.attempt_started_at) >= since,
     )
     times = [at for at in (await session.exec(texts)).all() if at is not None]

@@ -6,6 +6,7 @@ from sqlalchemy import bindparam
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.db import first_row
 from gateway.models import PlaybookRecord, PlaybookVersion
 from gateway.playbooks import Playbook
 
@@ -29,7 +30,8 @@ async def load(session: AsyncSession, account_id: str, playbook_id: str, version
 
 async def latest_version(session: AsyncSession, account_id: str, playbook_id: str) -> int | None:
     params = {"account_id": account_id, "playbook_id": playbook_id}
-    return (await session.exec(_LATEST, params=params)).first()
+    found = await first_row(session, _LATEST, params)
+    return None if found is None else int(found[0])
 
 
 # `latest_version`'s statement (asked for every new lead), built once.

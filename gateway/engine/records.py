@@ -15,6 +15,7 @@ from gateway.db import UTCDateTime
 from gateway.engine import rep_notices
 from gateway.ids import new_id
 from gateway.models import Activity, ActivityType, Play, PlayLog
+from gateway.rows import fresh
 
 
 async def record_activity(
@@ -22,7 +23,8 @@ async def record_activity(
 ) -> Activity:
     """An event or outcome of `play`, in the play's transaction (its webhook deliveries too);
     the object returned is not in the session (`write_activity`)."""
-    activity = Activity(
+    activity = fresh(
+        Activity,
         public_id=new_id("evt"),
         account_id=play.account_id,
         play_id=play.id,

@@ -10,11 +10,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import leads, playbook_versions
 from gateway.clock import now
-from gateway.db import insert_row
 from gateway.engine.records import log
 from gateway.engine.stepper import run_due, step_delay
 from gateway.ids import new_id
 from gateway.models import Lead, Play, PlayState
+from gateway.rows import fresh, insert_row
 from gateway.work import PLAY_ADVANCE, stage
 
 
@@ -76,7 +76,8 @@ async def start_play(
         if existing is not None:
             raise RunningPlayExists(existing.id)
     first = playbook.start()
-    play = Play(
+    play = fresh(
+        Play,
         id=new_id("play"),
         account_id=lead.account_id,
         lead_id=lead.id,

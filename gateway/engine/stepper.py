@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import playbook_versions
 from gateway.clock import now
+from gateway.db import among
 from gateway.email.outbox import email_only, is_email_step, queue_step_email
 from gateway.engine.handover import hand_over
 from gateway.engine.records import end, log, record_activity
@@ -228,12 +229,12 @@ async def _still_sending(session: AsyncSession, play: Play) -> bool:
     text = select(Message.id).where(
         Message.account_id == play.account_id,
         Message.play_id == play.id,
-        col(Message.status).in_(PENDING_TEXT),
+        among(col(Message.status), PENDING_TEXT),
     )
     email = select(Email.id).where(
         Email.account_id == play.account_id,
         Email.play_id == play.id,
-        col(Email.status).in_(PENDING_EMAIL),
+        among(col(Email.status), PENDING_EMAIL),
     )
     for query in (text, email):
         if (await session.exec(query.limit(1))).first() is not None:

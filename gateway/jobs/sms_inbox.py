@@ -26,7 +26,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.claims import forget_old
 from gateway.clock import now
-from gateway.db import column_values
 from gateway.engine import lifecycle
 from gateway.engine.jobs import hand_reply
 from gateway.ids import new_id
@@ -44,6 +43,7 @@ from gateway.models import (
     SenderNumber,
 )
 from gateway.phones import InvalidPhone, to_e164
+from gateway.rows import column_values
 from gateway.sms.keyword_replies import handle as handle_keywords
 from gateway.sms.status import write_event
 from gateway.twilio_params import optional_count

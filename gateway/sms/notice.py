@@ -24,6 +24,7 @@ from sqlmodel import col, select
 
 from compliance.notice import choose, has_opt_out_instruction
 from gateway.account_settings import compliance_settings
+from gateway.db import among
 from gateway.models import Account, Direction, Message, MessageStatus, Purpose
 from gateway.playbooks import Issue, Playbook
 from gateway.playbooks.report import warning
@@ -60,8 +61,8 @@ def last_notice_query(account_id: Any, phone: Any, since: Any, exclude: Any) -> 
             Message.account_id == account_id,
             Message.lead_phone == phone,
             Message.direction == Direction.OUTBOUND,
-            col(Message.notice_decision).in_(NOTICED),
-            col(Message.status).in_(REACHED),
+            among(col(Message.notice_decision), NOTICED),
+            among(col(Message.status), REACHED),
             col(Message.attempt_started_at) >= since,
             col(Message.id) != exclude,
         )

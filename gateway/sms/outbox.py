@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import stamp
-from gateway.db import insert_row
 from gateway.ids import new_id
 from gateway.models import Direction, Message, MessageStatus, Purpose
+from gateway.rows import fresh, insert_row
 from gateway.sms import segments
 from gateway.sms.status import write_event
 from gateway.work import SMS_SEND, stage
@@ -33,7 +33,8 @@ async def queue_message(
     retry_of: str | None = None,
 ) -> Message:
     """A new outbound message in state `queued`, its send staged for `send_after` (or now)."""
-    message = Message(
+    message = fresh(
+        Message,
         id=new_id("msg"),
         account_id=account_id,
         lead_id=lead_id,

@@ -23,7 +23,7 @@ from compliance.notice import NOTICE_INTERVAL
 from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
-from gateway.db import UTCDateTime, rows_of
+from gateway.db import UTCDateTime, among, first_row, rows_of
 from gateway.job_context import JobContext
 from gateway.lead_number import number_lead_knows
 from gateway.leads import lead_of_message
@@ -295,7 +295,7 @@ async def _lead_texts(
         "moment": moment,
         "since": moment - NOTICE_INTERVAL,
     }
-    found: Any = (await session.exec(query, params=params)).one()
+    found: Any = await first_row(session, query, params)  # scalar subqueries: always one row
     due_now, earliest, last_notice = found
     return (moment if due_now else earliest), last_notice
 
@@ -316,7 +316,7 @@ def _lead_texts_query(confirmation: bool) -> SqlModelSelect[Any]:
         col(Message.account_id) == bindparam("account_id"),
         col(Message.lead_phone) == bindparam("phone"),
         col(Message.direction) == Direction.OUTBOUND,
-        col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SENDING]),
+        among(col(Message.status), [MessageStatus.QUEUED, MessageStatus.SENDING]),
         col(Message.created_at) < bindparam("created_at", type_=UTCDateTime),
         col(Message.id) != bindparam("id"),
     )

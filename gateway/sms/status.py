@@ -15,7 +15,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
-from gateway.db import rows_of
+from gateway.db import among, rows_of
 from gateway.models import Message, MessageEvent, MessageStatus
 from gateway.sms.status_schedule import first_check
 
@@ -97,7 +97,9 @@ def _move(
         values["twilio_sid"] = func.coalesce(sid, bindparam("twilio_sid"))
     statement = update(table).where(id_ == bindparam("message_id"))
     if status is not None:
-        statement = statement.where(status_.in_(lower_statuses(status)))
+        lower = lower_statuses(status)
+        # The ORM evaluates a synced UPDATE's condition in Python, which literals defeat.
+        statement = statement.where(status_.in_(lower) if sync else among(status_, lower))
     statement = statement.values(**values)
     return rows_of(Message, statement) if returning else statement
 

@@ -1,0 +1,91 @@
+"""New rows on hot paths: model objects built without the constructor's attribute events, and
+written by a Core INSERT built once instead of the unit of work's flush."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from functools import cache
+from typing import Any, TypeVar
+
+from pydantic.fields import FieldInfo
+from sqlalchemy import Insert, Table, insert
+from sqlalchemy.orm import make_transient_to_detached
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+Model = TypeVar("Model", bound=SQLModel)
+
+# How `fresh` fills a field the caller left out: its default as it is (an immutable value), or
+# pydantic's default (a factory's new value, a copy of a mutable default).
+_AS_IS = (type(None), bool, int, float, str)
+
+
+def fresh(model: type[Model], **values: Any) -> Model:
+    """A new `model` object holding `values` and, for every other field, its default: what
+    `model(**values)` holds, built the way SQLAlchemy builds an object it loads (the instance
+    with its state, then its dictionary) instead of one attribute event per field.
+
+    Why: a table model's constructor sets each field through SQLModel's and SQLAlchemy's
+    `__setattr__`, about 2.5 us a field: 89 us for a text's 35 fields, 65 us for a play
+    (bench/RESULTS.md §26). Nothing is validated, as the constructor of a table model validates
+    nothing either. The object is transient: `insert_row` writes it, or `session.add` does at
+    the next flush (the unit of work reads a new object's dictionary)."""
+    unknown = values.keys() - model.model_fields.keys()
+    if unknown:
+        raise TypeError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
+    row: Model = model.__mapper__.class_manager.new_instance()  # type: ignore[attr-defined]
+    held = row.__dict__
+    for name, default in _defaults(model):
+        if name in values:
+            held[name] = values[name]
+        else:
+            held[name] = default()
+    object.__setattr__(row, "__pydantic_fields_set__", set(values))
+    return row
+
+
+@cache
+def _defaults(model: type[SQLModel]) -> tuple[tuple[str, Callable[[], Any]], ...]:
+    """Each field of `model` with what makes its default (a required field's raises)."""
+    return tuple(
+        (name, _default_of(model, name, field)) for name, field in model.model_fields.items()
+    )
+
+
+def _default_of(model: type[SQLModel], name: str, field: FieldInfo) -> Callable[[], Any]:
+    if field.is_required():
+
+        def missing() -> Any:
+            raise TypeError(f"{model.__name__}.{name} is required")
+
+        return missing
+    if field.default_factory is None and isinstance(field.default, _AS_IS):
+        value = field.default
+        return lambda: value
+    return lambda: field.get_default(call_default_factory=True)
+
+
+def column_values(row: Any, *, leave_out: Collection[str] = ()) -> dict[str, Any]:
+    """A model object's column values by column name, for a Core INSERT built once (the ORM's
+    unit of work costs about twice as much per row). Every column's default is the model's
+    (a pydantic default), so the object already holds it."""
+    table = row.__table__
+    return {c.name: getattr(row, c.key) for c in table.columns if c.name not in leave_out}
+
+
+async def insert_row(session: AsyncSession, row: Any) -> None:
+    """Write `row` (a new model object) now, by a Core INSERT of every column built once per
+    table, and keep it in the session as a persistent object, as a flush would have left it: a
+    change made to it later in the transaction is an UPDATE, and `session.get` finds it without
+    a read. About a fifth of the CPU of the unit of work's INSERT for one row (bench/RESULTS.md
+    §25). Objects still pending in the session are written first: the row may name them."""
+    if session.new:
+        await session.flush()
+    await session.exec(_insert_into(row.__table__), params=column_values(row))
+    make_transient_to_detached(row)
+    session.add(row)
+
+
+@cache
+def _insert_into(table: Table) -> Insert:
+    return insert(table)
