@@ -151,7 +151,12 @@ def _one_edit(a: str, b: str) -> bool:
     return short[i:] == long_[i + 1 :]
 
 
-@functools.cache
+# `correct` remembers this many tokens: they come from leads' texts, so an unbounded cache
+# would grow with every new word anyone sends (a sender of random words grew it without end).
+TOKENS_REMEMBERED = 65_536
+
+
+@functools.lru_cache(maxsize=TOKENS_REMEMBERED)
 def correct(token: str) -> str:
     """A token with its misspelling fixed (may become several words, e.g. 'optout')."""
     if token in SPELLING:

@@ -209,3 +209,12 @@ def test_normalize_is_idempotent(text: str) -> None:
 def test_opt_outs_survive_trailing_decoration(row: tuple[str, bool, str], tail: str) -> None:
     _, opted_out, text = row
     assert classify(text + tail, opted_out=opted_out).kind == "opt_out"
+
+
+def test_the_typo_cache_stays_bounded_whatever_words_leads_send() -> None:
+    # Every token of every inbound text passes through `correct`; new words past the bound
+    # push the oldest out instead of growing the process.
+    for n in range(keywords.TOKENS_REMEMBERED + 500):
+        correct(f"zq{n:x}word")
+    assert correct.cache_info().currsize == keywords.TOKENS_REMEMBERED
+    assert correct("stpo") == "stop"  # still corrects, cached or not
