@@ -14,13 +14,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from compliance.gate import Purpose as GatePurpose
-from gateway import gate
+from gateway import commit_rows, gate
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.errors import ApiError
 from gateway.models import Lead, Message, MessageEvent, MessageStatus, Purpose
 from gateway.phones import Phone
 from gateway.sms.outbox import queue_message
+from gateway.sms.status import note_event
 from gateway.state import app_state, current_account
 from gateway.work import SMS_SEND, stage
 
@@ -98,6 +99,7 @@ FROM_ROW = [name for name in MessagePublic.model_fields if name not in ("phone",
 
 async def _with_history(session: AsyncSession, messages: list[Message]) -> list[MessagePublic]:
     """Messages as the API shows them, each with its status history (one query for all)."""
+    await commit_rows.write_now(session)  # the history this transaction noted so far
     ids = [m.id for m in messages]
     events = (
         await session.exec(
@@ -177,15 +179,11 @@ async def create_message(request: Request) -> JSONResponse:
         if decision.action == "block":
             message.status, message.gate_reason = MessageStatus.BLOCKED, decision.reason
             message.error_message = decision.detail or decision.reason
-            session.add(
-                MessageEvent(message_id=message.id, status="blocked", detail=decision.reason)
-            )
+            note_event(session, message.id, "blocked", detail=decision.reason)
         elif decision.action == "defer":
             message.send_after, message.gate_reason = decision.until, decision.reason
             stage(session, SMS_SEND, message.id, at=decision.until)
-            session.add(
-                MessageEvent(message_id=message.id, status="deferred", detail=decision.detail)
-            )
+            note_event(session, message.id, "deferred", detail=decision.detail)
         session.add(message)
         await session.flush()
         [public] = await _with_history(session, [message])

@@ -25,7 +25,8 @@ from gateway.contact_lock import lock_contact, reread
 from gateway.db import transaction
 from gateway.engine.takeover import human_reply, reply_purpose, resume
 from gateway.errors import ApiError
-from gateway.models import Lead, MessageEvent, Play, PlayState
+from gateway.models import Lead, Play, PlayState
+from gateway.sms.status import note_event
 from gateway.state import app_state, current_account
 from gateway.work import PLAY_ADVANCE, SMS_SEND, stage
 
@@ -132,9 +133,7 @@ async def post_message(request: Request) -> JSONResponse:
         if decision.action == "defer":
             message.send_after, message.gate_reason = decision.until, decision.reason
             stage(session, SMS_SEND, message.id, at=decision.until)
-            session.add(
-                MessageEvent(message_id=message.id, status="deferred", detail=decision.detail)
-            )
+            note_event(session, message.id, "deferred", detail=decision.detail)
             session.add(message)
         answer = HumanReply(
             message=HumanMessagePublic.model_validate(message, from_attributes=True),

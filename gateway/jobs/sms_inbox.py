@@ -45,7 +45,7 @@ from gateway.models import (
 from gateway.phones import InvalidPhone, to_e164
 from gateway.rows import column_values
 from gateway.sms.keyword_replies import handle as handle_keywords
-from gateway.sms.status import write_event
+from gateway.sms.status import note_event
 from gateway.twilio_params import optional_count
 from gateway.work import PLAY_REPLY, SMS_INBOX, job, stage
 
@@ -167,7 +167,7 @@ async def _receive(session: AsyncSession, batch: _Batch, text: Taken) -> None:
         "updated_at": text.received_at,
     }
     await session.exec(_INSERT_MESSAGE, params=row)
-    await write_event(session, message_id, MessageStatus.RECEIVED)
+    note_event(session, message_id, MessageStatus.RECEIVED)
     result = await handle_keywords(
         session,
         account,

@@ -37,8 +37,8 @@ from gateway.db import SessionFactory, transaction
 from gateway.engine import lifecycle
 from gateway.job_context import JobContext, job_context
 from gateway.jobs.sms_statuses import CLAIM_KIND
-from gateway.models import Message, MessageEvent
-from gateway.sms.status import FROM_TWILIO, lower_statuses
+from gateway.models import Message
+from gateway.sms.status import FROM_TWILIO, lower_statuses, note_event
 from gateway.sms.status_schedule import CHECKS_END, next_check
 from gateway.sms.status_updates import apply_status
 
@@ -211,13 +211,12 @@ async def _reschedule(session: AsyncSession, due: Due, at: datetime | None) -> b
 
 
 async def _ended(session: AsyncSession, due: Due, status_text: str) -> None:
-    session.add(
-        MessageEvent(
-            message_id=due.id,
-            status=CHECKS_ENDED,
-            detail=f"no final status {CHECKS_END} after the last change; Twilio says "
-            f"{status_text or 'nothing'}: no more checks",
-        )
+    note_event(
+        session,
+        due.id,
+        CHECKS_ENDED,
+        detail=f"no final status {CHECKS_END} after the last change; Twilio says "
+        f"{status_text or 'nothing'}: no more checks",
     )
     log.warning(
         "status checks ended message=%s sid=%s account=%s: no final status %s after the last "
@@ -235,7 +234,7 @@ async def _stop(sessions: SessionFactory, due: Due, why: str | None, detail: str
     async with transaction(sessions) as session:
         if not await _reschedule(session, due, None) or why is None:
             return
-        session.add(MessageEvent(message_id=due.id, status=why, detail=detail))
+        note_event(session, due.id, why, detail=detail)
     log.warning(
         "status checks stopped message=%s sid=%s account=%s: %s",
         due.id,

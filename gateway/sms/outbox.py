@@ -12,7 +12,7 @@ from gateway.ids import new_id
 from gateway.models import Direction, Message, MessageStatus, Purpose
 from gateway.rows import fresh, insert_row
 from gateway.sms import segments
-from gateway.sms.status import write_event
+from gateway.sms.status import note_event
 from gateway.work import SMS_SEND, stage
 
 
@@ -57,6 +57,6 @@ async def queue_message(
     # Written now by Core statements built once, not by the unit of work at the next flush:
     # about a fifth of its CPU per row (gateway.db.insert_row).
     await insert_row(session, message)
-    await write_event(session, message.id, MessageStatus.QUEUED, detail=reason)
+    note_event(session, message.id, MessageStatus.QUEUED, detail=reason)
     stage(session, SMS_SEND, message.id, at=send_after)
     return message

@@ -32,7 +32,6 @@ from gateway.models import (
     Direction,
     Lead,
     Message,
-    MessageEvent,
     MessageStatus,
     OptOutEvent,
     PhoneStatus,
@@ -43,7 +42,7 @@ from gateway.models import (
 from gateway.sms import notice as sms_notice
 from gateway.sms import sender_status
 from gateway.sms.ratelimit import rate_for
-from gateway.sms.status import write_event
+from gateway.sms.status import note_event
 from gateway.work import SMS_SEND, stage
 
 log = logging.getLogger(__name__)
@@ -145,7 +144,7 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
         message.send_after, message.gate_reason = decision.until, decision.reason
         message.updated_at = moment
         session.add(message)
-        session.add(MessageEvent(message_id=message.id, status="deferred", detail=decision.detail))
+        note_event(session, message.id, "deferred", detail=decision.detail)
         deferred_until = decision.until
     else:
         sender = await _choose_sender(session, message)
@@ -161,12 +160,11 @@ async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Pre
             message.gate_reason = sender_status.SENDER_UNAVAILABLE
             message.updated_at = moment
             session.add(message)
-            session.add(
-                MessageEvent(
-                    message_id=message.id,
-                    status="deferred",
-                    detail=f"sender {sender.number} unavailable ({sender.status_code})",
-                )
+            note_event(
+                session,
+                message.id,
+                "deferred",
+                detail=f"sender {sender.number} unavailable ({sender.status_code})",
             )
             deferred_until = held_until
         elif wait > 0:
@@ -230,7 +228,7 @@ async def _claim(
     row: Message | None = claimed.scalars().first()
     if row is None:
         return "claimed elsewhere"
-    await write_event(session, message.id, MessageStatus.SENDING)
+    note_event(session, message.id, MessageStatus.SENDING)
     return row
 
 
@@ -262,7 +260,7 @@ async def requeue(session: AsyncSession, message_id: str, why: str, code: int | 
         .where(col(Message.id) == message_id, col(Message.status) == MessageStatus.SENDING)
         .values(status=MessageStatus.QUEUED, updated_at=now())
     )
-    session.add(MessageEvent(message_id=message_id, status="retry", error_code=code, detail=why))
+    note_event(session, message_id, "retry", error_code=code, detail=why)
 
 
 async def confirm_ledger(session: AsyncSession, message: Message, sid: str) -> None:
@@ -277,7 +275,7 @@ async def _finish(session: AsyncSession, message: Message, status: MessageStatus
     message.status, message.updated_at = status, now()
     message.error_message = why[:500]
     session.add(message)
-    session.add(MessageEvent(message_id=message.id, status=status, detail=why[:500]))
+    note_event(session, message.id, status, detail=why[:500])
 
 
 async def _lead_texts(

@@ -33,6 +33,7 @@ from gateway.models import (
     SenderStatus,
 )
 from gateway.sms import errors
+from gateway.sms.status import note_event
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +132,12 @@ async def hold(
             updated_at=now(),
         )
     )
-    session.add(
-        MessageEvent(
-            message_id=message.id,
-            status=SENDER_UNAVAILABLE,
-            error_code=code,
-            detail=f"{message.from_number}: {text}"[:500],
-        )
+    note_event(
+        session,
+        message.id,
+        SENDER_UNAVAILABLE,
+        error_code=code,
+        detail=f"{message.from_number}: {text}"[:500],
     )
     return retry_at
 

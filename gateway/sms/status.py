@@ -9,11 +9,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import commit_rows
 from gateway.clock import now
 from gateway.db import among, rows_of
 from gateway.models import Message, MessageEvent, MessageStatus
@@ -140,7 +141,7 @@ async def advance(
         await session.exec(
             _move(None, frozenset(facts), sync=sync), params={"message_id": message_id, **facts}
         )
-    await write_event(
+    note_event(
         session,
         message_id,
         status if moved else f"{status} (late)",
@@ -168,7 +169,7 @@ async def moved(
     )
     if result.rowcount != 1:
         return False
-    await write_event(session, message_id, status, error_code=error_code, at=at)
+    note_event(session, message_id, status, error_code=error_code, at=at)
     return True
 
 
@@ -188,7 +189,7 @@ async def moved_row(
     )
     row: Message | None = result.scalars().first()
     if row is not None:
-        await write_event(session, message_id, status, error_code=error_code, at=at)
+        note_event(session, message_id, status, error_code=error_code, at=at)
     return row
 
 
@@ -209,7 +210,7 @@ async def _move_reported(
     return await session.exec(statement, params={"message_id": message_id, **values})
 
 
-async def write_event(
+def note_event(
     session: AsyncSession,
     message_id: str,
     status: str,
@@ -218,20 +219,20 @@ async def write_event(
     detail: str | None = None,
     at: datetime | None = None,
 ) -> None:
-    """A row of the message's history, written now (dated `at`, or now): one Core INSERT built
-    once, no ORM object (it runs without the autoflush an ORM statement does, so the message's
-    own row must be written already, as it is wherever its status moves)."""
-    params = {
+    """A row of the message's history (dated `at`, or now), written with the transaction's
+    other history rows in one INSERT when it commits (gateway/commit_rows.py): after the
+    message's own row, and in the order they were noted."""
+    row = {
         "message_id": message_id,
         "status": status,
         "at": at or now(),
         "error_code": error_code,
         "detail": detail,
     }
-    await session.exec(_EVENT, params=params)
+    commit_rows.add(session, _EVENTS, row)
 
 
-_EVENT = insert(MessageEvent.__table__)  # type: ignore[attr-defined]
+_EVENTS = MessageEvent.__table__  # type: ignore[attr-defined]
 
 
 def _moved_values(

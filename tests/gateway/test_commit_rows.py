@@ -1,15 +1,18 @@
-"""A transaction's play log entries are written together when it commits, in the order they were
-made, after the play they name; a rollback drops them (gateway/play_log_rows.py)."""
+"""A transaction's play log entries and message history are written together when it commits, a
+table at a time, in the order they were made, after the rows they name; a rollback drops them
+(gateway/commit_rows.py)."""
 
 from __future__ import annotations
 
 from sqlmodel import col, select
 
-from gateway import play_log_rows
+from gateway import commit_rows
 from gateway.db import SessionFactory, transaction
 from gateway.engine.records import log_by_id, log_once
 from gateway.ids import new_id
-from gateway.models import Lead, Play, PlayLog, PlayState
+from gateway.models import Lead, MessageEvent, Play, PlayLog, PlayState, Purpose
+from gateway.sms.outbox import queue_message
+from gateway.sms.status import note_event
 from tests.support.sql import statements
 from tests.support.tenants import new_tenant
 
@@ -72,7 +75,67 @@ async def test_a_rollback_drops_the_entries(sessions: SessionFactory) -> None:
     async with sessions() as session:
         log_by_id(session, play.id, "dropped", None)
         await session.rollback()
-        assert play_log_rows.PENDING not in session.info
+        assert commit_rows.PENDING not in session.info
         log_by_id(session, play.id, "kept", None)
         await session.commit()
     assert await _entries(sessions, play.id) == [("kept", {})]
+
+
+async def _history(sessions: SessionFactory, message_id: str) -> list[str]:
+    async with sessions() as session:
+        query = (
+            select(MessageEvent)
+            .where(MessageEvent.message_id == message_id)
+            .order_by(col(MessageEvent.id))
+        )
+        return [row.status for row in (await session.exec(query)).all()]
+
+
+async def test_a_messages_history_is_one_insert_at_commit_beside_the_play_log(
+    sessions: SessionFactory,
+) -> None:
+    tenant = await new_tenant(sessions, "Acme")
+    lead, play = _new_play(tenant.account_id)
+    with (
+        statements("INSERT INTO message_events") as events,
+        statements("INSERT INTO play_log") as entries,
+    ):
+        async with transaction(sessions) as session:
+            session.add_all([lead, play])
+            message = await queue_message(
+                session,
+                account_id=tenant.account_id,
+                phone=lead.phone,
+                body="Hi",
+                purpose=Purpose.INITIATED,
+                reason="play",
+                lead_id=lead.id,
+                play_id=play.id,
+            )
+            log_by_id(session, play.id, "message", None)
+            note_event(session, message.id, "deferred", detail="quiet hours")
+            # Nothing is written before the commit.
+            assert (events, entries) == ([], [])
+    assert (len(events), len(entries)) == (1, 1)
+    assert await _history(sessions, message.id) == ["queued", "deferred"]
+
+
+async def test_a_rollback_drops_a_messages_noted_history(sessions: SessionFactory) -> None:
+    tenant = await new_tenant(sessions, "Acme")
+    lead, play = _new_play(tenant.account_id)
+    async with transaction(sessions) as session:
+        session.add_all([lead, play])
+        message = await queue_message(
+            session,
+            account_id=tenant.account_id,
+            phone=lead.phone,
+            body="Hi",
+            purpose=Purpose.INITIATED,
+            reason="play",
+        )
+    async with sessions() as session:
+        note_event(session, message.id, "dropped")
+        await session.rollback()
+        note_event(session, message.id, "kept")
+        await session.commit()
+    assert await _history(sessions, message.id) == ["queued", "kept"]
