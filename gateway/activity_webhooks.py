@@ -29,7 +29,7 @@ from gateway.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from gateway.rows import column_values, fresh
+from gateway.rows import column_values, fresh, insert_row
 from gateway.webhook_payloads import build_payload
 from gateway.work import WEBHOOK_DELIVER, stage
 
@@ -74,19 +74,13 @@ def new_delivery(
     )
 
 
-_ACTIVITIES = Activity.__table__  # type: ignore[attr-defined]
-_INSERT_ACTIVITY = insert(_ACTIVITIES).returning(_ACTIVITIES.c.id)
 _INSERT_DELIVERY = insert(WebhookDelivery.__table__)  # type: ignore[attr-defined]
 
 
 async def write_activity(session: AsyncSession, activity: Activity) -> None:
-    """Write `activity` now, by a Core INSERT built once that returns its id (the order
-    activities are delivered in), and set that id; the object stays out of the session (the
-    unit of work costs about twice as much per row)."""
-    if session.new:
-        await session.flush()  # the rows it names (a play, a lead made in this transaction)
-    params = column_values(activity, leave_out=("id",))
-    activity.id = (await session.exec(_INSERT_ACTIVITY, params=params)).scalar_one()
+    """Write `activity` now and set its id (the order activities are delivered in); the object
+    stays out of the session (`insert_row`)."""
+    await insert_row(session, activity, keep=False)
 
 
 # `on_activity`'s read (every activity asks it), built once.

@@ -73,19 +73,50 @@ def column_values(row: Any, *, leave_out: Collection[str] = ()) -> dict[str, Any
     return {c.name: getattr(row, c.key) for c in table.columns if c.name not in leave_out}
 
 
-async def insert_row(session: AsyncSession, row: Any) -> None:
+async def insert_row(session: AsyncSession, row: Any, *, keep: bool = True) -> None:
     """Write `row` (a new model object) now, by a Core INSERT of every column built once per
-    table, and keep it in the session as a persistent object, as a flush would have left it: a
-    change made to it later in the transaction is an UPDATE, and `session.get` finds it without
-    a read. About a fifth of the CPU of the unit of work's INSERT for one row (bench/RESULTS.md
-    §25). Objects still pending in the session are written first: the row may name them."""
-    if session.new:
-        await session.flush()
-    await session.exec(_insert_into(row.__table__), params=column_values(row))
-    make_transient_to_detached(row)
-    session.add(row)
+    table. An id the database makes (an integer key left None) comes back from the INSERT
+    itself and is set on the object.
+
+    `keep`: the object stays in the session as a persistent one, as a flush would have left
+    it: a change made to it later in the transaction is an UPDATE, and `session.get` finds it
+    without a read. Otherwise it stays out (nothing changes it later; attaching costs CPU).
+    About a fifth of the CPU of the unit of work's INSERT for one row (bench/RESULTS.md §25).
+    Objects still pending in the session are written first (the session autoflushes before a
+    Core statement too): the row may name them."""
+    table = row.__table__
+    values = column_values(row)
+    key = _made_key(table)
+    if key is not None and values[key] is None:
+        del values[key]
+        made = await session.exec(_insert_returning(table, key), params=values)
+        setattr(row, key, made.scalar_one())
+    else:
+        await session.exec(_insert_into(table), params=values)
+    if keep:
+        make_transient_to_detached(row)
+        session.add(row)
+
+
+@cache
+def _made_key(table: Table) -> str | None:
+    """The name of `table`'s key when the database makes it (one integer column)."""
+    [key, *more] = table.primary_key.columns
+    return key.name if not more and key.autoincrement is not False and _integer(key) else None
+
+
+def _integer(column: Any) -> bool:
+    try:
+        return column.type.python_type is int
+    except NotImplementedError:
+        return False
 
 
 @cache
 def _insert_into(table: Table) -> Insert:
     return insert(table)
+
+
+@cache
+def _insert_returning(table: Table, key: str) -> Insert:
+    return insert(table).returning(table.c[key])

@@ -196,3 +196,25 @@ async def test_a_fresh_object_is_written_by_a_flush_and_by_insert_row(
     assert stored_lead is not None and stored_lead.phone == "+14155550197"
     assert stored is not None
     assert (stored.lead_id, stored.step_id, stored.settings) == (lead.id, "second", {"rate": 6})
+
+
+@pytest.mark.parametrize("keep", [True, False])
+async def test_an_id_the_database_makes_comes_back_from_the_insert(
+    sessions: SessionFactory, keep: bool
+) -> None:
+    tenant = await new_tenant(sessions, "Acme")
+    made = []
+    with statements("INSERT INTO activities") as sent:
+        async with transaction(sessions) as session:
+            for label in ("started", "qualified"):
+                activity = fresh(Activity, **dict(GIVEN[2][1], account_id=tenant.account_id))
+                activity.public_id, activity.label = new_id("evt"), label
+                await insert_row(session, activity, keep=keep)
+                made.append(activity)
+                assert (activity in session) is keep
+    assert len(sent) == 2
+    first, second = made
+    assert first.id is not None and second.id is not None and second.id > first.id
+    async with sessions() as session:
+        stored = await session.get(Activity, second.id)
+    assert stored is not None and stored.label == "qualified"
