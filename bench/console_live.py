@@ -64,10 +64,8 @@ from bench.gateway_process import (
     pick_area_code,
     wait_until,
 )
-from bench.support import machine
+from bench.support import EXAMPLE_PLAYBOOK, machine
 
-REPO = Path(__file__).resolve().parent.parent
-PLAYBOOK = REPO / "examples" / "mortgage-qualification.yaml"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Runs in the page before its own scripts: live.js (deferred) reads data-live-every once, when
@@ -179,7 +177,7 @@ def set_up(gateway: Gateway) -> Scene:
         "PUT",
         "/v1/playbooks/mortgage-qualification",
         201,
-        content=PLAYBOOK.read_bytes(),
+        content=EXAMPLE_PLAYBOOK.read_bytes(),
         headers={"Content-Type": "application/yaml"},
     )
     started = api.call(

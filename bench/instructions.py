@@ -53,7 +53,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 from sqlalchemy import text
@@ -62,7 +62,6 @@ from bench import inbound, support
 from bench.dispatch import enqueue, queue
 from gateway.worker import SWEEP_EVERY_SECONDS
 
-PLAYBOOK = support.REPO / "examples" / "mortgage-qualification.yaml"
 UNITS = ("post", "lead", "send", "inbound")
 # The idle rate is counted over one period of the worker's sweeps (gateway.worker), so it holds
 # their share as the measured part does.
@@ -222,26 +221,9 @@ async def counted(
     return Counted(unit, count, counts, rates, seconds)
 
 
-def play_body(phone: str) -> dict[str, Any]:
-    return {
-        "playbook_id": "mortgage-qualification",
-        "lead": {"phone": phone, "first_name": "Kai"},
-        "settings": {"partner_name": "Bench Lending"},
-    }
-
-
-async def publish(api: httpx.AsyncClient) -> None:
-    answer = await api.put(
-        "/v1/playbooks/mortgage-qualification",
-        content=PLAYBOOK.read_bytes(),
-        headers={"Content-Type": "application/yaml"},
-    )
-    answer.raise_for_status()
-
-
 async def post_leads(api: httpx.AsyncClient, phones: list[str]) -> None:
     for phone in phones:
-        answer = await api.post("/v1/plays", json=play_body(phone))
+        answer = await api.post("/v1/plays", json=support.play_body(phone))
         if answer.status_code != 201:
             raise RuntimeError(f"POST /v1/plays {answer.status_code}: {answer.text[:200]}")
 
@@ -266,21 +248,13 @@ async def settled(run: support.Target, texts: int) -> None:
     raise RuntimeError(f"not settled within {SETTLE_TIMEOUT:.0f} s")
 
 
-def client(run: support.Target, tenant: support.Tenant) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=run.base_url,
-        headers={"Authorization": f"Bearer {tenant.api_key}"},
-        timeout=SETTLE_TIMEOUT,  # a request to a process under valgrind
-    )
-
-
 async def post_unit(args: argparse.Namespace, grind: Counter) -> Counted:
     async with support.target(args.database_url, args.redis_url) as run:
         tenant = await support.create_tenant(run)
         grind.attach(await run.web(wrap=grind.wrap, INLINE_JOBS="0"))
         phones = support.lead_phones(WARM_UP + args.count)
-        async with client(run, tenant) as api:
-            await publish(api)
+        async with run.api(tenant, timeout=SETTLE_TIMEOUT) as api:
+            await support.publish_example(api)
             await post_leads(api, phones[:WARM_UP])
             return await counted(
                 grind, "post", args.count, lambda: post_leads(api, phones[WARM_UP:])
@@ -294,8 +268,8 @@ async def lead_unit(args: argparse.Namespace, grind: Counter) -> Counted:
         await run.register_number(tenant.number)
         grind.attach(await run.web_and_worker(wrap=grind.wrap))
         phones = support.lead_phones(WARM_UP + args.count)
-        async with client(run, tenant) as api:
-            await publish(api)
+        async with run.api(tenant, timeout=SETTLE_TIMEOUT) as api:
+            await support.publish_example(api)
 
             async def one_by_one(chosen: list[str], before: int) -> None:
                 for i, phone in enumerate(chosen, start=1):

@@ -29,7 +29,6 @@ import httpx
 
 from bench import support
 
-PLAYBOOK = support.REPO / "examples" / "mortgage-qualification.yaml"
 SETTLE_TIMEOUT = 180.0  # seconds to wait for the last leads' texts after the last POST
 # The gateway's processes are idle (their polls and sweeps only) below this share of a core.
 IDLE_CPU = 0.05
@@ -45,13 +44,8 @@ async def post_leads(
     failures = [0]
 
     async def one(phone: str, due: float) -> None:
-        body = {
-            "playbook_id": "mortgage-qualification",
-            "lead": {"phone": phone, "first_name": "Kai"},
-            "settings": {"partner_name": "Bench Lending"},
-        }
         try:
-            answer = await api.post("/v1/plays", json=body)
+            answer = await api.post("/v1/plays", json=support.play_body(phone))
         except httpx.HTTPError:
             failures[0] += 1
             return
@@ -114,12 +108,7 @@ async def one_run(args: argparse.Namespace, number: int) -> dict[float, dict[str
             await run.web(**env)
             await run.workers(1, **env)
         async with run.api(tenant) as api:
-            published = await api.put(
-                "/v1/playbooks/mortgage-qualification",
-                content=PLAYBOOK.read_bytes(),
-                headers={"Content-Type": "application/yaml"},
-            )
-            published.raise_for_status()
+            await support.publish_example(api)
             offset = 0
             for rate in args.rates:
                 count = int(rate * args.duration)

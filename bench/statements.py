@@ -50,7 +50,6 @@ from gateway.app import create_app
 from gateway.settings import SANDBOX_PATH, Settings, load_settings
 from gateway.worker import build_worker
 
-PLAYBOOK = support.REPO / "examples" / "mortgage-qualification.yaml"
 ROUNDS = 20  # worker bursts per phase, at most: each ends when its queue is empty
 FIRST_TEXT = ("POST /v1/plays", "job plays.advance", "job sms.send")
 
@@ -183,12 +182,7 @@ async def measure(args: argparse.Namespace) -> None:
             run.api(tenant) as api,
             sandbox,
         ):
-            published = await api.put(
-                "/v1/playbooks/mortgage-qualification",
-                content=PLAYBOOK.read_bytes(),
-                headers={"Content-Type": "application/yaml"},
-            )
-            published.raise_for_status()
+            await support.publish_example(api)
             hook = await api.post(
                 "/v1/webhooks", json={"url": f"http://127.0.0.1:{receiver_port}/hook"}
             )
@@ -197,12 +191,7 @@ async def measure(args: argparse.Namespace) -> None:
             cpu = time.process_time()
             phones = support.lead_phones(args.leads, at=clock.now())
             for phone in phones:
-                body = {
-                    "playbook_id": "mortgage-qualification",
-                    "lead": {"phone": phone, "first_name": "Kai"},
-                    "settings": {"partner_name": "Bench Lending"},
-                }
-                (await api.post("/v1/plays", json=body)).raise_for_status()
+                (await api.post("/v1/plays", json=support.play_body(phone))).raise_for_status()
             await work(settings, run.queue_url, sandbox)
             first = COUNTS.taken()
             cpu = time.process_time() - cpu

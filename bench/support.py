@@ -48,6 +48,8 @@ from gateway.settings import SANDBOX_PATH, load_settings
 from gateway.webhooks.addresses import set_private_allowed
 
 REPO = Path(__file__).resolve().parent.parent
+# The playbook the benches start their leads on.
+EXAMPLE_PLAYBOOK = REPO / "examples" / "mortgage-qualification.yaml"
 BIN = Path(sys.executable).parent  # the virtualenv the benchmark runs in
 OUR_NUMBER = "+16714770100"
 START_TIMEOUT = 60.0
@@ -159,6 +161,25 @@ def clock_ahead() -> timedelta:
     ahead = noon_in_los_angeles()
     print(f"# the gateway's clock runs {ahead} ahead: no US zone in 09:00-19:00", file=sys.stderr)
     return ahead
+
+
+async def publish_example(api: httpx.AsyncClient) -> None:
+    """Publish `EXAMPLE_PLAYBOOK` on the tenant `api` speaks for."""
+    answer = await api.put(
+        f"/v1/playbooks/{EXAMPLE_PLAYBOOK.stem}",
+        content=EXAMPLE_PLAYBOOK.read_bytes(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    answer.raise_for_status()
+
+
+def play_body(phone: str) -> dict[str, Any]:
+    """The `POST /v1/plays` body that starts a new lead on `EXAMPLE_PLAYBOOK`."""
+    return {
+        "playbook_id": EXAMPLE_PLAYBOOK.stem,
+        "lead": {"phone": phone, "first_name": "Kai"},
+        "settings": {"partner_name": "Bench Lending"},
+    }
 
 
 def lead_phones(count: int, start: int = 0, at: datetime | None = None) -> list[str]:
@@ -411,11 +432,11 @@ class Target:
         finally:
             await engine.dispose()
 
-    def api(self, tenant: Tenant) -> httpx.AsyncClient:
+    def api(self, tenant: Tenant, *, timeout: float = 30.0) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {tenant.api_key}"},
-            timeout=30,
+            timeout=timeout,
         )
 
     async def sandbox_creates(self) -> list[dict[str, Any]]:
