@@ -12,12 +12,13 @@ them with the rest.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Table, event, insert
+from sqlalchemy import Insert, Table, event
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.rows import insert_into
 
 # session.info: per table's name, its INSERT and the rows kept for it, in order
 PENDING = "gateway.commit_rows.pending"
@@ -31,7 +32,7 @@ def add(session: AsyncSession, table: Table, row: dict[str, Any]) -> None:
     pending: dict[str, tuple[Insert, list[dict[str, Any]]]] = session.info.setdefault(PENDING, {})
     kept = pending.get(table.name)
     if kept is None:
-        kept = pending[table.name] = (_insert_into(table), [])
+        kept = pending[table.name] = (insert_into(table), [])
     kept[1].append(row)
 
 
@@ -56,8 +57,3 @@ def _write(session: Session) -> None:
 def _drop(session: Session, previous: SessionTransaction) -> None:
     if not previous.nested:
         session.info.pop(PENDING, None)
-
-
-@cache
-def _insert_into(table: Table) -> Insert:
-    return insert(table)

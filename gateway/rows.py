@@ -3,7 +3,7 @@ written by a Core INSERT built once instead of the unit of work's flush."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar
 
@@ -26,10 +26,11 @@ def fresh(model: type[Model], **values: Any) -> Model:
     with its state, then its dictionary) instead of one attribute event per field.
 
     Why: a table model's constructor sets each field through SQLModel's and SQLAlchemy's
-    `__setattr__`, about 2.5 us a field: 89 us for a text's 35 fields, 65 us for a play
-    (bench/RESULTS.md §26). Nothing is validated, as the constructor of a table model validates
-    nothing either. The object is transient: `insert_row` writes it, or `session.add` does at
-    the next flush (the unit of work reads a new object's dictionary)."""
+    `__setattr__`, about 2 us a field: 73 us for a text (35 fields) and 57 us for a play,
+    against 10-11 us built this way (bench/RESULTS.md §26). Nothing is validated, as the
+    constructor of a table model validates nothing either. The object is transient:
+    `insert_row` writes it, or `session.add` does at the next flush (the unit of work reads a
+    new object's dictionary)."""
     unknown = values.keys() - model.model_fields.keys()
     if unknown:
         raise TypeError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
@@ -65,12 +66,11 @@ def _default_of(model: type[SQLModel], name: str, field: FieldInfo) -> Callable[
     return lambda: field.get_default(call_default_factory=True)
 
 
-def column_values(row: Any, *, leave_out: Collection[str] = ()) -> dict[str, Any]:
+def column_values(row: Any) -> dict[str, Any]:
     """A model object's column values by column name, for a Core INSERT built once (the ORM's
     unit of work costs about twice as much per row). Every column's default is the model's
     (a pydantic default), so the object already holds it."""
-    table = row.__table__
-    return {c.name: getattr(row, c.key) for c in table.columns if c.name not in leave_out}
+    return {c.name: getattr(row, c.key) for c in row.__table__.columns}
 
 
 async def insert_row(session: AsyncSession, row: Any, *, keep: bool = True) -> None:
@@ -92,7 +92,7 @@ async def insert_row(session: AsyncSession, row: Any, *, keep: bool = True) -> N
         made = await session.exec(_insert_returning(table, key), params=values)
         setattr(row, key, made.scalar_one())
     else:
-        await session.exec(_insert_into(table), params=values)
+        await session.exec(insert_into(table), params=values)
     if keep:
         make_transient_to_detached(row)
         session.add(row)
@@ -113,7 +113,8 @@ def _integer(column: Any) -> bool:
 
 
 @cache
-def _insert_into(table: Table) -> Insert:
+def insert_into(table: Table) -> Insert:
+    """`INSERT INTO table`, its columns those of the parameters: built once per table."""
     return insert(table)
 
 
