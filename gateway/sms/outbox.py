@@ -55,7 +55,7 @@ async def queue_message(
         created_at=stamp(),
     )
     # Written now by Core statements built once, not by the unit of work at the next flush:
-    # about a fifth of its CPU per row (gateway.db.insert_row).
+    # about a fifth of its CPU per row (gateway.rows.insert_row).
     await insert_row(session, message)
     note_event(session, message.id, MessageStatus.QUEUED, detail=reason)
     stage(session, SMS_SEND, message.id, at=send_after)
