@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Insert, bindparam
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.db import dialect_insert, serialized
+from gateway.db import dialect_insert, dialect_of, serialized
 from gateway.models import ContactLock
 
 # session.info key: the transaction the contacts below were locked in, and those contacts.
@@ -26,7 +26,7 @@ async def lock_contact(session: AsyncSession, account_id: str, phone: str) -> No
     """Hold (account, phone) until the transaction ends. A second call for the same contact in
     the same transaction (an inbound text's keyword check, then its plays) sends nothing: the
     lock is held already (nothing here uses savepoints, whose rollback would release it)."""
-    if await serialized(session):
+    if serialized(session):
         return
     transaction = session.sync_session.get_transaction()
     held_in, held = session.info.get(_HELD, (None, set()))
@@ -35,9 +35,8 @@ async def lock_contact(session: AsyncSession, account_id: str, phone: str) -> No
         session.info[_HELD] = (transaction, held)
     if (account_id, phone) in held:
         return
-    connection = await session.connection()
     params = {"account_id": account_id, "phone": phone}
-    await connection.execute(_touch(connection.dialect.name), params)
+    await session.exec(_touch(dialect_of(session)), params=params)
     held.add((account_id, phone))
 
 
@@ -57,7 +56,7 @@ def _touch(dialect: str) -> Insert:
 async def reread(session: AsyncSession, *rows: Any) -> None:
     """Rows read before `lock_contact`, as they are now that it is held (another transaction
     may have changed them while this one waited); nothing to do where it never waited."""
-    if await serialized(session):
+    if serialized(session):
         return
     for row in rows:
         await session.refresh(row)

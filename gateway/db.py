@@ -67,6 +67,7 @@ _IMMEDIATE = "gateway_begin_immediate"
 # Execution option set by `transaction(brief=True)`: on SQLite the unit runs on the event
 # loop's thread, its COMMIT excepted (gateway/sqlite_driver.py).
 _BRIEF = "gateway_brief"
+_SERIALIZED = "gateway.db.serialized"  # session.info: a `transaction()` on SQLite
 # One writer at a time per process and SQLite engine, in arrival order. Without it, a burst of
 # concurrent writers (requests, a worker's jobs) all wait in SQLite's busy handler, which polls
 # with sleeps growing to 100 ms: the lock sits free while they sleep, the queue drains at a
@@ -192,6 +193,8 @@ async def transaction(
             await _take_turn(turn)
         try:
             await session.connection(execution_options={_IMMEDIATE: True, _BRIEF: brief})
+            if turn is not None:
+                session.info[_SERIALIZED] = True  # SQLite's BEGIN IMMEDIATE: `serialized`
             yield session
             await session.commit()
         except BaseException:
@@ -267,14 +270,18 @@ def _first_row(session: Session, statement: Any, params: dict[str, Any]) -> Row[
     return session.connection().execute(statement, params).first()
 
 
-async def serialized(session: AsyncSession) -> bool:
+def serialized(session: AsyncSession) -> bool:
     """Whether the session's transaction has held SQLite's one write lock since its BEGIN
     IMMEDIATE (every `transaction()` on SQLite): no other writer can change a row it reads, so
-    a contact lock or a re-read after one adds nothing."""
-    connection = await session.connection()
-    if connection.dialect.name != "sqlite":
-        return False
-    return bool(connection.sync_connection.get_execution_options().get(_IMMEDIATE, False))  # type: ignore[union-attr]
+    a contact lock or a re-read after one adds nothing. Asked without an awaited call (each
+    costs a greenlet): `transaction()` says so in the session's info."""
+    return bool(session.info.get(_SERIALIZED, False))
+
+
+def dialect_of(session: AsyncSession) -> str:
+    """The name of the session's database dialect, without an awaited call for its connection."""
+    bind: Any = session.bind
+    return str(bind.dialect.name)
 
 
 def conflict_insert(connection: AsyncConnection, model: Any) -> postgresql.Insert | sqlite.Insert:

@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.zones import normalize_state
 from gateway.clock import Instant, now
-from gateway.db import conflict_insert, dialect_insert, rows_of
+from gateway.db import conflict_insert, dialect_insert, dialect_of, rows_of
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.json_bounds import json_bounds_error
@@ -265,7 +265,6 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
     given = {name: getattr(lead_in, name) for name in _FIELDS if getattr(lead_in, name) is not None}
     # Created, or updated with the fields given, and read back: one statement. Concurrent
     # requests for the same phone both succeed and see the one row, on SQLite and PostgreSQL.
-    connection = await session.connection()
     params = {
         "id": new_id("lead"),
         "account_id": account_id,
@@ -273,7 +272,7 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
         "moment": moment,
         **given,
     }
-    upsert = _upsert(connection.dialect.name, tuple(given))
+    upsert = _upsert(dialect_of(session), tuple(given))
     lead: Lead = (await session.exec(upsert, params=params)).one()[0]
     if lead.id == params["id"]:  # ours: the row was created, not found
         session.info.setdefault(_CREATED, set()).add(lead.id)
