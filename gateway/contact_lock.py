@@ -36,7 +36,10 @@ async def lock_contact(session: AsyncSession, account_id: str, phone: str) -> No
     if (account_id, phone) in held:
         return
     params = {"account_id": account_id, "phone": phone}
-    await session.exec(_touch(dialect_of(session)), params=params)
+    # The lock before the rows this transaction has pending: the session autoflushes before a
+    # Core statement too, which would write them first.
+    with session.no_autoflush:
+        await session.exec(_touch(dialect_of(session)), params=params)
     held.add((account_id, phone))
 
 

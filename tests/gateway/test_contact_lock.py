@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from gateway.contact_lock import lock_contact
 from gateway.db import SessionFactory, transaction
+from gateway.ids import new_id
+from gateway.models import Lead
 from tests.conftest import TEST_DATABASE_URL
 from tests.support.sql import statements
+from tests.support.tenants import new_tenant
 
 ACCOUNT = "acct_lock"
 ANN, BOB = "+14155550101", "+14155550102"
@@ -35,3 +38,17 @@ async def test_a_session_touches_again_in_its_next_transaction(sessions: Session
             async with session.begin():
                 await lock_contact(session, ACCOUNT, ANN)
     assert len(seen) == 2
+
+
+async def test_the_lock_comes_before_the_rows_the_transaction_has_pending(
+    sessions: SessionFactory,
+) -> None:
+    """Contact first, then rows: the order every unit takes them in, so two never wait on each
+    other. The session autoflushes before a Core statement, so the lock says not to."""
+    tenant = await new_tenant(sessions, "Acme")
+    with statements("INSERT INTO") as seen:
+        async with sessions() as session, session.begin():
+            session.add(Lead(id=new_id("lead"), account_id=tenant.account_id, phone=ANN))
+            await lock_contact(session, tenant.account_id, ANN)
+    tables = [statement.split("(")[0].split()[-1] for statement in seen]
+    assert tables == ["contact_locks", "leads"]
