@@ -5,12 +5,13 @@ table at a time, in the order they were made, after the rows they name; a rollba
 from __future__ import annotations
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import commit_rows
 from gateway.db import SessionFactory, transaction
 from gateway.engine.records import log_by_id, log_once
 from gateway.ids import new_id
-from gateway.models import Lead, MessageEvent, Play, PlayLog, PlayState, Purpose
+from gateway.models import Lead, Message, MessageEvent, Play, PlayLog, PlayState, Purpose
 from gateway.sms.outbox import queue_message
 from gateway.sms.status import note_event
 from tests.support.sql import statements
@@ -91,6 +92,20 @@ async def _history(sessions: SessionFactory, message_id: str) -> list[str]:
         return [row.status for row in (await session.exec(query)).all()]
 
 
+async def _queue(session: AsyncSession, lead: Lead, play_id: str | None = None) -> Message:
+    """A text to `lead` queued in the session's transaction (its `queued` history row noted)."""
+    return await queue_message(
+        session,
+        account_id=lead.account_id,
+        phone=lead.phone,
+        body="Hi",
+        purpose=Purpose.INITIATED,
+        reason="play",
+        lead_id=lead.id,
+        play_id=play_id,
+    )
+
+
 async def test_a_messages_history_is_one_insert_at_commit_beside_the_play_log(
     sessions: SessionFactory,
 ) -> None:
@@ -102,16 +117,7 @@ async def test_a_messages_history_is_one_insert_at_commit_beside_the_play_log(
     ):
         async with transaction(sessions) as session:
             session.add_all([lead, play])
-            message = await queue_message(
-                session,
-                account_id=tenant.account_id,
-                phone=lead.phone,
-                body="Hi",
-                purpose=Purpose.INITIATED,
-                reason="play",
-                lead_id=lead.id,
-                play_id=play.id,
-            )
+            message = await _queue(session, lead, play.id)
             log_by_id(session, play.id, "message", None)
             note_event(session, message.id, "deferred", detail="quiet hours")
             # Nothing is written before the commit.
@@ -125,14 +131,7 @@ async def test_a_rollback_drops_a_messages_noted_history(sessions: SessionFactor
     lead, play = _new_play(tenant.account_id)
     async with transaction(sessions) as session:
         session.add_all([lead, play])
-        message = await queue_message(
-            session,
-            account_id=tenant.account_id,
-            phone=lead.phone,
-            body="Hi",
-            purpose=Purpose.INITIATED,
-            reason="play",
-        )
+        message = await _queue(session, lead)
     async with sessions() as session:
         note_event(session, message.id, "dropped")
         await session.rollback()
