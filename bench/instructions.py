@@ -58,7 +58,7 @@ from typing import Protocol
 import httpx
 from sqlalchemy import text
 
-from bench import inbound, support
+from bench import inbound, loadgen, support
 from bench.dispatch import enqueue, queue
 from gateway.worker import SWEEP_EVERY_SECONDS
 
@@ -306,22 +306,11 @@ async def send_raw(port: int, requests: list[bytes]) -> None:
     error."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
+        conn = loadgen.Conn(reader, writer)
         for request in requests:
-            writer.write(request)
-            await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), SETTLE_TIMEOUT)
-            status = int(head.split(b" ", 2)[1])
-            length = next(
-                (
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                ),
-                0,
-            )
-            body = await reader.readexactly(length)
+            status, _ = await asyncio.wait_for(loadgen.exchange(conn, request), SETTLE_TIMEOUT)
             if not 200 <= status < 300:
-                raise RuntimeError(f"webhook answered {status}: {body[:200]!r}")
+                raise RuntimeError(f"webhook answered {status}")
     finally:
         writer.close()
 

@@ -77,7 +77,7 @@ class Pool:
         conn.writer.close()
 
 
-async def _exchange(conn: Conn, raw: bytes) -> tuple[int, bool]:
+async def exchange(conn: Conn, raw: bytes) -> tuple[int, bool]:
     """Write one request, read its response; (status, keep the connection)."""
     conn.writer.write(raw)
     head = await conn.reader.readuntil(b"\r\n\r\n")
@@ -105,7 +105,7 @@ async def _one(pool: Pool, raw: bytes, due: float, out: dict[str, Any]) -> None:
             conn = await pool.get()
             sent_lag = time.perf_counter() - due
             try:
-                status, keep = await _exchange(conn, raw)
+                status, keep = await exchange(conn, raw)
             except BaseException:
                 pool.drop(conn)
                 raise
