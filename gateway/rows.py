@@ -26,8 +26,8 @@ def fresh(model: type[Model], **values: Any) -> Model:
     with its state, then its dictionary) instead of one attribute event per field.
 
     Why: a table model's constructor sets each field through SQLModel's and SQLAlchemy's
-    `__setattr__`, about 2 us a field: 73 us for a text (35 fields) and 57 us for a play,
-    against 10-11 us built this way (bench/RESULTS.md §26). Nothing is validated, as the
+    `__setattr__`, about 2.5 us a field: 86-89 us for a text (35 fields) and 66 us for a play,
+    against 12 us built this way (bench/RESULTS.md §26). Nothing is validated, as the
     constructor of a table model validates nothing either. The object is transient:
     `insert_row` writes it, or `session.add` does at the next flush (the unit of work reads a
     new object's dictionary)."""

@@ -12,8 +12,8 @@ GSM_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
-# The same sets as one character class, matched in C: a Python loop over a 120-character body
-# cost 12 us, this 2.5, on every text queued and again at its send.
+# The same sets as one character class, matched in C: a Python loop over a 118-character body
+# cost 7.5 us, this 2.5, on every text queued and again at its send.
 _GSM_ONLY = re.compile("[" + re.escape("".join(sorted(GSM_BASIC | GSM_EXTENDED))) + "]*")
 
 Encoding = Literal["GSM-7", "UCS-2"]
