@@ -68,6 +68,9 @@ _IMMEDIATE = "gateway_begin_immediate"
 # loop's thread, its COMMIT excepted (gateway/sqlite_driver.py).
 _BRIEF = "gateway_brief"
 _SERIALIZED = "gateway.db.serialized"  # session.info: a `transaction()` on SQLite
+# Execution option set by `read_alone` on SQLite: no BEGIN at all, so that each statement is
+# its own read transaction (SQLite's autocommit), as on PostgreSQL's autocommit connection.
+_NO_BEGIN = "gateway_no_begin"
 # One writer at a time per process and SQLite engine, in arrival order. Without it, a burst of
 # concurrent writers (requests, a worker's jobs) all wait in SQLite's busy handler, which polls
 # with sleeps growing to 100 ms: the lock sits free while they sleep, the queue drains at a
@@ -114,13 +117,15 @@ def _sqlite_begin(connection: Connection) -> None:
     # at once with "database is locked" (SQLITE_BUSY_SNAPSHOT) whatever the busy timeout: the
     # busy handler is not even called. A unit of work therefore takes the write lock at BEGIN
     # and waits its turn there; plain read sessions stay deferred and never block a writer.
-    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    options = connection.get_execution_options()
+    begin = "BEGIN IMMEDIATE" if options.get(_IMMEDIATE, False) else "BEGIN"
     driver = connection.connection.dbapi_connection
     if isinstance(driver, sqlite_driver.OneTripConnection):
-        driver.begin_with = begin  # sent with the first statement, in its trip
-        driver.brief_next = bool(connection.get_execution_options().get(_BRIEF, False))
-    else:
+        driver.reads_alone = bool(options.get(_NO_BEGIN, False))
+        # Sent with the first statement, in its trip (none for `read_alone`).
+        driver.begin_with = None if driver.reads_alone else begin
+        driver.brief_next = bool(options.get(_BRIEF, False))
+    elif not options.get(_NO_BEGIN, False):
         connection.exec_driver_sql(begin)
 
 
@@ -238,16 +243,17 @@ async def write_alone(factory: SessionFactory, statement: Any, params: dict[str,
 @asynccontextmanager
 async def read_alone(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     """A session for a few index lookups that are a whole unit of work on their own (an API
-    key's lookup): on PostgreSQL its connection is in autocommit, so they cost no BEGIN and no
-    COMMIT round trips (each SELECT sees one snapshot by itself). On SQLite a read session that
-    takes no writer turn and, being brief, runs on the event loop's thread: a read there waits
-    on no writer (gateway/sqlite_driver.py), and the hand-off to the driver's thread cost more
-    than the lookup."""
+    key's lookup), in autocommit: each SELECT sees one snapshot by itself, and no transaction
+    is begun or ended. On PostgreSQL that saves the BEGIN and COMMIT round trips. On SQLite no
+    BEGIN is said (each statement is its own read transaction), the session takes no writer
+    turn and, being brief, runs on the event loop's thread: a read there waits on no writer
+    (gateway/sqlite_driver.py), and the hand-off to the driver's thread cost more than the
+    lookup."""
     async with factory() as session:
         if _engine_turn(factory.kw["bind"]) is None:
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         else:
-            await session.connection(execution_options={_BRIEF: True})
+            await session.connection(execution_options={_BRIEF: True, _NO_BEGIN: True})
         yield session
 
 

@@ -166,6 +166,9 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
                     # A brief read's deferred BEGIN takes no lock, and in WAL mode its reads
                     # wait on no writer: the BEGIN goes with its first statement, here.
                     on_loop = adapted.on_loop and adapted.thread_idle()
+            elif adapted.reads_alone:
+                # `read_alone`'s statement, its own read transaction: as a brief read's.
+                on_loop = adapted.thread_idle()
             else:
                 on_loop = adapted.on_loop and adapted.in_transaction and adapted.thread_idle()
             call = partial(_run, operation=operation, parameters=parameters, many=many, begin=begin)
@@ -197,7 +200,15 @@ def _commit_and_checkpoint(connection: sqlite3.Connection) -> None:
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_last_call", "begin_with", "brief_next", "busy_ms", "in_transaction", "on_loop")
+    __slots__ = (
+        "_last_call",
+        "begin_with",
+        "brief_next",
+        "busy_ms",
+        "in_transaction",
+        "on_loop",
+        "reads_alone",
+    )
 
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass, as the stock one
 
@@ -211,6 +222,9 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         # on the loop's thread.
         self.brief_next = False
         self.on_loop = False
+        # No BEGIN until the next commit or rollback: each statement reads alone, on the
+        # loop's thread (`gateway.db.read_alone`).
+        self.reads_alone = False
         self.busy_ms: int | None = None  # the connection's busy timeout, once read
         self._last_call: list[bool] | None = None  # whether the last call given the thread ended
 
@@ -271,6 +285,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     def commit(self) -> None:
         # Begun, and nothing ran: nothing to commit.
         on_loop, self.begin_with, self.brief_next, self.on_loop = self.on_loop, None, False, False
+        self.reads_alone = False
         if not self.in_transaction:
             return  # no trip to the thread
         checkpoint = self.dbapi.committed()
@@ -287,6 +302,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     def rollback(self) -> None:
         self.begin_with, self.brief_next, self.on_loop = None, False, False
+        self.reads_alone = False
         if not self.in_transaction:
             return  # nothing to roll back: no trip to the thread
         try:

@@ -269,9 +269,10 @@ async def test_a_plain_session_after_a_brief_unit_goes_to_the_thread(
 async def test_a_brief_read_makes_no_trip_even_while_another_process_writes(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    """`read_alone` (an API key's lookup): its deferred BEGIN and its reads run on the loop's
-    thread, and they wait on no writer, even one in another process holding the write lock with
-    an uncommitted row (which it does not see)."""
+    """`read_alone` (an API key's lookup): its reads run on the loop's thread, each its own read
+    transaction (no BEGIN is said, as on PostgreSQL's autocommit connection), and they wait on
+    no writer, even one in another process holding the write lock with an uncommitted row
+    (which it does not see)."""
     async with transaction(session_factory(engine)) as session:
         await (await session.connection()).execute(text("INSERT INTO t (v) VALUES ('a')"))
     other = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
@@ -282,8 +283,11 @@ async def test_a_brief_read_makes_no_trip_even_while_another_process_writes(
             connection = await session.connection()
             trips = await _trips(connection)
             values = (await connection.execute(text("SELECT v FROM t"))).scalars().all()
+            sqlite = (await connection.get_raw_connection()).driver_connection._conn
+            between = sqlite.in_transaction  # a BEGIN would hold a transaction open here
             count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
         assert (list(values), count) == (["a"], 1)
+        assert not between
         assert trips.count == 0
     finally:
         other.execute("ROLLBACK")
