@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, Insert, String, bindparam, exists, insert, select
 from sqlmodel import col
@@ -64,12 +64,39 @@ def end(session: AsyncSession, play: Play, state: str, why: str) -> None:
     log(session, play, "state", play.step_id, state=state, why=why)
 
 
+# session.info key: the transaction the plays below were created in, and for each the kinds
+# `log_once` logged since.
+_NEW_PLAYS = "gateway.engine.records.new_plays"
+
+
+def new_play(session: AsyncSession, play_id: str) -> None:
+    """`play_id` was created in this transaction: its log holds only what the transaction
+    writes, so `log_once` knows without a statement."""
+    _new_plays(session)[play_id] = set()
+
+
+def _new_plays(session: AsyncSession) -> dict[str, set[str]]:
+    transaction = session.sync_session.get_transaction()
+    created_in, plays = session.info.get(_NEW_PLAYS, (None, {}))
+    if created_in is not transaction:
+        plays = {}
+        session.info[_NEW_PLAYS] = (transaction, plays)
+    return cast(dict[str, set[str]], plays)
+
+
 async def log_once(
     session: AsyncSession, play_id: str, what: str, step_id: str | None, **detail: Any
 ) -> None:
     """`log_by_id` unless the play's log already holds an entry of this kind: one
     INSERT ... SELECT ... WHERE NOT EXISTS, not a read and a write (after the entries kept so
-    far, so the log keeps its order)."""
+    far, so the log keeps its order). For a play created in this transaction, no statement of
+    its own: an entry kept with the others, unless this transaction logged one already."""
+    logged = _new_plays(session).get(play_id)
+    if logged is not None:
+        if what not in logged:
+            logged.add(what)
+            log_by_id(session, play_id, what, step_id, **detail)
+        return
     await play_log_rows.write_now(session)
     params = {"play_id": play_id, "at": now(), "kind": what, "step_id": step_id, "detail": detail}
     await session.exec(_LOG_ONCE, params=params)

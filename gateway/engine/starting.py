@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import leads, playbook_versions
 from gateway.clock import now
-from gateway.engine.records import log
+from gateway.engine.records import log, new_play
 from gateway.engine.stepper import run_due, step_delay
 from gateway.ids import new_id
 from gateway.models import Lead, Play, PlayState
@@ -93,6 +93,7 @@ async def start_play(
     # Written now: the play's row before its messages' (their foreign key).
     await insert_row(session, play)
     leads.started_play(session, lead)
+    new_play(session, play.id)
     log(session, play, "state", None, state="running", version=version)
     if play.due_at is not None and play.due_at <= now():
         await run_due(session, play, lead)  # as the job would, under the caller's lock

@@ -9,7 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import commit_rows
 from gateway.db import SessionFactory, transaction
-from gateway.engine.records import log_by_id, log_once
+from gateway.engine.records import log_by_id, log_once, new_play
 from gateway.ids import new_id
 from gateway.models import Lead, Message, MessageEvent, Play, PlayLog, PlayState, Purpose
 from gateway.sms.outbox import queue_message
@@ -66,6 +66,32 @@ async def test_log_once_comes_after_the_entries_before_it(sessions: SessionFacto
         log_by_id(session, play.id, "message", None)
     kinds = [kind for kind, _ in await _entries(sessions, play.id)]
     assert kinds == ["allowed", "no_evidence", "message"]
+
+
+async def test_log_once_for_a_play_created_here_is_kept_with_the_others(
+    sessions: SessionFactory,
+) -> None:
+    """A play created in this transaction (`new_play`) has only the entries it writes: `log_once`
+    needs no statement of its own, and still logs once, in order; a later transaction's
+    `log_once` looks in the table again."""
+    tenant = await new_tenant(sessions, "Acme")
+    lead, play = _new_play(tenant.account_id)
+    with statements("INSERT INTO play_log") as inserts:
+        async with transaction(sessions) as session:
+            session.add(lead)
+            await session.flush()
+            session.add(play)
+            new_play(session, play.id)
+            log_by_id(session, play.id, "allowed", None)
+            await log_once(session, play.id, "no_evidence", None)
+            await log_once(session, play.id, "no_evidence", None)  # once only
+            log_by_id(session, play.id, "message", None)
+    assert len(inserts) == 1  # the commit's, with every entry
+    async with transaction(sessions) as session:
+        await log_once(session, play.id, "no_evidence", None)  # there already: nothing
+        await log_once(session, play.id, "other", None)
+    kinds = [kind for kind, _ in await _entries(sessions, play.id)]
+    assert kinds == ["allowed", "no_evidence", "message", "other"]
 
 
 async def test_a_rollback_drops_the_entries(sessions: SessionFactory) -> None:
