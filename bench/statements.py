@@ -6,7 +6,10 @@
 Everything in this one process, so every statement can be attributed: the gateway app with its
 built-in sandbox served by uvicorn on 127.0.0.1 (the sandbox's status callbacks and inbound
 texts reach the app over HTTP, as Twilio's would), a webhook receiver the account subscribes
-to, and an arq worker run in bursts (no cron: the sweeps are not per-lead work). Each lead is
+to, and an arq worker run in bursts (no cron: the sweeps are not per-lead work). Inline jobs
+run as deployed: a new lead's first text is sent by the process that took its `POST`, and its
+statements are the `POST`'s (`--inline-jobs 0` sends every job through the worker instead,
+each counted by its name). Each lead is
 started with `POST /v1/plays` on the example playbook `examples/mortgage-qualification.yaml`;
 the worker runs until nothing is left (its first text, the status callbacks, the webhook
 deliveries); then each lead replies "yes" and the worker runs again. The gateway's clock (in
@@ -15,11 +18,12 @@ lets every text go whatever the hour of the run.
 
 A statement is anything the database driver is asked to execute (a BEGIN that SQLAlchemy sends
 as a statement is left out, so both backends count alike); a transaction is a COMMIT or a
-ROLLBACK. Each is attributed to the web request (method and route, ids folded) or the job
-(by name) that sent it. Printed: per unit, its occurrences and statements and transactions per
-occurrence; then per lead, the first text (`POST /v1/plays` and `sms.send`, with `plays.advance`
-where a build has it) and everything. Counts do not depend on the machine's load; the goal of
-issue 14 is a play's first text in at most 8 statements and 2 transactions.
+ROLLBACK of one the server had open (reads in autocommit, as an API key's lookup, are none).
+Each is attributed to the web request (method and route, ids folded) or the job (by name) that
+sent it. Printed: per unit, its occurrences and statements and transactions per occurrence;
+then per lead, the first text (`POST /v1/plays` with what its process sent inline, and any
+`plays.advance` or `sms.send` job) and everything. Counts do not depend on the machine's
+load; the goal of issue 14 is a play's first text in at most 8 statements and 2 transactions.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from bench.bare import receiver_app
 from gateway import clock
 from gateway.app import create_app
 from gateway.settings import SANDBOX_PATH, Settings, load_settings
+from gateway.sqlite_driver import OneTripConnection
 from gateway.worker import build_worker
 
 ROUNDS = 20  # worker bursts per phase, at most: each ends when its queue is empty
@@ -93,6 +98,9 @@ def _statement(_c: Any, _cursor: Any, sql: str, params: Any, _x: Any, many: bool
 def _transaction_end(connection: Any) -> None:
     if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         return  # SQLAlchemy's own bookkeeping: no transaction began or ended on the server
+    driver = connection.connection.dbapi_connection
+    if isinstance(driver, OneTripConnection) and not driver.in_transaction:
+        return  # nor on SQLite, where no BEGIN was said (`gateway.db.read_alone`)
     COUNTS.transactions[UNIT.get()] += 1
     if UNIT.get() in SHOW and OCCURRENCE.get() == 1:
         SHOWN.append("-- end of transaction")
@@ -171,9 +179,11 @@ async def measure(args: argparse.Namespace) -> None:
     async with support.target(args.database_url, args.redis_url) as run:
         tenant = await support.create_tenant(run, allow_private_webhooks=True)
         receiver_port = support.free_port()
-        # Inline jobs run the same job functions in the app's process; here every job goes
-        # through the worker, so each statement is attributed to its job by name.
-        settings = load_settings(**run.overrides(), sms_rate_limits=False, inline_jobs=0)
+        # Inline jobs run in the process that staged them, as deployed: a new lead's first
+        # text is sent by its POST's process, and counts as the POST's (its task's context).
+        # `--inline-jobs 0` sends every job through the worker, each counted by its name.
+        overrides = {} if args.inline_jobs is None else {"inline_jobs": args.inline_jobs}
+        settings = load_settings(**run.overrides(), sms_rate_limits=False, **overrides)
         app = create_app(settings)
         sandbox = httpx.AsyncClient(base_url=run.base_url, auth=run.sandbox_auth, timeout=30)
         async with (
@@ -287,6 +297,13 @@ async def main() -> None:
     parser.add_argument("--leads", type=int, default=20)
     parser.add_argument(
         "--show", default=None, help='a unit ("job sms.send") whose first statements to print'
+    )
+    parser.add_argument(
+        "--inline-jobs",
+        type=int,
+        default=None,
+        help="INLINE_JOBS of the gateway (default: the gateway's); 0 sends every job through "
+        "the worker, so that each is counted by its name",
     )
     parser.add_argument(
         "--plans",

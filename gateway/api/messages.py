@@ -18,6 +18,7 @@ from gateway import commit_rows, gate
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.errors import ApiError
+from gateway.jobs import sms_send
 from gateway.models import Lead, Message, MessageEvent, MessageStatus, Purpose
 from gateway.phones import Phone
 from gateway.sms.outbox import queue_message
@@ -167,25 +168,28 @@ async def create_message(request: Request) -> JSONResponse:
             reason="manual",
             lead_id=lead.id if lead else None,
         )
-        # The gate decides again when the job sends; asking now tells the caller at once.
-        decision = await gate.decide(
-            session,
-            account,
-            phone,
-            channel="sms",
-            purpose=cast(GatePurpose, str(purpose)),
-            lead=lead,
-        )
-        if decision.action == "block":
-            message.status, message.gate_reason = MessageStatus.BLOCKED, decision.reason
-            message.error_message = decision.detail or decision.reason
-            note_event(session, message.id, "blocked", detail=decision.reason)
-        elif decision.action == "defer":
-            message.send_after, message.gate_reason = decision.until, decision.reason
-            stage(session, SMS_SEND, message.id, at=decision.until)
-            note_event(session, message.id, "deferred", detail=decision.detail)
-        session.add(message)
-        await session.flush()
+        # Sent by this process once this commits: gated and claimed now, as its job would
+        # (`sms_send.claim_staged`). Otherwise the gate decides again when the job sends, and
+        # asking it now tells the caller at once.
+        if message.id not in await sms_send.claim_staged(session, account):
+            decision = await gate.decide(
+                session,
+                account,
+                phone,
+                channel="sms",
+                purpose=cast(GatePurpose, str(purpose)),
+                lead=lead,
+            )
+            if decision.action == "block":
+                message.status, message.gate_reason = MessageStatus.BLOCKED, decision.reason
+                message.error_message = decision.detail or decision.reason
+                note_event(session, message.id, "blocked", detail=decision.reason)
+            elif decision.action == "defer":
+                message.send_after, message.gate_reason = decision.until, decision.reason
+                stage(session, SMS_SEND, message.id, at=decision.until)
+                note_event(session, message.id, "deferred", detail=decision.detail)
+            session.add(message)
+            await session.flush()
         [public] = await _with_history(session, [message])
     return JSONResponse(public.model_dump(mode="json"), status_code=201)
 

@@ -33,6 +33,7 @@ from gateway.engine import rep_notices
 from gateway.engine.records import end, record_activity
 from gateway.engine.starting import RunningPlayExists, start_play
 from gateway.errors import ApiError
+from gateway.jobs import sms_send
 from gateway.leads import LeadCreate, LeadPublic, public_leads, upsert_lead
 from gateway.models import (
     Activity,
@@ -327,6 +328,8 @@ async def create_play(request: Request) -> JSONResponse:
                 409, "conflict", "the lead already has a running play of this playbook",
                 "playbook_id", existing_id=exc.play_id,
             )  # fmt: skip
+        # Speed to lead: the first text is gated and claimed here, and sent once this commits.
+        await sms_send.claim_staged(session, account)
         public = (await _with_next_action(session, play)).model_dump(mode="json")
         if key is not None:
             await session.exec(

@@ -10,12 +10,14 @@ reconciled by listing the sender's messages to that number, never blindly sent a
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import aiohttp
 from arq import Retry
+from redis.exceptions import RedisError
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from twilio.base.exceptions import TwilioRestException
@@ -24,11 +26,14 @@ from gateway.clock import now
 from gateway.db import transaction
 from gateway.engine import lifecycle
 from gateway.job_context import JobContext, job_context
-from gateway.models import Message, MessageStatus
+from gateway.models import Account, Lead, Message, MessageStatus
 from gateway.sms import errors, sender, sender_status
+from gateway.sms.outbox import queued_here
 from gateway.sms.status import advance
 from gateway.twilio_client import last_retry_after
 from gateway.work import SMS_SEND, job, stage
+from gateway.work.inline import runs_here
+from gateway.work.staging import begun, staged_now
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +84,76 @@ async def send(ctx: dict[str, Any], message_id: str) -> str:
 async def _prepare(jc: JobContext, message_id: str) -> Message | str:
     """Gate and claim the message under the contact lock; the claimed row, or why not."""
     async with transaction(jc.sessions, brief=True) as session:
-        prepared = await sender.prepare(jc, session, message_id)
-        if prepared.failed is not None:
-            await lifecycle.on_text(session, prepared.failed, "failed")
-        if prepared.gate is not None:
-            await lifecycle.on_gate_decision(
-                session,
-                prepared.gate.play_id,
-                prepared.gate.decision,
-                step_id=prepared.gate.step_id,
-                message_id=message_id,
-                repeated=prepared.gate.repeated,
-            )
-        if prepared.deferred_until is not None:
-            stage(session, SMS_SEND, message_id, at=prepared.deferred_until)
+        return await _gate_and_claim(jc, session, message_id)
+
+
+async def _gate_and_claim(
+    jc: JobContext, session: AsyncSession, message_id: str, loaded: sender.Loaded | None = None
+) -> Message | str:
+    """`_prepare` in the caller's transaction: the claimed row, or why not (what the gate
+    decided goes to the text's play, a deferral is staged)."""
+    prepared = await sender.prepare(jc, session, message_id, loaded=loaded)
+    if prepared.failed is not None:
+        await lifecycle.on_text(session, prepared.failed, "failed")
+    if prepared.gate is not None:
+        await lifecycle.on_gate_decision(
+            session,
+            prepared.gate.play_id,
+            prepared.gate.decision,
+            step_id=prepared.gate.step_id,
+            message_id=message_id,
+            repeated=prepared.gate.repeated,
+        )
+    if prepared.deferred_until is not None:
+        stage(session, SMS_SEND, message_id, at=prepared.deferred_until)
     return prepared.result
+
+
+async def claim_staged(session: AsyncSession, account: Account) -> set[str]:
+    """Gate and claim, in the caller's transaction, the texts it staged to send now, when this
+    process sends them itself once it commits (`gateway.work.inline`): the commit makes the
+    claim, and only the request to Twilio and its outcome are left (`_deliver`), with no
+    transaction of their own to read the text again, gate it and claim it.
+
+    Speed to lead: `POST /v1/plays` queues a lead's first text, and this is its send. Nothing
+    about the text changes but the transaction: the same gate, contact lock and claim, so a
+    crash after the commit leaves a `sending` row, which the job reconciles with Twilio (as
+    after a crash once the job's own claim committed). A text the gate defers is staged for
+    then; one it blocks is done. Returns the ids of the texts the gate was asked about here.
+
+    `account`: the account whose texts these are. The texts (`outbox.queued_here`) and their
+    leads are the ones this transaction wrote, found in the session without a read."""
+    ctx = runs_here(session)
+    if ctx is None:
+        return set()
+    jc = job_context(ctx)
+    decided: set[str] = set()
+    for message_id in staged_now(session, SMS_SEND):
+        message = queued_here(session, message_id)
+        if message is None or message.account_id != account.id:
+            continue  # not a text this session queued for the account: its job sends it
+        lead = await session.get(Lead, message.lead_id) if message.lead_id is not None else None
+        if lead is not None and lead.account_id != message.account_id:
+            lead = None  # as `sender.prepare` joins them: within the text's account
+        try:
+            claimed = await _gate_and_claim(jc, session, message_id, (message, account, lead))
+        except Retry:
+            continue  # the lead's earlier text goes first: the job waits for it, as staged
+        except (RedisError, OSError, TimeoutError):
+            # The sender's rate slot could not be asked (Redis is away), which comes before
+            # anything is written of the text: the job sends it, once Redis is back.
+            log.warning("rate slot unavailable; message %s left to its job", message_id)
+            continue
+        decided.add(message_id)
+        if isinstance(claimed, Message):
+            begun(session, SMS_SEND, message_id, partial(_deliver_claimed, claimed))
+        else:
+            begun(session, SMS_SEND, message_id, None)
+    return decided
+
+
+async def _deliver_claimed(message: Message, ctx: Mapping[str, Any]) -> str:
+    return await _deliver(job_context(ctx), message)
 
 
 async def _deliver(jc: JobContext, message: Message) -> str:

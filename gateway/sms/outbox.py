@@ -59,4 +59,17 @@ async def queue_message(
     await insert_row(session, message)
     note_event(session, message.id, MessageStatus.QUEUED, detail=reason)
     stage(session, SMS_SEND, message.id, at=send_after)
+    # Held for `queued_here` (the session's identity map holds an unchanged row only weakly).
+    session.info.setdefault(_QUEUED, {})[message.id] = message
     return message
+
+
+# session.info key: the texts queued through this session, by id.
+_QUEUED = "gateway.sms.outbox.queued"
+
+
+def queued_here(session: AsyncSession, message_id: str) -> Message | None:
+    """The text `queue_message` queued through this session under `message_id`, as it holds it
+    (no read); None for any other."""
+    found: Message | None = session.info.get(_QUEUED, {}).get(message_id)
+    return found

@@ -82,11 +82,20 @@ class Prepared:
     gate: GateNoted | None = None  # the gate's decision, once it was asked
 
 
-async def prepare(jc: JobContext, session: AsyncSession, message_id: str) -> Prepared:
-    """Gate and claim the message under the contact lock, in the job's transaction."""
+# A text with its account and its lead (None: a text to a phone with no lead).
+Loaded = tuple[Message, Account, Lead | None]
+
+
+async def prepare(
+    jc: JobContext, session: AsyncSession, message_id: str, *, loaded: Loaded | None = None
+) -> Prepared:
+    """Gate and claim the message under the contact lock, in the job's transaction.
+
+    `loaded`: the text, its account and its lead, as the transaction that queued the text holds
+    them (`gateway.jobs.sms_send.claim_staged`); otherwise they are read."""
     # The row with its account and lead in one statement: the facts the gate reads after the
     # contact lock (the ledger, consent, spacing) are asked under it, below.
-    found = (await session.exec(_TO_SEND, params={"message_id": message_id})).first()
+    found = loaded or (await session.exec(_TO_SEND, params={"message_id": message_id})).first()
     if found is None or found[0].direction != Direction.OUTBOUND:
         return Prepared("missing")
     message, account, lead = found

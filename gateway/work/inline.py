@@ -28,12 +28,23 @@ from typing import Any
 
 from arq import Retry
 from arq.connections import ArqRedis
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
+from gateway.db import HANDOFF
 from gateway.work.registry import Registered, registered
 from gateway.work.staging import Staged, enqueue, handoff_to_redis
 
 log = logging.getLogger(__name__)
+
+
+def runs_here(session: AsyncSession) -> Mapping[str, Any] | None:
+    """The dict a job takes, when `session`'s commit hands its work to an inline runner that
+    has room for one more job now: its transaction may then begin a job's work itself
+    (`gateway.work.staging.begun`), and this process runs the rest after the commit. None
+    otherwise (work goes to Redis, or nothing runs it here)."""
+    runner = session.info.get(HANDOFF)
+    return runner.room_for_one() if isinstance(runner, Inline) else None
 
 
 class Inline:
@@ -59,8 +70,15 @@ class Inline:
         to_redis: list[Staged] = []
         for item in staged:
             entry = self._jobs.get(item.kind.name)
-            if entry is None or item.at is not None or not self._take():
-                to_redis.append(item)
+            if item.then is not None:
+                # Begun in the transaction (`runs_here` said this process would take it): run
+                # past the bound too, since the bound was checked before the commit. Only a
+                # runner shut down meanwhile hands it to Redis as the plain job.
+                taken = self._ctx is not None and not self._closed
+            else:
+                taken = entry is not None and item.at is None and self._take()
+            if entry is None or not taken:
+                to_redis.append(replace(item, then=None))
                 continue
             task = asyncio.create_task(self._run(entry, item), name=item.job_id)
             self._running.add(task)
@@ -71,18 +89,25 @@ class Inline:
     def _take(self) -> bool:
         return self._ctx is not None and not self._closed and len(self._running) < self.limit
 
+    def room_for_one(self) -> Mapping[str, Any] | None:
+        """The jobs' dict, if this runner would take one more job now (`runs_here`)."""
+        return self._ctx if self._take() else None
+
     async def _run(self, entry: Registered, item: Staged) -> None:
         assert self._ctx is not None
         try:
             async with asyncio.timeout(self.timeout):
-                await entry.function.coroutine(dict(self._ctx), item.argument)
+                if item.then is not None:
+                    await item.then(dict(self._ctx))
+                else:
+                    await entry.function.coroutine(dict(self._ctx), item.argument)
         except Retry as retry:
             # As arq retries a job: under its own id, held for the delay however long. The id
             # is what keeps the sweep from enqueuing the row again sooner, which would cut a
             # back-off short (a text's retries after a Twilio 429 wait 2 s to 10 min, while its
             # row is `queued` with no `send_after` the sweep could go by).
             later = now() + timedelta(milliseconds=retry.defer_score or 0)
-            await enqueue(self.redis, replace(item, at=later))
+            await enqueue(self.redis, replace(item, at=later, then=None))
         except Exception:
             # As a failed arq job: its row still owes the work, and the sweep enqueues it.
             log.exception("inline job %s failed; the sweep will retry it", item.job_id)

@@ -18,8 +18,8 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,12 +43,20 @@ HANDOFF_AT_ONCE = 8
 DRAIN_AGAIN_SECONDS = 1.0
 
 
+# What is left of work begun in the staging transaction (a text gated and claimed there), run
+# after its commit by the process that committed it, with the dict a job takes.
+Then = Callable[[Mapping[str, Any]], Awaitable[Any]]
+
+
 @dataclass(frozen=True)
 class Staged:
     kind: Kind
     argument: str
     job_id: str
     at: datetime | None
+    # Set by `begun`: the job's work was begun in the transaction; this process runs the rest
+    # (`gateway.work.inline`). In Redis the item is the plain job, which finds it begun.
+    then: Then | None = None
 
 
 def planned(
@@ -86,6 +94,28 @@ def stage(
         staged.pop(key, None)
     else:
         staged[key] = item
+
+
+def staged_now(session: AsyncSession, kind: Kind) -> list[str]:
+    """The arguments of the `kind` work this session's transaction has staged for now."""
+    staged: dict[tuple[str, str, str | int | None], Staged] = session.info.get(STAGED, {})
+    return [item.argument for item in staged.values() if item.kind == kind and item.at is None]
+
+
+def begun(session: AsyncSession, kind: Kind, argument: str, then: Then | None) -> None:
+    """The `kind(argument)` work staged for now was begun in this transaction: after the
+    commit, this process runs `then` instead of the job (None: nothing is left to do, and
+    nothing is enqueued). Only a transaction whose process runs the job inline may begin it
+    (`gateway.work.inline.runs_here`)."""
+    staged: dict[tuple[str, str, str | int | None], Staged] = session.info.get(STAGED, {})
+    key = (kind.name, argument, None)
+    item = staged.get(key)
+    if item is None or item.at is not None:
+        return  # restaged for later meanwhile (the gate deferred it): the job does that
+    if then is None:
+        del staged[key]
+    else:
+        staged[key] = replace(item, then=then)
 
 
 async def enqueue_now(

@@ -18,8 +18,10 @@ from sqlmodel import col, select
 
 from gateway.clock import now
 from gateway.db import transaction
-from gateway.models import Message, MessageStatus
+from gateway.jobs import sms_send
+from gateway.models import Account, Message, MessageEvent, MessageStatus
 from gateway.settings import Settings
+from gateway.sms import sender
 from gateway.work import SMS_SEND, Kind, kinds, registry
 from gateway.work.inline import Inline
 from gateway.work.staging import planned
@@ -187,3 +189,139 @@ async def test_on_shutdown_running_jobs_get_their_grace_then_are_cancelled(
     # Closed: what is staged now goes to Redis, not into this process.
     await inline([item])
     assert "test.hangs:row-1" in await queued_jobs(stack.api_redis)
+
+
+# A text claimed in the transaction that queued it (`sms_send.claim_staged`): the process sends
+# it after the commit, with no transaction of its own before the request to Twilio.
+
+
+async def history(stack: Stack, message_id: str) -> list[str]:
+    async with stack.sessions() as session:
+        rows = await session.exec(
+            select(MessageEvent.status)
+            .where(MessageEvent.message_id == message_id)
+            .order_by(col(MessageEvent.id))
+        )
+        return [str(status) for status in rows.all()]
+
+
+async def claimed_in_transaction(
+    stack: Stack, inline: Inline, *, phone: str = LEAD, close_first: bool = False
+) -> Message:
+    """A text queued and claimed in one transaction, as `POST /v1/plays` does for a lead's
+    first text; `close_first`: the runner shuts down before the commit hands it over."""
+    jc = build_job_context(stack.settings, stack.sessions, stack.api_redis, inline=inline)
+    try:
+        async with transaction(jc.sessions) as session:
+            message = await text(session, stack.account_id, phone=phone)
+            account = await session.get(Account, stack.account_id)
+            assert account is not None
+            await sms_send.claim_staged(session, account)
+            if close_first:
+                await inline.aclose(0)
+            # Nothing leaves before the commit.
+            assert stack.sandbox.record.requests("messages.create") == []
+        await inline.aclose(WAIT_SECONDS)
+    finally:
+        await close_job_context(jc)
+    return message
+
+
+async def test_a_text_claimed_in_its_transaction_is_sent_once_after_the_commit(
+    stack: Stack,
+) -> None:
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    message = await claimed_in_transaction(stack, inline)
+    assert message.status == MessageStatus.SENDING  # claimed by the transaction that queued it
+    assert len(stack.creates(To=LEAD)) == 1
+    assert await sms_jobs(stack) == []  # sent here: no job through Redis
+    assert await history(stack, message.id) == ["queued", "sending", "accepted"]
+    await stack.work()  # a worker finds nothing to send again
+    assert len(stack.creates(To=LEAD)) == 1
+
+
+async def test_a_claimed_text_whose_runner_shut_down_is_reconciled_not_sent_twice(
+    stack: Stack,
+) -> None:
+    """The process stops between the commit and the request: the row is `sending`, its plain
+    job goes to Redis, and the worker asks Twilio before it sends (once)."""
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    message = await claimed_in_transaction(stack, inline, close_first=True)
+    assert stack.creates(To=LEAD) == []
+    assert await sms_jobs(stack) == [SMS_SEND.job_id(message.id)]
+    await stack.sandbox.advance(sender.IN_FLIGHT_GRACE.total_seconds() + 150)
+    await stack.work()
+    assert len(stack.creates(To=LEAD)) == 1
+    assert (await statuses(stack))[LEAD] == MessageStatus.DELIVERED
+
+
+async def test_a_claim_in_a_transaction_that_rolls_back_leaves_nothing(stack: Stack) -> None:
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    jc = build_job_context(stack.settings, stack.sessions, stack.api_redis, inline=inline)
+    try:
+        with pytest.raises(RuntimeError, match="refused later"):
+            async with transaction(jc.sessions) as session:
+                await text(session, stack.account_id, phone=LEAD)
+                account = await session.get(Account, stack.account_id)
+                assert account is not None
+                await sms_send.claim_staged(session, account)
+                raise RuntimeError("refused later in the request")
+        await inline.aclose(WAIT_SECONDS)
+    finally:
+        await close_job_context(jc)
+    assert await statuses(stack) == {}
+    assert stack.creates(To=LEAD) == []
+    assert await sms_jobs(stack) == []
+
+
+async def test_a_text_the_gate_blocks_in_its_transaction_is_done_with_no_job(
+    stack: Stack,
+) -> None:
+    # The lead texted STOP: the gate blocks the text where it was queued, and nothing runs.
+    await stack.say("STOP")
+    before = len(stack.sandbox.record.requests("messages.create"))  # the STOP's confirmation
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    message = await claimed_in_transaction(stack, inline)
+    assert message.status == MessageStatus.BLOCKED
+    assert len(stack.sandbox.record.requests("messages.create")) == before
+    assert await sms_jobs(stack) == []
+
+
+async def test_with_no_inline_runner_a_text_is_left_to_its_job(stack: Stack) -> None:
+    # A process that sends nothing itself (INLINE_JOBS=0) claims nothing: a worker does.
+    async with transaction(stack.sessions) as session:
+        message = await text(session, stack.account_id, phone=LEAD)
+        account = await session.get(Account, stack.account_id)
+        assert account is not None
+        await sms_send.claim_staged(session, account)
+        assert message.status == MessageStatus.QUEUED
+    assert await sms_jobs(stack) == [SMS_SEND.job_id(message.id)]
+    await stack.work()
+    assert len(stack.creates(To=LEAD)) == 1
+
+
+async def test_a_one_off_text_is_claimed_by_its_request_and_sent_once(stack: Stack) -> None:
+    created = await stack.api.post("/v1/messages", json={"phone": LEAD, "body": "Hi"})
+    assert created.status_code == 201, created.text
+    shown = created.json()
+    # The request gated and claimed it (the answer says so); this process sends it.
+    assert shown["status"] == MessageStatus.SENDING
+    assert [h["status"] for h in shown["history"]] == ["queued", "sending"]
+
+    async def accepted() -> bool:
+        return (await statuses(stack)).get(LEAD) == MessageStatus.ACCEPTED
+
+    await until(accepted, "the text is recorded as accepted")
+    assert await sms_jobs(stack) == []
+    await stack.work()
+    assert len(stack.creates(To=LEAD)) == 1
+
+
+async def test_a_posted_leads_first_text_is_claimed_by_the_post(stack: Stack) -> None:
+    await publish(stack)
+    created = await stack.api.post("/v1/plays", json=play_body())
+    assert created.status_code == 201, created.text
+    # Claimed when the POST committed: never `queued` once the answer is out.
+    async with stack.sessions() as session:
+        [status] = (await session.exec(select(Message.status))).all()
+    assert status != MessageStatus.QUEUED
