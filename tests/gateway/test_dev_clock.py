@@ -34,7 +34,9 @@ async def test_a_day_forward_moves_both_clocks(settings: Settings, sandbox: Sand
     before = datetime.now(UTC)
     await dev_clock.skip(settings, sandbox, DAY.total_seconds())
     assert now() >= before + DAY
-    assert sandbox.now() >= before + DAY - timedelta(seconds=1)  # it steps by the second
+    # The sandbox's real-time driver catches up with the wall clock at least once a second,
+    # and that step may run a little late: up to a second and a bit behind.
+    assert sandbox.now() >= before + DAY - timedelta(seconds=2)
     assert sandbox.scheduler.skipped == DAY.total_seconds()
     with pytest.raises(ValueError):
         await dev_clock.skip(settings, sandbox, -3600)
