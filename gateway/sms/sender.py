@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from arq import Retry
 from sqlalchemy import and_, bindparam, func, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select as SqlModelSelect
@@ -23,7 +24,7 @@ from compliance.notice import NOTICE_INTERVAL
 from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
-from gateway.db import UTCDateTime, among, first_row, rows_of
+from gateway.db import UTCDateTime, among, first_row
 from gateway.job_context import JobContext
 from gateway.lead_number import number_lead_knows
 from gateway.leads import lead_of_message
@@ -224,7 +225,10 @@ async def _claim(
     gate_reason: str | None = None,
 ) -> Message | str:
     """queued -> sending, by compare-and-set: of two runs, one wins (with its notice columns).
-    The winner's row comes back from the UPDATE itself (RETURNING), not from a second read."""
+
+    The winner's `message` (the session's object) is set to what the UPDATE wrote, as loaded:
+    the values are ours but the attempts, which come back from the UPDATE itself (RETURNING).
+    Reading the whole row back made the ORM load a 35-column object again for every text."""
     params = {
         "message_id": message.id,
         "from_number": sender.number,
@@ -233,20 +237,31 @@ async def _claim(
         "gate_reason": gate_reason,
         **notice,
     }
-    claimed = await session.exec(_claim_statement(frozenset(notice)), params=params)
-    row: Message | None = claimed.scalars().first()
-    if row is None:
+    claimed = await first_row(session, _claim_statement(frozenset(notice)), params)
+    if claimed is None:
         return "claimed elsewhere"
+    written = {
+        "status": MessageStatus.SENDING,
+        "from_number": sender.number,
+        "attempts": claimed.attempts,
+        "attempt_started_at": moment,
+        "validity_period": validity_period,
+        "gate_reason": gate_reason,
+        "updated_at": moment,
+        **notice,
+    }
+    for name, value in written.items():
+        set_committed_value(message, name, value)
     note_event(session, message.id, MessageStatus.SENDING)
-    return row
+    return message
 
 
 @cache
 def _claim_statement(notice: frozenset[str]) -> Any:
-    """`_claim`'s UPDATE ... RETURNING, built once per set of notice columns (each written from
-    the parameter of its name); the returned row refreshes the session's Message."""
+    """`_claim`'s UPDATE ... RETURNING attempts, built once per set of notice columns (each
+    written from the parameter of its name)."""
     table = Message.__table__  # type: ignore[attr-defined]
-    claim = (
+    return (
         update(table)
         .where(table.c.id == bindparam("message_id"), table.c.status == MessageStatus.QUEUED)
         .values(
@@ -259,8 +274,8 @@ def _claim_statement(notice: frozenset[str]) -> Any:
             updated_at=bindparam("moment"),
             **{name: bindparam(name) for name in notice},
         )
+        .returning(table.c.attempts)
     )
-    return rows_of(Message, claim)
 
 
 async def requeue(session: AsyncSession, message_id: str, why: str, code: int | None) -> None:

@@ -88,6 +88,21 @@ async def test_twilio_retry_after_is_honoured(
     assert accepted.received - refused.received >= 2.0
 
 
+async def test_a_claimed_text_holds_what_its_row_holds(stack: Stack) -> None:
+    """The claim writes the row and sets the session's object to match, without reading the
+    row back (only the attempts come back): every column, as a fresh read finds it."""
+    message = (await stack.api.post("/v1/messages", json={"phone": LEAD, "body": "once"})).json()
+    async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
+        claimed = await sms_send._prepare(jc, message["id"])
+    assert isinstance(claimed, Message) and claimed.status == "sending"
+    async with stack.sessions() as session:
+        row = await session.get(Message, message["id"])
+    assert row is not None
+    columns = [c.key for c in Message.__table__.columns]  # type: ignore[attr-defined]
+    assert {c: getattr(claimed, c) for c in columns} == {c: getattr(row, c) for c in columns}
+    assert claimed.attempts == 1
+
+
 async def test_interrupted_send_is_reconciled_not_repeated(stack: Stack) -> None:
     """The worker dies after Twilio accepted the text and before the SID was committed."""
     message = (await stack.api.post("/v1/messages", json={"phone": LEAD, "body": "once"})).json()
