@@ -139,7 +139,7 @@ async def claim_staged(session: AsyncSession, account: Account) -> set[str]:
             claimed = await _gate_and_claim(jc, session, message_id, (message, account, lead))
         except Retry:
             continue  # the lead's earlier text goes first: the job waits for it, as staged
-        except (RedisError, OSError, TimeoutError):
+        except RedisError:
             # The sender's rate slot could not be asked (Redis is away), which comes before
             # anything is written of the text: the job sends it, once Redis is back.
             log.warning("rate slot unavailable; message %s left to its job", message_id)

@@ -7,6 +7,7 @@ The whole stack on 127.0.0.1 (`tests.support.stack`), with `INLINE_JOBS` on as b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -14,17 +15,19 @@ from typing import Any
 
 import pytest
 from arq.worker import func
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlmodel import col, select
 
 from gateway.clock import now
 from gateway.db import transaction
+from gateway.job_context import as_ctx
 from gateway.jobs import sms_send
 from gateway.models import Account, Message, MessageEvent, MessageStatus
 from gateway.settings import Settings
 from gateway.sms import sender
 from gateway.work import SMS_SEND, Kind, kinds, registry
 from gateway.work.inline import Inline
-from gateway.work.staging import planned
+from gateway.work.staging import planned, staged_now
 from gateway.worker import JOB_TIMEOUT, build_job_context, close_job_context
 from tests.e2e.test_plays_api import play_body, publish
 from tests.gateway.test_work import queued_jobs, text
@@ -325,3 +328,31 @@ async def test_a_posted_leads_first_text_is_claimed_by_the_post(stack: Stack) ->
     async with stack.sessions() as session:
         [status] = (await session.exec(select(Message.status))).all()
     assert status != MessageStatus.QUEUED
+
+
+class _RedisAway:
+    """A rate limiter whose Redis is unreachable (`JobContext.rate_limiter`)."""
+
+    async def reserve(self, sender: str, per_second: float) -> float:
+        raise RedisConnectionError("Redis is away")
+
+
+async def test_with_redis_away_a_request_leaves_its_text_to_the_job(stack: Stack) -> None:
+    """The sender's rate slot cannot be asked: the request neither fails nor claims; the text
+    stays queued, staged for its job, and nothing was written of it."""
+    stack.settings.sms_rate_limits = True
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    jc = build_job_context(stack.settings, stack.sessions, stack.api_redis, inline=inline)
+    inline.start(as_ctx(dataclasses.replace(jc, rate_limiter=_RedisAway())))
+    try:
+        async with transaction(jc.sessions) as session:
+            message = await text(session, stack.account_id, phone=LEAD)
+            account = await session.get(Account, stack.account_id)
+            assert account is not None
+            assert await sms_send.claim_staged(session, account) == set()
+            assert message.status == MessageStatus.QUEUED
+            assert staged_now(session, SMS_SEND) == [message.id]
+        await inline.aclose(WAIT_SECONDS)
+    finally:
+        await close_job_context(jc)
+    assert await history(stack, message.id) == ["queued"]
