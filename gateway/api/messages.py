@@ -128,7 +128,8 @@ async def _with_history(session: AsyncSession, messages: list[Message]) -> list[
     "Send a one-off text",
     tags=["messages"],
     description="Through the compliance gate and the send pipeline; `status` says whether it "
-    "was queued, deferred (`send_after`) or blocked (`gate_reason`).",
+    "is already `sending` (claimed by this request, whose process sends it next), `queued` "
+    "for a worker, deferred (`send_after`) or blocked (`gate_reason`).",
     request=MessageCreate,
     example={"phone": "+14155550101", "body": "Hi Ana, your quote is ready."},
     response=MessagePublic,
