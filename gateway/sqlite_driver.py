@@ -18,13 +18,13 @@ the hand-off itself, so they run on the event loop's thread (the
 connection is opened with `check_same_thread=False`; SQLAlchemy never uses one connection from
 two tasks at once, and the connection's mutex keeps the thread idle meanwhile). Its BEGIN runs
 there too when the lock is free, with the busy handler off; when another process (a worker
-beside the web) holds the lock, it waits its turn on the thread, in the busy handler. A brief
-read (`gateway.db.read_alone`: an API key's lookup) runs there too, BEGIN and all: a deferred
-BEGIN takes no lock, and in WAL mode a reader waits on no writer (the checkpoints here are
-PASSIVE, which block no reader). Any rollback runs on the loop's thread (it waits on no lock
-and writes nothing), so another read session makes one trip, its first statement's. While a
-call given to the thread is still running there (its task was cancelled while it waited),
-nothing runs on the loop's: it queues behind.
+beside the web) holds the lock, it waits its turn on the thread, in the busy handler. Reads
+alone (`gateway.db.read_alone`: an API key's lookup) run there too, with no BEGIN at all (each
+is its own read transaction, which takes no lock), and in WAL mode a reader waits on no writer
+(the checkpoints here are PASSIVE, which block no reader). Any rollback runs on the loop's
+thread (it waits on no lock and writes nothing), so another read session makes one trip, its
+first statement's. While a call given to the thread is still running there (its task was
+cancelled while it waited), nothing runs on the loop's: it queues behind.
 
 A COMMIT in WAL mode (synchronous=NORMAL) appends to the WAL and syncs nothing; what can take
 milliseconds is the checkpoint that copies the WAL into the database file and syncs it, which
