@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import Insert, bindparam
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.db import dialect_insert, dialect_of, serialized
+from gateway.db import dialect_insert, dialect_of, for_this_transaction, serialized
 from gateway.models import ContactLock
 
-# session.info key: the transaction the contacts below were locked in, and those contacts.
+# session.info key (`for_this_transaction`): the contacts this transaction has locked.
 _HELD = "gateway.contact_lock.held"
 
 
@@ -28,11 +28,7 @@ async def lock_contact(session: AsyncSession, account_id: str, phone: str) -> No
     lock is held already (nothing here uses savepoints, whose rollback would release it)."""
     if serialized(session):
         return
-    transaction = session.sync_session.get_transaction()
-    held_in, held = session.info.get(_HELD, (None, set()))
-    if held_in is not transaction:
-        held = set()
-        session.info[_HELD] = (transaction, held)
+    held: set[tuple[str, str]] = for_this_transaction(session, _HELD, set)
     if (account_id, phone) in held:
         return
     params = {"account_id": account_id, "phone": phone}

@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, Row, event, exc, literal_column, select
@@ -282,6 +282,22 @@ def _first_row(session: Session, statement: Any, params: dict[str, Any]) -> Row[
     if session.new or session.dirty or session.deleted:
         session.flush()
     return session.connection().execute(statement, params).first()
+
+
+_Noted = TypeVar("_Noted")
+_NOTHING_YET = object()  # `for_this_transaction`: no transaction has noted anything
+
+
+def for_this_transaction(session: AsyncSession, key: str, new: Callable[[], _Noted]) -> _Noted:
+    """What `session.info[key]` holds for the session's current transaction: made by `new()`
+    when it was made in another one (a session may run several), so a note about a transaction
+    (a contact lock held, a play it created, a text it queued) never outlives it."""
+    transaction = session.sync_session.get_transaction()
+    made_in, noted = session.info.get(key, (_NOTHING_YET, None))
+    if made_in is not transaction:
+        noted = new()
+        session.info[key] = (transaction, noted)
+    return cast(_Noted, noted)
 
 
 def serialized(session: AsyncSession) -> bool:

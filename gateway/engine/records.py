@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import JSON, Insert, String, bindparam, exists, insert, select
 from sqlmodel import col
@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway import play_log_rows
 from gateway.activity_webhooks import on_activity, write_activity
 from gateway.clock import now
-from gateway.db import UTCDateTime
+from gateway.db import UTCDateTime, for_this_transaction
 from gateway.engine import rep_notices
 from gateway.ids import new_id
 from gateway.models import Activity, ActivityType, Play, PlayLog
@@ -64,8 +64,8 @@ def end(session: AsyncSession, play: Play, state: str, why: str) -> None:
     log(session, play, "state", play.step_id, state=state, why=why)
 
 
-# session.info key: the transaction the plays below were created in, and for each the kinds
-# `log_once` logged since.
+# session.info key (`for_this_transaction`): the plays this transaction created, each with
+# the kinds `log_once` logged since.
 _NEW_PLAYS = "gateway.engine.records.new_plays"
 
 
@@ -76,12 +76,7 @@ def new_play(session: AsyncSession, play_id: str) -> None:
 
 
 def _new_plays(session: AsyncSession) -> dict[str, set[str]]:
-    transaction = session.sync_session.get_transaction()
-    created_in, plays = session.info.get(_NEW_PLAYS, (None, {}))
-    if created_in is not transaction:
-        plays = {}
-        session.info[_NEW_PLAYS] = (transaction, plays)
-    return cast(dict[str, set[str]], plays)
+    return for_this_transaction(session, _NEW_PLAYS, dict)
 
 
 async def log_once(

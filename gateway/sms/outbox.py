@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import stamp
+from gateway.db import for_this_transaction
 from gateway.ids import new_id
 from gateway.models import Direction, Message, MessageStatus, Purpose
 from gateway.rows import fresh, insert_row
@@ -60,16 +61,19 @@ async def queue_message(
     note_event(session, message.id, MessageStatus.QUEUED, detail=reason)
     stage(session, SMS_SEND, message.id, at=send_after)
     # Held for `queued_here` (the session's identity map holds an unchanged row only weakly).
-    session.info.setdefault(_QUEUED, {})[message.id] = message
+    _queued(session)[message.id] = message
     return message
 
 
-# session.info key: the texts queued through this session, by id.
+# session.info key (`for_this_transaction`): the texts this transaction queued, by id.
 _QUEUED = "gateway.sms.outbox.queued"
 
 
+def _queued(session: AsyncSession) -> dict[str, Message]:
+    return for_this_transaction(session, _QUEUED, dict)
+
+
 def queued_here(session: AsyncSession, message_id: str) -> Message | None:
-    """The text `queue_message` queued through this session under `message_id`, as it holds it
-    (no read); None for any other."""
-    found: Message | None = session.info.get(_QUEUED, {}).get(message_id)
-    return found
+    """The text `queue_message` queued in this session's transaction under `message_id`, as it
+    holds it (no read); None for any other."""
+    return _queued(session).get(message_id)
