@@ -37,6 +37,20 @@ def _new_play(account_id: str) -> tuple[Lead, Play]:
     return lead, play
 
 
+async def _begin(session: AsyncSession, lead: Lead, play: Play) -> None:
+    """The lead written, its play pending: the commit writes the play before its entries."""
+    session.add(lead)
+    await session.flush()
+    session.add(play)
+
+
+async def _allowed_once_then_message(session: AsyncSession, play_id: str) -> None:
+    log_by_id(session, play_id, "allowed", None)
+    await log_once(session, play_id, "no_evidence", None)
+    await log_once(session, play_id, "no_evidence", None)  # once only
+    log_by_id(session, play_id, "message", None)
+
+
 async def test_entries_are_one_insert_at_commit_in_order_after_their_play(
     sessions: SessionFactory,
 ) -> None:
@@ -44,9 +58,7 @@ async def test_entries_are_one_insert_at_commit_in_order_after_their_play(
     lead, play = _new_play(tenant.account_id)
     with statements("INSERT INTO play_log") as inserts:
         async with transaction(sessions) as session:
-            session.add(lead)
-            await session.flush()
-            session.add(play)  # not flushed: the commit writes it before its entries
+            await _begin(session, lead, play)
             for n in range(5):
                 log_by_id(session, play.id, "step", None, n=n)
     assert len(inserts) == 1
@@ -57,13 +69,8 @@ async def test_log_once_comes_after_the_entries_before_it(sessions: SessionFacto
     tenant = await new_tenant(sessions, "Acme")
     lead, play = _new_play(tenant.account_id)
     async with transaction(sessions) as session:
-        session.add(lead)
-        await session.flush()
-        session.add(play)
-        log_by_id(session, play.id, "allowed", None)
-        await log_once(session, play.id, "no_evidence", None)
-        await log_once(session, play.id, "no_evidence", None)  # once only
-        log_by_id(session, play.id, "message", None)
+        await _begin(session, lead, play)
+        await _allowed_once_then_message(session, play.id)
     kinds = [kind for kind, _ in await _entries(sessions, play.id)]
     assert kinds == ["allowed", "no_evidence", "message"]
 
@@ -78,14 +85,9 @@ async def test_log_once_for_a_play_created_here_is_kept_with_the_others(
     lead, play = _new_play(tenant.account_id)
     with statements("INSERT INTO play_log") as inserts:
         async with transaction(sessions) as session:
-            session.add(lead)
-            await session.flush()
-            session.add(play)
+            await _begin(session, lead, play)
             new_play(session, play.id)
-            log_by_id(session, play.id, "allowed", None)
-            await log_once(session, play.id, "no_evidence", None)
-            await log_once(session, play.id, "no_evidence", None)  # once only
-            log_by_id(session, play.id, "message", None)
+            await _allowed_once_then_message(session, play.id)
     assert len(inserts) == 1  # the commit's, with every entry
     async with transaction(sessions) as session:
         await log_once(session, play.id, "no_evidence", None)  # there already: nothing
