@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         # Requests' transactions hand the work they stage to Redis once they commit, or run
         # the work a lead waits on here at once (`gateway.work.inline`), with the clients a
         # job needs.
-        inline = inline_runner(settings, redis)
+        inline = inline_runner(settings, redis, worker_here=run_worker)
         jobs = (
             build_job_context(settings, session_factory(engine), redis, inline=inline)
             if inline is not None

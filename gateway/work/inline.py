@@ -15,12 +15,22 @@ and sends nothing twice (the claim). The bound is `Settings.inline_jobs`; past i
 deferred to later, the job goes to Redis as before. A job that asks to run again later (arq
 `Retry`) is enqueued in Redis for then, under its own id as arq's retry keeps it; one that
 fails is logged and left to the sweep, as a failed arq job is.
+
+A process whose own worker takes what goes through Redis (`gateway run`, `gateway worker`)
+gains nothing by sending work there when it is busy: the job comes back to the same process,
+later and dearer (arq's own round trips, and a text read, gated and claimed again in a
+transaction of its own). At 100 leads a second in one process, the one in eight first texts
+that found the runner full waited 6-7 s in arq's queue, and the extra work per text kept the
+process behind. So such a runner has a backlog: past its limit, work waits here, in order,
+for a running job to end (`backlog`; 0 in `gateway web`, whose overflow is a worker's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import timedelta
@@ -37,6 +47,12 @@ from gateway.work.staging import Staged, enqueue, handoff_to_redis
 
 log = logging.getLogger(__name__)
 
+# A text claimed in its transaction (`Staged.then`) that waited this long in the backlog is not
+# sent from here: its plain job goes to Redis and reconciles it with Twilio first. The sweep
+# takes a `sending` row for a stuck one after `sms_send.STALE_SENDING` (2 min), and a request
+# started that late could cross the sweep's job, which would not find it at Twilio yet.
+BACKLOG_WAIT_LIMIT = 30.0
+
 
 def runs_here(session: AsyncSession) -> Mapping[str, Any] | None:
     """The dict a job takes, when `session`'s commit hands its work to an inline runner that
@@ -49,15 +65,19 @@ def runs_here(session: AsyncSession) -> Mapping[str, Any] | None:
 
 class Inline:
     """A session factory's hand-off (`gateway.work.bind`) that runs inline kinds itself, at most
-    `limit` at a time, and hands everything else to Redis."""
+    `limit` at a time with up to `backlog` more waiting their turn, and hands everything else to
+    Redis."""
 
-    def __init__(self, redis: ArqRedis, limit: int, *, timeout: float) -> None:
+    def __init__(self, redis: ArqRedis, limit: int, *, timeout: float, backlog: int = 0) -> None:
         self.redis = redis
         self.limit = limit
+        self.backlog = backlog
         self.timeout = timeout  # a job's time limit, as the worker's job_timeout
         self._ctx: Mapping[str, Any] | None = None
         self._jobs: dict[str, Registered] = {}
         self._running: set[asyncio.Task[None]] = set()
+        # Taken past the limit, in the order taken, with when (time.monotonic()).
+        self._waiting: deque[tuple[Registered, Staged, float]] = deque()
         self._closed = False
 
     def start(self, ctx: Mapping[str, Any]) -> None:
@@ -71,30 +91,53 @@ class Inline:
         for item in staged:
             entry = self._jobs.get(item.kind.name)
             if item.then is not None:
-                # Begun in the transaction (`runs_here` said this process would take it): run
-                # past the bound too, since the bound was checked before the commit. Only a
-                # runner shut down meanwhile hands it to Redis as the plain job.
+                # Begun in the transaction (`runs_here` said this process would take it): taken
+                # even if others filled the runner since, as room was checked before the commit;
+                # it waits its turn if need be. Only a runner shut down meanwhile hands it to
+                # Redis as the plain job.
                 taken = self._ctx is not None and not self._closed
             else:
                 taken = entry is not None and item.at is None and self._take()
             if entry is None or not taken:
                 to_redis.append(replace(item, then=None))
-                continue
-            task = asyncio.create_task(self._run(entry, item), name=item.job_id)
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            elif len(self._running) < self.limit:
+                self._launch(entry, item)
+            else:
+                self._waiting.append((entry, item, time.monotonic()))
         if to_redis:
             await handoff_to_redis(self.redis, to_redis)
 
     def _take(self) -> bool:
-        return self._ctx is not None and not self._closed and len(self._running) < self.limit
+        return (
+            self._ctx is not None
+            and not self._closed
+            and len(self._running) + len(self._waiting) < self.limit + self.backlog
+        )
 
     def room_for_one(self) -> Mapping[str, Any] | None:
         """The jobs' dict, if this runner would take one more job now (`runs_here`)."""
         return self._ctx if self._take() else None
 
-    async def _run(self, entry: Registered, item: Staged) -> None:
+    def _launch(self, entry: Registered, item: Staged, since: float | None = None) -> None:
+        task = asyncio.create_task(self._run(entry, item, since), name=item.job_id)
+        self._running.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A job ended: the longest waiting one takes its place."""
+        self._running.discard(task)
+        while self._waiting and len(self._running) < self.limit and not self._closed:
+            self._launch(*self._waiting.popleft())
+
+    async def _run(self, entry: Registered, item: Staged, since: float | None) -> None:
+        """Run the job, or what is left of work begun in its transaction (`since`: when it
+        began to wait in the backlog)."""
         assert self._ctx is not None
+        waited = time.monotonic() - since if since is not None else 0.0
+        if item.then is not None and waited > BACKLOG_WAIT_LIMIT:
+            # Too late to send from here: the plain job reconciles the claimed row first.
+            await enqueue(self.redis, replace(item, then=None))
+            return
         try:
             async with asyncio.timeout(self.timeout):
                 if item.then is not None:
@@ -113,9 +156,14 @@ class Inline:
             log.exception("inline job %s failed; the sweep will retry it", item.job_id)
 
     async def aclose(self, grace: float) -> None:
-        """Take no more jobs; give the running ones up to `grace` seconds, then cancel them (a
-        cancelled job's row is found again by the sweep, as a worker's cancelled job is)."""
+        """Take no more jobs; hand the waiting ones to Redis (as their plain jobs); give the
+        running ones up to `grace` seconds, then cancel them (a cancelled job's row is found
+        again by the sweep, as a worker's cancelled job is)."""
         self._closed = True
+        waiting = [replace(item, then=None) for _, item, _ in self._waiting]
+        self._waiting.clear()
+        if waiting:
+            await handoff_to_redis(self.redis, waiting)
         running = list(self._running)
         if running and grace > 0:
             await asyncio.wait(running, timeout=grace)

@@ -20,14 +20,15 @@ from sqlmodel import col, select
 
 from gateway.clock import now
 from gateway.db import transaction
-from gateway.job_context import as_ctx
+from gateway.job_context import JobContext, as_ctx
 from gateway.jobs import sms_send
 from gateway.models import Account, Message, MessageEvent, MessageStatus
 from gateway.settings import Settings
 from gateway.sms import sender
 from gateway.work import SMS_SEND, Kind, kinds, registry
+from gateway.work import inline as inline_jobs
 from gateway.work.inline import Inline
-from gateway.work.staging import planned, staged_now
+from gateway.work.staging import Staged, planned, staged_now
 from gateway.worker import JOB_TIMEOUT, build_job_context, close_job_context
 from tests.e2e.test_plays_api import play_body, publish
 from tests.gateway.test_work import queued_jobs, text
@@ -134,14 +135,15 @@ async def test_a_job_that_asks_to_run_later_goes_to_redis_for_then(stack: Stack)
 
 
 def stand_in(
-    monkeypatch: pytest.MonkeyPatch, name: str, body: Callable[[], Awaitable[None]]
+    monkeypatch: pytest.MonkeyPatch, name: str, body: Callable[[str], Awaitable[None]]
 ) -> Kind:
-    """A kind of work registered inline for one test, whose job runs `body`: what the runner
-    does with a job that fails or outlives the shutdown, whatever the job."""
+    """A kind of work registered inline for one test, whose job runs `body(argument)`: what the
+    runner does with a job that fails, outlives the shutdown or waits its turn, whatever the
+    job."""
     kind = Kind(name, name)
 
     async def run(ctx: dict[str, Any], argument: str) -> None:
-        await body()
+        await body(argument)
 
     entry = registry.Registered(kind, func(run, name=name), due=None, tidy=None, inline=True)
     monkeypatch.setitem(registry._REGISTRY, name, entry)
@@ -151,7 +153,7 @@ def stand_in(
 async def test_a_failing_inline_job_is_logged_and_left_to_the_sweep(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def fail() -> None:
+    async def fail(argument: str) -> None:
         raise RuntimeError("the database went away")
 
     kind = stand_in(monkeypatch, "test.fails", fail)
@@ -174,7 +176,7 @@ async def test_on_shutdown_running_jobs_get_their_grace_then_are_cancelled(
 ) -> None:
     cancelled = asyncio.Event()
 
-    async def hang() -> None:
+    async def hang(argument: str) -> None:
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -192,6 +194,63 @@ async def test_on_shutdown_running_jobs_get_their_grace_then_are_cancelled(
     # Closed: what is staged now goes to Redis, not into this process.
     await inline([item])
     assert "test.hangs:row-1" in await queued_jobs(stack.api_redis)
+
+
+def staged(kind: Kind, *arguments: str) -> list[Staged]:
+    items = [planned(kind, argument) for argument in arguments]
+    assert all(item is not None for item in items)
+    return [item for item in items if item is not None]
+
+
+async def test_past_its_limit_a_runner_with_a_backlog_runs_work_in_turn(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gateway run`: past the limit, work waits in the runner, in order, rather than go round
+    through Redis to the same process; past the backlog too, it goes to Redis."""
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def wait_for_release(argument: str) -> None:
+        started.append(argument)
+        await release.wait()
+
+    kind = stand_in(monkeypatch, "test.turns", wait_for_release)
+    inline = Inline(stack.api_redis, 1, timeout=JOB_TIMEOUT, backlog=2)
+    inline.start({})
+    await inline(staged(kind, "a", "b", "c"))
+    await asyncio.sleep(0.05)
+    assert started == ["a"]  # one at a time; b and c wait their turn here
+    assert inline.room_for_one() is None  # the limit and the backlog are full
+    await inline(staged(kind, "d"))
+    assert [j for j in await queued_jobs(stack.api_redis) if j.startswith("test.")] == [
+        "test.turns:d"
+    ]
+    release.set()
+
+    async def all_ran() -> bool:
+        return len(started) == 3
+
+    await until(all_ran, "the waiting jobs run once the first ends")
+    await inline.aclose(WAIT_SECONDS)
+    assert started == ["a", "b", "c"]  # in the order taken
+
+
+async def test_on_shutdown_waiting_work_goes_to_redis(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def hang(argument: str) -> None:
+        await asyncio.sleep(3600)
+
+    kind = stand_in(monkeypatch, "test.waits", hang)
+    inline = Inline(stack.api_redis, 1, timeout=JOB_TIMEOUT, backlog=4)
+    inline.start({})
+    await inline(staged(kind, "a", "b", "c"))
+    await inline.aclose(0.05)
+    # The running one is cancelled (its row is the sweep's); the two waiting are in Redis.
+    assert sorted(j for j in await queued_jobs(stack.api_redis) if j.startswith("test.")) == [
+        "test.waits:b",
+        "test.waits:c",
+    ]
 
 
 # A text claimed in the transaction that queued it (`sms_send.claim_staged`): the process sends
@@ -356,3 +415,69 @@ async def test_with_redis_away_a_request_leaves_its_text_to_the_job(stack: Stack
     finally:
         await close_job_context(jc)
     assert await history(stack, message.id) == ["queued"]
+
+
+async def claimed_behind(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, release: asyncio.Event
+) -> tuple[Inline, JobContext, Message]:
+    """A runner with one slot, held by a stand-in job until `release`, and a text claimed in its
+    transaction that waits in the backlog behind it (close the job context afterwards)."""
+
+    async def hold(argument: str) -> None:
+        await release.wait()
+
+    kind = stand_in(monkeypatch, "test.holds", hold)
+    inline = Inline(stack.api_redis, 1, timeout=JOB_TIMEOUT, backlog=4)
+    jc = build_job_context(stack.settings, stack.sessions, stack.api_redis, inline=inline)
+    await inline(staged(kind, "slot"))
+    async with transaction(jc.sessions) as session:
+        message = await text(session, stack.account_id, phone=LEAD)
+        account = await session.get(Account, stack.account_id)
+        assert account is not None
+        # The runner is full, and its backlog has room: the text is claimed here all the same.
+        assert await sms_send.claim_staged(session, account) == {message.id}
+    return inline, jc, message
+
+
+async def test_a_claimed_text_waits_its_turn_in_the_backlog_then_is_sent_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+    inline, jc, message = await claimed_behind(stack, monkeypatch, release)
+    await asyncio.sleep(0.05)
+    assert stack.creates(To=LEAD) == []  # behind the job in the one slot
+    release.set()
+
+    async def accepted() -> bool:
+        return (await statuses(stack)).get(LEAD) == MessageStatus.ACCEPTED
+
+    await until(accepted, "the waiting text is sent")
+    await inline.aclose(WAIT_SECONDS)
+    await close_job_context(jc)
+    assert len(stack.creates(To=LEAD)) == 1
+    assert await sms_jobs(stack) == []
+    assert await history(stack, message.id) == ["queued", "sending", "accepted"]
+
+
+async def test_a_claimed_text_that_waited_too_long_is_reconciled_not_sent_from_here(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its request could start so late that the sweep's job for a stuck `sending` row crossed
+    it: past `BACKLOG_WAIT_LIMIT` its plain job goes to Redis, which asks Twilio first."""
+    monkeypatch.setattr(inline_jobs, "BACKLOG_WAIT_LIMIT", 0.0)
+    release = asyncio.Event()
+    inline, jc, message = await claimed_behind(stack, monkeypatch, release)
+    await asyncio.sleep(0.01)
+    release.set()
+
+    async def in_redis() -> bool:
+        return await sms_jobs(stack) == [SMS_SEND.job_id(message.id)]
+
+    await until(in_redis, "the waiting text's job is in Redis")
+    await inline.aclose(WAIT_SECONDS)
+    await close_job_context(jc)
+    assert stack.creates(To=LEAD) == []
+    await stack.sandbox.advance(sender.IN_FLIGHT_GRACE.total_seconds() + 150)
+    await stack.work()
+    assert len(stack.creates(To=LEAD)) == 1
+    assert (await statuses(stack))[LEAD] == MessageStatus.DELIVERED
