@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import urlencode
 
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
@@ -65,10 +66,17 @@ class SandboxAsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             # the header it would have produced is sent instead.
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             headers = {**(headers or {}), "Authorization": f"Basic {token}"}
+        body: dict[str, object] | bytes | None = data
+        if data:
+            # The form, encoded as aiohttp would (`FormData` of a dict: `urlencode(..., doseq=
+            # True)`, UTF-8) but without its multipart machinery, which it builds for every
+            # request whatever its body: a quarter of a text's request to Twilio on the CPU.
+            body = urlencode(data, doseq=True).encode()
+            headers = {**(headers or {}), "Content-Type": "application/x-www-form-urlencoded"}
         # The library's async client ignores its own `timeout` setting; apply it here.
         seconds = timeout if timeout is not None else self.timeout
         response: Response = await super().request(
-            method, url, params, data, headers, None, seconds, allow_redirects
+            method, url, params, body, headers, None, seconds, allow_redirects
         )
         found = (response.headers or {}).get("Retry-After")
         _retry_after.set(parse_retry_after(found))
