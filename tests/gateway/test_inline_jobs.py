@@ -29,7 +29,13 @@ from gateway.work import SMS_SEND, Kind, kinds, registry
 from gateway.work import inline as inline_jobs
 from gateway.work.inline import Inline
 from gateway.work.staging import Staged, planned, staged_now
-from gateway.worker import JOB_TIMEOUT, build_job_context, close_job_context
+from gateway.worker import (
+    INLINE_BACKLOG,
+    JOB_TIMEOUT,
+    build_job_context,
+    close_job_context,
+    inline_runner,
+)
 from tests.e2e.test_plays_api import play_body, publish
 from tests.gateway.test_work import queued_jobs, text
 from tests.support.ports import free_port
@@ -233,6 +239,15 @@ async def test_past_its_limit_a_runner_with_a_backlog_runs_work_in_turn(
     await until(all_ran, "the waiting jobs run once the first ends")
     await inline.aclose(WAIT_SECONDS)
     assert started == ["a", "b", "c"]  # in the order taken
+
+
+async def test_only_a_process_with_its_own_worker_keeps_a_backlog(stack: Stack) -> None:
+    # `gateway run` and `gateway worker`: what would go through Redis comes back to them.
+    here = inline_runner(stack.settings, stack.api_redis, worker_here=True)
+    # `gateway web`: its overflow is the workers'.
+    elsewhere = inline_runner(stack.settings, stack.api_redis, worker_here=False)
+    assert here is not None and elsewhere is not None
+    assert (here.backlog, elsewhere.backlog) == (INLINE_BACKLOG, 0)
 
 
 async def test_on_shutdown_waiting_work_goes_to_redis(
