@@ -70,7 +70,9 @@ class Settings(BaseSettings):
         le=1000,
         description="jobs a lead waits on (a play's first step, its text, a reply) that a "
         "process runs itself right after the commit that made them due, at most this many at "
-        "once; beyond that, and with 0, they go through Redis to a worker",
+        "once; beyond that `gateway web` hands them through Redis to a worker, while `gateway "
+        "run` and `gateway worker` keep up to 256 more waiting their turn; with 0 they all go "
+        "through Redis",
     )
     clock_ahead_seconds: float = Field(
         default=0,
