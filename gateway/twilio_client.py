@@ -18,6 +18,7 @@ from twilio.rest import Client
 from gateway.retry_after import parse_retry_after
 
 TWILIO_API = "https://api.twilio.com"
+FORM = "application/x-www-form-urlencoded"  # the body of Twilio's REST calls and webhooks
 # Messaging Services (v1) live on their own host; the sandbox serves both under one base URL.
 TWILIO_MESSAGING_API = "https://messaging.twilio.com"
 
@@ -67,12 +68,13 @@ class SandboxAsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             headers = {**(headers or {}), "Authorization": f"Basic {token}"}
         body: dict[str, object] | bytes | None = data
-        if data:
-            # The form, encoded as aiohttp would (`FormData` of a dict: `urlencode(..., doseq=
-            # True)`, UTF-8) but without its multipart machinery, which it builds for every
-            # request whatever its body: a quarter of a text's request to Twilio on the CPU.
+        if data and (headers or {}).get("Content-Type", FORM) == FORM:
+            # A form (what the library asks for every POST but a JSON API's), encoded as aiohttp
+            # would (`FormData` of a dict: `urlencode(..., doseq=True)`, UTF-8) but without its
+            # multipart machinery, which it builds for every request whatever its body: a
+            # quarter of a text's request to Twilio on the CPU. Any other body goes as it came.
             body = urlencode(data, doseq=True).encode()
-            headers = {**(headers or {}), "Content-Type": "application/x-www-form-urlencoded"}
+            headers = {**(headers or {}), "Content-Type": FORM}
         # The library's async client ignores its own `timeout` setting; apply it here.
         seconds = timeout if timeout is not None else self.timeout
         response: Response = await super().request(

@@ -20,11 +20,11 @@ from twilio.request_validator import RequestValidator
 from gateway.body_limit import TWILIO_LIMIT
 from gateway.errors import ApiError
 from gateway.state import app_state
+from gateway.twilio_client import FORM
 from gateway.twilio_params import InvalidParameter, key_part
 
 log = logging.getLogger(__name__)
 
-FORM = "application/x-www-form-urlencoded"
 MAX_BODY = TWILIO_LIMIT  # Twilio's webhook bodies are a few KB; anything larger isn't Twilio
 # Twilio's own webhooks carry a few dozen fields; the cap bounds parsing and signing work
 # before either starts (counted as `&` separators, so nothing is parsed to refuse).

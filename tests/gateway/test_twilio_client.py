@@ -73,12 +73,18 @@ async def test_a_form_is_sent_as_the_librarys_own_client_sends_it(server: Server
         # A read with query parameters and no form: no body either way.
         await ours.request("GET", TWILIO_API + PATH, params={"To": "+14155550100"}, data={})
         await theirs.request("GET", server.url + PATH, params={"To": "+14155550100"}, data={})
+        # A body the caller says is not a form (a JSON API's) goes as the library sends it.
+        json_type = {"Content-Type": "application/json"}
+        await ours.request("POST", TWILIO_API + PATH, data={"a": "1"}, headers=dict(json_type))
+        await theirs.request("POST", server.url + PATH, data={"a": "1"}, headers=dict(json_type))
     finally:
         await ours.close()
         await theirs.close()
-    post_ours, post_theirs, get_ours, get_theirs = server.seen
+    post_ours, post_theirs, get_ours, get_theirs, json_ours, json_theirs = server.seen
     assert post_ours == post_theirs
     assert get_ours == get_theirs
+    assert json_ours == json_theirs
+    assert json_ours.content_type == "application/json"
     assert post_ours.content_type == "application/x-www-form-urlencoded"
     assert parse_qs(post_ours.body.decode(), strict_parsing=True) == {
         "To": ["+14155550100"],

@@ -47,7 +47,7 @@ from gateway.models import (
     WebhookClaim,
 )
 from gateway.settings import Settings
-from gateway.twilio_signature import FORM
+from gateway.twilio_client import FORM
 from tests.support.party_line import (
     REP_PHONES,
     add_reps,
