@@ -240,20 +240,24 @@ async def _claim(
     claimed = await first_row(session, _claim_statement(frozenset(notice)), params)
     if claimed is None:
         return "claimed elsewhere"
-    written = {
-        "status": MessageStatus.SENDING,
-        "from_number": sender.number,
-        "attempts": claimed.attempts,
-        "attempt_started_at": moment,
-        "validity_period": validity_period,
-        "gate_reason": gate_reason,
-        "updated_at": moment,
-        **notice,
-    }
+    written = {column: params[param] for column, param in _CLAIM_WRITES.items()}
+    written.update(notice, status=MessageStatus.SENDING, attempts=claimed.attempts)
     for name, value in written.items():
         set_committed_value(message, name, value)
     note_event(session, message.id, MessageStatus.SENDING)
     return message
+
+
+# What the claim writes from its parameters: column -> parameter. The UPDATE and the values
+# `_claim` sets on the session's text are both made from it (and from the notice columns, the
+# status and the attempts), so they cannot drift apart.
+_CLAIM_WRITES = {
+    "from_number": "from_number",
+    "attempt_started_at": "moment",
+    "validity_period": "validity_period",
+    "gate_reason": "gate_reason",
+    "updated_at": "moment",
+}
 
 
 @cache
@@ -261,18 +265,14 @@ def _claim_statement(notice: frozenset[str]) -> Any:
     """`_claim`'s UPDATE ... RETURNING attempts, built once per set of notice columns (each
     written from the parameter of its name)."""
     table = Message.__table__  # type: ignore[attr-defined]
+    writes = {**_CLAIM_WRITES, **{name: name for name in notice}}
     return (
         update(table)
         .where(table.c.id == bindparam("message_id"), table.c.status == MessageStatus.QUEUED)
         .values(
             status=MessageStatus.SENDING,
-            from_number=bindparam("from_number"),
             attempts=table.c.attempts + 1,
-            attempt_started_at=bindparam("moment"),
-            validity_period=bindparam("validity_period"),
-            gate_reason=bindparam("gate_reason"),
-            updated_at=bindparam("moment"),
-            **{name: bindparam(name) for name in notice},
+            **{column: bindparam(param) for column, param in writes.items()},
         )
         .returning(table.c.attempts)
     )
