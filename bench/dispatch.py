@@ -6,10 +6,11 @@
 Per run and worker count: a fresh database, `gateway web` serving the built-in sandbox (which
 also receives the sandbox's status callbacks), SMS rate limits off. The workers start; once
 each polls the queue, N messages are queued the way the API queues a one-off text
-(`sms.outbox.queue_message`, one lead phone each, inside its local contact window) and their
-`sms.send` jobs enqueued as the API enqueues them (a worker's sweep may find a row first).
-The workers send: gate, sender choice, contact lock, opt-out notice, claim, the
-Messages.create, recording the SID. The rate is N over the
+(`sms.outbox.queue_message`, one lead phone each, inside its local contact window) and handed
+to Redis as the commit of a process with no room to send them hands them (a worker's sweep may
+find a row first): until 2026-12-07 a `sms.send` job each, since then the account's `sms.sends`
+job, which sends them in batches. The workers send: gate, sender choice, contact lock, opt-out
+notice, claim, the Messages.create, recording the SID. The rate is N over the
 wall-clock span from the sandbox's first Messages.create to its last.
 """
 
@@ -27,7 +28,8 @@ from bench import support
 from gateway.db import transaction
 from gateway.models import Purpose
 from gateway.sms.outbox import queue_message
-from gateway.work import SMS_SEND, enqueue_now
+from gateway.work import SMS_SEND
+from gateway.work.staging import handoff_to_redis, planned
 from gateway.worker import redis_settings
 
 DRAIN_TIMEOUT = 300.0
@@ -52,12 +54,15 @@ async def queue(run: support.Target, tenant: support.Tenant, phones: list[str]) 
     return ids
 
 
-async def enqueue(run: support.Target, ids: list[str]) -> None:
-    """The send jobs, as the API enqueues them after its commit."""
+async def enqueue(run: support.Target, account_id: str, ids: list[str]) -> None:
+    """The texts' sends, handed to Redis as a commit that queued them hands them off (with no
+    inline runner): since 2026-12-07, as their account's `sms.sends` drain."""
     redis = await create_pool(redis_settings(run.queue_url))
     try:
         for message_id in ids:
-            await enqueue_now(redis, SMS_SEND, message_id)
+            item = planned(SMS_SEND, message_id, batch=account_id)
+            assert item is not None
+            await handoff_to_redis(redis, [item])
     finally:
         await redis.aclose()
 
@@ -88,7 +93,7 @@ async def one(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         # had sent by then).
         cpu0 = [s.cpu_seconds() for s in started]
         ids = await queue(run, tenant, phones)
-        await enqueue(run, ids)
+        await enqueue(run, tenant.account_id, ids)
         times = await drain(run, set(phones))
         cpu = [s.cpu_seconds() - c for s, c in zip(started, cpu0, strict=True)]
         span = times[-1] - times[0] if len(times) > 1 else float("nan")

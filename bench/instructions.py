@@ -27,7 +27,8 @@ Units (a fresh database and Redis for each; SQLite, or a scratch database on --d
   callbacks' appends and their job. One lead at a time, each waited for.
 - `send`: `gateway worker`, with `gateway web` serving the built-in sandbox beside it (not
   counted). One queued one-off text sent (bench.dispatch's unit), its status callbacks acted on
-  by the same worker. All of them queued, then their jobs enqueued at once.
+  by the same worker. All of them queued, then handed to Redis as their commit would hand them
+  (since 2026-12-07: as their account's `sms.sends` job, which sends them in batches).
 - `inbound`: `gateway web`, with a `gateway worker` beside it (not counted). One signed inbound
   text's webhook (`POST /twilio/sms`, bench.inbound's request): the signature, the checks, the
   append and the hand-off of the inbox's job. One request at a time, on one connection.
@@ -289,13 +290,13 @@ async def send_unit(args: argparse.Namespace, grind: Counter) -> Counted:
         (worker,) = await run.workers(1, wrap=grind.wrap)
         grind.attach(worker)
         phones = support.lead_phones(WARM_UP + args.count)
-        await enqueue(run, await queue(run, tenant, phones[:WARM_UP]))
+        await enqueue(run, tenant.account_id, await queue(run, tenant, phones[:WARM_UP]))
         await settled(run, WARM_UP)
 
         async def send() -> None:
             # Queued in the counted part: a queued row is the worker's sweep's to find, even
             # before its job is enqueued (the queuing is this process's work, not counted).
-            await enqueue(run, await queue(run, tenant, phones[WARM_UP:]))
+            await enqueue(run, tenant.account_id, await queue(run, tenant, phones[WARM_UP:]))
             await settled(run, WARM_UP + args.count)
 
         return await counted(grind, "send", args.count, send)

@@ -28,6 +28,7 @@ import gateway.engine.jobs
 import gateway.jobs.email_send
 import gateway.jobs.sms_inbox
 import gateway.jobs.sms_send
+import gateway.jobs.sms_sends
 import gateway.jobs.sms_statuses
 import gateway.webhooks.delivery  # noqa: F401
 import voice.jobs  # noqa: F401

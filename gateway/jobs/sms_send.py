@@ -2,6 +2,11 @@
 hands it to Twilio once, and what became of it (`accepted`, `failed`, `opted_out`) goes to the
 engine in the same transaction that records it (`gateway.engine.lifecycle.on_text`).
 
+A text's own job is for a text deferred (the gate, a rate slot, a back-off), run inline after
+the commit that queued it, or left `sending`; a text due now that goes through Redis is sent by
+its account's drain (`gateway.jobs.sms_sends`), in batches, with `gate_and_claim`, `request` and
+`record_sent` from here.
+
 Idempotent under arq's re-runs: the row moves queued -> sending by compare-and-set before the
 request; a row found in `sending` (a crash after Twilio answered, before we recorded it) is
 reconciled by listing the sender's messages to that number, never blindly sent again.
@@ -21,6 +26,7 @@ from redis.exceptions import RedisError
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from twilio.base.exceptions import TwilioRestException
+from twilio.rest.api.v2010.account.message import MessageInstance
 
 from gateway.clock import now
 from gateway.db import transaction
@@ -43,15 +49,18 @@ STALE_SENDING = timedelta(minutes=2)
 
 
 async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
-    """The sweep's question: every queued text that is due, and every stale `sending` row."""
+    """The sweep's question for texts' own jobs: every stale `sending` row (its worker died
+    mid-send), which the job reconciles, and every queued text backing off (`sender.BACKOFF`:
+    refused while its job waits in Redis; after a flush, due at once). Any other queued text
+    that is due is its account's drain's (`gateway.jobs.sms_sends`)."""
     query = (
         select(Message.id)
         .where(
             or_(
-                (col(Message.status) == MessageStatus.QUEUED)
-                & (col(Message.send_after).is_(None) | (col(Message.send_after) <= moment)),
                 (col(Message.status) == MessageStatus.SENDING)
                 & (col(Message.attempt_started_at) <= moment - STALE_SENDING),
+                (col(Message.status) == MessageStatus.QUEUED)
+                & (col(Message.gate_reason) == sender.BACKOFF),
             )
         )
         .order_by(col(Message.created_at))
@@ -84,10 +93,10 @@ async def send(ctx: dict[str, Any], message_id: str) -> str:
 async def _prepare(jc: JobContext, message_id: str) -> Message | str:
     """Gate and claim the message under the contact lock; the claimed row, or why not."""
     async with transaction(jc.sessions, brief=True) as session:
-        return await _gate_and_claim(jc, session, message_id)
+        return await gate_and_claim(jc, session, message_id)
 
 
-async def _gate_and_claim(
+async def gate_and_claim(
     jc: JobContext, session: AsyncSession, message_id: str, loaded: sender.Loaded | None = None
 ) -> Message | str:
     """`_prepare` in the caller's transaction: the claimed row, or why not (what the gate
@@ -136,7 +145,7 @@ async def claim_staged(session: AsyncSession, account: Account) -> set[str]:
         if lead is not None and lead.account_id != message.account_id:
             lead = None  # as `sender.prepare` joins them: within the text's account
         try:
-            claimed = await _gate_and_claim(jc, session, message_id, (message, account, lead))
+            claimed = await gate_and_claim(jc, session, message_id, (message, account, lead))
         except Retry:
             continue  # the lead's earlier text goes first: the job waits for it, as staged
         except RedisError:
@@ -158,6 +167,18 @@ async def _deliver_claimed(message: Message, ctx: Mapping[str, Any]) -> str:
 
 async def _deliver(jc: JobContext, message: Message) -> str:
     """The one request to Twilio, then record what it answered."""
+    answer = await request(jc, message)
+    if isinstance(answer, str):
+        return answer
+    await record_sent(jc, [(message, answer)])
+    return "sent"
+
+
+async def request(jc: JobContext, message: Message) -> MessageInstance | str:
+    """The one request to Twilio for a claimed text: what Twilio answered when it took the
+    text (`record_sent` records it), or what became of a text it refused (recorded here). An
+    answer that never came is an arq Retry: the row stays `sending` for the next run to
+    reconcile."""
     callback = f"{jc.settings.base_url}/twilio/sms/status?message_id={message.id}"
     options: dict[str, Any] = {"status_callback": callback}
     if message.validity_period:
@@ -174,25 +195,50 @@ async def _deliver(jc: JobContext, message: Message) -> str:
         # Did Twilio get it? Unknown: leave it `sending`; the next run reconciles.
         log.warning("sms.send outcome unknown message=%s: %s", message.id, exc)
         raise Retry(defer=sender.IN_FLIGHT_GRACE.total_seconds() + 1) from None
-    # Brief unless the text was a try on a sender Twilio refused: its success releases every
+    return result
+
+
+async def record_sent(jc: JobContext, sent: Sequence[tuple[Message, MessageInstance]]) -> None:
+    """Record that Twilio took these claimed texts, in one transaction (a drain's batch, or
+    one text). Should it fail, each is recorded alone, so that one text's trouble leaves the
+    others recorded; a text that fails alone too stays `sending`, and the sweep's job finds it
+    at Twilio (`STALE_SENDING`)."""
+    try:
+        await _record(jc, sent)
+    except Exception:
+        if len(sent) == 1:
+            raise
+        log.exception("recording %d sent texts failed; recording each alone", len(sent))
+        for one in sent:
+            try:
+                await _record(jc, [one])
+            except Exception:
+                log.exception("recording sent text %s failed; the sweep reconciles it", one[0].id)
+
+
+async def _record(jc: JobContext, sent: Sequence[tuple[Message, MessageInstance]]) -> None:
+    # Brief unless a text was a try on a sender Twilio refused: its success releases every
     # text held for that number.
-    held = message.gate_reason == sender_status.SENDER_UNAVAILABLE
+    held = any(m.gate_reason == sender_status.SENDER_UNAVAILABLE for m, _ in sent)
     async with transaction(jc.sessions, brief=not held) as session:
-        await advance(
-            session,
-            message.id,
-            MessageStatus.ACCEPTED,
-            twilio_sid=result.sid,
-            num_segments=int(result.num_segments) if result.num_segments else None,
-            detail=f"twilio status {result.status}",
+        for message, result in sent:
+            await advance(
+                session,
+                message.id,
+                MessageStatus.ACCEPTED,
+                twilio_sid=result.sid,
+                num_segments=int(result.num_segments) if result.num_segments else None,
+                detail=f"twilio status {result.status}",
+            )
+            await sender.confirm_ledger(session, message, result.sid)
+            await lifecycle.on_text(session, message, "accepted")
+            if message.gate_reason == sender_status.SENDER_UNAVAILABLE:
+                for held_id in await sender_status.recovered(session, message):
+                    stage(session, SMS_SEND, held_id, batch=message.account_id)
+    for message, result in sent:
+        log.info(
+            "sms sent message=%s sid=%s account=%s", message.id, result.sid, message.account_id
         )
-        await sender.confirm_ledger(session, message, result.sid)
-        await lifecycle.on_text(session, message, "accepted")
-        if held:
-            for held_id in await sender_status.recovered(session, message):
-                stage(session, SMS_SEND, held_id)
-    log.info("sms sent message=%s sid=%s account=%s", message.id, result.sid, message.account_id)
-    return "sent"
 
 
 async def _failed(
@@ -208,8 +254,9 @@ async def _failed(
     if policy.action == errors.Action.RETRY:
         delay = errors.retry_delay(errors.RETRY_DELAYS, message.attempts, retry_after)
         if delay is not None:
+            why = f"Twilio {code}: {policy.note}"
             async with transaction(jc.sessions) as session:
-                await sender.requeue(session, message.id, f"Twilio {code}: {policy.note}", code)
+                await sender.requeue(session, message.id, why, code, backoff=True)
             raise Retry(defer=delay)
     if policy.action == errors.Action.SENDER:
         async with transaction(jc.sessions) as session:

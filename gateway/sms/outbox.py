@@ -59,7 +59,7 @@ async def queue_message(
     # about a fifth of its CPU per row (gateway.rows.insert_row).
     await insert_row(session, message)
     note_event(session, message.id, MessageStatus.QUEUED, detail=reason)
-    stage(session, SMS_SEND, message.id, at=send_after)
+    stage(session, SMS_SEND, message.id, at=send_after, batch=account_id)
     # Held for `queued_here` (the session's identity map holds an unchanged row only weakly).
     _queued(session)[message.id] = message
     return message

@@ -54,6 +54,11 @@ IN_FLIGHT_GRACE = timedelta(seconds=30)
 RECONCILE_WINDOW = timedelta(minutes=2)
 RATE_SLOT = "rate_slot"  # gate_reason of a message waiting for its reserved sender slot
 BEHIND_EARLIER = "behind_earlier_text"  # gate_reason: waits for the lead's earlier text
+# gate_reason of a text Twilio asked us to try again later (a 429, a 5xx): its own job waits
+# for the back-off in Redis, under the text's job id, and no account's drain takes it sooner.
+# The wait is arq's, by the wall clock, as a rate slot's is: the row keeps no `send_after`,
+# which a test's clock (or a clock run ahead) would not reach when arq runs the job.
+BACKOFF = "twilio_retry"
 # A text whose lead has an earlier one due or being sent comes back after this long (a lead's
 # queued texts leave a few a second, in order).
 EARLIER_TEXT_POLL_SECONDS = 0.25
@@ -278,11 +283,18 @@ def _claim_statement(notice: frozenset[str]) -> Any:
     )
 
 
-async def requeue(session: AsyncSession, message_id: str, why: str, code: int | None) -> None:
+async def requeue(
+    session: AsyncSession, message_id: str, why: str, code: int | None, *, backoff: bool = False
+) -> None:
+    """sending -> queued, to be tried again: by the job now, or (`backoff`) by its own job
+    held in Redis for the back-off, which no drain takes it from (`BACKOFF`)."""
+    values: dict[str, Any] = {"status": MessageStatus.QUEUED, "updated_at": now()}
+    if backoff:
+        values["gate_reason"] = BACKOFF
     await session.exec(
         update(Message)
         .where(col(Message.id) == message_id, col(Message.status) == MessageStatus.SENDING)
-        .values(status=MessageStatus.QUEUED, updated_at=now())
+        .values(**values)
     )
     note_event(session, message_id, "retry", error_code=code, detail=why)
 

@@ -12,7 +12,8 @@ reply's, is followed by its text in that worker).
 Nothing about the work changes but where it runs: the same job function, through the gate, the
 claim and the outbox, so a crash loses nothing (the row is committed and the sweep finds it)
 and sends nothing twice (the claim). The bound is `Settings.inline_jobs`; past it, and for work
-deferred to later, the job goes to Redis as before. A job that asks to run again later (arq
+deferred to later, the job goes to Redis as any staged work does (a text due now as its
+account's drain, `Staged.in_redis`). A job that asks to run again later (arq
 `Retry`) is enqueued in Redis for then, under its own id as arq's retry keeps it; one that
 fails is logged and left to the sweep, as a failed arq job is.
 
@@ -33,17 +34,15 @@ import time
 from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
 from arq import Retry
 from arq.connections import ArqRedis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.clock import now
 from gateway.db import HANDOFF
 from gateway.work.registry import Registered, registered
-from gateway.work.staging import Staged, enqueue, handoff_to_redis
+from gateway.work.staging import Staged, enqueue, handoff_to_redis, retry_later
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ class Inline:
             else:
                 taken = entry is not None and item.at is None and self._take()
             if entry is None or not taken:
-                to_redis.append(replace(item, then=None))
+                to_redis.append(item)  # as its own job, or its drain's (`Staged.in_redis`)
             elif len(self._running) < self.limit:
                 self._launch(entry, item)
             else:
@@ -145,12 +144,7 @@ class Inline:
                 else:
                     await entry.function.coroutine(dict(self._ctx), item.argument)
         except Retry as retry:
-            # As arq retries a job: under its own id, held for the delay however long. The id
-            # is what keeps the sweep from enqueuing the row again sooner, which would cut a
-            # back-off short (a text's retries after a Twilio 429 wait 2 s to 10 min, while its
-            # row is `queued` with no `send_after` the sweep could go by).
-            later = now() + timedelta(milliseconds=retry.defer_score or 0)
-            await enqueue(self.redis, replace(item, at=later, then=None))
+            await retry_later(self.redis, item, retry)  # as arq retries a job
         except Exception:
             # As a failed arq job: its row still owes the work, and the sweep enqueues it.
             log.exception("inline job %s failed; the sweep will retry it", item.job_id)
@@ -160,7 +154,7 @@ class Inline:
         running ones up to `grace` seconds, then cancel them (a cancelled job's row is found
         again by the sweep, as a worker's cancelled job is)."""
         self._closed = True
-        waiting = [replace(item, then=None) for _, item, _ in self._waiting]
+        waiting = [item for _, item, _ in self._waiting]
         self._waiting.clear()
         if waiting:
             await handoff_to_redis(self.redis, waiting)

@@ -36,6 +36,10 @@ class Kind:
     prefix: str  # job ids are "<prefix>:<argument>..."
     drains: bool = False
     coalesce_seconds: float = 0.05
+    # The drain that takes this work in batches when it goes to Redis due now: staged with a
+    # `batch` (the drain's argument, e.g. the text's account), it is handed over as that drain
+    # instead of a job of its own (`gateway.work.staging`). Deferred work keeps its own job.
+    batched_by: Kind | None = None
 
     def job_id(
         self, argument: str, *, variant: str | int | None = None, at: datetime | None = None
@@ -50,7 +54,11 @@ class Kind:
 
 # Every kind, in one place at the bottom: a kind is staged from layers below the job that does
 # it (the engine stages texts, the opt-out ledger stages webhook deliveries).
-SMS_SEND = Kind("sms.send", "sms")
+# A text's send. Due now and handed to Redis, it goes as its account's `sms.sends` drain, which
+# gates, claims and sends the account's due texts in batches; deferred (the gate, a rate slot, a
+# back-off), run inline, or reconciling a row left `sending`, it is a job of its own.
+SMS_SENDS = Kind("sms.sends", "sends", drains=True)  # by account
+SMS_SEND = Kind("sms.send", "sms", batched_by=SMS_SENDS)
 EMAIL_SEND = Kind("email.send", "email")
 WEBHOOK_DELIVER = Kind("webhooks.deliver", "webhook", drains=True)  # by subscription
 PLAY_ADVANCE = Kind("plays.advance", "play")

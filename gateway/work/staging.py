@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from arq import Retry
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -57,6 +58,18 @@ class Staged:
     # Set by `begun`: the job's work was begun in the transaction; this process runs the rest
     # (`gateway.work.inline`). In Redis the item is the plain job, which finds it begun.
     then: Then | None = None
+    # The argument of `kind.batched_by`'s drain, which takes this work if it goes to Redis due
+    # now (`in_redis`).
+    batch: str | None = None
+
+    def in_redis(self) -> Staged:
+        """What goes to Redis for this item: its drain's job, when it has one (`batch`), is due
+        now and was not begun; otherwise its own job, with nothing begun (a text claimed in
+        its transaction is `sending`, which only its own job reconciles)."""
+        drain = self.kind.batched_by
+        if drain is not None and self.batch is not None and self.at is None and not self.then:
+            return Staged(drain, self.batch, drain.job_id(self.batch), None)
+        return replace(self, then=None)
 
 
 def planned(
@@ -65,13 +78,15 @@ def planned(
     *,
     at: datetime | None = None,
     variant: str | int | None = None,
+    batch: str | None = None,
 ) -> Staged | None:
     """The job for `kind(argument)` at `at`, or None when it is due too far out for Redis."""
     delay = (at - now()).total_seconds() if at is not None else 0.0
     if delay > kinds.MAX_DEFER_SECONDS:
         return None
     deferred = at if at is not None and delay > 0 else None
-    return Staged(kind, argument, kind.job_id(argument, variant=variant, at=deferred), deferred)
+    job_id = kind.job_id(argument, variant=variant, at=deferred)
+    return Staged(kind, argument, job_id, deferred, batch=batch)
 
 
 def stage(
@@ -81,13 +96,16 @@ def stage(
     *,
     at: datetime | None = None,
     variant: str | int | None = None,
+    batch: str | None = None,
 ) -> None:
     """Enqueue `kind(argument)` (at `at`) once this session's transaction commits.
 
     Work due further out than `kinds.MAX_DEFER_SECONDS` is not staged: its row says when it is
     due, and the sweep enqueues it then. The last staging of the same work in a transaction
-    wins (a text queued for now, then deferred by the gate, is enqueued once, for later)."""
-    item = planned(kind, argument, at=at, variant=variant)
+    wins (a text queued for now, then deferred by the gate, is enqueued once, for later).
+    `batch`: for a kind taken in batches (`Kind.batched_by`), the argument of the drain that
+    takes it if it goes to Redis due now."""
+    item = planned(kind, argument, at=at, variant=variant, batch=batch)
     staged: dict[tuple[str, str, str | int | None], Staged] = session.info.setdefault(STAGED, {})
     key = (kind.name, argument, variant)
     if item is None:
@@ -212,6 +230,14 @@ class _Coalesced:
 _COALESCED: weakref.WeakKeyDictionary[ArqRedis, _Coalesced] = weakref.WeakKeyDictionary()
 
 
+async def retry_later(redis: ArqRedis, item: Staged, retry: Retry) -> None:
+    """A job run outside arq (inline, or by a drain for one of its rows) asked to run again
+    later: enqueue its own job for then, under its own id as arq's retry keeps it, held for the
+    delay however long. The id is what keeps a sweep from enqueuing the job again sooner."""
+    later = now() + timedelta(milliseconds=retry.defer_score or 0)
+    await enqueue(redis, replace(item, at=later, then=None, batch=None))
+
+
 async def _hand_over(redis: ArqRedis, item: Staged) -> None:
     """One staged job to Redis: a drain due now through its process's `_Coalesced`."""
     if item.kind.drains and item.at is None:
@@ -224,9 +250,11 @@ async def _hand_over(redis: ArqRedis, item: Staged) -> None:
 
 
 async def handoff_to_redis(redis: ArqRedis, staged: Collection[Staged]) -> None:
-    """Enqueue a committed transaction's staged work, several jobs at once."""
+    """Enqueue a committed transaction's staged work, several jobs at once (work taken in
+    batches as its drain's job, once per drain)."""
+    staged = list({item.job_id: item for item in (one.in_redis() for one in staged)}.values())
     if len(staged) == 1:
-        await _hand_over(redis, next(iter(staged)))
+        await _hand_over(redis, staged[0])
         return
     slots = asyncio.Semaphore(HANDOFF_AT_ONCE)
 

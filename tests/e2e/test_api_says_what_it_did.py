@@ -11,7 +11,7 @@ from typing import Any
 
 from arq.constants import default_queue_name
 
-from gateway.work import SMS_SEND
+from gateway.work import SMS_SENDS
 from tests.support.sql import statements
 from tests.support.stack import LEAD, Stack
 
@@ -189,10 +189,11 @@ async def test_a_play_shows_its_next_action(stack: Stack) -> None:
     assert play["next_action"] == "reengagement"
     [first] = (await stack.api.get(f"/v1/plays/{play['id']}")).json()["messages"]
     assert first["status"] == "queued"
-    # Its send is the one job: no `plays.advance` ran, or is owed, before it.
+    # Its send (its account's drain) is the one job: no `plays.advance` ran, or is owed,
+    # before it.
     jobs = await stack.api_redis.zrange(default_queue_name, 0, -1)
     assert [j for j in jobs if not j.startswith(b"keys.")] == [
-        SMS_SEND.job_id(first["id"]).encode()
+        SMS_SENDS.job_id(stack.account_id).encode()
     ]
     await stack.work()
     shown = (await stack.api.get(f"/v1/plays/{play['id']}")).json()

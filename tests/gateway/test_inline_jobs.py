@@ -25,7 +25,7 @@ from gateway.jobs import sms_send
 from gateway.models import Account, Message, MessageEvent, MessageStatus
 from gateway.settings import Settings
 from gateway.sms import sender
-from gateway.work import SMS_SEND, Kind, kinds, registry
+from gateway.work import SMS_SEND, SMS_SENDS, Kind, kinds, registry
 from gateway.work import inline as inline_jobs
 from gateway.work.inline import Inline
 from gateway.work.staging import Staged, planned, staged_now
@@ -91,8 +91,10 @@ async def test_a_posted_lead_is_texted_by_the_web_process_with_no_worker(stack: 
 
 
 async def sms_jobs(stack: Stack) -> list[str]:
-    """The `sms.send` jobs in Redis (the API's requests queue others, e.g. keys.mark_used)."""
-    return sorted(j for j in await queued_jobs(stack.api_redis) if j.startswith("sms:"))
+    """The jobs in Redis that send texts, one's own (`sms.send`) or an account's
+    (`sms.sends`); the API's requests queue others, e.g. keys.mark_used."""
+    jobs = await queued_jobs(stack.api_redis)
+    return sorted(j for j in jobs if j.startswith(("sms:", "sends:")))
 
 
 async def queue_texts(inline: Inline, stack: Stack, sessions_settings: Settings) -> list[str]:
@@ -108,10 +110,10 @@ async def queue_texts(inline: Inline, stack: Stack, sessions_settings: Settings)
 
 async def test_past_its_limit_a_process_hands_jobs_to_redis(stack: Stack) -> None:
     inline = Inline(stack.api_redis, 1, timeout=JOB_TIMEOUT)
-    ids = await queue_texts(inline, stack, stack.settings)
-    # One ran here; the other two wait in Redis for a worker.
+    await queue_texts(inline, stack, stack.settings)
+    # One ran here; the other two wait in Redis for a worker, as their account's drain.
     assert len(stack.sandbox.record.requests("messages.create")) == 1
-    assert await sms_jobs(stack) == sorted(SMS_SEND.job_id(i) for i in ids[1:])
+    assert await sms_jobs(stack) == [SMS_SENDS.job_id(stack.account_id)]
     await stack.work()
     assert sorted(r.get("To") for r in stack.sandbox.record.requests("messages.create")) == PHONES
 
@@ -364,7 +366,7 @@ async def test_a_text_the_gate_blocks_in_its_transaction_is_done_with_no_job(
     assert await sms_jobs(stack) == []
 
 
-async def test_with_no_inline_runner_a_text_is_left_to_its_job(stack: Stack) -> None:
+async def test_with_no_inline_runner_a_text_is_left_to_its_accounts_drain(stack: Stack) -> None:
     # A process that sends nothing itself (INLINE_JOBS=0) claims nothing: a worker does.
     async with transaction(stack.sessions) as session:
         message = await text(session, stack.account_id, phone=LEAD)
@@ -372,7 +374,7 @@ async def test_with_no_inline_runner_a_text_is_left_to_its_job(stack: Stack) -> 
         assert account is not None
         await sms_send.claim_staged(session, account)
         assert message.status == MessageStatus.QUEUED
-    assert await sms_jobs(stack) == [SMS_SEND.job_id(message.id)]
+    assert await sms_jobs(stack) == [SMS_SENDS.job_id(stack.account_id)]
     await stack.work()
     assert len(stack.creates(To=LEAD)) == 1
 

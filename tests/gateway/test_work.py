@@ -1,7 +1,8 @@
 """Durable work (`gateway.work`): a job staged in a transaction reaches Redis once, and only once
 the transaction commits; work Redis never got is found again by the one sweep.
 
-Real database, real Redis, the real `sms.send` kind (a queued text stages its own send)."""
+Real database, real Redis, the real `sms.send` kind (a queued text stages its send: due now, as
+its account's `sms.sends` drain)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from datetime import datetime, timedelta
 import pytest
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, job_key_prefix
+from sqlalchemy import update
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import accounts, work
 from gateway.clock import now, set_clock
 from gateway.db import SessionFactory, transaction
 from gateway.job_context import as_ctx
-from gateway.models import Message, Purpose
+from gateway.models import Message, MessageStatus, Purpose
 from gateway.settings import Settings
 from gateway.sms.outbox import queue_message
 from gateway.work import kinds, registry
@@ -71,8 +74,24 @@ async def test_a_commit_hands_its_staged_job_to_redis(
         message = await text(session, account_id)
         # Not before the commit: a job that ran now would not find its row.
         assert await queued_jobs(redis) == {}
-    assert list(await queued_jobs(redis)) == [f"sms:{message.id}"]
-    assert await redis.exists(job_key_prefix + f"sms:{message.id}")
+    # A text due now goes as its account's drain (`sms.sends`), not a job of its own.
+    assert list(await queued_jobs(redis)) == [f"sends:{account_id}"]
+    assert await redis.exists(job_key_prefix + f"sends:{account_id}")
+    assert not await redis.exists(job_key_prefix + f"sms:{message.id}")
+
+
+async def test_texts_of_one_commit_go_as_one_drain_and_a_deferred_one_as_its_own(
+    sessions: SessionFactory, redis: ArqRedis, account_id: str
+) -> None:
+    later = now() + timedelta(seconds=10)
+    async with transaction(work.bind(sessions, redis)) as session:
+        for phone in ("+14155550001", "+14155550002", "+14155550003"):
+            await text(session, account_id, phone=phone)
+        deferred = await text(session, account_id, phone="+14155550004", at=later)
+    assert sorted(await queued_jobs(redis)) == [
+        f"sends:{account_id}",
+        f"sms:{deferred.id}@{int(later.timestamp())}",
+    ]
 
 
 async def test_a_rollback_hands_nothing_over(
@@ -113,13 +132,24 @@ async def test_far_off_work_and_an_unbound_factory_are_left_to_the_sweep(
             unbound = await text(session, account_id)
         assert await queued_jobs(redis) == {}  # Redis holds no long-dated jobs
 
+        # The unbound text is due: its account's drain is owed.
         assert await sweep_once(settings, sessions, redis) == 1
-        assert list(await queued_jobs(redis)) == [f"sms:{unbound.id}"]
+        assert list(await queued_jobs(redis)) == [f"sends:{account_id}"]
         assert await sweep_once(settings, sessions, redis) == 0  # its job is live
 
+        # The drain ran and sent it; tomorrow's text is owed nothing until tomorrow.
+        await redis.flushdb()
+        async with transaction(sessions) as session:
+            await session.exec(
+                update(Message)
+                .where(col(Message.id) == unbound.id)
+                .values(status=MessageStatus.ACCEPTED)
+            )
+        assert await sweep_once(settings, sessions, redis) == 0
         set_clock(lambda: start + timedelta(days=1, seconds=1))
         assert await sweep_once(settings, sessions, redis) == 1
-        assert set(await queued_jobs(redis)) == {f"sms:{unbound.id}", f"sms:{tomorrow.id}"}
+        assert list(await queued_jobs(redis)) == [f"sends:{account_id}"]
+        assert tomorrow.account_id == account_id
     finally:
         set_clock(None)
 
@@ -160,7 +190,7 @@ async def test_one_kind_failing_does_not_keep_the_sweep_from_the_others(
         message = await text(session, account_id)
     with pytest.raises(RuntimeError, match="broken due query"):
         await sweep_once(settings, sessions, redis)
-    assert list(await queued_jobs(redis)) == [f"sms:{message.id}"]
+    assert list(await queued_jobs(redis)) == [f"sends:{message.account_id}"]
 
 
 def test_every_job_id_rule() -> None:

@@ -1,0 +1,269 @@
+"""The `sms.sends` job: an account's due texts, gated, claimed and sent in batches.
+
+A text due now that goes through Redis (its process had no room to send it inline, the sweep
+found it due, a sender Twilio refused works again) is not a job of its own but its account's
+drain (`SMS_SEND.batched_by`): one run reads up to BATCH due texts with their leads in one
+statement, gates and claims them in one transaction, sends them to Twilio at once, and records
+what Twilio answered in one transaction, claiming the next batch while this one's requests are
+out. A job per text cost about a millisecond of arq's own work and two transactions of its own
+(bench/RESULTS.md §28); a batch shares them.
+
+Nothing about a text changes but the company it keeps: the same gate under the same contact
+lock, the same compare-and-set claim (queued -> sending) before its one request, so a text is
+sent once however many runs (a drain, its own job, the sweep's) reach it, and a worker killed
+mid-batch leaves `sending` rows that their own jobs reconcile with Twilio (the sweep's
+`STALE_SENDING`). What does not fit a batch goes back to the text's own job:
+
+- a text behind its lead's earlier text that is due now (it is in this batch, or being sent):
+  its job looks again shortly, as arq's Retry would (the run reads on past it);
+- a text whose request asks to be tried again (no answer from Twilio, a back-off): its job, for
+  then;
+- a batch whose gate or claim fails (a bug on odd data, the database's trouble): each of its
+  texts, to fail or go through alone.
+
+On PostgreSQL a batch's rows are read FOR UPDATE SKIP LOCKED, so runs of the same account on
+several workers take different texts, and its contacts are locked in one order, so two runs
+never wait on each other's. A run with a full first batch starts HELPERS more runs of its
+account, which other workers may take; one that has sent for RUN_SECONDS hands on to a
+follow-up, well inside the job timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from arq import Retry
+from redis.exceptions import RedisError
+from sqlalchemy import bindparam, or_, tuple_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from twilio.rest.api.v2010.account.message import MessageInstance
+
+from gateway.clock import now
+from gateway.contact_lock import lock_contact
+from gateway.db import UTCDateTime, transaction
+from gateway.job_context import JobContext, job_context
+from gateway.jobs import sms_send
+from gateway.leads import lead_of_message
+from gateway.models import Account, Direction, Lead, Message, MessageStatus
+from gateway.sms import sender
+from gateway.work import SMS_SEND, SMS_SENDS, job
+from gateway.work.staging import Staged, again, enqueue, handoff_to_redis, retry_later
+
+log = logging.getLogger(__name__)
+
+# Texts per batch: one read, one transaction to gate and claim them, as many requests at once,
+# one transaction to record them. Gating and claiming holds SQLite's write lock for about a
+# millisecond a text, so a batch keeps a new lead's transaction waiting a few dozen at most.
+BATCH = 16
+# More runs of an account a run with a full first batch starts (job ids `sends:<account>:<n>`),
+# so that an account's burst is shared by several workers.
+HELPERS = 1
+# A run that has sent for this long hands on to a follow-up job (`work.staging.again`).
+RUN_SECONDS = 20.0
+# Where a run's reading begins: before any text.
+_START = (datetime(1970, 1, 1, tzinfo=UTC), "")
+
+
+async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
+    """The sweep's question: the accounts with a queued text that is due (deferred work whose
+    time came, a drain's job lost with Redis), other than one backing off (its own job's)."""
+    query = (
+        select(col(Message.account_id))
+        .distinct()
+        .where(
+            col(Message.status) == MessageStatus.QUEUED,
+            col(Message.send_after).is_(None) | (col(Message.send_after) <= moment),
+            _NOT_BACKING_OFF,
+        )
+        .limit(limit)
+    )
+    return [(SMS_SENDS.job_id(a), a) for a in (await session.exec(query)).all()]
+
+
+@job(SMS_SENDS, due=due)
+async def send_due(ctx: dict[str, Any], account_id: str) -> str:
+    """Send `account_id`'s due texts, a batch at a time, until none is left (arq job
+    `sms.sends`); returns what became of them, for the log."""
+    jc = job_context(ctx)
+    started = time.monotonic()
+    after = _START
+    outcomes: Counter[str] = Counter()
+    sending: asyncio.Task[Counter[str]] | None = None  # the previous batch's requests
+    try:
+        while True:
+            batch = await _claim(jc, account_id, after)
+            outcomes.update(batch.outcomes)
+            if after == _START and len(batch.read) == BATCH and _is_first(ctx, account_id):
+                await _start_helpers(jc, account_id)
+            if sending is not None:
+                outcomes.update(await sending)
+                sending = None
+            if batch.claimed:
+                sending = asyncio.create_task(_send(jc, batch.claimed))
+            if len(batch.read) < BATCH:
+                break
+            after = batch.after
+            if time.monotonic() - started > RUN_SECONDS:
+                await again(jc.redis, SMS_SENDS, account_id)
+                break
+        if sending is not None:
+            outcomes.update(await sending)
+            sending = None
+    finally:
+        if sending is not None:  # cancelled: its claimed texts are reconciled by their jobs
+            sending.cancel()
+    return ", ".join(f"{n} {what}" for what, n in outcomes.items()) or "none due"
+
+
+def _is_first(ctx: dict[str, Any], account_id: str) -> bool:
+    """Whether this run is the account's first (not a helper, nor a follow-up): only that one
+    starts helpers."""
+    return ctx.get("job_id") == SMS_SENDS.job_id(account_id)
+
+
+async def _start_helpers(jc: JobContext, account_id: str) -> None:
+    for number in range(1, HELPERS + 1):
+        job_id = SMS_SENDS.job_id(account_id, variant=number)
+        await enqueue(jc.redis, Staged(SMS_SENDS, account_id, job_id, None), follow_up=False)
+
+
+def _what(outcome: str) -> str:
+    """An outcome without its particulars, to count in the log ("blocked", "deferred")."""
+    return outcome.split(":", maxsplit=1)[0].split(" until ", maxsplit=1)[0]
+
+
+def _own_job(message_id: str) -> Staged:
+    """A text's own `sms.send` job, due now."""
+    return Staged(SMS_SEND, message_id, SMS_SEND.job_id(message_id), None)
+
+
+@dataclass
+class _Batch:
+    read: list[str] = field(default_factory=list)  # the due texts read, by id
+    after: tuple[datetime, str] = _START  # the last one read (created_at, id)
+    claimed: list[Message] = field(default_factory=list)  # to send now
+    outcomes: Counter[str] = field(default_factory=Counter)  # what became of the others
+
+
+async def _claim(jc: JobContext, account_id: str, after: tuple[datetime, str]) -> _Batch:
+    """Read the account's next due texts after `after` and gate and claim them, in one
+    transaction. A text it cannot decide in the batch goes to its own job (see the module)."""
+    batch = _Batch()
+    later: list[tuple[str, Retry]] = []
+    try:
+        async with transaction(jc.sessions, brief=True) as session:
+            params = {
+                "account_id": account_id,
+                "moment": now(),
+                "after_at": after[0],
+                "after_id": after[1],
+                "limit": BATCH,
+            }
+            rows = (await session.exec(_DUE, params=params)).all()
+            if not rows:
+                return batch
+            batch.read = [row[0].id for row in rows]
+            batch.after = (rows[-1][0].created_at, rows[-1][0].id)
+            # Every contact before any gate, in one order: two runs of the account never hold
+            # one contact each while waiting for the other's.
+            for phone in sorted({row[0].lead_phone for row in rows}):
+                await lock_contact(session, account_id, phone)
+            for message, account, lead in rows:
+                # A brief transaction's statements run on the event loop's thread on SQLite:
+                # between texts, the process's requests get their turn.
+                await asyncio.sleep(0)
+                outcome = await _gate_and_claim(jc, session, (message, account, lead), later)
+                if isinstance(outcome, Message):
+                    batch.claimed.append(outcome)
+                else:
+                    batch.outcomes[_what(outcome)] += 1
+    except Exception:
+        if not batch.read:
+            raise  # nothing was read: the database's trouble, and the job fails
+        count = len(batch.read)
+        log.exception("a batch of %d texts failed to claim; each goes to its own job", count)
+        batch.claimed, batch.outcomes = [], Counter({"left to its own job": count})
+        await handoff_to_redis(jc.redis, [_own_job(message_id) for message_id in batch.read])
+        return batch
+    for message_id, retry in later:
+        await retry_later(jc.redis, _own_job(message_id), retry)
+    return batch
+
+
+async def _gate_and_claim(
+    jc: JobContext,
+    session: AsyncSession,
+    loaded: tuple[Message, Account, Lead | None],
+    later: list[tuple[str, Retry]],
+) -> Message | str:
+    message_id = loaded[0].id
+    try:
+        return await sms_send.gate_and_claim(jc, session, message_id, loaded)
+    except Retry as retry:  # the lead's earlier text goes first: nothing was written
+        later.append((message_id, retry))
+        return "behind an earlier text"
+    except RedisError:
+        # The sender's rate slot could not be asked (Redis is away), which comes before
+        # anything is written of the text: the sweep finds it again, once Redis is back.
+        log.warning("rate slot unavailable; message %s left to the sweep", message_id)
+        return "rate slot unavailable"
+
+
+async def _send(jc: JobContext, claimed: Sequence[Message]) -> Counter[str]:
+    """Send the claimed texts at once, then record those Twilio took in one transaction."""
+    answers = await asyncio.gather(*(_request(jc, message) for message in claimed))
+    sent = [
+        (message, answer)
+        for message, answer in zip(claimed, answers, strict=True)
+        if isinstance(answer, MessageInstance)
+    ]
+    if sent:
+        await sms_send.record_sent(jc, sent)
+    return Counter("sent" if isinstance(a, MessageInstance) else _what(a) for a in answers)
+
+
+async def _request(jc: JobContext, message: Message) -> MessageInstance | str:
+    try:
+        return await sms_send.request(jc, message)
+    except Retry as retry:  # no answer (reconciled first), or a back-off: its own job, then
+        await retry_later(jc.redis, _own_job(message.id), retry)
+        return "to be tried again"
+    except Exception:
+        # As a failed job: the row stays `sending`, and its own job, from the sweep, finds out
+        # from Twilio what became of it.
+        log.exception("sending message %s failed; the sweep reconciles it", message.id)
+        return "failed to send"
+
+
+_NOT_BACKING_OFF = col(Message.gate_reason).is_distinct_from(sender.BACKOFF)
+_DUE_ROWS = (
+    _NOT_BACKING_OFF,
+    col(Message.account_id) == bindparam("account_id"),
+    col(Message.status) == MessageStatus.QUEUED,
+    col(Message.direction) == Direction.OUTBOUND,
+    or_(
+        col(Message.send_after).is_(None),
+        col(Message.send_after) <= bindparam("moment", type_=UTCDateTime),
+    ),
+    tuple_(col(Message.created_at), col(Message.id))
+    > tuple_(bindparam("after_at", type_=UTCDateTime), bindparam("after_id")),
+)
+# A batch: the due texts with their account and lead, oldest first, built once. On PostgreSQL
+# the texts' rows are locked as read, skipping those another run holds.
+_DUE = (
+    select(Message, Account, Lead)
+    .join(Account, col(Account.id) == col(Message.account_id))
+    .outerjoin(Lead, lead_of_message())
+    .where(*_DUE_ROWS)
+    .order_by(col(Message.created_at), col(Message.id))
+    .limit(bindparam("limit"))
+    .with_for_update(of=Message, skip_locked=True)
+)

@@ -1,0 +1,191 @@
+"""An account's due texts, sent in batches by its `sms.sends` drain: each text once, gated and
+claimed as a job of its own would be, a lead's texts in their order, and what does not fit a
+batch handed to the text's own job. Real database, Redis, worker and sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from arq.constants import default_queue_name
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from gateway import gate
+from gateway.clock import now
+from gateway.db import transaction
+from gateway.job_context import as_ctx
+from gateway.jobs import sms_send, sms_sends
+from gateway.models import Message, MessageEvent, MessageStatus, Purpose
+from gateway.sms.outbox import queue_message
+from gateway.sms.sender import BACKOFF
+from gateway.work import SMS_SEND, SMS_SENDS
+from gateway.worker import opened_job_context
+from tests.support.sql import statements
+from tests.support.stack import LEAD, Stack
+
+
+def phones(count: int) -> list[str]:
+    return [f"+1415555{3000 + i:04d}" for i in range(count)]
+
+
+async def queue(stack: Stack, to: list[str], body: str = "hello") -> list[str]:
+    """Texts queued in one transaction, as a sweep or an overflowing web process leaves them."""
+    async with transaction(stack.sessions) as session:
+        return [
+            (
+                await queue_message(
+                    session,
+                    account_id=stack.account_id,
+                    phone=phone,
+                    body=f"{body} {n}",
+                    purpose=Purpose.INITIATED,
+                    reason="test",
+                )
+            ).id
+            for n, phone in enumerate(to)
+        ]
+
+
+async def queued_jobs(stack: Stack) -> list[str]:
+    return sorted(j.decode() for j in await stack.api_redis.zrange(default_queue_name, 0, -1))
+
+
+async def history(stack: Stack, message_id: str) -> list[str]:
+    async with stack.sessions() as session:
+        query = (
+            select(MessageEvent.status)
+            .where(col(MessageEvent.message_id) == message_id)
+            .order_by(col(MessageEvent.id))
+        )
+        return [str(s) for s in (await session.exec(query)).all()]
+
+
+async def statuses(stack: Stack, ids: list[str]) -> list[str]:
+    async with stack.sessions() as session:
+        query = select(Message.id, Message.status).where(col(Message.id).in_(ids))
+        found = dict((await session.exec(query)).all())
+    return [str(found[i]) for i in ids]
+
+
+async def run_drain(stack: Stack, job_id: str | None = None) -> str:
+    """One run of the account's drain, as a worker runs it (under `job_id`, if given)."""
+    async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
+        ctx: dict[str, Any] = as_ctx(jc)
+        if job_id is not None:
+            ctx["job_id"] = job_id
+        return await sms_sends.send_due(ctx, stack.account_id)
+
+
+async def test_an_accounts_due_texts_go_in_batches_each_once(stack: Stack) -> None:
+    to = phones(2 * sms_sends.BATCH + 3)
+    ids = await queue(stack, to)
+    # One job for them all, not one each.
+    assert [j for j in await queued_jobs(stack) if j.startswith(("sms", "sends"))] == [
+        SMS_SENDS.job_id(stack.account_id)
+    ]
+    with statements("JOIN accounts") as reads:
+        await stack.work()
+    # Three batches were read (16, 16 and 3 texts); the helper's read came after them all.
+    batch_reads = [r for r in reads if "FROM messages JOIN accounts" in r and "LIMIT" in r]
+    assert 3 <= len(batch_reads) <= 4, len(batch_reads)
+    assert sorted(c.get("To") for c in stack.creates()) == sorted(to)
+    assert set(await statuses(stack, ids)) == {MessageStatus.DELIVERED}
+    assert (await history(stack, ids[-1]))[:3] == ["queued", "sending", "accepted"]
+    # Each text got its account's opt-out notice decided at its claim, as alone.
+    assert all(str(c.get("Body")).endswith("Reply STOP to opt out.") for c in stack.creates())
+
+
+async def test_a_full_first_batch_starts_a_helper(stack: Stack) -> None:
+    await queue(stack, phones(sms_sends.BATCH + 1))
+    await stack.api_redis.flushdb()  # the commit's own job: this test runs the drain itself
+    outcome = await run_drain(stack, job_id=SMS_SENDS.job_id(stack.account_id))
+    assert outcome == f"{sms_sends.BATCH + 1} sent"
+    helper = SMS_SENDS.job_id(stack.account_id, variant=1)
+    assert helper in await queued_jobs(stack)
+    # A helper (or a follow-up) starts none of its own, and finds nothing left.
+    await stack.api_redis.flushdb()
+    assert await run_drain(stack, job_id=helper) == "none due"
+    assert await queued_jobs(stack) == []
+
+
+async def test_a_leads_texts_leave_in_their_order(stack: Stack) -> None:
+    others = phones(3)
+    ids = await queue(stack, [LEAD, *others, LEAD, LEAD], body="to Ann")
+    await stack.work()
+    # The lead's second and third waited for the one before (their own jobs looked again).
+    to_lead = [c.get("Body") for c in stack.creates(To=LEAD)]
+    assert [b.split(" Reply")[0] for b in to_lead] == ["to Ann 0", "to Ann 4", "to Ann 5"]
+    assert set(await statuses(stack, ids)) == {MessageStatus.DELIVERED}
+    assert len(stack.creates()) == 6
+
+
+async def test_two_runs_of_an_account_send_each_text_once(stack: Stack) -> None:
+    to = phones(3 * sms_sends.BATCH)
+    ids = await queue(stack, to)
+    await stack.api_redis.flushdb()
+    first = SMS_SENDS.job_id(stack.account_id)
+    helper = SMS_SENDS.job_id(stack.account_id, variant=1)
+    outcomes = await asyncio.gather(run_drain(stack, first), run_drain(stack, helper))
+    assert sum(int(o.split(" sent")[0]) for o in outcomes) == len(to), outcomes
+    assert sorted(c.get("To") for c in stack.creates()) == sorted(to)
+    assert set(await statuses(stack, ids)) == {MessageStatus.ACCEPTED}
+
+
+async def test_a_batch_that_fails_to_claim_hands_each_text_to_its_own_job(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    to = phones(4)
+    bad = to[2]
+    decide = gate.decide
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        if args[2] == bad:
+            raise RuntimeError("the gate broke on this lead's data")
+        return await decide(*args, **kwargs)
+
+    monkeypatch.setattr(gate, "decide", broken)
+    ids = await queue(stack, to)
+    await stack.api_redis.flushdb()
+    with caplog.at_level(logging.ERROR, logger="gateway.jobs.sms_sends"):
+        assert await run_drain(stack) == "4 left to its own job"
+    assert any("failed to claim" in r.getMessage() for r in caplog.records)
+    assert sorted(await queued_jobs(stack)) == sorted(SMS_SEND.job_id(i) for i in ids)
+    # Each alone: the others go; the text the gate breaks on stays queued for the sweep.
+    await stack.work()
+    assert sorted(c.get("To") for c in stack.creates()) == sorted(p for p in to if p != bad)
+    assert (await statuses(stack, ids))[2] == MessageStatus.QUEUED
+
+
+async def test_a_text_backing_off_is_its_own_jobs_not_the_drains(stack: Stack) -> None:
+    [backing_off, due] = await queue(stack, phones(2))
+    async with transaction(stack.sessions) as session:
+        await session.exec(
+            update(Message).where(col(Message.id) == backing_off).values(gate_reason=BACKOFF)
+        )
+    await stack.api_redis.flushdb()
+    assert await run_drain(stack) == "1 sent"
+    assert await statuses(stack, [backing_off, due]) == ["queued", "accepted"]
+    # The sweep: the backing-off text is owed its own job; the account no drain.
+    async with stack.sessions() as session:
+        assert await sms_sends.due(session, now(), 100) == []
+        assert await sms_send.due(session, now(), 100) == [
+            (SMS_SEND.job_id(backing_off), backing_off)
+        ]
+
+
+async def test_the_sweep_owes_a_drain_per_account_with_due_texts(stack: Stack) -> None:
+    await queue(stack, phones(3))
+    async with stack.sessions() as session:
+        owed = await sms_sends.due(session, now(), 100)
+        assert owed == [(SMS_SENDS.job_id(stack.account_id), stack.account_id)]
+        # Not a text deferred to later, nor a text being sent.
+        later = now() + timedelta(hours=1)
+    async with transaction(stack.sessions) as session:
+        await session.exec(update(Message).values(send_after=later))
+    async with stack.sessions() as session:
+        assert await sms_sends.due(session, now(), 100) == []
+    assert await run_drain(stack) == "none due"
