@@ -35,7 +35,7 @@ from gateway.job_context import JobContext, job_context
 from gateway.models import Account, Lead, Message, MessageStatus
 from gateway.sms import errors, sender, sender_status
 from gateway.sms.outbox import queued_here
-from gateway.sms.status import advance
+from gateway.sms.status import Accepted, advance, advance_accepted
 from gateway.twilio_client import last_retry_after
 from gateway.work import SMS_SEND, job, stage
 from gateway.work.inline import runs_here
@@ -220,16 +220,18 @@ async def _record(jc: JobContext, sent: Sequence[tuple[Message, MessageInstance]
     # Brief unless a text was a try on a sender Twilio refused: its success releases every
     # text held for that number.
     held = any(m.gate_reason == sender_status.SENDER_UNAVAILABLE for m, _ in sent)
+    accepted = [
+        Accepted(
+            message.id,
+            str(result.sid),
+            int(result.num_segments) if result.num_segments else None,
+            f"twilio status {result.status}",
+        )
+        for message, result in sent
+    ]
     async with transaction(jc.sessions, brief=not held) as session:
+        await advance_accepted(session, accepted)
         for message, result in sent:
-            await advance(
-                session,
-                message.id,
-                MessageStatus.ACCEPTED,
-                twilio_sid=result.sid,
-                num_segments=int(result.num_segments) if result.num_segments else None,
-                detail=f"twilio status {result.status}",
-            )
             await sender.confirm_ledger(session, message, result.sid)
             await lifecycle.on_text(session, message, "accepted")
             if message.gate_reason == sender_status.SENDER_UNAVAILABLE:

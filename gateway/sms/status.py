@@ -5,11 +5,13 @@ Twilio's own order for channels that report reads (queued -> sent -> delivered -
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, case, func, update
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -150,6 +152,81 @@ async def advance(
         at=at,
     )
     return moved
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Twilio took a claimed text: its SID, its count of segments, and what it said."""
+
+    message_id: str
+    twilio_sid: str
+    num_segments: int | None
+    detail: str
+
+
+async def advance_accepted(session: AsyncSession, accepted: Sequence[Accepted]) -> None:
+    """`advance` to `accepted` for texts Twilio took, all in one UPDATE ... RETURNING (a
+    drain's batch records its texts in one statement, not one each). A text a status callback
+    moved on first gets its SID and count alone, and its history says `accepted (late)`."""
+    moment = now()
+    params: dict[str, Any] = {
+        "status": MessageStatus.ACCEPTED,
+        "updated_at": moment,
+        "status_check_at": first_check(moment),
+    }
+    for n, one in enumerate(accepted):
+        params.update({f"id_{n}": one.message_id, f"sid_{n}": one.twilio_sid})
+        params[f"segments_{n}"] = one.num_segments
+    moved = set((await session.execute(_accepted(len(accepted)), params)).scalars())
+    for one in accepted:
+        if one.message_id not in moved:
+            facts: dict[str, Any] = {"twilio_sid": one.twilio_sid}
+            if one.num_segments is not None:
+                facts["num_segments"] = one.num_segments
+            statement = _move(None, frozenset(facts), sync=False)
+            await session.exec(statement, params={"message_id": one.message_id, **facts})
+        status = MessageStatus.ACCEPTED
+        note_event(
+            session,
+            one.message_id,
+            status if one.message_id in moved else f"{status} (late)",
+            detail=one.detail,
+            at=moment,
+        )
+
+
+@cache
+def _accepted(count: int) -> Any:
+    """`advance_accepted`'s UPDATE for `count` texts, built once per count: each row's SID and
+    count by a CASE on its id (the SID only where the row has none, the count only if given),
+    the moved ids returned."""
+    table = Message.__table__  # type: ignore[attr-defined]
+
+    def each(name: str, column: Any) -> Any:
+        return case(
+            *(
+                (table.c.id == bindparam(f"id_{n}"), bindparam(f"{name}_{n}", type_=column.type))
+                for n in range(count)
+            )
+        )
+
+    return (
+        update(table)
+        .where(
+            table.c.id.in_([bindparam(f"id_{n}") for n in range(count)]),
+            among(table.c.status, lower_statuses(MessageStatus.ACCEPTED)),
+        )
+        .values(
+            status=bindparam("status"),
+            updated_at=bindparam("updated_at"),
+            status_check_at=bindparam("status_check_at"),
+            twilio_sid=func.coalesce(table.c.twilio_sid, each("sid", table.c.twilio_sid)),
+            num_segments=func.coalesce(
+                each("segments", table.c.num_segments), table.c.num_segments
+            ),
+        )
+        .returning(table.c.id)
+    )
 
 
 async def moved(

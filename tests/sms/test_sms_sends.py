@@ -22,6 +22,7 @@ from gateway.jobs import sms_send, sms_sends
 from gateway.models import Message, MessageEvent, MessageStatus, Purpose
 from gateway.sms.outbox import queue_message
 from gateway.sms.sender import BACKOFF
+from gateway.sms.status import Accepted, advance_accepted
 from gateway.work import SMS_SEND, SMS_SENDS
 from gateway.worker import opened_job_context
 from tests.support.sql import statements
@@ -189,3 +190,31 @@ async def test_the_sweep_owes_a_drain_per_account_with_due_texts(stack: Stack) -
     async with stack.sessions() as session:
         assert await sms_sends.due(session, now(), 100) == []
     assert await run_drain(stack) == "none due"
+
+
+async def test_a_batchs_answers_are_recorded_in_one_statement(stack: Stack) -> None:
+    """Twilio took three texts of a batch: one UPDATE moves them on. A status callback that
+    came first (the text is `sent` already) keeps its status; the text still gets its SID and
+    count, and its history says the acceptance came late."""
+    ids = await queue(stack, phones(3))
+    async with transaction(stack.sessions) as session:
+        await session.exec(update(Message).values(status=MessageStatus.SENDING))
+        await session.exec(
+            update(Message).where(col(Message.id) == ids[2]).values(status=MessageStatus.SENT)
+        )
+    answers = [Accepted(i, f"SM{n:032d}", n + 1, "twilio status queued") for n, i in enumerate(ids)]
+    with statements("UPDATE messages") as updates:
+        async with transaction(stack.sessions) as session:
+            await advance_accepted(session, answers)
+    assert len(updates) == 2  # all three, then the late one's SID and count
+    async with stack.sessions() as session:
+        rows = {
+            m.id: m
+            for m in (await session.exec(select(Message).where(col(Message.id).in_(ids)))).all()
+        }
+    assert [rows[i].status for i in ids] == ["accepted", "accepted", "sent"]
+    assert [(rows[i].twilio_sid, rows[i].num_segments) for i in ids] == [
+        (f"SM{n:032d}", n + 1) for n in range(3)
+    ]
+    assert (await history(stack, ids[0]))[-1] == "accepted"
+    assert (await history(stack, ids[2]))[-1] == "accepted (late)"
