@@ -21,10 +21,14 @@ mid-batch leaves `sending` rows that their own jobs reconcile with Twilio (the s
 - a batch whose gate or claim fails (a bug on odd data, the database's trouble): each of its
   texts, to fail or go through alone.
 
-On PostgreSQL a batch's rows are read FOR UPDATE SKIP LOCKED, so runs of the same account on
-several workers take different texts, and its contacts are locked in one order, so two runs
-never wait on each other's. A run with a full first batch starts HELPERS more runs of its
-account, which other workers may take; one that has sent for RUN_SECONDS hands on to a
+Locks, in the order every transaction takes them: a batch's contacts first, all of them, in
+one order (so two runs of an account, or a run and a lead's `POST`, never hold one each while
+waiting for the other's), then the texts' rows, as the gate and the claim write them, one text
+per lead a batch (a lead's later text goes to its own job, which looks again shortly). The read
+takes no row lock: a text read while a row lock was held first and a contact lock wanted second
+could deadlock with a transaction that takes them the other way round (a play's takeover, a
+STOP). So one run of an account goes at a time (its job id), and an account's burst is one
+worker's; accounts share the workers. A run that has sent for RUN_SECONDS hands on to a
 follow-up, well inside the job timeout.
 """
 
@@ -55,7 +59,7 @@ from gateway.leads import lead_of_message
 from gateway.models import Account, Direction, Lead, Message, MessageStatus
 from gateway.sms import sender
 from gateway.work import SMS_SEND, SMS_SENDS, job
-from gateway.work.staging import Staged, again, enqueue, handoff_to_redis, retry_later
+from gateway.work.staging import Staged, again, handoff_to_redis, retry_later
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +67,6 @@ log = logging.getLogger(__name__)
 # one transaction to record them. Gating and claiming holds SQLite's write lock for about a
 # millisecond a text, so a batch keeps a new lead's transaction waiting a few dozen at most.
 BATCH = 16
-# More runs of an account a run with a full first batch starts (job ids `sends:<account>:<n>`),
-# so that an account's burst is shared by several workers.
-HELPERS = 1
 # A run that has sent for this long hands on to a follow-up job (`work.staging.again`).
 RUN_SECONDS = 20.0
 # Where a run's reading begins: before any text.
@@ -101,8 +102,6 @@ async def send_due(ctx: dict[str, Any], account_id: str) -> str:
         while True:
             batch = await _claim(jc, account_id, after)
             outcomes.update(batch.outcomes)
-            if after == _START and len(batch.read) == BATCH and _is_first(ctx, account_id):
-                await _start_helpers(jc, account_id)
             if sending is not None:
                 outcomes.update(await sending)
                 sending = None
@@ -121,18 +120,6 @@ async def send_due(ctx: dict[str, Any], account_id: str) -> str:
         if sending is not None:  # cancelled: its claimed texts are reconciled by their jobs
             sending.cancel()
     return ", ".join(f"{n} {what}" for what, n in outcomes.items()) or "none due"
-
-
-def _is_first(ctx: dict[str, Any], account_id: str) -> bool:
-    """Whether this run is the account's first (not a helper, nor a follow-up): only that one
-    starts helpers."""
-    return ctx.get("job_id") == SMS_SENDS.job_id(account_id)
-
-
-async def _start_helpers(jc: JobContext, account_id: str) -> None:
-    for number in range(1, HELPERS + 1):
-        job_id = SMS_SENDS.job_id(account_id, variant=number)
-        await enqueue(jc.redis, Staged(SMS_SENDS, account_id, job_id, None), follow_up=False)
 
 
 def _what(outcome: str) -> str:
@@ -172,11 +159,16 @@ async def _claim(jc: JobContext, account_id: str, after: tuple[datetime, str]) -
                 return batch
             batch.read = [row[0].id for row in rows]
             batch.after = (rows[-1][0].created_at, rows[-1][0].id)
-            # Every contact before any gate, in one order: two runs of the account never hold
-            # one contact each while waiting for the other's.
+            # Every contact before any row, in one order (see the module).
             for phone in sorted({row[0].lead_phone for row in rows}):
                 await lock_contact(session, account_id, phone)
+            leads: set[str] = set()
             for message, account, lead in rows:
+                if message.lead_phone in leads:  # the lead's earlier text is in this batch
+                    later.append((message.id, Retry(defer=sender.EARLIER_TEXT_POLL_SECONDS)))
+                    batch.outcomes["behind an earlier text"] += 1
+                    continue
+                leads.add(message.lead_phone)
                 # A brief transaction's statements run on the event loop's thread on SQLite:
                 # between texts, the process's requests get their turn.
                 await asyncio.sleep(0)
@@ -256,8 +248,8 @@ _DUE_ROWS = (
     tuple_(col(Message.created_at), col(Message.id))
     > tuple_(bindparam("after_at", type_=UTCDateTime), bindparam("after_id")),
 )
-# A batch: the due texts with their account and lead, oldest first, built once. On PostgreSQL
-# the texts' rows are locked as read, skipping those another run holds.
+# A batch: the due texts with their account and lead, oldest first, built once (no row lock:
+# see the module).
 _DUE = (
     select(Message, Account, Lead)
     .join(Account, col(Account.id) == col(Message.account_id))
@@ -265,5 +257,4 @@ _DUE = (
     .where(*_DUE_ROWS)
     .order_by(col(Message.created_at), col(Message.id))
     .limit(bindparam("limit"))
-    .with_for_update(of=Message, skip_locked=True)
 )
