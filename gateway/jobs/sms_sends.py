@@ -27,9 +27,9 @@ waiting for the other's), then the texts' rows, as the gate and the claim write 
 per lead a batch (a lead's later text goes to its own job, which looks again shortly). The read
 takes no row lock: a text read while a row lock was held first and a contact lock wanted second
 could deadlock with a transaction that takes them the other way round (a play's takeover, a
-STOP). So one run of an account goes at a time (its job id), and an account's burst is one
-worker's; accounts share the workers. A run that has sent for RUN_SECONDS hands on to a
-follow-up, well inside the job timeout.
+STOP). So one run of an account goes at a time (its job id; a follow-up waits for the run),
+and an account's burst is one worker's; accounts share the workers. A run that has sent for
+RUN_SECONDS hands on to a follow-up, well inside the job timeout.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from arq import Retry
+from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 from sqlalchemy import bindparam, or_, tuple_
 from sqlmodel import col, select
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 BATCH = 16
 # A run that has sent for this long hands on to a follow-up job (`work.staging.again`).
 RUN_SECONDS = 20.0
+# A follow-up finding the account's run still running looks again this much later.
+FOLLOW_UP_WAIT_SECONDS = 1.0
 # Where a run's reading begins: before any text.
 _START = (datetime(1970, 1, 1, tzinfo=UTC), "")
 
@@ -89,11 +92,19 @@ async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[t
     return [(SMS_SENDS.job_id(a), a) for a in (await session.exec(query)).all()]
 
 
-@job(SMS_SENDS, due=due)
+# A follow-up's waits for the account's run to end are arq Retries; the rows count the texts'
+# real attempts.
+@job(SMS_SENDS, due=due, max_tries=10_000)
 async def send_due(ctx: dict[str, Any], account_id: str) -> str:
     """Send `account_id`'s due texts, a batch at a time, until none is left (arq job
     `sms.sends`); returns what became of them, for the log."""
     jc = job_context(ctx)
+    run_id = SMS_SENDS.job_id(account_id)
+    if ctx.get("job_id") != run_id and await jc.redis.exists(in_progress_key_prefix + run_id):
+        # A follow-up while the account's run is running: two runs would read the same texts
+        # and wait on each other's contacts, and the second would find them claimed. This one
+        # comes back once that run has ended.
+        raise Retry(defer=FOLLOW_UP_WAIT_SECONDS)
     started = time.monotonic()
     after = _START
     outcomes: Counter[str] = Counter()

@@ -11,7 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from arq.constants import default_queue_name
+from arq import Retry
+from arq.constants import default_queue_name, in_progress_key_prefix
 from sqlalchemy import update
 from sqlmodel import col, select
 
@@ -74,10 +75,13 @@ async def statuses(stack: Stack, ids: list[str]) -> list[str]:
     return [str(found[i]) for i in ids]
 
 
-async def run_drain(stack: Stack) -> str:
-    """One run of the account's drain, as a worker runs it."""
+async def run_drain(stack: Stack, job_id: str | None = None) -> str:
+    """One run of the account's drain, as a worker runs it (under `job_id`, if given)."""
     async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
-        return await sms_sends.send_due(as_ctx(jc), stack.account_id)
+        ctx: dict[str, Any] = as_ctx(jc)
+        if job_id is not None:
+            ctx["job_id"] = job_id
+        return await sms_sends.send_due(ctx, stack.account_id)
 
 
 async def test_an_accounts_due_texts_go_in_batches_each_once(stack: Stack) -> None:
@@ -220,3 +224,18 @@ async def test_a_batch_takes_one_text_per_lead(stack: Stack) -> None:
     [(job, due_ms)] = await stack.api_redis.zrange(default_queue_name, 0, -1, withscores=True)
     assert job.decode() == SMS_SEND.job_id(ids[2])
     assert due_ms >= before_ms + sender.EARLIER_TEXT_POLL_SECONDS * 1000
+
+
+async def test_a_follow_up_waits_for_the_accounts_run(stack: Stack) -> None:
+    """Staged while the account's run runs, a follow-up (`sends:<account>@<time>`) comes back
+    once that run has ended, rather than read the same texts beside it."""
+    [message_id] = await queue(stack, phones(1))
+    await stack.api_redis.flushdb()
+    run_id = SMS_SENDS.job_id(stack.account_id)
+    follow_up = f"{run_id}@{int(time.time()) + 1}"
+    await stack.api_redis.set(in_progress_key_prefix + run_id, b"1", px=60_000)
+    with pytest.raises(Retry):
+        await run_drain(stack, follow_up)
+    assert await statuses(stack, [message_id]) == ["queued"]
+    await stack.api_redis.delete(in_progress_key_prefix + run_id)
+    assert await run_drain(stack, follow_up) == "1 sent"
