@@ -168,6 +168,8 @@ async def advance_accepted(session: AsyncSession, accepted: Sequence[Accepted]) 
     """`advance` to `accepted` for texts Twilio took, all in one UPDATE ... RETURNING (a
     drain's batch records its texts in one statement, not one each). A text a status callback
     moved on first gets its SID and count alone, and its history says `accepted (late)`."""
+    if not accepted:
+        return  # no statement: an UPDATE ... WHERE id IN () would not compile
     moment = now()
     params: dict[str, Any] = {
         "status": MessageStatus.ACCEPTED,
