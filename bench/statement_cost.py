@@ -27,10 +27,15 @@ from gateway.sms import sender, status
 
 def _builders() -> dict[str, Callable[[], Any]]:
     """Each statement's builder, uncached: a call builds the statement anew."""
-    facts = gate._facts_query.__wrapped__
+    facts = gate._facts_query  # built afresh on each call (`_facts` keeps what it built)
+    lead_texts = sender._lead_texts_columns.__wrapped__
     return {
-        "gate facts (consent, rule by play, last inbound)": lambda: facts(True, "play", True)[0],
-        "the lead's other texts": lambda: sender._lead_texts_query.__wrapped__(False),
+        "gate facts (consent, rule by play, last inbound)": lambda: facts(True, "play", True, None)[
+            0
+        ],
+        "the same, with the lead's other texts": lambda: facts(
+            True, "play", True, gate.Also("lead texts", lead_texts(False), {})
+        )[0],
         "number the lead knows": lambda: lead_number._numbers_query.__wrapped__(True),
         "status move to accepted": lambda: status._move.__wrapped__(
             MessageStatus.ACCEPTED,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, Literal
 
 from sqlalchemy import BindParameter, bindparam, func
@@ -76,6 +75,60 @@ async def decide(
     counts); `rep`: a notice to this rep (staff mail: only the rep's own email opt-out holds it
     back). A fact the rules can't use for this contact is not looked up.
     """
+    gathered = await gather(
+        session,
+        account,
+        phone,
+        channel=channel,
+        purpose=purpose,
+        lead=lead,
+        play=play,
+        email_to=email_to,
+        rep=rep,
+        at=at,
+    )
+    return rules.decide(gathered.request)
+
+
+@dataclass(frozen=True)
+class Also:
+    """A caller's own questions about the contact, asked in the gate's one SELECT beside its
+    facts: one round trip where there would be two (a text's sender asks about the lead's other
+    texts). `columns`: scalar subqueries built once by the caller, which may use the gate's
+    parameters `account_id` and `phone` and name their own in `params`; `key` names their shape,
+    for the statement the gate builds once per shape."""
+
+    key: str
+    columns: tuple[Any, ...]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The gate's question, with every fact it weighs (`compliance.gate.decide` answers it),
+    and the answers to the caller's `Also`, in its order."""
+
+    request: GateRequest
+    also: tuple[Any, ...] = ()
+
+
+async def gather(
+    session: AsyncSession,
+    account: Account,
+    phone: str,
+    *,
+    channel: Channel,
+    purpose: Purpose,
+    lead: Lead | None = None,
+    play: Play | str | None = None,
+    email_to: str | None = None,
+    rep: Rep | None = None,
+    at: datetime | None = None,
+    also: Also | None = None,
+) -> Gathered:
+    """`decide`'s facts, without the decision: for a caller that asks its own questions in the
+    same statement (`also`) and looks at their answers before it asks the rules. Deciding reads
+    nothing more, so the decision is `compliance.gate.decide(gathered.request)`."""
     at = at or now()
     settings = compliance_settings(account)
     state = lead.state if lead is not None else None
@@ -89,6 +142,7 @@ async def decide(
         consent=wants_consent,
         play=play if wants_consent else None,
         last_inbound=rules.uses_last_inbound(channel, purpose),
+        also=also,
     )
     max_age = _consent_age(settings, facts.rule_id, facts.rule_settings) if wants_consent else None
     contacts: list[datetime] = []
@@ -117,7 +171,7 @@ async def decide(
         max_consent_age=max_age,
         require_consent=settings.require_consent,
     )
-    return rules.decide(request)
+    return Gathered(request, facts.also)
 
 
 @dataclass(frozen=True)
@@ -129,6 +183,7 @@ class _Facts:
     rule_id: str | None = None  # the play's source rule, with its settings
     rule_settings: dict[str, Any] | None = None
     last_inbound: datetime | None = None
+    also: tuple[Any, ...] = ()  # the caller's `Also`, answered
 
 
 async def _facts(
@@ -139,11 +194,14 @@ async def _facts(
     consent: bool,
     play: Play | str | None,
     last_inbound: bool,
+    also: Also | None = None,
 ) -> _Facts:
-    """The phone's ledger status, and as asked its latest consent, its play's source rule and
-    when the lead last texted: one SELECT of scalar subqueries (one round trip a send), each
-    scoped by the account."""
+    """The phone's ledger status, and as asked its latest consent, its play's source rule,
+    when the lead last texted and the caller's `also`: one SELECT of scalar subqueries (one
+    round trip a send), each scoped by the account."""
     params: dict[str, Any] = {"account_id": account_id, "phone": phone}
+    if also is not None:
+        params.update(also.params)
     rule: _RuleBy = None
     if consent and isinstance(play, str):
         rule, params["play_id"] = "play", play
@@ -154,23 +212,35 @@ async def _facts(
         and play.source_rule_id is not None
     ):
         rule, params["rule_id"] = "rule", play.source_rule_id
-    query, names = _facts_query(consent, rule, last_inbound)
+    shape = (consent, rule, last_inbound, also.key if also is not None else None)
+    built = _FACTS_QUERIES.get(shape)
+    if built is None:
+        built = _FACTS_QUERIES[shape] = _facts_query(consent, rule, last_inbound, also)
+    query, names = built
     found = await first_row(session, query, params)  # scalar subqueries: always one row
     assert found is not None
-    return _Facts(**dict(zip(names, found, strict=True)))
+    facts = dict(zip(names, found[: len(names)], strict=True))
+    return _Facts(**facts, also=tuple(found[len(names) :]))
 
 
 # How `_facts` finds the play's source rule: by the play's id, by the rule's id, or not at all.
 _RuleBy = Literal["play", "rule"] | None
 
 
-@cache
+# `_facts`' statements, one per shape of question: built once, since building one costs more
+# CPU than running it. A handful of shapes in all (the rule's way, consent, last inbound, and
+# the few callers' `Also` keys).
+_FACTS_QUERIES: dict[
+    tuple[bool, _RuleBy, bool, str | None], tuple[SqlModelSelect[Any], tuple[str, ...]]
+] = {}
+
+
 def _facts_query(
-    consent: bool, rule: _RuleBy, last_inbound: bool
+    consent: bool, rule: _RuleBy, last_inbound: bool, also: Also | None
 ) -> tuple[SqlModelSelect[Any], tuple[str, ...]]:
-    """`_facts`' statement for one shape of question, built once (building one costs more CPU
-    than running it), with its parameters named `account_id`, `phone`, `play_id`, `rule_id`;
-    and the names of its columns."""
+    """`_facts`' statement for one shape of question, with its parameters named `account_id`,
+    `phone`, `play_id`, `rule_id` and the `also`'s own; and the names of the gate's columns
+    (the `also`'s follow them)."""
     account_id: BindParameter[str] = bindparam("account_id")
     phone: BindParameter[str] = bindparam("phone")
     columns: list[Any] = [ledger_status(account_id, phone).label("status")]
@@ -199,7 +269,8 @@ def _facts_query(
             )
     if last_inbound:
         columns.append(_last_inbound(account_id, phone).scalar_subquery().label("last_inbound"))
-    return select(*columns), tuple(column.name for column in columns)
+    names = tuple(column.name for column in columns)
+    return select(*columns, *(also.columns if also is not None else ())), names
 
 
 async def _play(session: AsyncSession, account_id: str, play: Play | str | None) -> Play | None:

@@ -32,7 +32,7 @@ from gateway.clock import now
 from gateway.db import transaction
 from gateway.engine import lifecycle
 from gateway.job_context import JobContext, job_context
-from gateway.models import Account, Lead, Message, MessageStatus
+from gateway.models import Account, Lead, Message, MessageStatus, SenderNumber
 from gateway.sms import errors, sender, sender_status
 from gateway.sms.outbox import queued_here
 from gateway.sms.status import Accepted, advance, advance_accepted
@@ -97,11 +97,16 @@ async def _prepare(jc: JobContext, message_id: str) -> Message | str:
 
 
 async def gate_and_claim(
-    jc: JobContext, session: AsyncSession, message_id: str, loaded: sender.Loaded | None = None
+    jc: JobContext,
+    session: AsyncSession,
+    message_id: str,
+    loaded: sender.Loaded | None = None,
+    numbers: Sequence[SenderNumber] | None = None,
 ) -> Message | str:
     """`_prepare` in the caller's transaction: the claimed row, or why not (what the gate
-    decided goes to the text's play, a deferral is staged)."""
-    prepared = await sender.prepare(jc, session, message_id, loaded=loaded)
+    decided goes to the text's play, a deferral is staged). `loaded`, `numbers`: what the
+    caller read of the text and its account's senders (`sender.prepare`)."""
+    prepared = await sender.prepare(jc, session, message_id, loaded=loaded, numbers=numbers)
     if prepared.failed is not None:
         await lifecycle.on_text(session, prepared.failed, "failed")
     if prepared.gate is not None:

@@ -56,8 +56,9 @@ from gateway.contact_lock import lock_contact
 from gateway.db import UTCDateTime, transaction
 from gateway.job_context import JobContext, job_context
 from gateway.jobs import sms_send
+from gateway.lead_number import account_numbers
 from gateway.leads import lead_of_message
-from gateway.models import Account, Direction, Lead, Message, MessageStatus
+from gateway.models import Account, Direction, Lead, Message, MessageStatus, SenderNumber
 from gateway.sms import sender
 from gateway.work import SMS_SEND, SMS_SENDS, job
 from gateway.work.staging import Staged, again, handoff_to_redis, retry_later
@@ -173,6 +174,8 @@ async def _claim(jc: JobContext, account_id: str, after: tuple[datetime, str]) -
             # Every contact before any row, in one order (see the module).
             for phone in sorted({row[0].lead_phone for row in rows}):
                 await lock_contact(session, account_id, phone)
+            # The account's senders, once for the batch: each text picks among them.
+            numbers = await account_numbers(session, account_id)
             leads: set[str] = set()
             for message, account, lead in rows:
                 if message.lead_phone in leads:  # the lead's earlier text is in this batch
@@ -183,7 +186,9 @@ async def _claim(jc: JobContext, account_id: str, after: tuple[datetime, str]) -
                 # A brief transaction's statements run on the event loop's thread on SQLite:
                 # between texts, the process's requests get their turn.
                 await asyncio.sleep(0)
-                outcome = await _gate_and_claim(jc, session, (message, account, lead), later)
+                outcome = await _gate_and_claim(
+                    jc, session, (message, account, lead), numbers, later
+                )
                 if isinstance(outcome, Message):
                     batch.claimed.append(outcome)
                 else:
@@ -205,11 +210,12 @@ async def _gate_and_claim(
     jc: JobContext,
     session: AsyncSession,
     loaded: tuple[Message, Account, Lead | None],
+    numbers: Sequence[SenderNumber],
     later: list[tuple[str, Retry]],
 ) -> Message | str:
     message_id = loaded[0].id
     try:
-        return await sms_send.gate_and_claim(jc, session, message_id, loaded)
+        return await sms_send.gate_and_claim(jc, session, message_id, loaded, numbers)
     except Retry as retry:  # the lead's earlier text goes first: nothing was written
         later.append((message_id, retry))
         return "behind an earlier text"

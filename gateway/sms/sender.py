@@ -6,6 +6,7 @@ request to Twilio; and the records the job writes around that request.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -16,8 +17,8 @@ from sqlalchemy import and_, bindparam, func, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import Select as SqlModelSelect
 
+from compliance import gate as rules
 from compliance.gate import GateDecision
 from compliance.gate import Purpose as GatePurpose
 from compliance.notice import NOTICE_INTERVAL
@@ -26,7 +27,7 @@ from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import UTCDateTime, among, first_row
 from gateway.job_context import JobContext
-from gateway.lead_number import number_lead_knows
+from gateway.lead_number import account_numbers, known_number, pick
 from gateway.leads import lead_of_message
 from gateway.models import (
     Account,
@@ -93,12 +94,19 @@ Loaded = tuple[Message, Account, Lead | None]
 
 
 async def prepare(
-    jc: JobContext, session: AsyncSession, message_id: str, *, loaded: Loaded | None = None
+    jc: JobContext,
+    session: AsyncSession,
+    message_id: str,
+    *,
+    loaded: Loaded | None = None,
+    numbers: Sequence[SenderNumber] | None = None,
 ) -> Prepared:
     """Gate and claim the message under the contact lock, in the job's transaction.
 
     `loaded`: the text, its account and its lead, as the transaction that queued the text holds
-    them (`gateway.jobs.sms_send.claim_staged`); otherwise they are read."""
+    them (`gateway.jobs.sms_send.claim_staged`) or a batch read them; otherwise they are read.
+    `numbers`: the account's sender numbers, as a batch read them in this transaction
+    (`gateway.lead_number.account_numbers`); otherwise they are read."""
     # The row with its account and lead in one statement: the facts the gate reads after the
     # contact lock (the ledger, consent, spacing) are asked under it, below.
     found = loaded or (await session.exec(_TO_SEND, params={"message_id": message_id})).first()
@@ -116,7 +124,20 @@ async def prepare(
     if early and message.gate_reason != RATE_SLOT:
         return Prepared("not due")
     await lock_contact(session, account.id, message.lead_phone)
-    ahead, last_notice = await _lead_texts(session, message, moment)
+    # The gate's facts, the lead's other texts and the number it knows, in one statement.
+    gathered = await gate.gather(
+        session,
+        account,
+        message.lead_phone,
+        channel="sms",
+        purpose=cast(GatePurpose, str(message.purpose)),
+        lead=lead,
+        play=message.play_id,
+        at=moment,
+        also=_lead_texts(message, moment),
+    )
+    due_now, earliest, last_notice, known = gathered.also
+    ahead = moment if due_now else earliest
     if ahead is not None and ahead <= moment:
         # The lead's earlier text goes first, and it is due now: look again in a moment
         # (its own job is running or about to).
@@ -133,16 +154,7 @@ async def prepare(
     if lead is not None and lead.phone_status != PhoneStatus.OK:
         await _finish(session, message, MessageStatus.FAILED, f"phone is {lead.phone_status}")
         return Prepared("phone flagged", failed=message)
-    decision = await gate.decide(
-        session,
-        account,
-        message.lead_phone,
-        channel="sms",
-        purpose=cast(GatePurpose, str(message.purpose)),
-        lead=lead,
-        play=message.play_id,
-        at=moment,
-    )
+    decision = rules.decide(gathered.request)
     noted = GateNoted(
         decision,
         # The same deferral found again (a sweep's second look): not a new decision.
@@ -162,7 +174,9 @@ async def prepare(
         note_event(session, message.id, "deferred", detail=decision.detail)
         deferred_until = decision.until
     else:
-        sender = await _choose_sender(session, message)
+        if numbers is None:
+            numbers = await account_numbers(session, account.id)
+        sender = _choose_sender(numbers, known, message)
         if sender is None:
             await _finish(session, message, MessageStatus.FAILED, "account has no sender number")
             return Prepared("no sender", gate=noted)
@@ -314,24 +328,23 @@ async def _finish(session: AsyncSession, message: Message, status: MessageStatus
     note_event(session, message.id, status, detail=why[:500])
 
 
-async def _lead_texts(
-    session: AsyncSession, message: Message, moment: datetime
-) -> tuple[datetime | None, datetime | None]:
-    """What the lead's other texts say, in one statement: when the earliest text still queued
-    for this lead before `message` may go (`moment` if it is due now; None: nothing is ahead
-    of it), and when the lead last got an opt-out notice (`sms_notice.last_notice_query`)."""
-    query = _lead_texts_query(message.purpose == Purpose.CONFIRMATION)
-    params = {
-        "account_id": message.account_id,
-        "phone": message.lead_phone,
-        "created_at": message.created_at,
-        "id": message.id,
-        "moment": moment,
-        "since": moment - NOTICE_INTERVAL,
-    }
-    found: Any = await first_row(session, query, params)  # scalar subqueries: always one row
-    due_now, earliest, last_notice = found
-    return (moment if due_now else earliest), last_notice
+def _lead_texts(message: Message, moment: datetime) -> gate.Also:
+    """What `prepare` asks beside the gate's facts about the lead's other texts: whether a
+    text still queued for this lead before `message` is due now, else the earliest time one
+    may go (None: nothing is ahead of it); when the lead last got an opt-out notice
+    (`sms_notice.last_notice_query`); and the number it last dealt with (`gateway.lead_number`)."""
+    confirmation = message.purpose == Purpose.CONFIRMATION
+    return gate.Also(
+        key=f"sms.lead_texts:{confirmation}",
+        columns=_lead_texts_columns(confirmation),
+        params={
+            "created_at": message.created_at,
+            "id": message.id,
+            "excluding": message.id,
+            "moment": moment,
+            "since": moment - NOTICE_INTERVAL,
+        },
+    )
 
 
 # `prepare`'s first read: the text, its account and its lead (if any), built once.
@@ -344,8 +357,8 @@ _TO_SEND = (
 
 
 @cache
-def _lead_texts_query(confirmation: bool) -> SqlModelSelect[Any]:
-    """`_lead_texts`'s statement, built once per kind of text."""
+def _lead_texts_columns(confirmation: bool) -> tuple[Any, ...]:
+    """`_lead_texts`'s scalar subqueries, built once per kind of text."""
     ahead = and_(
         col(Message.account_id) == bindparam("account_id"),
         col(Message.lead_phone) == bindparam("phone"),
@@ -370,16 +383,12 @@ def _lead_texts_query(confirmation: bool) -> SqlModelSelect[Any]:
         bindparam("since", type_=UTCDateTime),
         bindparam("id"),
     )
-    return select(due_now, earliest, last_notice)
+    return due_now, earliest, last_notice, known_number(excluding=True)
 
 
-async def _choose_sender(session: AsyncSession, message: Message) -> SenderNumber | None:
+def _choose_sender(
+    numbers: Sequence[SenderNumber], known: str | None, message: Message
+) -> SenderNumber | None:
     """The number the lead knows (gateway/lead_number.py), passing over a number Twilio
     refused lately while another works (sender_status.py)."""
-    return await number_lead_knows(
-        session,
-        message.account_id,
-        message.lead_phone,
-        usable=lambda n: n.status == SenderStatus.OK,
-        excluding_message=message.id,
-    )
+    return pick(numbers, known, message.lead_phone, usable=lambda n: n.status == SenderStatus.OK)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from gateway import accounts
+from gateway import accounts, gate
+from gateway.clock import now
 from gateway.db import SessionFactory, transaction
 from gateway.ids import new_id
-from gateway.models import Direction, Message, MessageStatus, SenderNumber
-from gateway.sms.sender import _choose_sender
+from gateway.lead_number import account_numbers
+from gateway.models import Account, Direction, Message, MessageStatus, SenderNumber
+from gateway.sms.sender import _choose_sender, _lead_texts
 from voice.starting import caller_id
 
 # Three numbers, ordered by id: the first is what a call used to fall back to.
@@ -44,7 +46,20 @@ async def _next_text_from(sessions: SessionFactory, account_id: str) -> str | No
         queued = _text(account_id, Direction.OUTBOUND, None, MessageStatus.QUEUED)
         session.add(queued)
         await session.flush()
-        sender = await _choose_sender(session, queued)
+        # As `sender.prepare` asks: the number the lead knows beside the gate's facts, and the
+        # account's numbers.
+        account = await session.get(Account, account_id)
+        assert account is not None
+        gathered = await gate.gather(
+            session,
+            account,
+            LEAD,
+            channel="sms",
+            purpose="initiated",
+            also=_lead_texts(queued, now()),
+        )
+        known = gathered.also[-1]
+        sender = _choose_sender(await account_numbers(session, account_id), known, queued)
         await session.delete(queued)
     return sender.number if sender is not None else None
 

@@ -132,14 +132,14 @@ async def test_a_batch_that_fails_to_claim_hands_each_text_to_its_own_job(
 ) -> None:
     to = phones(4)
     bad = to[2]
-    decide = gate.decide
+    gather = gate.gather
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         if args[2] == bad:
             raise RuntimeError("the gate broke on this lead's data")
-        return await decide(*args, **kwargs)
+        return await gather(*args, **kwargs)
 
-    monkeypatch.setattr(gate, "decide", broken)
+    monkeypatch.setattr(gate, "gather", broken)
     ids = await queue(stack, to)
     await stack.api_redis.flushdb()
     with caplog.at_level(logging.ERROR, logger="gateway.jobs.sms_sends"):
