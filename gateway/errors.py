@@ -97,11 +97,16 @@ ASYNCPG_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.PostgresConnectionError,
 )
+# PostgreSQL ended the transaction to let another go on (40P01 deadlock detected, 40001 could
+# not serialize): nothing it wrote stands, and the same request again is expected to succeed.
+# Not a bug in the request, and no retry here: a route's transaction is its whole body.
+ASYNCPG_CONFLICT: tuple[type[Exception], ...] = (asyncpg.exceptions.TransactionRollbackError,)
 RETRY_AFTER_SECONDS = 5
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` says a backend can't be reached or used right now (an outage)."""
+    """Whether `exc` says a backend can't be reached or used right now (an outage), or
+    PostgreSQL ended the transaction in a conflict with another (`is_conflict`)."""
     if isinstance(exc, DBAPIError):
         orig = exc.orig
         if isinstance(orig, sqlite3.Error):
@@ -109,8 +114,16 @@ def is_unavailable(exc: BaseException) -> bool:
         if isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated:
             return True
         # asyncpg's own error, under SQLAlchemy's adapted one
-        return orig is not None and isinstance(orig.__cause__, ASYNCPG_UNAVAILABLE)
+        return is_conflict(exc) or (
+            orig is not None and isinstance(orig.__cause__, ASYNCPG_UNAVAILABLE)
+        )
     return isinstance(exc, UNAVAILABLE)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether PostgreSQL ended the transaction to resolve a conflict with another."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    return orig is not None and isinstance(orig.__cause__, ASYNCPG_CONFLICT)
 
 
 def _describe(exc: BaseException) -> str:
@@ -121,13 +134,20 @@ def _describe(exc: BaseException) -> str:
 
 
 def service_unavailable(method: str, path: str, exc: BaseException) -> JSONResponse:
-    """The 503 of an outage, and its one log line (no traceback: nothing here is a bug)."""
-    log.warning("backend unavailable on %s %s: %s", method, path, _describe(exc))
+    """The 503 of an outage or a conflict the database ended, and its one log line (no
+    traceback: nothing here is a bug)."""
+    if is_conflict(exc):
+        # The other transaction has gone on by now: the same request may come again at once.
+        log.warning("database conflict on %s %s: %s", method, path, _describe(exc))
+        message = "the database ended this request in a conflict with another; nothing was "
+        message += "changed; retry it"
+        retry_after = 1
+    else:
+        log.warning("backend unavailable on %s %s: %s", method, path, _describe(exc))
+        message = "a backend (database or Redis) is unavailable; retry shortly"
+        retry_after = RETRY_AFTER_SECONDS
     return error_response(
-        503,
-        "service_unavailable",
-        "a backend (database or Redis) is unavailable; retry shortly",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        503, "service_unavailable", message, headers={"Retry-After": str(retry_after)}
     )
 
 
