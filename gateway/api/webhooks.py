@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
@@ -49,6 +49,10 @@ from .requests import read_json, read_query
 
 TAGS = ["webhooks"]
 MAX_LABELS_SHOWN = 30
+# Every activity writes a delivery for each of its account's subscriptions that wants it, in
+# the transaction that records it (a lead's POST among them): the count is bounded, so one
+# account can't make each of its activities a thousand-row write.
+MAX_WEBHOOKS = 25
 
 
 async def find_webhook(
@@ -112,11 +116,23 @@ async def _check_filter(
     },
     response=WebhookCreated,
     status=201,
+    errors={409: f"the account has {MAX_WEBHOOKS} webhooks already"},
 )
 async def create_webhook(request: Request) -> JSONResponse:
     body = await read_json(request, WebhookCreate)
     account = current_account(request)
     async with transaction(app_state(request)["sessions"]) as session:
+        count = (
+            await session.exec(
+                select(func.count()).where(WebhookSubscription.account_id == account.id)
+            )
+        ).one()
+        if count >= MAX_WEBHOOKS:
+            raise ApiError(
+                409,
+                "limit_reached",
+                f"an account has at most {MAX_WEBHOOKS} webhooks; delete one first",
+            )
         await _check_url(request, session, account, body.url)
         labels = await _check_filter(session, account.id, body.activities, body.playbook_id)
         subscription = WebhookSubscription(

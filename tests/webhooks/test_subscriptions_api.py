@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from gateway.api.webhooks import MAX_WEBHOOKS
 from gateway.app import create_app
 from gateway.db import SessionFactory
 from gateway.settings import Settings
@@ -44,6 +45,23 @@ def test_create_shows_secret_once_and_lists(client: TestClient, tenant: Tenant) 
     assert [w["id"] for w in listed] == [created["id"]] and "secret" not in listed[0]
     everything = subscribe(client, tenant, "http://127.0.0.1:9/all")
     assert everything["activities"] == "all" and everything["playbook_id"] is None
+
+
+def test_an_account_has_at_most_max_webhooks(client: TestClient, tenant: Tenant) -> None:
+    for i in range(MAX_WEBHOOKS):
+        subscribe(client, tenant, f"http://127.0.0.1:9/hook{i}")
+    refused = client.post(
+        "/v1/webhooks", headers=tenant.headers, json={"url": "http://127.0.0.1:9/one-more"}
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "limit_reached"
+    listed = client.get("/v1/webhooks", headers=tenant.headers).json()["data"]
+    assert len(listed) == MAX_WEBHOOKS
+    # One deleted makes room for one.
+    assert (
+        client.delete(f"/v1/webhooks/{listed[0]['id']}", headers=tenant.headers).status_code == 204
+    )
+    subscribe(client, tenant, "http://127.0.0.1:9/one-more")
 
 
 def test_update_and_delete(client: TestClient, tenant: Tenant) -> None:
