@@ -51,7 +51,35 @@ def copy_sqlite(template_url: str, directory: Path) -> str:
 
 
 async def empty_tables(engine: AsyncEngine) -> None:
-    """Empty every table of a PostgreSQL database (TRUNCATE skips the ledger's row triggers)."""
-    tables = ", ".join(t.name for t in SQLModel.metadata.sorted_tables)
+    """Empty every table of a PostgreSQL database and restart its sequences, in one round trip.
+
+    DELETE, not TRUNCATE: on a test's few rows it takes about 3 ms, where TRUNCATE takes 55-65
+    ms (a new file for each table), some two minutes of the PostgreSQL suite. Replication role
+    `replica` skips the row triggers for this transaction: the ledger's append-only rule and
+    the foreign keys' checks (every table is emptied, children first)."""
+    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
+    script = "; ".join(
+        [
+            "SET LOCAL session_replication_role = replica",
+            *(f"DELETE FROM {name}" for name in tables),
+            _RESTART_SEQUENCES,
+        ]
+    )
     async with engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.execute(script)  # asyncpg's simple protocol: several statements at once
+
+
+# Every sequence of the schema back to its start, as TRUNCATE ... RESTART IDENTITY did.
+_RESTART_SEQUENCES = """DO $$
+DECLARE found record;
+BEGIN
+    FOR found IN
+        SELECT c.oid::regclass AS name FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'S' AND n.nspname = current_schema()
+    LOOP
+        EXECUTE format('ALTER SEQUENCE %s RESTART', found.name);
+    END LOOP;
+END $$"""
