@@ -107,6 +107,16 @@ class Message(SQLModel, table=True):
             sqlite_where=text("dispatched_at IS NULL"),
             postgresql_where=text("dispatched_at IS NULL"),
         ),
+        # An account's drain: its queued texts, oldest first (partial: a text leaves it when
+        # claimed; the query names the status as a literal, so the planner can use it).
+        Index(
+            "ix_messages_queued",
+            "account_id",
+            "created_at",
+            "id",
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
         # The status checks: sent texts without a final status, by when they are next due
         # (partial: almost every row is final or inbound and has none; see migration 0015).
         Index(
