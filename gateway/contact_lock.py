@@ -9,10 +9,11 @@ statement, which serializes far more than one contact: there the row is not touc
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, bindparam
+from sqlalchemy import BindParameter, Insert, bindparam
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.db import dialect_insert, dialect_of, for_this_transaction, serialized
@@ -26,26 +27,41 @@ async def lock_contact(session: AsyncSession, account_id: str, phone: str) -> No
     """Hold (account, phone) until the transaction ends. A second call for the same contact in
     the same transaction (an inbound text's keyword check, then its plays) sends nothing: the
     lock is held already (nothing here uses savepoints, whose rollback would release it)."""
+    await lock_contacts(session, account_id, (phone,))
+
+
+async def lock_contacts(session: AsyncSession, account_id: str, phones: Iterable[str]) -> None:
+    """`lock_contact` for several of the account's contacts at once (a batch of texts), in one
+    statement. It takes the rows' locks in the phones' sorted order, the order every caller
+    holding more than one uses, so two such transactions never wait on each other."""
     if serialized(session):
         return
     held: set[tuple[str, str]] = for_this_transaction(session, _HELD, set)
-    if (account_id, phone) in held:
+    wanted = sorted({phone for phone in phones if (account_id, phone) not in held})
+    if not wanted:
         return
-    params = {"account_id": account_id, "phone": phone}
+    params = {"account_id": account_id}
+    params.update({f"phone_{n}": phone for n, phone in enumerate(wanted)})
     # The lock before the rows this transaction has pending: the session autoflushes before a
     # Core statement too, which would write them first.
     with session.no_autoflush:
-        await session.exec(_touch(dialect_of(session)), params=params)
-    held.add((account_id, phone))
+        await session.exec(_touch(dialect_of(session), len(wanted)), params=params)
+    held.update((account_id, phone) for phone in wanted)
 
 
 @cache
-def _touch(dialect: str) -> Insert:
-    """`lock_contact`'s upsert, built once per dialect."""
+def _touch(dialect: str, count: int) -> Insert:
+    """`lock_contacts`' upsert of `count` phones (`phone_0`, ...), built once per dialect and
+    count. Its rows are written, and locked, in the order given."""
     table = ContactLock.__table__  # type: ignore[attr-defined]
+    account_id: BindParameter[str] = bindparam("account_id")
+    rows = [
+        {"account_id": account_id, "phone": bindparam(f"phone_{n}"), "touches": 1}
+        for n in range(count)
+    ]
     return (
         dialect_insert(dialect, ContactLock)
-        .values(account_id=bindparam("account_id"), phone=bindparam("phone"), touches=1)
+        .values(rows)
         .on_conflict_do_update(
             index_elements=["account_id", "phone"], set_={"touches": table.c.touches + 1}
         )

@@ -52,7 +52,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from twilio.rest.api.v2010.account.message import MessageInstance
 
 from gateway.clock import now
-from gateway.contact_lock import lock_contact
+from gateway.contact_lock import lock_contacts
 from gateway.db import UTCDateTime, transaction
 from gateway.job_context import JobContext, job_context
 from gateway.jobs import sms_send
@@ -172,8 +172,7 @@ async def _claim(jc: JobContext, account_id: str, after: tuple[datetime, str]) -
             batch.read = [row[0].id for row in rows]
             batch.after = (rows[-1][0].created_at, rows[-1][0].id)
             # Every contact before any row, in one order (see the module).
-            for phone in sorted({row[0].lead_phone for row in rows}):
-                await lock_contact(session, account_id, phone)
+            await lock_contacts(session, account_id, (row[0].lead_phone for row in rows))
             # The account's senders, once for the batch: each text picks among them.
             numbers = await account_numbers(session, account_id)
             leads: set[str] = set()

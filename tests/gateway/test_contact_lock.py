@@ -5,10 +5,12 @@ nothing at all."""
 
 from __future__ import annotations
 
-from gateway.contact_lock import lock_contact
+from sqlmodel import select
+
+from gateway.contact_lock import lock_contact, lock_contacts
 from gateway.db import SessionFactory, transaction
 from gateway.ids import new_id
-from gateway.models import Lead
+from gateway.models import ContactLock, Lead
 from tests.conftest import TEST_DATABASE_URL
 from tests.support.sql import statements
 from tests.support.tenants import new_tenant
@@ -52,3 +54,19 @@ async def test_the_lock_comes_before_the_rows_the_transaction_has_pending(
             await lock_contact(session, tenant.account_id, ANN)
     tables = [statement.split("(")[0].split()[-1] for statement in seen]
     assert tables == ["contact_locks", "leads"]
+
+
+async def test_a_batch_locks_its_contacts_in_one_statement(sessions: SessionFactory) -> None:
+    """`lock_contacts`: the contacts not yet held, in one statement, each touched once."""
+    carl = "+14155550103"
+    with statements("contact_locks") as seen:
+        async with sessions() as session, session.begin():
+            await lock_contact(session, ACCOUNT, BOB)
+            await lock_contacts(session, ACCOUNT, [carl, ANN, BOB, carl])
+            await lock_contacts(session, ACCOUNT, [ANN, carl])
+    assert len(seen) == 2
+    async with sessions() as session:
+        touched = await session.exec(
+            select(ContactLock.phone, ContactLock.touches).where(ContactLock.account_id == ACCOUNT)
+        )
+        assert sorted(touched.all()) == [(ANN, 1), (BOB, 1), (carl, 1)]
