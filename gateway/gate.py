@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from sqlalchemy import BindParameter, bindparam, func
 from sqlmodel import col, select
@@ -52,6 +52,22 @@ logger = logging.getLogger(__name__)
 SOURCE_RULE_SETTING = "max_consent_age_days"
 
 
+class Contact(TypedDict, total=False):
+    """What a caller may say of the contact beside its phone (`decide`, `gather`).
+
+    `lead`: the lead row when there is one (its state and ZIP place it); `play`: the play the
+    contact belongs to (row or id: its source rule may set its own consent age, its playbook
+    whether email continues after an opt-out); `email_to`: an email's address (its unsubscribe
+    counts); `rep`: a notice to this rep (staff mail: only the rep's own email opt-out holds it
+    back); `at`: the moment decided for (now if not given)."""
+
+    lead: Lead | None
+    play: Play | str | None
+    email_to: str | None
+    rep: Rep | None
+    at: datetime | None
+
+
 async def decide(
     session: AsyncSession,
     account: Account,
@@ -59,34 +75,12 @@ async def decide(
     *,
     channel: Channel,
     purpose: Purpose,
-    lead: Lead | None = None,
-    play: Play | str | None = None,
-    email_to: str | None = None,
-    rep: Rep | None = None,
-    at: datetime | None = None,
+    **contact: Unpack[Contact],
 ) -> GateDecision:
     """Allow, defer (until T) or block one contact of `account` with `phone`. Call it when
     sending, not when scheduling: an opt-out recorded a second ago must stop a message queued
-    an hour ago.
-
-    `lead`: the lead row when there is one (its state and ZIP place it); `play`: the play the
-    contact belongs to (row or id: its source rule may set its own consent age, its playbook
-    whether email continues after an opt-out); `email_to`: an email's address (its unsubscribe
-    counts); `rep`: a notice to this rep (staff mail: only the rep's own email opt-out holds it
-    back). A fact the rules can't use for this contact is not looked up.
-    """
-    gathered = await gather(
-        session,
-        account,
-        phone,
-        channel=channel,
-        purpose=purpose,
-        lead=lead,
-        play=play,
-        email_to=email_to,
-        rep=rep,
-        at=at,
-    )
+    an hour ago. A fact the rules can't use for this contact is not looked up."""
+    gathered = await gather(session, account, phone, channel=channel, purpose=purpose, **contact)
     return rules.decide(gathered.request)
 
 
@@ -119,17 +113,14 @@ async def gather(
     *,
     channel: Channel,
     purpose: Purpose,
-    lead: Lead | None = None,
-    play: Play | str | None = None,
-    email_to: str | None = None,
-    rep: Rep | None = None,
-    at: datetime | None = None,
     also: Also | None = None,
+    **contact: Unpack[Contact],
 ) -> Gathered:
     """`decide`'s facts, without the decision: for a caller that asks its own questions in the
     same statement (`also`) and looks at their answers before it asks the rules. Deciding reads
     nothing more, so the decision is `compliance.gate.decide(gathered.request)`."""
-    at = at or now()
+    at = contact.get("at") or now()
+    lead, play = contact.get("lead"), contact.get("play")
     settings = compliance_settings(account)
     state = lead.state if lead is not None else None
     postal_code = lead.postal_code if lead is not None else None
@@ -151,7 +142,9 @@ async def gather(
     continues, unsubscribed = False, False
     if channel == "email":
         play = await _play(session, account.id, play)
-        continues, unsubscribed = await _email_facts(session, account.id, play, email_to, rep)
+        continues, unsubscribed = await _email_facts(
+            session, account.id, play, contact.get("email_to"), contact.get("rep")
+        )
     request = GateRequest(
         channel=channel,
         purpose=purpose,
