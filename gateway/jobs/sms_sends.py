@@ -44,7 +44,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from arq import Retry
-from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 from sqlalchemy import bindparam, literal_column, or_, tuple_
 from sqlmodel import col, select
@@ -61,7 +60,7 @@ from gateway.leads import lead_of_message
 from gateway.models import Account, Direction, Lead, Message, MessageStatus, SenderNumber
 from gateway.sms import sender
 from gateway.work import SMS_SEND, SMS_SENDS, job
-from gateway.work.staging import Staged, again, handoff_to_redis, retry_later
+from gateway.work.staging import Staged, again, handoff_to_redis, retry_later, wait_for_run
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +70,6 @@ log = logging.getLogger(__name__)
 BATCH = 16
 # A run that has sent for this long hands on to a follow-up job (`work.staging.again`).
 RUN_SECONDS = 20.0
-# A follow-up finding the account's run still running looks again this much later.
-FOLLOW_UP_WAIT_SECONDS = 1.0
 # Where a run's reading begins: before any text.
 _START = (datetime(1970, 1, 1, tzinfo=UTC), "")
 
@@ -100,12 +97,9 @@ async def send_due(ctx: dict[str, Any], account_id: str) -> str:
     """Send `account_id`'s due texts, a batch at a time, until none is left (arq job
     `sms.sends`); returns what became of them, for the log."""
     jc = job_context(ctx)
-    run_id = SMS_SENDS.job_id(account_id)
-    if ctx.get("job_id") != run_id and await jc.redis.exists(in_progress_key_prefix + run_id):
-        # A follow-up while the account's run is running: two runs would read the same texts
-        # and wait on each other's contacts, and the second would find them claimed. This one
-        # comes back once that run has ended.
-        raise Retry(defer=FOLLOW_UP_WAIT_SECONDS)
+    # A follow-up while the account's run is running would read the same texts and wait on
+    # its contacts, to find them claimed: it comes back once that run has ended.
+    await wait_for_run(jc.redis, ctx, SMS_SENDS, account_id)
     started = time.monotonic()
     after = _START
     outcomes: Counter[str] = Counter()

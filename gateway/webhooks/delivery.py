@@ -39,7 +39,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from arq import Retry
-from arq.constants import in_progress_key_prefix
 from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -53,7 +52,7 @@ from gateway.models import DeliveryStatus, WebhookDelivery, WebhookPolicy, Webho
 from gateway.webhooks import concurrency, delivered, due, sending, signing
 from gateway.webhooks.due import owed_now
 from gateway.work import WEBHOOK_DELIVER, job, stage
-from gateway.work.staging import again
+from gateway.work.staging import again, wait_for_run
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +65,6 @@ RECORDING_WINDOW = 4
 # was a third of a delivery's CPU (bench/RESULTS.md §19). Claimed and not yet sent, they are
 # not sent again after a kill, only delayed until their lease ends.
 CLAIM_AHEAD = 4
-# A follow-up finding the subscription's run still running looks again this much later.
-FOLLOW_UP_WAIT_SECONDS = 1.0
 # A run that has delivered for this long hands on to a follow-up job, well inside the job
 # timeout, so a subscription with a deep backlog never ends a run by being cancelled.
 RUN_SECONDS = 20.0
@@ -121,12 +118,9 @@ async def deliver(ctx: dict[str, Any], subscription_id: str) -> str:
     """Deliver what `subscription_id` is owed now (arq job `webhooks.deliver`); returns what
     happened, for the log."""
     jc = job_context(ctx)
-    run_id = WEBHOOK_DELIVER.job_id(subscription_id)
-    if ctx.get("job_id") != run_id and await jc.redis.exists(in_progress_key_prefix + run_id):
-        # A follow-up (or a retry's job) while the subscription's run is running: that run
-        # may still claim what this one is for. Two runs would split the slots and the
-        # batches between them; this one comes back once that run has ended.
-        raise Retry(defer=FOLLOW_UP_WAIT_SECONDS)
+    # A follow-up (or a retry's job) while the subscription's run is running: that run may
+    # still claim what this one is for, and two runs would split the slots and the batches.
+    await wait_for_run(jc.redis, ctx, WEBHOOK_DELIVER, subscription_id)
     return await _Run(jc, subscription_id).drain()
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from arq import Retry
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -178,6 +179,20 @@ async def enqueue(redis: ArqRedis, item: Staged, *, follow_up: bool = True) -> b
     if job is None and item.kind.drains and follow_up:
         return await again(redis, item.kind, item.argument, after=item.at)
     return job is not None
+
+
+# A drain's follow-up finding the run it follows still running looks again this much later.
+FOLLOW_UP_WAIT_SECONDS = 1.0
+
+
+async def wait_for_run(redis: ArqRedis, ctx: Mapping[str, Any], kind: Kind, argument: str) -> None:
+    """In a drain's job: raise arq's Retry if this job is a follow-up (its id is not the run's,
+    `kind.job_id(argument)`) and the run is still in progress. Two runs would read the same
+    rows and split or wait on what one run does alone; the follow-up comes back once the run
+    has ended. Its job allows enough tries for the waits (`@job(..., max_tries=...)`)."""
+    run_id = kind.job_id(argument)
+    if ctx.get("job_id") != run_id and await redis.exists(in_progress_key_prefix + run_id):
+        raise Retry(defer=FOLLOW_UP_WAIT_SECONDS)
 
 
 async def again(
