@@ -30,8 +30,12 @@ def _start(client: TestClient, tenant: Tenant) -> tuple[int, dict[str, object], 
 
 
 async def _waiting(connection: asyncpg.Connection) -> bool:
-    """Whether another backend waits for a lock (the request, on the lead's row)."""
-    found = await connection.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+    """Whether another backend of this test's database waits for a lock (the request, on the
+    lead's row); other test sessions have databases of their own."""
+    found = await connection.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
     return bool(found)
 
 
