@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypedDict, Unpack
 
-from sqlalchemy import BindParameter, bindparam, func
+from sqlalchemy import BindParameter, bindparam, func, literal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select as SqlModelSelect
@@ -95,15 +95,20 @@ class Also:
     key: str
     columns: tuple[Any, ...]
     params: dict[str, Any]
+    # The account's rows of one model (its `account_id`), loaded beside the facts in this order:
+    # one statement where a text sent alone needs two (its sender is one of the account's
+    # numbers). The facts repeat on each row; an account with none still has the one row.
+    rows: tuple[Any, Any] | None = None  # (model, its column to order by)
 
 
 @dataclass(frozen=True)
 class Gathered:
     """The gate's question, with every fact it weighs (`compliance.gate.decide` answers it),
-    and the answers to the caller's `Also`, in its order."""
+    and the answers to the caller's `Also`, in its order, with its `rows` (the model objects)."""
 
     request: GateRequest
     also: tuple[Any, ...] = ()
+    rows: tuple[Any, ...] = ()
 
 
 async def gather(
@@ -164,7 +169,7 @@ async def gather(
         max_consent_age=max_age,
         require_consent=settings.require_consent,
     )
-    return Gathered(request, facts.also)
+    return Gathered(request, facts.also, facts.rows)
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,7 @@ class _Facts:
     rule_settings: dict[str, Any] | None = None
     last_inbound: datetime | None = None
     also: tuple[Any, ...] = ()  # the caller's `Also`, answered
+    rows: tuple[Any, ...] = ()  # its `rows`, read
 
 
 async def _facts(
@@ -210,10 +216,18 @@ async def _facts(
     if built is None:
         built = _FACTS_QUERIES[shape] = _facts_query(consent, rule, last_inbound, also)
     query, names = built
-    found = await first_row(session, query, params)  # scalar subqueries: always one row
-    assert found is not None
+    rows: tuple[Any, ...] = ()
+    found: Any
+    if also is not None and also.rows is not None:
+        # Model objects: loaded by the ORM, into the session as any read of them would be.
+        every = (await session.exec(query, params=params)).all()
+        rows = tuple(row[-1] for row in every if row[-1] is not None)
+        found = every[0][:-1]  # outer-joined to one row: there is always one
+    else:
+        found = await first_row(session, query, params)  # scalar subqueries: always one row
+        assert found is not None
     facts = dict(zip(names, found[: len(names)], strict=True))
-    return _Facts(**facts, also=tuple(found[len(names) :]))
+    return _Facts(**facts, also=tuple(found[len(names) :]), rows=rows)
 
 
 # How `_facts` finds the play's source rule: by the play's id, by the rule's id, or not at all.
@@ -263,7 +277,17 @@ def _facts_query(
     if last_inbound:
         columns.append(_last_inbound(account_id, phone).scalar_subquery().label("last_inbound"))
     names = tuple(column.name for column in columns)
-    return select(*columns, *(also.columns if also is not None else ())), names
+    query = select(*columns, *(also.columns if also is not None else ()))
+    if also is not None and also.rows is not None:
+        model, order = also.rows
+        one = select(literal(1).label("one")).subquery("one")
+        query = (
+            query.add_columns(model)
+            .select_from(one)
+            .outerjoin(model, model.account_id == account_id)
+            .order_by(order)
+        )
+    return query, names
 
 
 async def _play(session: AsyncSession, account_id: str, play: Play | str | None) -> Play | None:

@@ -71,10 +71,13 @@ async def account_numbers(session: AsyncSession, account_id: str) -> Sequence[Se
     return (await session.exec(_ACCOUNT_NUMBERS, params={"account_id": account_id})).all()
 
 
+# The account's numbers in `pick`'s order: (the model, its order), as `gateway.gate.Also`
+# takes them to read them beside a text's gate facts.
+NUMBERS_ORDER = (SenderNumber, col(SenderNumber.id))
 _ACCOUNT_NUMBERS = (
     select(SenderNumber)
     .where(SenderNumber.account_id == bindparam("account_id"))
-    .order_by(col(SenderNumber.id))
+    .order_by(NUMBERS_ORDER[1])
 )
 
 

@@ -27,7 +27,7 @@ from gateway.clock import now
 from gateway.contact_lock import lock_contact
 from gateway.db import UTCDateTime, among, first_row
 from gateway.job_context import JobContext
-from gateway.lead_number import account_numbers, known_number, pick
+from gateway.lead_number import NUMBERS_ORDER, known_number, pick
 from gateway.leads import lead_of_message
 from gateway.models import (
     Account,
@@ -106,7 +106,7 @@ async def prepare(
     `loaded`: the text, its account and its lead, as the transaction that queued the text holds
     them (`gateway.jobs.sms_send.claim_staged`) or a batch read them; otherwise they are read.
     `numbers`: the account's sender numbers, as a batch read them in this transaction
-    (`gateway.lead_number.account_numbers`); otherwise they are read."""
+    (`gateway.lead_number.account_numbers`); otherwise they are read with the gate's facts."""
     # The row with its account and lead in one statement: the facts the gate reads after the
     # contact lock (the ledger, consent, spacing) are asked under it, below.
     found = loaded or (await session.exec(_TO_SEND, params={"message_id": message_id})).first()
@@ -134,8 +134,10 @@ async def prepare(
         lead=lead,
         play=message.play_id,
         at=moment,
-        also=_lead_texts(message, moment),
+        also=_lead_texts(message, moment, with_numbers=numbers is None),
     )
+    if numbers is None:
+        numbers = gathered.rows  # the account's numbers, read in the same statement
     due_now, earliest, last_notice, known = gathered.also
     ahead = moment if due_now else earliest
     if ahead is not None and ahead <= moment:
@@ -174,8 +176,6 @@ async def prepare(
         note_event(session, message.id, "deferred", detail=decision.detail)
         deferred_until = decision.until
     else:
-        if numbers is None:
-            numbers = await account_numbers(session, account.id)
         sender = _choose_sender(numbers, known, message)
         if sender is None:
             await _finish(session, message, MessageStatus.FAILED, "account has no sender number")
@@ -328,15 +328,17 @@ async def _finish(session: AsyncSession, message: Message, status: MessageStatus
     note_event(session, message.id, status, detail=why[:500])
 
 
-def _lead_texts(message: Message, moment: datetime) -> gate.Also:
+def _lead_texts(message: Message, moment: datetime, *, with_numbers: bool) -> gate.Also:
     """What `prepare` asks beside the gate's facts about the lead's other texts: whether a
     text still queued for this lead before `message` is due now, else the earliest time one
     may go (None: nothing is ahead of it); when the lead last got an opt-out notice
-    (`sms_notice.last_notice_query`); and the number it last dealt with (`gateway.lead_number`)."""
+    (`sms_notice.last_notice_query`); the number it last dealt with (`gateway.lead_number`);
+    and, `with_numbers`, the account's numbers (in `account_numbers`' order)."""
     confirmation = message.purpose == Purpose.CONFIRMATION
     return gate.Also(
-        key=f"sms.lead_texts:{confirmation}",
+        key=f"sms.lead_texts:{confirmation}:{with_numbers}",
         columns=_lead_texts_columns(confirmation),
+        rows=NUMBERS_ORDER if with_numbers else None,
         params={
             "created_at": message.created_at,
             "id": message.id,

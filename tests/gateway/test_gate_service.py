@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import delete
+from sqlmodel import col
 from starlette.testclient import TestClient
 
-from gateway import accounts, gate
+from gateway import accounts, gate, optouts
 from gateway.db import SessionFactory, transaction
-from gateway.models import Account
+from gateway.lead_number import NUMBERS_ORDER
+from gateway.models import Account, Channel, LedgerEvent, LedgerSource, SenderNumber
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PHONE = "+14155550123"  # San Francisco: America/Los_Angeles
@@ -111,3 +114,36 @@ async def test_quiet_hours_defer_to_account_window(
         )
     assert night.action == "defer" and night.reason == "quiet_hours"
     assert night.until == datetime(2026, 11, 19, 18, 0, tzinfo=UTC)  # 10:00 PST Thursday
+
+
+async def test_the_accounts_rows_are_read_beside_the_facts(
+    issued_key: accounts.IssuedKey, sessions: SessionFactory
+) -> None:
+    """`Also.rows`: the account's numbers come back in their order beside the gate's facts,
+    never another account's; an account with none still gets its facts (the outer join)."""
+    account = await _account(sessions, issued_key.key.account_id)
+    async with transaction(sessions) as session:
+        other, _ = await accounts.create_account(session, "Other Lending")
+        for i, owner in enumerate((account.id, other.id, account.id)):
+            session.add(SenderNumber(id=f"num_{2 - i}", account_id=owner, number=f"+1415555010{i}"))
+        await optouts.record(
+            session, account_id=account.id, phone=PHONE, event=LedgerEvent.OPT_OUT,
+            channel=Channel.API, source=LedgerSource.API,
+        )  # fmt: skip
+    also = gate.Also(key="test.numbers", columns=(), params={}, rows=NUMBERS_ORDER)
+    async with sessions() as session:
+        mine = await gate.gather(
+            session, account, PHONE, channel="sms", purpose="initiated", at=NOON_PACIFIC, also=also
+        )
+        assert [n.number for n in mine.rows] == ["+14155550102", "+14155550100"]  # by id
+        assert mine.request.opted_out
+        none_left = await _account(sessions, other.id)
+    async with transaction(sessions) as session:
+        await session.exec(delete(SenderNumber).where(col(SenderNumber.account_id) == other.id))
+    async with sessions() as session:
+        theirs = await gate.gather(
+            session, none_left, PHONE, channel="sms", purpose="initiated", at=NOON_PACIFIC,
+            also=also,
+        )  # fmt: skip
+    assert theirs.rows == ()
+    assert not theirs.request.opted_out  # the opt-out is the first account's

@@ -46,8 +46,8 @@ async def _next_text_from(sessions: SessionFactory, account_id: str) -> str | No
         queued = _text(account_id, Direction.OUTBOUND, None, MessageStatus.QUEUED)
         session.add(queued)
         await session.flush()
-        # As `sender.prepare` asks: the number the lead knows beside the gate's facts, and the
-        # account's numbers.
+        # As `sender.prepare` asks: the number the lead knows and the account's numbers, beside
+        # the gate's facts.
         account = await session.get(Account, account_id)
         assert account is not None
         gathered = await gate.gather(
@@ -56,10 +56,11 @@ async def _next_text_from(sessions: SessionFactory, account_id: str) -> str | No
             LEAD,
             channel="sms",
             purpose="initiated",
-            also=_lead_texts(queued, now()),
+            also=_lead_texts(queued, now(), with_numbers=True),
         )
         known = gathered.also[-1]
-        sender = _choose_sender(await account_numbers(session, account_id), known, queued)
+        assert list(gathered.rows) == list(await account_numbers(session, account_id))
+        sender = _choose_sender(gathered.rows, known, queued)
         await session.delete(queued)
     return sender.number if sender is not None else None
 
