@@ -14,7 +14,7 @@ from gateway.engine.records import log, new_play
 from gateway.engine.stepper import run_due, step_delay
 from gateway.ids import new_id
 from gateway.models import Lead, Play, PlayState
-from gateway.rows import fresh, insert_row
+from gateway.rows import fresh
 from gateway.work import PLAY_ADVANCE, stage
 
 
@@ -90,8 +90,12 @@ async def start_play(
         rep_id=rep_id,
         source_rule_id=source_rule_id,
     )
-    # Written now: the play's row before its messages' (their foreign key).
-    await insert_row(session, play)
+    # Not written yet: the session writes it before its next statement, which for a first
+    # step due now is its text's INSERT (whose foreign key names the play). By then the play
+    # holds where the step left it, so it needs no UPDATE of its own (one statement fewer per
+    # lead; `bench.statements`). The unit of work's INSERT costs more CPU than `insert_row`'s,
+    # about what the UPDATE it saves did.
+    session.add(play)
     leads.started_play(session, lead)
     new_play(session, play.id)
     log(session, play, "state", None, state="running", version=version)

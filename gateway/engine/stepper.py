@@ -101,6 +101,8 @@ async def run_due(session: AsyncSession, play: Play, lead: Lead) -> list[Message
         session, play.account_id, play.playbook_id, play.playbook_version
     )
     queued: list[Message] = []
+    # Before any step: a play not written yet (`starting.start_play`) is written with it.
+    play.updated_at = now()
     for _ in range(MAX_STEPS_PER_RUN):
         if play.state != PlayState.RUNNING or play.paused or play.due_at is None:
             break
@@ -123,7 +125,6 @@ async def run_due(session: AsyncSession, play: Play, lead: Lead) -> list[Message
             end(session, play, PlayState.STOPPED, "reached the end of the playbook")
             break
         queued += await _execute(session, playbook, play, lead, playbook.step(play.step_id))
-    play.updated_at = now()
     session.add(play)
     return queued
 
@@ -149,28 +150,16 @@ async def _execute(
                 log(session, play, "email", step.id, email_id=email.id)
             move_to(play, playbook.next_step(step.id))
             return []
-        message = await send_text(
-            session,
-            play,
-            lead,
-            fill(step.text or "", playbook, play, lead),
-            step_id=step.id,
-            reason="send",
-        )
+        # The play moves on before its text is queued: a play not written yet is written by
+        # the text's INSERT (`starting.start_play`), as the step leaves it.
+        body = fill(step.text or "", playbook, play, lead)
         move_to(play, playbook.next_step(step.id))
-        return [message]
+        return [await send_text(session, play, lead, body, step_id=step.id, reason="send")]
     if isinstance(step, AskStep):
-        message = await send_text(
-            session,
-            play,
-            lead,
-            fill(step.text, playbook, play, lead),
-            step_id=step.id,
-            reason="ask",
-        )
+        body = fill(step.text, playbook, play, lead)
         play.waiting_reply, play.catch_all_level = True, 0
         play.due_at = now() + playbook.reengagement.after if playbook.reengagement else None
-        return [message]
+        return [await send_text(session, play, lead, body, step_id=step.id, reason="ask")]
     if isinstance(step, WaitStep):
         move_to(play, playbook.next_step(step.id))
         return []

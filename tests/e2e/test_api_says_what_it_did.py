@@ -5,6 +5,7 @@ play log shows every text's body, every reply and every gate decision."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,11 @@ async def test_a_lead_shows_its_opt_out(stack: Stack) -> None:
 
 async def test_a_play_shows_its_next_action(stack: Stack) -> None:
     await publish(stack, MORTGAGE)
-    play = await start(stack)
+    with statements() as ran:
+        play = await start(stack)
+    # The play's row is written once, as its first step left it (no UPDATE after the step).
+    writes = [s.split(" ", 3)[:3] for s in ran if re.match(r"(INSERT INTO|UPDATE) plays ", s)]
+    assert writes == [["INSERT", "INTO", "plays"]]
     # The first step ran before the answer: its text is queued and the play waits for the
     # lead's answer, nudging after 24 hours without one (the playbook's rule).
     assert play["next_action"] == "reengagement"
