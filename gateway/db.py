@@ -323,13 +323,16 @@ def conflict_insert(connection: AsyncConnection, model: Any) -> postgresql.Inser
     return dialect_insert(connection.dialect.name, model)
 
 
-def rows_of(model: Any, statement: Any) -> Any:
+def rows_of(model: Any, statement: Any, *also: Any) -> Any:
     """The `model` objects a Core INSERT or UPDATE of its table returns (RETURNING every
     column), refreshing those the session holds: for a statement built once. (The same UPDATE
     written against the model is rebuilt by the ORM on every run, cache key and all, and syncs
-    the session's objects in Python; sqlmodel's exec has no overload for the result.)"""
-    returning = statement.returning(*model.__table__.columns)
-    return select(model).from_statement(returning).execution_options(populate_existing=True)
+    the session's objects in Python; sqlmodel's exec has no overload for the result.)
+
+    `also`: labelled columns returned beside each object (scalar subqueries, say), each row
+    then the object followed by their values."""
+    returning = statement.returning(*model.__table__.columns, *also)
+    return select(model, *also).from_statement(returning).execution_options(populate_existing=True)
 
 
 def dialect_insert(dialect: str, model: Any) -> postgresql.Insert | sqlite.Insert:

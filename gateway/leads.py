@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Annotated, Any
@@ -218,9 +219,9 @@ _FIELDS = ("first_name", "last_name", "email", "state", "postal_code")  # a requ
 
 
 @cache
-def _upsert(dialect: str, fields: tuple[str, ...]) -> Any:
-    """`upsert_lead`'s statement for the fields a request gives, built once per dialect: its
-    parameters are `id`, `account_id`, `phone`, `moment` and the fields'."""
+def _upsert(dialect: str, fields: tuple[str, ...], also: Any = None) -> Any:
+    """`upsert_lead`'s statement for the fields a request gives, built once per dialect (and
+    `also` column): its parameters are `id`, `account_id`, `phone`, `moment` and the fields'."""
     insert = dialect_insert(dialect, Lead)
     excluded = insert.excluded  # built anew on every access
     moment: BindParameter[datetime] = bindparam("moment")
@@ -237,7 +238,7 @@ def _upsert(dialect: str, fields: tuple[str, ...]) -> Any:
         index_elements=["account_id", "phone"],
         set_={name: excluded[name] for name in [*fields, "updated_at"]},
     )
-    return rows_of(Lead, upsert)
+    return rows_of(Lead, upsert, *(() if also is None else (also,)))
 
 
 # session.info's key: the ids of the leads `upsert_lead` created in this transaction.
@@ -255,12 +256,31 @@ def started_play(session: AsyncSession, lead: Lead) -> None:
     session.info.get(_CREATED, set()).discard(lead.id)
 
 
+@dataclass(frozen=True)
+class Also:
+    """A caller's own question asked in `upsert_lead`'s one statement (RETURNING it beside the
+    lead): one round trip where there would be two. `column`: a labelled scalar subquery built
+    once by the caller, which may use the parameter `account_id` and names its own in
+    `params`."""
+
+    column: Any
+    params: dict[str, Any]
+
+
 async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreate) -> Lead:
     """The account's lead for `lead_in.phone`, created or updated with the fields given.
 
     Adds new originators (OriginatorConflict, a 409, when one names another lead) and stores
     consent evidence as a Consent row. Nothing is committed: the caller's transaction is.
     """
+    lead, _ = await upsert_lead_asking(session, account_id, lead_in, None)
+    return lead
+
+
+async def upsert_lead_asking(
+    session: AsyncSession, account_id: str, lead_in: LeadCreate, also: Also | None
+) -> tuple[Lead, Any]:
+    """`upsert_lead`, with the answer to `also` (None without one)."""
     moment = now()
     given = {name: getattr(lead_in, name) for name in _FIELDS if getattr(lead_in, name) is not None}
     # Created, or updated with the fields given, and read back: one statement. Concurrent
@@ -272,8 +292,11 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
         "moment": moment,
         **given,
     }
-    upsert = _upsert(dialect_of(session), tuple(given))
-    lead: Lead = (await session.exec(upsert, params=params)).one()[0]
+    if also is not None:
+        params.update(also.params)
+    upsert = _upsert(dialect_of(session), tuple(given), None if also is None else also.column)
+    found = (await session.exec(upsert, params=params)).one()
+    lead: Lead = found[0]
     if lead.id == params["id"]:  # ours: the row was created, not found
         session.info.setdefault(_CREATED, set()).add(lead.id)
     if lead_in.additional_info:
@@ -295,7 +318,7 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
             )
         )
     await session.flush()
-    return lead
+    return lead, found[1] if also is not None else None
 
 
 async def add_originators(

@@ -39,3 +39,6 @@ _LATEST = select(PlaybookRecord.latest_version).where(
     PlaybookRecord.account_id == bindparam("account_id"),
     PlaybookRecord.id == bindparam("playbook_id"),
 )
+# The same as a column, for a caller that asks it inside a statement of its own (a new lead's
+# `POST /v1/plays` asks it with the lead's upsert): parameters `account_id` and `playbook_id`.
+LATEST_VERSION = _LATEST.scalar_subquery().label("latest_version")

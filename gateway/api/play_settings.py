@@ -28,6 +28,13 @@ async def declared_settings(
     version = await playbook_versions.latest_version(session, account_id, playbook_id)
     if version is None:
         return None
+    return version, await settings_declared(session, account_id, playbook_id, version)
+
+
+async def settings_declared(
+    session: AsyncSession, account_id: str, playbook_id: str, version: int
+) -> set[str]:
+    """Every setting `version` of the playbook or its goto targets (their latest) declare."""
     playbook = await playbook_versions.load(session, account_id, playbook_id, version)
     names = set(playbook.settings)
     seen, queue = {playbook_id}, list(playbook.transitions())
@@ -42,7 +49,7 @@ async def declared_settings(
         linked = await playbook_versions.load(session, account_id, target, target_version)
         names |= set(linked.settings)
         queue += linked.transitions()
-    return version, names
+    return names
 
 
 def refuse_unknown(

@@ -34,7 +34,14 @@ from gateway.engine.records import end, record_activity
 from gateway.engine.starting import RunningPlayExists, start_play
 from gateway.errors import ApiError
 from gateway.jobs import sms_send
-from gateway.leads import LeadCreate, LeadPublic, public_leads, upsert_lead
+from gateway.leads import (
+    Also,
+    LeadCreate,
+    LeadPublic,
+    public_leads,
+    upsert_lead,
+    upsert_lead_asking,
+)
 from gateway.models import (
     Activity,
     ActivityType,
@@ -53,7 +60,7 @@ from gateway.state import app_state, current_account
 from .next_action import NextAction, next_action
 from .openapi import error_with, operation
 from .pagination import next_cursor, page
-from .play_settings import declared_settings, refuse_unknown
+from .play_settings import refuse_unknown, settings_declared
 from .requests import read_json, read_query
 
 TAGS = ["plays"]
@@ -300,21 +307,29 @@ async def create_play(request: Request) -> JSONResponse:
             repeated = await _claim_key(session, account.id, key, _request_hash(body))
             if repeated is not None:
                 return repeated
-        declared = await declared_settings(session, account.id, body.playbook_id)
-        if declared is None:
-            raise ApiError(404, "not_found", "no such playbook", "playbook_id")
-        refuse_unknown(body.settings, declared[1], body.playbook_id)
         # The play's first step runs in this transaction under the contact lock: taken before
         # the lead's row is written, in the order the jobs take them.
         await lock_contact(session, account.id, body.lead.phone)
-        lead = await upsert_lead(session, account.id, body.lead)
+        # The playbook's latest version is asked with the lead's upsert (one statement fewer
+        # per lead): a refusal below raises, and the transaction's rollback undoes the lead's
+        # row and the key's claim, so a refused request still changes nothing.
+        lead, version = await upsert_lead_asking(
+            session,
+            account.id,
+            body.lead,
+            Also(playbook_versions.LATEST_VERSION, {"playbook_id": body.playbook_id}),
+        )
+        if version is None:
+            raise ApiError(404, "not_found", "no such playbook", "playbook_id")
+        declared = await settings_declared(session, account.id, body.playbook_id, version)
+        refuse_unknown(body.settings, declared, body.playbook_id)
         try:
             play = await start_play(
                 session,
                 lead=lead,
                 playbook_id=body.playbook_id,
                 settings=body.settings,
-                version=declared[0],  # the version whose settings were checked
+                version=version,  # the version whose settings were checked
             )
         except LookupError:
             raise ApiError(404, "not_found", "no such playbook", "playbook_id") from None
@@ -455,9 +470,13 @@ async def create_lead(request: Request) -> JSONResponse:
         # A rule's play runs its first step in this transaction, under the contact lock: taken
         # before the lead's row is written, in the order the jobs take them (and only then).
         rule = await _rule_for(session, account.id, [o.origin for o in lead_in.originators])
-        if rule is not None:
+        version: int | None = None  # the rule's playbook's latest, asked with the upsert
+        if rule is None:
+            lead = await upsert_lead(session, account.id, lead_in)
+        else:
             await lock_contact(session, account.id, lead_in.phone)
-        lead = await upsert_lead(session, account.id, lead_in)
+            latest = Also(playbook_versions.LATEST_VERSION, {"playbook_id": rule.playbook_id})
+            lead, version = await upsert_lead_asking(session, account.id, lead_in, latest)
         rep = await assign_rep(session, rule) if rule is not None else None
         play: Play | None = None
         if rule is not None:
@@ -469,6 +488,7 @@ async def create_lead(request: Request) -> JSONResponse:
                     settings=dict(rule.settings),
                     rep_id=rep.id if rep else None,
                     source_rule_id=rule.id,
+                    version=version,  # None (no such playbook): start_play looks and refuses
                 )
                 if rep is not None:  # the round robin's rep hears of the lead now
                     await rep_notices.notify_rep(session, play, rep, "assigned")

@@ -186,9 +186,12 @@ async def test_a_play_shows_its_next_action(stack: Stack) -> None:
     await publish(stack, MORTGAGE)
     with statements() as ran:
         play = await start(stack)
-    # The play's row is written once, as its first step left it (no UPDATE after the step).
+    # The play's row is written once, as its first step left it (no UPDATE after the step),
+    # and the playbook's latest version is asked with the lead's upsert (no read of its own).
     writes = [s.split(" ", 3)[:3] for s in ran if re.match(r"(INSERT INTO|UPDATE) plays ", s)]
     assert writes == [["INSERT", "INTO", "plays"]]
+    assert not any(s.startswith("SELECT playbooks.latest_version") for s in ran)
+    assert any(s.startswith("INSERT INTO leads") and "latest_version" in s for s in ran)
     # The first step ran before the answer: its text is queued and the play waits for the
     # lead's answer, nudging after 24 hours without one (the playbook's rule).
     assert play["next_action"] == "reengagement"

@@ -91,6 +91,12 @@ async def test_bad_requests_name_the_field(stack: Stack) -> None:
         assert response.status_code == status, (body, response.text)
         assert response.json()["error"]["field"] == field
     assert (await stack.api.get("/v1/plays")).json()["data"] == []
+    # The playbook's version is read with the lead's upsert: a refusal rolls the lead back.
+    assert (await stack.api.get("/v1/leads")).json()["data"] == []
+    keyed = {"Idempotency-Key": "refused-then-fine"}
+    refused = await stack.api.post("/v1/plays", json={**play_body(), "settings": {}}, headers=keyed)
+    assert refused.status_code == 422
+    assert (await stack.api.post("/v1/plays", json=play_body(), headers=keyed)).status_code == 201
     assert (await stack.api.get("/v1/plays?cursor=zzz")).status_code == 422
     assert (await stack.api.get("/v1/plays/play_nope")).status_code == 404
 
