@@ -168,6 +168,28 @@ class Drill:
             lambda: f"{len(self.creates())} creates so far\n{self.worker.log_tail()}",
         )
 
+    async def on_create(self, at: int, deadline: float, act: Callable[[], bool]) -> None:
+        """Call `act` inside the sandbox's answer to each Messages.create from the `at`-th on,
+        until it says it acted; return then. The moment comes from the answer itself, not a
+        poll of the count: a drain sends a batch's texts at once, and in a poll's 100 ms it
+        can send the rest of a burst, leaving no send for a later strike (seed 444774950)."""
+        acted = asyncio.Event()
+
+        def hook() -> None:
+            if len(self.creates()) >= at and act():
+                self.tap.hook = None
+                acted.set()
+
+        self.tap.hook = hook
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await acted.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"gave up waiting for Messages.create number {at}: {len(self.creates())} "
+                f"creates so far\n{self.worker.log_tail()}"
+            ) from None
+
     async def post_burst(self, phones: list[str], deadline: float) -> Burst:
         """POST one text per phone, CONCURRENT_POSTS at a time, like a client that retries.
 

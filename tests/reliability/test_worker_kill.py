@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.reliability.drill import FULL, Drill, lead_phones, wait_for
+from tests.reliability.drill import FULL, Drill, lead_phones
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -24,31 +24,20 @@ DEADLINE_SECONDS = 900 if FULL else 150
 
 async def kill_inside_answer(drill: Drill, at: int, deadline: float) -> None:
     """SIGKILL the worker while the sandbox answers the `at`-th Messages.create."""
-    kills = drill.worker.kills
 
-    def hook() -> None:
-        if len(drill.creates()) >= at and drill.worker.alive():
-            drill.tap.hook = None
-            drill.worker.kill()
+    def kill() -> bool:
+        if not drill.worker.alive():
+            return False
+        drill.worker.kill()
+        return True
 
-    drill.tap.hook = hook
-
-    async def killed() -> bool:
-        return drill.worker.kills > kills
-
-    await wait_for(
-        f"Messages.create number {at}",
-        killed,
-        deadline,
-        lambda: f"{len(drill.creates())} creates so far\n{drill.worker.log_tail()}",
-    )
+    await drill.on_create(at, deadline, kill)
 
 
 async def kill_after(drill: Drill, at: int, deadline: float) -> None:
     """SIGKILL the worker a random few milliseconds after the `at`-th Messages.create."""
-
-    await drill.until_creates(at, deadline)
-    await asyncio.sleep(drill.rng.uniform(0.0, 0.05))
+    await drill.on_create(at, deadline, lambda: True)
+    await asyncio.sleep(drill.rng.uniform(0.0, 0.01))
     drill.worker.kill()
 
 
