@@ -56,7 +56,7 @@ from gateway.sqlite_driver import OneTripConnection
 from gateway.worker import build_worker
 
 ROUNDS = 20  # worker bursts per phase, at most: each ends when its queue is empty
-FIRST_TEXT = ("POST /v1/plays", "job plays.advance", "job sms.send")
+FIRST_TEXT = ("POST /v1/plays", "job plays.advance", "job sms.send", "job sms.sends")
 
 UNIT: contextvars.ContextVar[str] = contextvars.ContextVar("unit", default="(setup)")
 # Which occurrence of its unit the current request or job is (1 for the first).

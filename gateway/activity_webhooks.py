@@ -10,6 +10,7 @@ changes; the webhooks channel delivers them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, insert
@@ -29,8 +30,8 @@ from gateway.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from gateway.rows import column_values, fresh, insert_row
-from gateway.webhook_payloads import build_payload
+from gateway.rows import column_values, fresh, insert_rows
+from gateway.webhook_payloads import build_payloads
 from gateway.work import WEBHOOK_DELIVER, stage
 
 
@@ -80,10 +81,15 @@ _INSERT_DELIVERY = insert(WebhookDelivery.__table__)  # type: ignore[attr-define
 async def write_activity(session: AsyncSession, activity: Activity) -> None:
     """Write `activity` now and set its id (the order activities are delivered in); the object
     stays out of the session (`insert_row`)."""
-    await insert_row(session, activity, keep=False)
+    await write_activities(session, [activity])
 
 
-# `on_activity`'s read (every activity asks it), built once.
+async def write_activities(session: AsyncSession, activities: Sequence[Activity]) -> None:
+    """`write_activity` for several, in one INSERT whatever their count."""
+    await insert_rows(session, activities, by="public_id")
+
+
+# `on_activities`'s read (every activity's account asks it), built once.
 _SUBSCRIBED = select(WebhookSubscription).where(
     WebhookSubscription.account_id == bindparam("account_id"),
     WebhookSubscription.enabled == True,  # noqa: E712 - SQL, not Python truth
@@ -93,20 +99,34 @@ _SUBSCRIBED = select(WebhookSubscription).where(
 async def on_activity(
     session: AsyncSession, activity: Activity, phone: str | None = None
 ) -> list[WebhookDelivery]:
-    """Write a pending delivery per enabled subscription that wants `activity` (written by
-    `write_activity`): at once, by one Core INSERT; the objects returned are not in the
-    session."""
-    subscriptions = (
-        await session.exec(_SUBSCRIBED, params={"account_id": activity.account_id})
-    ).all()
-    wanted = [s for s in subscriptions if wants(s, activity)]
+    """`on_activities` for one activity."""
+    return await on_activities(session, [activity], phone)
+
+
+async def on_activities(
+    session: AsyncSession, activities: Sequence[Activity], phone: str | None = None
+) -> list[WebhookDelivery]:
+    """Write a pending delivery per enabled subscription that wants each activity (written by
+    `write_activities`): at once, by one Core INSERT, with one read of each account's
+    subscriptions and one of its leads whatever the count (a batch of texts records its
+    plays' activities together); the objects returned are not in the session."""
+    wanted: list[tuple[WebhookSubscription, Activity]] = []
+    for account_id in dict.fromkeys(a.account_id for a in activities):
+        subscriptions = (await session.exec(_SUBSCRIBED, params={"account_id": account_id})).all()
+        wanted += [
+            (s, a)
+            for a in activities
+            if a.account_id == account_id
+            for s in subscriptions
+            if wants(s, a)
+        ]
     if not wanted:
         return []
-    payload = await build_payload(session, activity)
-    deliveries = [new_delivery(s, activity, payload, phone) for s in wanted]
+    payloads = await build_payloads(session, list({id(a): a for _, a in wanted}.values()))
+    deliveries = [new_delivery(s, a, payloads[a.public_id], phone) for s, a in wanted]
     await session.exec(_INSERT_DELIVERY, params=[column_values(d) for d in deliveries])
-    for subscription in wanted:
-        stage(session, WEBHOOK_DELIVER, subscription.id)
+    for subscription_id in dict.fromkeys(s.id for s, _ in wanted):
+        stage(session, WEBHOOK_DELIVER, subscription_id)
     return deliveries
 
 

@@ -4,36 +4,59 @@ statement (and, for an ORM object, one unit-of-work flush) each.
 
 Each row is kept on the session (`add`) and written when the session commits, after its flush
 of everything else (so the plays and messages the rows name exist by then), table by table in
-the order each table's first row was kept and row by row in the order they were kept.
-`write_now` writes them earlier, for a statement that reads them (a message's history in the
-response that created it) or whose place must come after theirs (`log_once`). A rollback drops
-them with the rest.
+the order each table's first row was kept, and within a play's log or a message's history in
+the order they were kept. A row may have a statement of its own (the play log's entry written
+only if the log has none of its kind, `gateway.engine.records.log_once`); rows of one statement
+still go together. `write_now` writes them earlier, for a statement that reads them (a
+message's history in the response that created it). A rollback drops them with the rest.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Insert, Table, event
+from sqlalchemy import Executable, Table, event
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.rows import insert_into
 
-# session.info: per table's name, its INSERT and the rows kept for it, in order
+# session.info: per table's name, the rows kept for it, in order
 PENDING = "gateway.commit_rows.pending"
 
 
-def add(session: AsyncSession, table: Table, row: dict[str, Any]) -> None:
-    """A row of `table` (its column values by name), written when the session commits."""
+@dataclass
+class _Kept:
+    """A table's rows kept so far: each with the statement that writes it, in order."""
+
+    order: str  # the column within whose values the rows keep their order
+    rows: list[tuple[Executable, dict[str, Any]]] = field(default_factory=list)
+
+
+def add(
+    session: AsyncSession,
+    table: Table,
+    row: dict[str, Any],
+    *,
+    order: str,
+    statement: Executable | None = None,
+) -> None:
+    """A row of `table` (its column values by name), written when the session commits.
+
+    `statement`: what writes it, taking the row as its parameters (by default a plain INSERT
+    into `table`; an INSERT ... SELECT that writes it only if no such row exists, say). Rows
+    that share a value of the column `order` (a play's log, a message's history) are written
+    in the order they were kept; others may be written in another order, so that rows of one
+    statement go together (`_runs`)."""
     if not session.in_transaction():
         # Begun now, so that a rollback before any statement still drops the row.
         session.sync_session.begin()
-    pending: dict[str, tuple[Insert, list[dict[str, Any]]]] = session.info.setdefault(PENDING, {})
+    pending: dict[str, _Kept] = session.info.setdefault(PENDING, {})
     kept = pending.get(table.name)
     if kept is None:
-        kept = pending[table.name] = (insert_into(table), [])
-    kept[1].append(row)
+        kept = pending[table.name] = _Kept(order)
+    kept.rows.append((statement if statement is not None else insert_into(table), row))
 
 
 async def write_now(session: AsyncSession) -> None:
@@ -44,13 +67,42 @@ async def write_now(session: AsyncSession) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _write(session: Session) -> None:
-    pending: dict[str, tuple[Insert, list[dict[str, Any]]]] | None = session.info.pop(PENDING, None)
+    pending: dict[str, _Kept] | None = session.info.pop(PENDING, None)
     if not pending:
         return
     session.flush()
     connection = session.connection()
-    for statement, rows in pending.values():
-        connection.execute(statement, rows)
+    for kept in pending.values():
+        for statement, rows in _runs(kept):
+            connection.execute(statement, rows)
+
+
+def _runs(kept: _Kept) -> list[tuple[Executable, list[dict[str, Any]]]]:
+    """A table's kept rows as runs of one statement each (one execution a run), as few as keep
+    the order of the rows that share a value of `kept.order`.
+
+    Each row's layer is how many times the statement changed before it among the rows of its
+    value (a play logging an entry, then one only if new, then an entry: layers 0, 1, 2). Rows
+    go out layer by layer, and within a layer statement by statement: a batch of plays that
+    each log an entry and then one only if new takes two runs, not two a play."""
+    last: dict[Any, tuple[Executable, int]] = {}
+    statements: dict[Executable, int] = {}  # each statement's place, by its first row
+    layered: list[tuple[int, int, Executable, dict[str, Any]]] = []
+    for statement, row in kept.rows:
+        before = last.get(row[kept.order])
+        layer = 0 if before is None else before[1] + (before[0] is not statement)
+        last[row[kept.order]] = (statement, layer)
+        place = statements.setdefault(statement, len(statements))
+        layered.append((layer, place, statement, row))
+    layered.sort(key=lambda one: one[:2])  # stable: rows of a run stay in the order kept
+    runs: list[tuple[Executable, list[dict[str, Any]]]] = []
+    run_of: tuple[int, int] | None = None
+    for layer, place, statement, row in layered:
+        if run_of != (layer, place):
+            runs.append((statement, []))
+            run_of = (layer, place)
+        runs[-1][1].append(row)
+    return runs
 
 
 @event.listens_for(Session, "after_soft_rollback")

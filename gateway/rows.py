@@ -3,7 +3,7 @@ written by a Core INSERT built once instead of the unit of work's flush."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
@@ -84,18 +84,43 @@ async def insert_row(session: AsyncSession, row: Any, *, keep: bool = True) -> N
     About a fifth of the CPU of the unit of work's INSERT for one row (bench/RESULTS.md §25).
     Objects still pending in the session are written first (the session autoflushes before a
     Core statement too): the row may name them."""
-    table = row.__table__
-    values = column_values(row)
+    await insert_rows(session, [row], keep=keep)
+
+
+async def insert_rows(
+    session: AsyncSession, rows: Sequence[Any], *, keep: bool = False, by: str | None = None
+) -> None:
+    """`insert_row` for several new objects of one model, in one statement whatever their
+    count: SQLAlchemy's "insertmanyvalues" writes them as one multi-row INSERT.
+
+    `by`: for ids the database makes, a column whose values tell the rows apart, by which the
+    ids that come back are matched to them (a multi-row INSERT promises no order for its
+    RETURNING rows; asking SQLAlchemy for the parameters' order makes it write them one
+    statement a row on SQLite)."""
+    if not rows:
+        return
+    table = rows[0].__table__
+    values = [column_values(row) for row in rows]
     key = _made_key(table)
-    if key is not None and values[key] is None:
-        del values[key]
-        made = await session.exec(_insert_returning(table, key), params=values)
-        setattr(row, key, made.scalar_one())
+    if key is not None and all(v[key] is None for v in values):
+        for one in values:
+            del one[key]
+        if len(rows) == 1:
+            made = await session.exec(_insert_returning(table, key), params=values[0])
+            setattr(rows[0], key, made.scalar_one())
+        else:
+            if by is None:
+                raise TypeError(f"several new {table.name} rows need `by` to match their ids")
+            of = {getattr(row, by): row for row in rows}
+            made = await session.exec(_insert_returning(table, key, by), params=values)
+            for made_key, value in made.all():
+                setattr(of[value], key, made_key)
     else:
         await session.exec(insert_into(table), params=values)
     if keep:
-        make_transient_to_detached(row)
-        session.add(row)
+        for row in rows:
+            make_transient_to_detached(row)
+            session.add(row)
 
 
 @cache
@@ -119,5 +144,7 @@ def insert_into(table: Table) -> Insert:
 
 
 @cache
-def _insert_returning(table: Table, key: str) -> Insert:
-    return insert(table).returning(table.c[key])
+def _insert_returning(table: Table, key: str, by: str | None = None) -> Insert:
+    if by is None:
+        return insert(table).returning(table.c[key])
+    return insert(table).returning(table.c[key], table.c[by])

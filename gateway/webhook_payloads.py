@@ -7,7 +7,9 @@ own transaction (`gateway.activity_webhooks`), wherever it is recorded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,58 +49,92 @@ class WebhookPayload(BaseModel):
 
 async def build_payload(session: AsyncSession, activity: Activity) -> dict[str, Any]:
     """The payload of `activity` as things stand in this transaction (JSON-ready)."""
-    lead: Lead | None = None
-    status: str | None = None
-    originators: list[OriginatorField] = []
-    if activity.lead_id is not None:
-        # The lead, its phone's ledger status and its originators (a row each, in their
-        # order) in one statement; never another account's lead, whatever a row says.
-        params = {"lead_id": activity.lead_id, "account_id": activity.account_id}
-        for found, found_status, origin, key in (await session.exec(_LEAD, params=params)).all():
-            lead, status = found, found_status
+    return (await build_payloads(session, [activity]))[activity.public_id]
+
+
+async def build_payloads(
+    session: AsyncSession, activities: Sequence[Activity]
+) -> dict[str, dict[str, Any]]:
+    """`build_payload` of each activity, by its public id: their leads read in one statement
+    per account (a batch of texts records its plays' activities together)."""
+    leads = await _leads(session, activities)
+    payloads: dict[str, dict[str, Any]] = {}
+    for activity in activities:
+        lead, status, originators = leads.get((activity.account_id, activity.lead_id), _NO_LEAD)
+        opted_out: bool | None = None
+        if lead is not None:
+            opted_out = status == LedgerEvent.OPT_OUT
+        elif activity.label in ("opted_out", "opted_in") and activity.play_id is None:
+            opted_out = activity.label == "opted_out"
+        payload = WebhookPayload(
+            id=activity.public_id,
+            account_id=activity.account_id,
+            activity_type="outcome" if activity.type == "outcome" else "event",
+            activity_label=activity.label,
+            activity_play_id=activity.play_id,
+            activity_note=activity.note,
+            activity_created_at=activity.created_at,
+            lead_id=lead.id if lead else None,
+            lead_first_name=lead.first_name if lead else None,
+            lead_last_name=lead.last_name if lead else None,
+            lead_email=lead.email if lead else None,
+            lead_opted_out=opted_out,
+            lead_created_at=lead.created_at if lead else None,
+            lead_additional_info=dict(lead.additional_info) if lead else None,
+            lead_originators=originators,
+        )
+        fields = payload.model_dump(mode="json")
+        payloads[activity.public_id] = {**fields, **await _rep_fields(session, activity)}
+    return payloads
+
+
+# A lead as its payload shows it: the row, its phone's ledger status, its originators.
+_Found = tuple[Lead | None, str | None, list[OriginatorField]]
+_NO_LEAD: _Found = (None, None, [])
+
+
+async def _leads(
+    session: AsyncSession, activities: Sequence[Activity]
+) -> dict[tuple[str, str | None], _Found]:
+    """The activities' leads, by (account, lead id): one statement per account, never another
+    account's lead, whatever an activity says."""
+    wanted: dict[str, list[str]] = {}
+    for activity in activities:
+        if activity.lead_id is not None:
+            ids = wanted.setdefault(activity.account_id, [])
+            if activity.lead_id not in ids:
+                ids.append(activity.lead_id)
+    found: dict[tuple[str, str | None], _Found] = {}
+    for account_id, lead_ids in wanted.items():
+        params = {"account_id": account_id, **{f"lead_{n}": i for n, i in enumerate(lead_ids)}}
+        rows = (await session.exec(_leads_statement(len(lead_ids)), params=params)).all()
+        for lead, status, origin, key in rows:
+            _, _, originators = found.setdefault((account_id, lead.id), (lead, status, []))
             if origin is not None and key is not None:
                 originators.append(OriginatorField(origin=origin, key=key))
-    opted_out: bool | None = None
-    if lead is not None:
-        opted_out = status == LedgerEvent.OPT_OUT
-    elif activity.label in ("opted_out", "opted_in") and activity.play_id is None:
-        opted_out = activity.label == "opted_out"
-    payload = WebhookPayload(
-        id=activity.public_id,
-        account_id=activity.account_id,
-        activity_type="outcome" if activity.type == "outcome" else "event",
-        activity_label=activity.label,
-        activity_play_id=activity.play_id,
-        activity_note=activity.note,
-        activity_created_at=activity.created_at,
-        lead_id=lead.id if lead else None,
-        lead_first_name=lead.first_name if lead else None,
-        lead_last_name=lead.last_name if lead else None,
-        lead_email=lead.email if lead else None,
-        lead_opted_out=opted_out,
-        lead_created_at=lead.created_at if lead else None,
-        lead_additional_info=dict(lead.additional_info) if lead else None,
-        lead_originators=originators,
-    )
-    return {**payload.model_dump(mode="json"), **await _rep_fields(session, activity)}
+    return found
 
 
-# `build_payload`'s read, built once: the lead's row repeats beside each of its originators.
-_LEAD = (
-    select(
-        Lead,
-        ledger_status(bindparam("account_id"), col(Lead.phone)),
-        col(LeadOriginator.origin),
-        col(LeadOriginator.key),
+@cache
+def _leads_statement(count: int) -> Any:
+    """`_leads`'s read of `count` leads, built once per count: each lead's row repeats beside
+    each of its originators, in their order."""
+    lead_ids: list[Any] = [bindparam(f"lead_{n}") for n in range(count)]
+    return (
+        select(
+            Lead,
+            ledger_status(bindparam("account_id"), col(Lead.phone)),
+            col(LeadOriginator.origin),
+            col(LeadOriginator.key),
+        )
+        .outerjoin(
+            LeadOriginator,
+            (col(LeadOriginator.lead_id) == col(Lead.id))
+            & (col(LeadOriginator.account_id) == col(Lead.account_id)),
+        )
+        .where(col(Lead.id).in_(lead_ids), Lead.account_id == bindparam("account_id"))
+        .order_by(col(LeadOriginator.id))
     )
-    .outerjoin(
-        LeadOriginator,
-        (col(LeadOriginator.lead_id) == col(Lead.id))
-        & (col(LeadOriginator.account_id) == col(Lead.account_id)),
-    )
-    .where(Lead.id == bindparam("lead_id"), Lead.account_id == bindparam("account_id"))
-    .order_by(col(LeadOriginator.id))
-)
 
 
 async def _rep_fields(session: AsyncSession, activity: Activity) -> dict[str, Any]:

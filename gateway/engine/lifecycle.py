@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from sqlalchemy import bindparam, update
 from sqlmodel import col, select
@@ -22,7 +24,14 @@ from gateway import playbook_versions
 from gateway.clock import now
 from gateway.contact_lock import lock_contact, reread
 from gateway.db import rows_of
-from gateway.engine.records import end, log, log_by_id, log_once, record_activity
+from gateway.engine.records import (
+    end,
+    log,
+    log_by_id,
+    log_once,
+    record_activities,
+    record_activity,
+)
 from gateway.engine.stepper import finish, move_to
 from gateway.models import Activity, ActivityType, Email, Lead, Message, Play, PlayState
 from gateway.optouts import is_opted_out
@@ -75,7 +84,7 @@ async def on_gate_decision(
         log_by_id(
             session, play_id, "allowed", step_id, channel=channel, **_ids(message_id, party_line_id)
         )
-        await _note_no_evidence(session, play_id, decision, step_id, message_id)
+        _note_no_evidence(session, play_id, decision, step_id, message_id)
         return
     play = await session.get(Play, play_id)
     if play is None:
@@ -104,10 +113,10 @@ async def on_gate_decision(
             message_id=message_id,
             party_line_id=party_line_id,
         )
-    await _note_no_evidence(session, play_id, decision, step_id, message_id)
+    _note_no_evidence(session, play_id, decision, step_id, message_id)
 
 
-async def _note_no_evidence(
+def _note_no_evidence(
     session: AsyncSession,
     play_id: str,
     decision: GateDecision,
@@ -116,7 +125,7 @@ async def _note_no_evidence(
 ) -> None:
     """A contact allowed without consent evidence is logged once per play."""
     if decision.consent_evidence is False:
-        await log_once(session, play_id, NO_EVIDENCE_LOG, step_id, message_id=message_id)
+        log_once(session, play_id, NO_EVIDENCE_LOG, step_id, message_id=message_id)
 
 
 async def on_blocked(
@@ -227,7 +236,7 @@ async def on_opt_out(session: AsyncSession, account_id: str, phone: str) -> None
 async def on_text(session: AsyncSession, message: Message, outcome: TextOutcome | None) -> None:
     """What the sms channel reported about one of our texts (None: nothing the play hears)."""
     if outcome == "accepted":
-        await _text_accepted(session, message)
+        await on_texts_accepted(session, [message])
     elif outcome == "failed":
         await _text_failed(session, message)
     elif outcome == "opted_out":
@@ -235,30 +244,54 @@ async def on_text(session: AsyncSession, message: Message, outcome: TextOutcome 
         await on_opt_out(session, message.account_id, message.lead_phone)
 
 
-# `_text_accepted`'s claim of `started`, built once.
 _PLAYS = Play.__table__  # type: ignore[attr-defined]
-_START = rows_of(
-    Play,
-    update(_PLAYS)
-    .where(_PLAYS.c.id == bindparam("play_id"), _PLAYS.c.started.is_(False))
-    .values(started=True),
-)
 
 
-async def _text_accepted(session: AsyncSession, message: Message) -> None:
-    """A play's first message reached Twilio: the play has `started`."""
-    if message.play_id is None:
+@cache
+def _start(count: int) -> Any:
+    """`on_texts_accepted`'s claim of `started` for `count` plays, built once per count: the
+    plays it moved, returned."""
+    ids: list[Any] = [bindparam(f"id_{n}") for n in range(count)]
+    claim = update(_PLAYS).where(_PLAYS.c.id.in_(ids), _PLAYS.c.started.is_(False))
+    return rows_of(Play, claim.values(started=True))
+
+
+@cache
+def _recheck(count: int) -> Any:
+    """`_recheck_if_finished` for `count` plays not in hand, built once per count."""
+    ids: list[Any] = [bindparam(f"id_{n}") for n in range(count)]
+    return (
+        update(_PLAYS)
+        .where(
+            _PLAYS.c.id.in_(ids),
+            _PLAYS.c.state == PlayState.RUNNING,
+            _PLAYS.c.step_id.is_(None),
+        )
+        .values(due_at=bindparam("due_at"))
+    )
+
+
+async def on_texts_accepted(session: AsyncSession, messages: Sequence[Message]) -> None:
+    """Twilio took these texts (a drain's batch, or one): a play whose first text it was has
+    `started`, and a play past its last step looks again now. Whatever the count, one
+    statement claims `started` for their plays and returns those it moved, one records their
+    activities, and one looks again at the others (each play's first text found it started
+    and read the play before, two statements a text)."""
+    play_ids = list(dict.fromkeys(m.play_id for m in messages if m.play_id is not None))
+    if not play_ids:
         return
-    # The first text's claim of `started` returns the play (one statement); a later text's
-    # finds it started and reads the play.
-    claimed = await session.exec(_START, params={"play_id": message.play_id})
-    first: Play | None = claimed.scalars().first()
-    play = first or await session.get(Play, message.play_id)
-    if play is None:
-        return
-    if first is not None:
-        await record_activity(session, play, ActivityType.EVENT, "started")
-    _recheck_if_finished(session, play)
+    params = {f"id_{n}": play_id for n, play_id in enumerate(play_ids)}
+    started: Sequence[Play] = (
+        (await session.exec(_start(len(play_ids)), params=params)).scalars().all()
+    )
+    await record_activities(session, [(p, ActivityType.EVENT, "started", None) for p in started])
+    for play in started:
+        _recheck_if_finished(session, play)
+    moved = {play.id for play in started}
+    rest = [play_id for play_id in play_ids if play_id not in moved]
+    if rest:
+        params = {f"id_{n}": play_id for n, play_id in enumerate(rest)}
+        await session.exec(_recheck(len(rest)), params={**params, "due_at": now()})
 
 
 def _recheck_if_finished(session: AsyncSession, play: Play) -> None:

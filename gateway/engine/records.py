@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Insert, String, bindparam, exists, insert, select
-from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import play_log_rows
-from gateway.activity_webhooks import on_activity, write_activity
+from gateway.activity_webhooks import on_activities, write_activities
 from gateway.clock import now
-from gateway.db import UTCDateTime, for_this_transaction
+from gateway.db import for_this_transaction
 from gateway.engine import rep_notices
 from gateway.ids import new_id
-from gateway.models import Activity, ActivityType, Play, PlayLog
+from gateway.models import Activity, ActivityType, Play
 from gateway.rows import fresh
 
 
@@ -23,24 +22,40 @@ async def record_activity(
 ) -> Activity:
     """An event or outcome of `play`, in the play's transaction (its webhook deliveries too);
     the object returned is not in the session (`write_activity`)."""
-    activity = fresh(
-        Activity,
-        public_id=new_id("evt"),
-        account_id=play.account_id,
-        play_id=play.id,
-        lead_id=play.lead_id,
-        playbook_id=play.playbook_id,
-        type=type_,
-        label=label,
-        note=note,
-    )
-    await write_activity(session, activity)
-    log(session, play, "activity", None, type=str(type_), label=label, note=note)
-    await on_activity(session, activity)
-    if label == "talk_to_human":
-        # The lead wants a person: the assigned rep hears of it now, not when a call rings.
-        await rep_notices.notify_assigned_rep(session, play, "talk_to_human")
+    [activity] = await record_activities(session, [(play, type_, label, note)])
     return activity
+
+
+# What `record_activities` records: the play, the type, the label and the note.
+Recorded = tuple[Play, ActivityType, str, str | None]
+
+
+async def record_activities(session: AsyncSession, entries: Sequence[Recorded]) -> list[Activity]:
+    """`record_activity` for several (a batch of texts' plays), with one INSERT of the
+    activities and one of their deliveries whatever the count."""
+    activities = [
+        fresh(
+            Activity,
+            public_id=new_id("evt"),
+            account_id=play.account_id,
+            play_id=play.id,
+            lead_id=play.lead_id,
+            playbook_id=play.playbook_id,
+            type=type_,
+            label=label,
+            note=note,
+        )
+        for play, type_, label, note in entries
+    ]
+    await write_activities(session, activities)
+    for play, type_, label, note in entries:
+        log(session, play, "activity", None, type=str(type_), label=label, note=note)
+    await on_activities(session, activities)
+    for play, _, label, _ in entries:
+        if label == "talk_to_human":
+            # The lead wants a person: the assigned rep hears of it now, not when a call rings.
+            await rep_notices.notify_assigned_rep(session, play, "talk_to_human")
+    return activities
 
 
 def log(session: AsyncSession, play: Play, what: str, step_id: str | None, **detail: Any) -> None:
@@ -79,37 +94,16 @@ def _new_plays(session: AsyncSession) -> dict[str, set[str]]:
     return for_this_transaction(session, _NEW_PLAYS, dict)
 
 
-async def log_once(
+def log_once(
     session: AsyncSession, play_id: str, what: str, step_id: str | None, **detail: Any
 ) -> None:
-    """`log_by_id` unless the play's log already holds an entry of this kind: one
-    INSERT ... SELECT ... WHERE NOT EXISTS, not a read and a write (after the entries kept so
-    far, so the log keeps its order). For a play created in this transaction, no statement of
-    its own: an entry kept with the others, unless this transaction logged one already."""
+    """`log_by_id` unless the play's log already holds an entry of this kind, decided when the
+    entry is written (`play_log_rows.add`'s `unless_logged`), not by a read. For a play created
+    in this transaction, a plain entry, unless this transaction logged one already."""
     logged = _new_plays(session).get(play_id)
     if logged is not None:
         if what not in logged:
             logged.add(what)
             log_by_id(session, play_id, what, step_id, **detail)
         return
-    await play_log_rows.write_now(session)
-    params = {"play_id": play_id, "at": now(), "kind": what, "step_id": step_id, "detail": detail}
-    await session.exec(_LOG_ONCE, params=params)
-
-
-def _log_once_statement() -> Insert:
-    """`log_once`'s statement, built once (`_LOG_ONCE`)."""
-    play_id, kind = bindparam("play_id", type_=String), bindparam("kind", type_=String)
-    row = select(
-        play_id,
-        bindparam("at", type_=UTCDateTime),
-        kind,
-        bindparam("step_id", type_=String),
-        bindparam("detail", type_=JSON),
-    ).where(~exists().where(col(PlayLog.play_id) == play_id, col(PlayLog.kind) == kind))
-    # Into the table, not the entity: with parameters, an ORM INSERT is a bulk insert.
-    table = PlayLog.__table__  # type: ignore[attr-defined]
-    return insert(table).from_select(["play_id", "at", "kind", "step_id", "detail"], row)
-
-
-_LOG_ONCE = _log_once_statement()
+    play_log_rows.add(session, play_id, what, step_id, detail, unless_logged=True)

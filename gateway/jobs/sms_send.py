@@ -236,9 +236,9 @@ async def _record(jc: JobContext, sent: Sequence[tuple[Message, MessageInstance]
     ]
     async with transaction(jc.sessions, brief=not held) as session:
         await advance_accepted(session, accepted)
+        await lifecycle.on_texts_accepted(session, [message for message, _ in sent])
         for message, result in sent:
             await sender.confirm_ledger(session, message, result.sid)
-            await lifecycle.on_text(session, message, "accepted")
             if message.gate_reason == sender_status.SENDER_UNAVAILABLE:
                 for held_id in await sender_status.recovered(session, message):
                     stage(session, SMS_SEND, held_id, batch=message.account_id)

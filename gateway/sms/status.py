@@ -308,7 +308,7 @@ def note_event(
         "error_code": error_code,
         "detail": detail,
     }
-    commit_rows.add(session, _EVENTS, row)
+    commit_rows.add(session, _EVENTS, row, order="message_id")
 
 
 _EVENTS = MessageEvent.__table__  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from gateway.clock import now
 from gateway.models import Activity, WebhookDelivery
 from tests.support.party_line import add_reps, drive
+from tests.support.sql import statements
 from tests.support.stack import Hooks, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -313,3 +314,50 @@ async def test_a_repeatable_event_is_recorded_at_every_match(stack: Stack) -> No
     shown = await play_of(stack, created.json()["id"])
     assert (shown["state"], shown["outcome"]) == ("has_outcome", "qualified")
     assert [a["label"] for a in shown["activities"]].count("asked_about_rates") == 2
+
+
+async def test_a_batch_of_first_texts_starts_each_play_in_one_statement_a_kind(
+    stack: Stack, hooks: Hooks
+) -> None:
+    """A drain sends three plays' first texts in one batch (the tests' web process sends
+    nothing inline): one statement claims `started` for the three plays, one writes their
+    activities, one reads the subscriptions, one the leads, one writes the deliveries. Each
+    webhook still carries its own lead; a play's second text finds it started, and no second
+    `started` is recorded."""
+    await publish_mortgage(stack)
+    names = {"+14155550131": "Ann", "+14155550132": "Bo", "+14155550133": "Cy"}
+    plays = {}
+    for phone, name in names.items():
+        created = await stack.api.post(
+            "/v1/plays",
+            json={
+                "playbook_id": "mortgage-qualification",
+                "lead": {"phone": phone, "first_name": name},
+                "settings": {"partner_name": "Acme Lending"},
+            },
+        )
+        assert created.status_code == 201, created.text
+        plays[created.json()["id"]] = name
+    with statements() as seen:
+        await stack.work()  # the drain's batch, its status callbacks
+    await stack.work()  # the webhooks
+
+    def count(*parts: str) -> int:
+        return sum(all(part in s for part in parts) for s in seen)
+
+    assert count("UPDATE plays SET started") == 1
+    assert count("INSERT INTO activities") == 1
+    # The subscriptions an activity's account has (the deliveries' job reads its own by id).
+    assert count("FROM webhook_subscriptions", "webhook_subscriptions.enabled =") == 1
+    assert count("FROM leads LEFT OUTER JOIN lead_originators") == 1
+    assert count("INSERT INTO webhook_deliveries") == 1
+    for play_id, name in plays.items():
+        [started] = hooks.of(play_id, "started")
+        assert started["lead_first_name"] == name
+    # The lead answers and the play texts again: that text finds the play started.
+    phone = "+14155550131"
+    [play_id] = [p for p, name in plays.items() if name == names[phone]]
+    await stack.say("yes", phone)
+    await stack.work()
+    assert len(stack.creates(To=phone)) == 2
+    assert hooks.labels(play_id).count("started") == 1

@@ -44,10 +44,10 @@ async def _begin(session: AsyncSession, lead: Lead, play: Play) -> None:
     session.add(play)
 
 
-async def _allowed_once_then_message(session: AsyncSession, play_id: str) -> None:
+def _allowed_once_then_message(session: AsyncSession, play_id: str) -> None:
     log_by_id(session, play_id, "allowed", None)
-    await log_once(session, play_id, "no_evidence", None)
-    await log_once(session, play_id, "no_evidence", None)  # once only
+    log_once(session, play_id, "no_evidence", None)
+    log_once(session, play_id, "no_evidence", None)  # once only
     log_by_id(session, play_id, "message", None)
 
 
@@ -70,9 +70,40 @@ async def test_log_once_comes_after_the_entries_before_it(sessions: SessionFacto
     lead, play = _new_play(tenant.account_id)
     async with transaction(sessions) as session:
         await _begin(session, lead, play)
-        await _allowed_once_then_message(session, play.id)
+        _allowed_once_then_message(session, play.id)
     kinds = [kind for kind, _ in await _entries(sessions, play.id)]
     assert kinds == ["allowed", "no_evidence", "message"]
+
+
+async def test_plays_that_each_log_once_share_one_execution_and_keep_their_order(
+    sessions: SessionFactory,
+) -> None:
+    """A drain's batch: several plays, each logging an entry, one only if new, and another.
+    The rows of each statement go out together (three executions, not three a play), and each
+    play's log is in the order it was written; an entry already logged is not logged again."""
+    tenant = await new_tenant(sessions, "Acme")
+    plays = []
+    async with transaction(sessions) as session:
+        for n in range(3):
+            lead, play = _new_play(tenant.account_id)
+            lead.phone = f"+1415555020{n}"
+            await _begin(session, lead, play)
+            plays.append(play)
+    async with transaction(sessions) as session:
+        log_by_id(session, plays[0].id, "no_evidence", None)  # the first play's, already
+    with statements("INSERT INTO play_log") as inserts:
+        async with transaction(sessions) as session:
+            for play in plays:
+                _allowed_once_then_message(session, play.id)
+    assert len(inserts) == 3  # the entries, those only if new, the entries after them
+    assert [kind for kind, _ in await _entries(sessions, plays[0].id)] == [
+        "no_evidence",
+        "allowed",
+        "message",
+    ]
+    for play in plays[1:]:
+        kinds = [kind for kind, _ in await _entries(sessions, play.id)]
+        assert kinds == ["allowed", "no_evidence", "message"]
 
 
 async def test_log_once_for_a_play_created_here_is_kept_with_the_others(
@@ -87,11 +118,11 @@ async def test_log_once_for_a_play_created_here_is_kept_with_the_others(
         async with transaction(sessions) as session:
             await _begin(session, lead, play)
             new_play(session, play.id)
-            await _allowed_once_then_message(session, play.id)
+            _allowed_once_then_message(session, play.id)
     assert len(inserts) == 1  # the commit's, with every entry
     async with transaction(sessions) as session:
-        await log_once(session, play.id, "no_evidence", None)  # there already: nothing
-        await log_once(session, play.id, "other", None)
+        log_once(session, play.id, "no_evidence", None)  # there already: nothing
+        log_once(session, play.id, "other", None)
     kinds = [kind for kind, _ in await _entries(sessions, play.id)]
     assert kinds == ["allowed", "no_evidence", "message", "other"]
 
