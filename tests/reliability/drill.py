@@ -156,17 +156,9 @@ class Drill:
         return self.sandbox.record.requests("messages.create")
 
     async def until_creates(self, at: int, deadline: float) -> None:
-        """Wait for the `at`-th Messages.create (the moment a drill strikes)."""
-
-        async def reached() -> bool:
-            return len(self.creates()) >= at
-
-        await wait_for(
-            f"Messages.create number {at}",
-            reached,
-            deadline,
-            lambda: f"{len(self.creates())} creates so far\n{self.worker.log_tail()}",
-        )
+        """Wait for the `at`-th Messages.create (the moment a drill strikes), as the sandbox
+        answers it (`on_create`), not by polling the count."""
+        await self.on_create(at, deadline, lambda: True)
 
     async def on_create(self, at: int, deadline: float, act: Callable[[], bool]) -> None:
         """Call `act` inside the sandbox's answer to each Messages.create from the `at`-th on,

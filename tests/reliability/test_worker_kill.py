@@ -36,7 +36,7 @@ async def kill_inside_answer(drill: Drill, at: int, deadline: float) -> None:
 
 async def kill_after(drill: Drill, at: int, deadline: float) -> None:
     """SIGKILL the worker a random few milliseconds after the `at`-th Messages.create."""
-    await drill.on_create(at, deadline, lambda: True)
+    await drill.until_creates(at, deadline)
     await asyncio.sleep(drill.rng.uniform(0.0, 0.01))
     drill.worker.kill()
 
