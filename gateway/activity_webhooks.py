@@ -122,7 +122,7 @@ async def on_activities(
         ]
     if not wanted:
         return []
-    payloads = await build_payloads(session, list({id(a): a for _, a in wanted}.values()))
+    payloads = await build_payloads(session, list({a.public_id: a for _, a in wanted}.values()))
     deliveries = [new_delivery(s, a, payloads[a.public_id], phone) for s, a in wanted]
     await session.exec(_INSERT_DELIVERY, params=[column_values(d) for d in deliveries])
     for subscription_id in dict.fromkeys(s.id for s, _ in wanted):

@@ -17,7 +17,7 @@ from functools import cache
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import BindParameter, ColumnElement, and_, bindparam
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, func
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,7 +32,9 @@ from gateway.optouts import latest_opt_outs
 from gateway.phones import Phone
 
 MAX_ADDITIONAL_INFO = 16_000  # bytes of JSON; a lead's free data, not a document store
-MAX_ORIGINATORS = 20
+MAX_ORIGINATORS = 20  # given in one request
+# Kept by one lead over every request: each of its webhooks carries them all.
+MAX_LEAD_ORIGINATORS = 100
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _POSTAL_CODE = re.compile(r"^[0-9]{5}(-[0-9]{4})?$")
 
@@ -199,13 +201,15 @@ def merge_additional_info(stored: dict[str, Any], given: dict[str, Any]) -> dict
 
 async def _insert_ignoring_conflict(
     session: AsyncSession, model: Any, values: dict[str, Any], key: list[str]
-) -> None:
-    # INSERT ... ON CONFLICT DO NOTHING, then read: concurrent requests for the same phone or
-    # originator both succeed and see the one row, on SQLite and PostgreSQL alike.
+) -> bool:
+    """Whether the row was written. INSERT ... ON CONFLICT DO NOTHING, then read: concurrent
+    requests for the same phone or originator both succeed and see the one row, on SQLite and
+    PostgreSQL alike."""
     connection = await session.connection()
-    await connection.execute(
+    written = await connection.execute(
         conflict_insert(connection, model).values(values).on_conflict_do_nothing(index_elements=key)
     )
+    return bool(written.rowcount)
 
 
 def lead_of_message() -> ColumnElement[bool]:
@@ -325,8 +329,9 @@ async def add_originators(
     session: AsyncSession, lead: Lead, originators: Sequence[OriginatorCreate]
 ) -> None:
     """Attach originators to the lead; one already naming another lead is a 409."""
+    added = False
     for index, given in enumerate(originators):
-        await _insert_ignoring_conflict(
+        added |= await _insert_ignoring_conflict(
             session,
             LeadOriginator,
             {
@@ -348,6 +353,27 @@ async def add_originators(
         ).one()
         if owner != lead.id:
             raise OriginatorConflict(index, given.origin, given.key, owner)
+    if added:
+        # Counted after the inserts, so a refusal is the transaction's rollback of them (two
+        # requests racing for one lead may both pass at the edge, each adding at most
+        # MAX_ORIGINATORS). A lead that had more before this bound keeps them.
+        count = (await session.exec(_ORIGINATORS_OF, params={"lead_id": lead.id})).one()
+        if count > MAX_LEAD_ORIGINATORS:
+            raise ApiError(
+                409,
+                "limit_reached",
+                f"a lead keeps at most {MAX_LEAD_ORIGINATORS} originators; lead {lead.id} "
+                f"would have {count}",
+                "originators",
+            )
+
+
+# `add_originators`' count, built once.
+_ORIGINATORS_OF = (
+    select(func.count())
+    .select_from(LeadOriginator)
+    .where(LeadOriginator.lead_id == bindparam("lead_id"))
+)
 
 
 async def public_leads(session: AsyncSession, leads: Iterable[Lead]) -> list[LeadPublic]:

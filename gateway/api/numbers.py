@@ -7,6 +7,7 @@ from datetime import datetime
 from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import bindparam, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -60,6 +61,9 @@ class NumberList(BaseModel):
 
 # One answer for "another account has it" and "the Twilio account doesn't own it": a refusal
 # must not tell an account that a number or service is in use elsewhere on this gateway.
+# Numbers an account registers: a text sent alone reads them all with its gate's facts, a
+# batch once. A pool larger than this belongs in a messaging service (Twilio picks the number).
+MAX_NUMBERS = 100
 NUMBER_UNAVAILABLE = ("number is not available to this account", "number")
 SERVICE_UNAVAILABLE = (
     "messaging service is not available to this account",
@@ -97,7 +101,8 @@ async def _check_with_twilio(request: Request, body: NumberCreate) -> None:
     response=NumberPublic,
     status=201,
     errors={
-        409: "the number is already registered to this account, or the number or messaging "
+        409: f"the account has {MAX_NUMBERS} numbers already, the number is already registered "
+        "to this account, or the number or messaging "
         "service is not available to this account (not owned by the gateway's Twilio account, "
         "or registered to another account)",
         503: "Twilio could not be asked whether it owns the number",
@@ -166,6 +171,14 @@ async def sync_sandbox_opt_out_handling(state: AppState, account_id: str) -> Non
                 sandbox.set_opt_out_handling(number, **handling)
 
 
+# `_claim`'s count, built once.
+_NUMBERS_OF = (
+    select(func.count())
+    .select_from(SenderNumber)
+    .where(SenderNumber.account_id == bindparam("account_id"))
+)
+
+
 async def _claim(session: AsyncSession, account_id: str, number: SenderNumber) -> None:
     """Add the number and claim its service for the account, or refuse without a trace."""
     holder = (
@@ -177,6 +190,14 @@ async def _claim(session: AsyncSession, account_id: str, number: SenderNumber) -
         raise ApiError(409, "conflict", "number is already registered", "number")
     if holder is not None:
         raise _unavailable(NUMBER_UNAVAILABLE)
+    count = (await session.exec(_NUMBERS_OF, params={"account_id": account_id})).one()
+    if count >= MAX_NUMBERS:
+        raise ApiError(
+            409,
+            "limit_reached",
+            f"an account has at most {MAX_NUMBERS} numbers; delete one first, or send from a "
+            "messaging service's pool",
+        )
     sid = number.messaging_service_sid
     if sid is not None:
         service = await session.get(MessagingService, sid)

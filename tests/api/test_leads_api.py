@@ -10,10 +10,12 @@ from pydantic import ValidationError
 from sqlmodel import select
 from starlette.testclient import TestClient
 
+from gateway import leads
 from gateway.clock import now
 from gateway.db import SessionFactory, transaction
+from gateway.errors import ApiError
 from gateway.leads import LeadCreate, OriginatorConflict, upsert_lead
-from gateway.models import Consent, Lead
+from gateway.models import Consent, Lead, LeadOriginator
 from tests.support.tenants import Tenant
 
 PHONE = "+14155550123"
@@ -82,6 +84,34 @@ async def test_originator_of_another_lead_is_a_conflict(
         sessions, tenant_b.account_id, phone=PHONE, originators=[{"origin": "EQ", "key": "1"}]
     )
     assert other.account_id == tenant_b.account_id
+
+
+async def test_a_lead_keeps_a_bounded_count_of_originators(
+    sessions: SessionFactory, tenant_a: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each webhook of a lead carries all its originators: past the bound (3 here; 100 as
+    shipped), a request that adds one is a 409 that changes nothing (the lead's fields
+    included), and one that names only those it has still goes through."""
+    monkeypatch.setattr(leads, "MAX_LEAD_ORIGINATORS", 3)
+    kept = [{"origin": "EQ", "key": str(n)} for n in range(3)]
+    lead = await _upsert(sessions, tenant_a.account_id, phone=PHONE, originators=kept)
+    with pytest.raises(ApiError) as raised:
+        await _upsert(
+            sessions,
+            tenant_a.account_id,
+            phone=PHONE,
+            first_name="Bo",
+            originators=[{"origin": "EQ", "key": "3"}],
+        )
+    assert raised.value.status_code == 409 and raised.value.code == "limit_reached"
+    async with sessions() as session:
+        keys = (await session.exec(select(LeadOriginator.key))).all()
+        assert sorted(keys) == ["0", "1", "2"]
+        assert (await session.get(Lead, lead.id)).first_name is None  # type: ignore[union-attr]
+    again = await _upsert(
+        sessions, tenant_a.account_id, phone=PHONE, first_name="Bo", originators=kept[:1]
+    )
+    assert again.first_name == "Bo"
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
 
 from gateway import accounts
+from gateway.api import numbers as numbers_api
 from gateway.db import transaction
 from gateway.models import Message, MessagingService, OptOutEvent
 from tests.support.stack import LEAD, OUR_NUMBER, Stack
@@ -161,3 +162,27 @@ async def test_a_number_and_another_accounts_service_route_nowhere(
     answer = await _inbound_stop(stack, OUR_NUMBER, SERVICE_B, "SM" + "2" * 32)
     assert answer.status_code == 200 and answer.text.endswith("<Response/>")
     await _nothing_recorded(stack)
+
+
+async def test_an_account_has_a_bounded_count_of_numbers(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every text sent alone reads its account's numbers: past the bound (2 here; 100 as
+    shipped), a registration is a 409 that changes nothing, and deleting one makes room."""
+    monkeypatch.setattr(numbers_api, "MAX_NUMBERS", 2)
+    stack.sandbox.add_number(NUMBER_A2)
+    stack.sandbox.add_number(NUMBER_B)
+    second = await stack.api.post("/v1/numbers", json=_register(NUMBER_A2))
+    assert second.status_code == 201, second.text
+    refused = await stack.api.post("/v1/numbers", json=_register(NUMBER_B))
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "limit_reached"
+    listed = (await stack.api.get("/v1/numbers")).json()["data"]
+    assert sorted(n["number"] for n in listed) == [OUR_NUMBER, NUMBER_A2]
+    # The same number again is still "already registered", not the bound.
+    again = await stack.api.post("/v1/numbers", json=_register(NUMBER_A2))
+    assert again.json()["error"]["code"] == "conflict", again.text
+    deleted = await stack.api.delete(f"/v1/numbers/{second.json()['id']}")
+    assert deleted.status_code == 204, deleted.text
+    third = await stack.api.post("/v1/numbers", json=_register(NUMBER_B))
+    assert third.status_code == 201, third.text
