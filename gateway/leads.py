@@ -357,7 +357,8 @@ async def add_originators(
         # Counted after the inserts, so a refusal is the transaction's rollback of them (two
         # requests racing for one lead may both pass at the edge, each adding at most
         # MAX_ORIGINATORS). A lead that had more before this bound keeps them.
-        count = (await session.exec(_ORIGINATORS_OF, params={"lead_id": lead.id})).one()
+        params = {"account_id": lead.account_id, "lead_id": lead.id}
+        count = (await session.exec(_ORIGINATORS_OF, params=params)).one()
         if count > MAX_LEAD_ORIGINATORS:
             raise ApiError(
                 409,
@@ -372,7 +373,10 @@ async def add_originators(
 _ORIGINATORS_OF = (
     select(func.count())
     .select_from(LeadOriginator)
-    .where(LeadOriginator.lead_id == bindparam("lead_id"))
+    .where(
+        LeadOriginator.account_id == bindparam("account_id"),
+        LeadOriginator.lead_id == bindparam("lead_id"),
+    )
 )
 
 

@@ -59,11 +59,11 @@ class NumberList(BaseModel):
     data: list[NumberPublic]
 
 
-# One answer for "another account has it" and "the Twilio account doesn't own it": a refusal
-# must not tell an account that a number or service is in use elsewhere on this gateway.
 # Numbers an account registers: a text sent alone reads them all with its gate's facts, a
 # batch once. A pool larger than this belongs in a messaging service (Twilio picks the number).
 MAX_NUMBERS = 100
+# One answer for "another account has it" and "the Twilio account doesn't own it": a refusal
+# must not tell an account that a number or service is in use elsewhere on this gateway.
 NUMBER_UNAVAILABLE = ("number is not available to this account", "number")
 SERVICE_UNAVAILABLE = (
     "messaging service is not available to this account",
