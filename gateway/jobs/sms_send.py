@@ -5,9 +5,7 @@ engine in the same transaction that records it (`gateway.engine.lifecycle.on_tex
 A text's own job is for a text deferred (the gate, a rate slot, a back-off), run inline after
 the commit that queued it, or left `sending`; a text due now that goes through Redis is sent by
 its account's drain (`gateway.jobs.sms_sends`), in batches, with `gate_and_claim`, `request` and
-`record_sent` from here. Texts sent one at a time whose answers come together (a batch of
-replies' texts, claimed in one transaction and sent after its commit) are recorded together
-too (`_Recorder`).
+`record_sent` from here.
 
 Idempotent under arq's re-runs: the row moves queued -> sending by compare-and-set before the
 request; a row found in `sending` (a crash after Twilio answered, before we recorded it) is
@@ -16,13 +14,11 @@ reconciled by listing the sender's messages to that number, never blindly sent a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import aiohttp
 from arq import Retry
@@ -33,7 +29,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.rest.api.v2010.account.message import MessageInstance
 
 from gateway.clock import now
-from gateway.db import SessionFactory, transaction
+from gateway.db import transaction
 from gateway.engine import lifecycle
 from gateway.job_context import JobContext, job_context
 from gateway.models import Account, Lead, Message, MessageStatus, SenderNumber
@@ -175,73 +171,12 @@ async def _deliver_claimed(message: Message, ctx: Mapping[str, Any]) -> str:
 
 
 async def _deliver(jc: JobContext, message: Message) -> str:
-    """The one request to Twilio, then record what it answered (with the answers other texts
-    of this process got meanwhile: `_Recorder`)."""
+    """The one request to Twilio, then record what it answered."""
     answer = await request(jc, message)
     if isinstance(answer, str):
         return answer
-    if message.id in await _recorder(jc.sessions).record(jc, message, answer):
-        # As when this text was recorded alone: the job fails, and its retry (or the sweep)
-        # finds the row `sending` and reconciles it with Twilio.
-        raise RuntimeError(f"recording sent text {message.id} failed")
+    await record_sent(jc, [(message, answer)])
     return "sent"
-
-
-class _Recorder:
-    """Group commit for texts sent one at a time: each its own job, or sent after the commit
-    that claimed it (a lead's first text, the texts a batch of replies claimed). Twilio's
-    answers that come while a recording transaction runs wait for it to end and are recorded
-    together in the next one (`record_sent`), so a burst of such texts costs a few
-    transactions, not one a text; a text whose answer finds none running is recorded at once.
-
-    The recording runs in a task of its own, so a sender cancelled meanwhile (its job's time
-    limit, a shutdown) neither stops it nor leaves the others waiting."""
-
-    def __init__(self) -> None:
-        self._waiting: list[tuple[Sent, asyncio.Future[set[str]]]] = []
-        self._running: asyncio.Task[None] | None = None
-
-    async def record(self, jc: JobContext, message: Message, answer: MessageInstance) -> set[str]:
-        """Record that Twilio took `message`; the ids of the texts of its transaction that
-        could not be recorded (`record_sent`)."""
-        future: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(((message, answer), future))
-        if self._running is None or self._running.done():
-            self._running = asyncio.create_task(self._record_waiting(jc))
-        return await asyncio.shield(future)
-
-    async def _record_waiting(self, jc: JobContext) -> None:
-        while self._waiting:
-            taken, self._waiting = self._waiting, []
-            try:
-                failed = await record_sent(jc, [sent for sent, _ in taken])
-            except BaseException as exc:  # cancelled (a shutdown): record_sent raises nothing else
-                # Those that came meanwhile too: nothing would record them now. Their rows stay
-                # `sending`, for their jobs to reconcile, as after any interrupted send.
-                taken, self._waiting = taken + self._waiting, []
-                for _, future in taken:
-                    if future.done():
-                        continue
-                    if isinstance(exc, asyncio.CancelledError):
-                        future.cancel()
-                    else:
-                        future.set_exception(exc)
-                raise
-            for _, future in taken:
-                if not future.done():
-                    future.set_result(failed)
-
-
-Sent = tuple[Message, MessageInstance]
-# One recorder per process's database (its session factory).
-_recorders: WeakKeyDictionary[SessionFactory, _Recorder] = WeakKeyDictionary()
-
-
-def _recorder(sessions: SessionFactory) -> _Recorder:
-    found = _recorders.get(sessions)
-    if found is None:
-        found = _recorders[sessions] = _Recorder()
-    return found
 
 
 async def request(jc: JobContext, message: Message) -> MessageInstance | str:
@@ -268,28 +203,22 @@ async def request(jc: JobContext, message: Message) -> MessageInstance | str:
     return result
 
 
-async def record_sent(jc: JobContext, sent: Sequence[tuple[Message, MessageInstance]]) -> set[str]:
+async def record_sent(jc: JobContext, sent: Sequence[tuple[Message, MessageInstance]]) -> None:
     """Record that Twilio took these claimed texts, in one transaction (a drain's batch, or
-    the texts sent one at a time that answered together). Should it fail, each is recorded
-    alone, so that one text's trouble leaves the others recorded; a text that fails alone too
-    stays `sending`, and the sweep's job finds it at Twilio (`STALE_SENDING`). Returns the ids
-    of those."""
+    one text). Should it fail, each is recorded alone, so that one text's trouble leaves the
+    others recorded; a text that fails alone too stays `sending`, and the sweep's job finds it
+    at Twilio (`STALE_SENDING`)."""
     try:
         await _record(jc, sent)
-        return set()
     except Exception:
         if len(sent) == 1:
-            log.exception("recording sent text %s failed; it is reconciled", sent[0][0].id)
-            return {sent[0][0].id}
+            raise
         log.exception("recording %d sent texts failed; recording each alone", len(sent))
-    failed = set()
-    for one in sent:
-        try:
-            await _record(jc, [one])
-        except Exception:
-            log.exception("recording sent text %s failed; the sweep reconciles it", one[0].id)
-            failed.add(one[0].id)
-    return failed
+        for one in sent:
+            try:
+                await _record(jc, [one])
+            except Exception:
+                log.exception("recording sent text %s failed; the sweep reconciles it", one[0].id)
 
 
 async def _record(jc: JobContext, sent: Sequence[tuple[Message, MessageInstance]]) -> None:

@@ -242,28 +242,3 @@ async def test_a_follow_up_waits_for_the_accounts_run(stack: Stack) -> None:
     assert await statuses(stack, [message_id]) == ["queued"]
     await stack.api_redis.delete(in_progress_key_prefix + run_id)
     assert await run_drain(stack, follow_up) == "1 sent"
-
-
-async def test_texts_sent_one_at_a_time_that_answer_together_are_recorded_together(
-    stack: Stack,
-) -> None:
-    """Texts each sent by their own job (or inline, after the commit that claimed them) whose
-    answers come while a recording runs wait for it and are recorded together: five answers
-    in hand at once take one transaction, and each text's history says `accepted` once."""
-    ids = await queue(stack, phones(5))
-    async with opened_job_context(stack.settings, stack.sessions, stack.api_redis) as jc:
-        claimed = [await sms_send._prepare(jc, i) for i in ids]
-        sent = []
-        for message in claimed:
-            assert isinstance(message, Message), message
-            answer = await sms_send.request(jc, message)
-            assert not isinstance(answer, str), answer
-            sent.append((message, answer))
-        recorder = sms_send._recorder(stack.sessions)
-        with statements("UPDATE messages SET status") as updates:
-            failed = await asyncio.gather(*(recorder.record(jc, m, a) for m, a in sent))
-    assert failed == [set()] * 5
-    assert len(updates) == 1, updates
-    assert set(await statuses(stack, ids)) == {MessageStatus.ACCEPTED}
-    for message_id in ids:
-        assert (await history(stack, message_id)).count("accepted") == 1
