@@ -16,7 +16,14 @@ from typing import Any
 from sqlalchemy import BindParameter, Insert, bindparam
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.db import dialect_insert, dialect_of, for_this_transaction, serialized
+from gateway.db import (
+    dialect_insert,
+    dialect_of,
+    for_this_transaction,
+    numbered,
+    numbered_values,
+    serialized,
+)
 from gateway.models import ContactLock
 
 # session.info key (`for_this_transaction`): the contacts this transaction has locked.
@@ -40,8 +47,7 @@ async def lock_contacts(session: AsyncSession, account_id: str, phones: Iterable
     wanted = sorted({phone for phone in phones if (account_id, phone) not in held})
     if not wanted:
         return
-    params = {"account_id": account_id}
-    params.update({f"phone_{n}": phone for n, phone in enumerate(wanted)})
+    params = {"account_id": account_id, **numbered_values("phone", wanted)}
     # The lock before the rows this transaction has pending: the session autoflushes before a
     # Core statement too, which would write them first.
     with session.no_autoflush:
@@ -56,8 +62,8 @@ def _touch(dialect: str, count: int) -> Insert:
     table = ContactLock.__table__  # type: ignore[attr-defined]
     account_id: BindParameter[str] = bindparam("account_id")
     rows = [
-        {"account_id": account_id, "phone": bindparam(f"phone_{n}"), "touches": 1}
-        for n in range(count)
+        {"account_id": account_id, "phone": phone, "touches": 1}
+        for phone in numbered("phone", count)
     ]
     return (
         dialect_insert(dialect, ContactLock)

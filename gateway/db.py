@@ -10,7 +10,17 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, Row, event, exc, literal_column, select
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    Row,
+    bindparam,
+    event,
+    exc,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -378,6 +388,19 @@ def _unary_plus(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 _CONSTANT = re.compile(r"[a-z0-9_]+")
+
+
+def numbered(name: str, count: int) -> list[BindParameter[Any]]:
+    """Parameters `name_0` ... `name_<count - 1>`, for a statement built once per count (an IN
+    list of ids, a multi-row VALUES): the values go in as `numbered_values(name, ...)`. Why not
+    one "expanding" parameter: SQLAlchemy renders it into the SQL again on every execution
+    (`among`)."""
+    return [bindparam(f"{name}_{n}") for n in range(count)]
+
+
+def numbered_values(name: str, values: Iterable[Any]) -> dict[str, Any]:
+    """The values of `numbered(name, count)`'s parameters, by their names, in order."""
+    return {f"{name}_{n}": value for n, value in enumerate(values)}
 
 
 def among(column: Any, values: Iterable[str]) -> ColumnElement[bool]:

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.db import numbered, numbered_values
 from gateway.models import Activity, Lead, LeadOriginator, LedgerEvent, Play, Rep, ledger_status
 
 
@@ -98,15 +99,13 @@ async def _leads(
 ) -> dict[tuple[str, str | None], _Found]:
     """The activities' leads, by (account, lead id): one statement per account, never another
     account's lead, whatever an activity says."""
-    wanted: dict[str, list[str]] = {}
+    wanted: dict[str, dict[str, None]] = {}  # per account, its lead ids (a dict: in order, once)
     for activity in activities:
         if activity.lead_id is not None:
-            ids = wanted.setdefault(activity.account_id, [])
-            if activity.lead_id not in ids:
-                ids.append(activity.lead_id)
+            wanted.setdefault(activity.account_id, {})[activity.lead_id] = None
     found: dict[tuple[str, str | None], _Found] = {}
     for account_id, lead_ids in wanted.items():
-        params = {"account_id": account_id, **{f"lead_{n}": i for n, i in enumerate(lead_ids)}}
+        params = {"account_id": account_id, **numbered_values("lead", lead_ids)}
         rows = (await session.exec(_leads_statement(len(lead_ids)), params=params)).all()
         for lead, status, origin, key in rows:
             _, _, originators = found.setdefault((account_id, lead.id), (lead, status, []))
@@ -119,7 +118,6 @@ async def _leads(
 def _leads_statement(count: int) -> Any:
     """`_leads`'s read of `count` leads, built once per count: each lead's row repeats beside
     each of its originators, in their order."""
-    lead_ids: list[Any] = [bindparam(f"lead_{n}") for n in range(count)]
     return (
         select(
             Lead,
@@ -132,7 +130,9 @@ def _leads_statement(count: int) -> Any:
             (col(LeadOriginator.lead_id) == col(Lead.id))
             & (col(LeadOriginator.account_id) == col(Lead.account_id)),
         )
-        .where(col(Lead.id).in_(lead_ids), Lead.account_id == bindparam("account_id"))
+        .where(
+            col(Lead.id).in_(numbered("lead", count)), Lead.account_id == bindparam("account_id")
+        )
         .order_by(col(LeadOriginator.id))
     )
 

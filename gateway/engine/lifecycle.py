@@ -23,7 +23,7 @@ from compliance.gate import Channel, GateDecision
 from gateway import playbook_versions
 from gateway.clock import now
 from gateway.contact_lock import lock_contact, reread
-from gateway.db import rows_of
+from gateway.db import numbered, numbered_values, rows_of
 from gateway.engine.records import (
     end,
     log,
@@ -251,19 +251,19 @@ _PLAYS = Play.__table__  # type: ignore[attr-defined]
 def _start(count: int) -> Any:
     """`on_texts_accepted`'s claim of `started` for `count` plays, built once per count: the
     plays it moved, returned."""
-    ids: list[Any] = [bindparam(f"id_{n}") for n in range(count)]
-    claim = update(_PLAYS).where(_PLAYS.c.id.in_(ids), _PLAYS.c.started.is_(False))
+    claim = update(_PLAYS).where(
+        _PLAYS.c.id.in_(numbered("id", count)), _PLAYS.c.started.is_(False)
+    )
     return rows_of(Play, claim.values(started=True))
 
 
 @cache
 def _recheck(count: int) -> Any:
     """`_recheck_if_finished` for `count` plays not in hand, built once per count."""
-    ids: list[Any] = [bindparam(f"id_{n}") for n in range(count)]
     return (
         update(_PLAYS)
         .where(
-            _PLAYS.c.id.in_(ids),
+            _PLAYS.c.id.in_(numbered("id", count)),
             _PLAYS.c.state == PlayState.RUNNING,
             _PLAYS.c.step_id.is_(None),
         )
@@ -280,18 +280,16 @@ async def on_texts_accepted(session: AsyncSession, messages: Sequence[Message]) 
     play_ids = list(dict.fromkeys(m.play_id for m in messages if m.play_id is not None))
     if not play_ids:
         return
-    params = {f"id_{n}": play_id for n, play_id in enumerate(play_ids)}
-    started: Sequence[Play] = (
-        (await session.exec(_start(len(play_ids)), params=params)).scalars().all()
-    )
+    claimed = await session.exec(_start(len(play_ids)), params=numbered_values("id", play_ids))
+    started: Sequence[Play] = claimed.scalars().all()
     await record_activities(session, [(p, ActivityType.EVENT, "started", None) for p in started])
     for play in started:
         _recheck_if_finished(session, play)
     moved = {play.id for play in started}
     rest = [play_id for play_id in play_ids if play_id not in moved]
     if rest:
-        params = {f"id_{n}": play_id for n, play_id in enumerate(rest)}
-        await session.exec(_recheck(len(rest)), params={**params, "due_at": now()})
+        params = {**numbered_values("id", rest), "due_at": now()}
+        await session.exec(_recheck(len(rest)), params=params)
 
 
 def _recheck_if_finished(session: AsyncSession, play: Play) -> None:

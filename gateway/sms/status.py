@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import commit_rows
 from gateway.clock import now
-from gateway.db import among, rows_of
+from gateway.db import among, numbered, rows_of
 from gateway.models import Message, MessageEvent, MessageStatus
 from gateway.sms.status_schedule import first_check
 
@@ -215,7 +215,7 @@ def _accepted(count: int) -> Any:
     return (
         update(table)
         .where(
-            table.c.id.in_([bindparam(f"id_{n}") for n in range(count)]),
+            table.c.id.in_(numbered("id", count)),
             among(table.c.status, lower_statuses(MessageStatus.ACCEPTED)),
         )
         .values(
