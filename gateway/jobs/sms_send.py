@@ -3,9 +3,9 @@ hands it to Twilio once, and what became of it (`accepted`, `failed`, `opted_out
 engine in the same transaction that records it (`gateway.engine.lifecycle.on_text`).
 
 A text's own job is for a text deferred (the gate, a rate slot, a back-off), run inline after
-the commit that queued it, or left `sending`; a text due now that goes through Redis is sent by
-its account's drain (`gateway.jobs.sms_sends`), in batches, with `gate_and_claim`, `request` and
-`record_sent` from here.
+the commit that queued it alone, or left `sending`; texts due now that go through Redis, or
+that one commit queued together, are sent by their account's drain (`gateway.jobs.sms_sends`),
+in batches, with `gate_and_claim`, `request` and `record_sent` from here.
 
 Idempotent under arq's re-runs: the row moves queued -> sending by compare-and-set before the
 request; a row found in `sending` (a crash after Twilio answered, before we recorded it) is

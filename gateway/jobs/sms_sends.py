@@ -6,7 +6,9 @@ drain (`SMS_SEND.batched_by`): one run reads up to BATCH due texts with their le
 statement, gates and claims them in one transaction, sends them to Twilio at once, and records
 what Twilio answered in one transaction, claiming the next batch while this one's requests are
 out. A job per text cost about a millisecond of arq's own work and two transactions of its own
-(bench/RESULTS.md §28); a batch shares them.
+(bench/RESULTS.md §28); a batch shares them. Texts one commit queued due now for an account,
+in a process that sends its own work (a batch of replies' next texts, in the worker), are sent
+there by `send_these` the same way, a batch at a time (`gateway.work.inline`).
 
 Nothing about a text changes but the company it keeps: the same gate under the same contact
 lock, the same compare-and-set claim (queued -> sending) before its one request, so a text is
@@ -41,6 +43,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from arq import Retry
@@ -52,7 +55,7 @@ from twilio.rest.api.v2010.account.message import MessageInstance
 
 from gateway.clock import now
 from gateway.contact_lock import lock_contacts
-from gateway.db import UTCDateTime, transaction
+from gateway.db import UTCDateTime, numbered, numbered_values, transaction
 from gateway.job_context import JobContext, job_context
 from gateway.jobs import sms_send
 from gateway.lead_number import account_numbers
@@ -90,9 +93,24 @@ async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[t
     return [(SMS_SENDS.job_id(a), a) for a in (await session.exec(query)).all()]
 
 
+async def send_these(ctx: dict[str, Any], account_id: str, message_ids: Sequence[str]) -> str:
+    """Send the texts one commit queued due now for `account_id` (a batch of replies' next
+    texts), as a run does its batches: what `gateway.work.inline` runs in place of a job each,
+    in the process that committed them. A text found no longer due (another run claimed it,
+    the gate deferred it meanwhile) is left to whoever has it."""
+    jc = job_context(ctx)
+    outcomes: Counter[str] = Counter()
+    for start in range(0, len(message_ids), BATCH):
+        batch = await _claim(jc, account_id, these=message_ids[start : start + BATCH])
+        outcomes.update(batch.outcomes)
+        if batch.claimed:
+            outcomes.update(await _send(jc, batch.claimed))
+    return _summary(outcomes)
+
+
 # A follow-up's waits for the account's run to end are arq Retries; the rows count the texts'
 # real attempts.
-@job(SMS_SENDS, due=due, max_tries=10_000)
+@job(SMS_SENDS, due=due, max_tries=10_000, together=send_these)
 async def send_due(ctx: dict[str, Any], account_id: str) -> str:
     """Send `account_id`'s due texts, a batch at a time, until none is left (arq job
     `sms.sends`); returns what became of them, for the log."""
@@ -125,6 +143,11 @@ async def send_due(ctx: dict[str, Any], account_id: str) -> str:
     finally:
         if sending is not None:  # cancelled: its claimed texts are reconciled by their jobs
             sending.cancel()
+    return _summary(outcomes)
+
+
+def _summary(outcomes: Counter[str]) -> str:
+    """What became of a run's texts, for the log."""
     return ", ".join(f"{n} {what}" for what, n in outcomes.items()) or "none due"
 
 
@@ -146,9 +169,16 @@ class _Batch:
     outcomes: Counter[str] = field(default_factory=Counter)  # what became of the others
 
 
-async def _claim(jc: JobContext, account_id: str, after: tuple[datetime, str]) -> _Batch:
-    """Read the account's next due texts after `after` and gate and claim them, in one
-    transaction. A text it cannot decide in the batch goes to its own job (see the module)."""
+async def _claim(
+    jc: JobContext,
+    account_id: str,
+    after: tuple[datetime, str] = _START,
+    *,
+    these: Sequence[str] = (),
+) -> _Batch:
+    """Read the account's next due texts after `after` (or those of `these` still due) and gate
+    and claim them, in one transaction. A text it cannot decide in the batch goes to its own
+    job (see the module)."""
     batch = _Batch()
     later: list[tuple[str, Retry]] = []
     try:
@@ -159,8 +189,10 @@ async def _claim(jc: JobContext, account_id: str, after: tuple[datetime, str]) -
                 "after_at": after[0],
                 "after_id": after[1],
                 "limit": BATCH,
+                **numbered_values("id", these),
             }
-            rows = (await session.exec(_DUE, params=params)).all()
+            read = _due_among(len(these)) if these else _DUE
+            rows = (await session.exec(read, params=params)).all()
             if not rows:
                 return batch
             batch.read = [row[0].id for row in rows]
@@ -270,3 +302,9 @@ _DUE = (
     .order_by(col(Message.created_at), col(Message.id))
     .limit(bindparam("limit"))
 )
+
+
+@cache
+def _due_among(count: int) -> Any:
+    """`_DUE` among `count` texts named by id (`send_these`), built once per count."""
+    return _DUE.where(col(Message.id).in_(numbered("id", count)))

@@ -24,6 +24,9 @@ Due = Callable[[AsyncSession, datetime, int], Awaitable[Sequence[tuple[str, str]
 Tidy = Callable[[AsyncSession, datetime], Awaitable[int]]
 
 JobFunction = TypeVar("JobFunction", bound=Callable[..., Awaitable[Any]])
+# A drain's work for some of its rows only, named by their own kind's arguments (the texts one
+# commit queued for an account): the job's dict, the drain's argument, the rows' arguments.
+Together = Callable[[dict[str, Any], str, Sequence[str]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Registered:
     due: Due | None
     tidy: Tidy | None
     inline: bool
+    together: Together | None = None
 
 
 _REGISTRY: dict[str, Registered] = {}
@@ -45,6 +49,7 @@ def job(
     tidy: Tidy | None = None,
     max_tries: int | None = None,
     inline: bool = False,
+    together: Together | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated coroutine as the job that does `kind`.
 
@@ -52,7 +57,9 @@ def job(
     with Redis, e.g. marking an API key used). `max_tries`: for jobs that wait by arq Retry
     (a rate slot, an earlier delivery); their rows count the real attempts. `inline`: when
     due now, run by the process whose commit staged it (`gateway.work.inline`), for the work a
-    lead waits on."""
+    lead waits on. `together`: for a drain (`Kind.drains`), how an inline runner does its work
+    for the rows one commit made due at once, together, rather than in a job of their own
+    each (`gateway.work.inline`)."""
 
     def register(function: JobFunction) -> JobFunction:
         known = _REGISTRY.get(kind.name)
@@ -62,7 +69,7 @@ def job(
         entry = func(
             cast(WorkerCoroutine, function), name=kind.name, keep_result=0, max_tries=max_tries
         )
-        _REGISTRY[kind.name] = Registered(kind, entry, due, tidy, inline)
+        _REGISTRY[kind.name] = Registered(kind, entry, due, tidy, inline, together)
         return function
 
     return register

@@ -39,7 +39,8 @@ from gateway.worker import (
 from tests.e2e.test_plays_api import play_body, publish
 from tests.gateway.test_work import queued_jobs, text
 from tests.support.ports import free_port
-from tests.support.stack import LEAD, Stack
+from tests.support.sql import statements
+from tests.support.stack import LEAD, OUR_NUMBER, Stack
 
 WAIT_SECONDS = 20.0
 PHONES = ["+14155550131", "+14155550132", "+14155550133"]
@@ -108,14 +109,51 @@ async def queue_texts(inline: Inline, stack: Stack, sessions_settings: Settings)
     return ids
 
 
-async def test_past_its_limit_a_process_hands_jobs_to_redis(stack: Stack) -> None:
+async def test_texts_one_commit_queued_for_an_account_are_sent_together(stack: Stack) -> None:
+    """Three texts of one commit (as a batch of replies queues them): one job here reads them
+    in one statement, gates and claims them in one transaction, sends them at once and records
+    what Twilio answered in one statement, where a job each took two transactions apiece."""
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    with statements() as seen:
+        ids = await queue_texts(inline, stack, stack.settings)
+    assert sorted(r.get("To") for r in stack.creates()) == PHONES  # each once
+    assert await sms_jobs(stack) == []  # sent here: no job through Redis
+
+    def count(*parts: str) -> int:
+        return sum(all(part in s for part in parts) for s in seen)
+
+    assert count("FROM messages JOIN accounts", "messages.id IN") == 1  # the three, read once
+    assert count("twilio_sid=coalesce(messages.twilio_sid, CASE") == 1  # one record
+    for message_id in ids:
+        assert await history(stack, message_id) == ["queued", "sending", "accepted"]
+    await stack.work()  # a worker finds nothing to send again
+    assert len(stack.creates()) == len(PHONES)
+
+
+async def test_past_its_limit_a_process_hands_jobs_to_redis(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+
+    async def hold(argument: str) -> None:
+        await release.wait()
+
+    kind = stand_in(monkeypatch, "test.holds", hold)
     inline = Inline(stack.api_redis, 1, timeout=JOB_TIMEOUT)
-    await queue_texts(inline, stack, stack.settings)
-    # One ran here; the other two wait in Redis for a worker, as their account's drain.
-    assert len(stack.sandbox.record.requests("messages.create")) == 1
+    jc = build_job_context(stack.settings, stack.sessions, stack.api_redis, inline=inline)
+    try:
+        await inline(staged(kind, "slot"))  # the one slot is taken
+        async with transaction(jc.sessions) as session:
+            await text(session, stack.account_id, phone=PHONES[0])
+        release.set()
+        await inline.aclose(WAIT_SECONDS)
+    finally:
+        await close_job_context(jc)
+    # Not sent here: it waits in Redis for a worker, as its account's drain.
+    assert stack.creates() == []
     assert await sms_jobs(stack) == [SMS_SENDS.job_id(stack.account_id)]
     await stack.work()
-    assert sorted(r.get("To") for r in stack.sandbox.record.requests("messages.create")) == PHONES
+    assert [r.get("To") for r in stack.creates()] == PHONES[:1]
 
 
 async def test_a_job_that_asks_to_run_later_goes_to_redis_for_then(stack: Stack) -> None:
@@ -498,3 +536,24 @@ async def test_a_claimed_text_that_waited_too_long_is_reconciled_not_sent_from_h
     await stack.work()
     assert len(stack.creates(To=LEAD)) == 1
     assert (await statuses(stack))[LEAD] == MessageStatus.DELIVERED
+
+
+async def test_a_batch_of_replies_sends_the_plays_next_texts_together(stack: Stack) -> None:
+    """Three leads answer at once: the worker's `sms.inbox` takes their replies in one batch,
+    and its inline runner sends the three plays' next texts as one job, recorded in one
+    statement."""
+    await publish(stack)
+    for phone in PHONES:
+        created = await stack.api.post("/v1/plays", json=play_body(phone))
+        assert created.status_code == 201, created.text
+    await stack.work()
+    assert sorted(r.get("To") for r in stack.creates()) == PHONES  # the first texts
+    for phone in PHONES:
+        stack.sandbox.send_sms(phone, OUR_NUMBER, "yes")
+    await stack.sandbox.settle()
+    # `advance_accepted`'s UPDATE, one per transaction that records texts Twilio took.
+    with statements("twilio_sid=coalesce(messages.twilio_sid, CASE") as recorded:
+        await stack.work()
+    assert len(recorded) == 1
+    for phone in PHONES:
+        assert len(stack.creates(To=phone)) == 2  # each lead's next question, once
