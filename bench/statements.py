@@ -22,8 +22,10 @@ ROLLBACK of one the server had open (reads in autocommit, as an API key's lookup
 Each is attributed to the web request (method and route, ids folded) or the job (by name) that
 sent it. Printed: per unit, its occurrences and statements and transactions per occurrence;
 then per lead, the first text (`POST /v1/plays` with what its process sent inline, and any
-`plays.advance` or `sms.send` job) and everything. Counts do not depend on the machine's
-load; the goal of issue 14 is a play's first text in at most 8 statements and 2 transactions.
+`plays.advance` or `sms.send` job) and everything; and the CPU this one process spent per new
+lead, and per reply, to compare builds run one after the other. Counts do not depend on the
+machine's load; the goal of issue 14 is a play's first text in at most 8 statements and 2
+transactions.
 """
 
 from __future__ import annotations
@@ -205,7 +207,9 @@ async def measure(args: argparse.Namespace) -> None:
             await work(settings, run.queue_url, sandbox)
             first = COUNTS.taken()
             cpu = time.process_time() - cpu
-            SHOW.clear()  # --show prints a new lead's, not a reply's
+            if SHOWN:
+                SHOW.clear()  # --show prints a new lead's, or a reply's unit not seen before
+            replied = time.process_time()
             for phone in phones:
                 sent = await sandbox.post(
                     f"{SANDBOX_PATH}/_sandbox/sms",
@@ -213,6 +217,7 @@ async def measure(args: argparse.Namespace) -> None:
                 )
                 sent.raise_for_status()
             await work(settings, run.queue_url, sandbox)
+            replied = time.process_time() - replied
         planned = plans(settings.database) if args.plans else []
     clock.set_clock(None)
     db = support.database_label(args.database_url)
@@ -223,10 +228,11 @@ async def measure(args: argparse.Namespace) -> None:
         f"and the client together; to compare builds): {cpu * 1000 / args.leads:.1f} ms"
     )
     report('each lead replies "yes"', COUNTS, args.leads)
+    print(f"CPU per reply of this one process (as above): {replied * 1000 / args.leads:.1f} ms")
     for line in planned:
         print(line)
     if args.show:
-        print(f"\nthe first {args.show} of a new lead, statement by statement:")
+        print(f"\nthe first {args.show}, statement by statement:")
         for line in SHOWN:
             print("  " + (line if len(line) <= 160 else line[:157] + "..."))
 

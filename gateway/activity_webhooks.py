@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import webhook_policy as policy
 from gateway.clock import now
+from gateway.db import for_this_transaction
 from gateway.ids import new_id
 from gateway.models import (
     Activity,
@@ -96,6 +97,22 @@ _SUBSCRIBED = select(WebhookSubscription).where(
 )
 
 
+# session.info key (`for_this_transaction`): the enabled subscriptions of each account whose
+# activities this transaction recorded. A batch of replies records an activity or more per
+# reply, mostly of one account, and nothing that records activities changes subscriptions.
+_READ = "gateway.activity_webhooks.subscriptions"
+
+
+async def _subscriptions(session: AsyncSession, account_id: str) -> Sequence[WebhookSubscription]:
+    """The account's enabled subscriptions, read once a transaction."""
+    read: dict[str, Sequence[WebhookSubscription]] = for_this_transaction(session, _READ, dict)
+    if account_id not in read:
+        read[account_id] = (
+            await session.exec(_SUBSCRIBED, params={"account_id": account_id})
+        ).all()
+    return read[account_id]
+
+
 async def on_activity(
     session: AsyncSession, activity: Activity, phone: str | None = None
 ) -> list[WebhookDelivery]:
@@ -108,11 +125,11 @@ async def on_activities(
 ) -> list[WebhookDelivery]:
     """Write a pending delivery per enabled subscription that wants each activity (written by
     `write_activities`): at once, by one Core INSERT, with one read of each account's
-    subscriptions and one of its leads whatever the count (a batch of texts records its
-    plays' activities together); the objects returned are not in the session."""
+    subscriptions a transaction and one of its leads whatever the count (a batch of texts
+    records its plays' activities together); the objects returned are not in the session."""
     wanted: list[tuple[WebhookSubscription, Activity]] = []
     for account_id in dict.fromkeys(a.account_id for a in activities):
-        subscriptions = (await session.exec(_SUBSCRIBED, params={"account_id": account_id})).all()
+        subscriptions = await _subscriptions(session, account_id)
         wanted += [
             (s, a)
             for a in activities

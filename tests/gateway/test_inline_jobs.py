@@ -540,8 +540,8 @@ async def test_a_claimed_text_that_waited_too_long_is_reconciled_not_sent_from_h
 
 async def test_a_batch_of_replies_sends_the_plays_next_texts_together(stack: Stack) -> None:
     """Three leads answer at once: the worker's `sms.inbox` takes their replies in one batch,
-    and its inline runner sends the three plays' next texts as one job, recorded in one
-    statement."""
+    reading the account's webhook subscriptions once for the replies' activities, and its
+    inline runner sends the three plays' next texts as one job, recorded in one statement."""
     await publish(stack)
     for phone in PHONES:
         created = await stack.api.post("/v1/plays", json=play_body(phone))
@@ -551,9 +551,11 @@ async def test_a_batch_of_replies_sends_the_plays_next_texts_together(stack: Sta
     for phone in PHONES:
         stack.sandbox.send_sms(phone, OUR_NUMBER, "yes")
     await stack.sandbox.settle()
-    # `advance_accepted`'s UPDATE, one per transaction that records texts Twilio took.
-    with statements("twilio_sid=coalesce(messages.twilio_sid, CASE") as recorded:
+    with statements() as seen:
         await stack.work()
-    assert len(recorded) == 1
+    # `advance_accepted`'s UPDATE, one per transaction that records texts Twilio took.
+    assert sum("twilio_sid=coalesce(messages.twilio_sid, CASE" in s for s in seen) == 1
+    # `activity_webhooks`' read of the account's subscriptions, once for the batch.
+    assert sum("webhook_subscriptions.enabled =" in s for s in seen) == 1
     for phone in PHONES:
         assert len(stack.creates(To=phone)) == 2  # each lead's next question, once
