@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
+from gateway.db import serialized
 from gateway.ids import new_id
 from gateway.models import Account, ApiKey, KeyScope
 
@@ -102,3 +103,17 @@ async def mark_key_used(session: AsyncSession, key_id: str) -> None:
     if key is not None:
         key.last_used_at = now()
         session.add(key)
+
+
+async def lock_account(session: AsyncSession, account_id: str) -> None:
+    """Hold the account's row until the transaction ends, so that transactions that count the
+    account's rows of a kind before adding one (its webhooks, its numbers) take turns, and the
+    bound holds however many requests race: each counts what the one before it committed. On
+    PostgreSQL a FOR UPDATE; on SQLite a `transaction()` holds the one write lock from its
+    BEGIN already."""
+    if not serialized(session):
+        await session.exec(_LOCK, params={"account_id": account_id})
+
+
+# `lock_account`'s statement, built once.
+_LOCK = select(Account.id).where(col(Account.id) == bindparam("account_id")).with_for_update()

@@ -354,9 +354,10 @@ async def add_originators(
         if owner != lead.id:
             raise OriginatorConflict(index, given.origin, given.key, owner)
     if added:
-        # Counted after the inserts, so a refusal is the transaction's rollback of them (two
-        # requests racing for one lead may both pass at the edge, each adding at most
-        # MAX_ORIGINATORS). A lead that had more before this bound keeps them.
+        # Counted after the inserts, so a refusal is the transaction's rollback of them.
+        # Requests racing for one lead take turns: the upsert holds the lead's row until the
+        # commit (tests/api/test_bounds_under_a_race.py). A lead that had more before this
+        # bound keeps them.
         params = {"account_id": lead.account_id, "lead_id": lead.id}
         count = (await session.exec(_ORIGINATORS_OF, params=params)).one()
         if count > MAX_LEAD_ORIGINATORS:

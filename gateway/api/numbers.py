@@ -21,6 +21,7 @@ from gateway.account_settings import (
     compliance_settings,
     twilio_opt_out_handling,
 )
+from gateway.accounts import lock_account
 from gateway.db import transaction
 from gateway.errors import ApiError
 from gateway.ids import new_id
@@ -181,6 +182,7 @@ _NUMBERS_OF = (
 
 async def _claim(session: AsyncSession, account_id: str, number: SenderNumber) -> None:
     """Add the number and claim its service for the account, or refuse without a trace."""
+    await lock_account(session, account_id)  # the count below holds under a race
     holder = (
         await session.exec(
             select(SenderNumber.account_id).where(SenderNumber.number == number.number)

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.accounts import lock_account
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.errors import ApiError
@@ -122,6 +123,7 @@ async def create_webhook(request: Request) -> JSONResponse:
     body = await read_json(request, WebhookCreate)
     account = current_account(request)
     async with transaction(app_state(request)["sessions"]) as session:
+        await lock_account(session, account.id)  # the count below holds under a race
         count = (
             await session.exec(
                 select(func.count()).where(WebhookSubscription.account_id == account.id)
