@@ -130,30 +130,50 @@ async def test_texts_one_commit_queued_for_an_account_are_sent_together(stack: S
     assert len(stack.creates()) == len(PHONES)
 
 
-async def test_past_its_limit_a_process_hands_jobs_to_redis(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    release = asyncio.Event()
+async def held_runner(
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    backlog: int,
+    release: asyncio.Event | None = None,
+) -> tuple[Inline, JobContext]:
+    """A runner with one slot, which a stand-in job holds until `release` (or the runner's
+    close), and its job context (close it afterwards)."""
+    release = release or asyncio.Event()
 
     async def hold(argument: str) -> None:
         await release.wait()
 
     kind = stand_in(monkeypatch, "test.holds", hold)
-    inline = Inline(stack.api_redis, 1, timeout=JOB_TIMEOUT)
+    inline = Inline(stack.api_redis, 1, timeout=JOB_TIMEOUT, backlog=backlog)
     jc = build_job_context(stack.settings, stack.sessions, stack.api_redis, inline=inline)
+    await inline(staged(kind, "slot"))
+    return inline, jc
+
+
+@pytest.mark.parametrize(
+    "backlog",
+    [
+        0,  # `gateway web`: past the limit, straight to Redis
+        4,  # `gateway run`: waiting their turn in the runner when it shuts down
+    ],
+)
+async def test_past_its_limit_a_process_hands_texts_to_their_accounts_drain(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, backlog: int
+) -> None:
+    inline, jc = await held_runner(stack, monkeypatch, backlog=backlog)
     try:
-        await inline(staged(kind, "slot"))  # the one slot is taken
         async with transaction(jc.sessions) as session:
-            await text(session, stack.account_id, phone=PHONES[0])
-        release.set()
-        await inline.aclose(WAIT_SECONDS)
+            for phone in PHONES:
+                await text(session, stack.account_id, phone=phone)
+        await inline.aclose(0.05)
     finally:
         await close_job_context(jc)
-    # Not sent here: it waits in Redis for a worker, as its account's drain.
+    # Not sent here: they wait in Redis for a worker, as their account's drain.
     assert stack.creates() == []
     assert await sms_jobs(stack) == [SMS_SENDS.job_id(stack.account_id)]
     await stack.work()
-    assert [r.get("To") for r in stack.creates()] == PHONES[:1]
+    assert sorted(r.get("To") for r in stack.creates()) == PHONES
 
 
 async def test_a_job_that_asks_to_run_later_goes_to_redis_for_then(stack: Stack) -> None:
@@ -477,14 +497,7 @@ async def claimed_behind(
 ) -> tuple[Inline, JobContext, Message]:
     """A runner with one slot, held by a stand-in job until `release`, and a text claimed in its
     transaction that waits in the backlog behind it (close the job context afterwards)."""
-
-    async def hold(argument: str) -> None:
-        await release.wait()
-
-    kind = stand_in(monkeypatch, "test.holds", hold)
-    inline = Inline(stack.api_redis, 1, timeout=JOB_TIMEOUT, backlog=4)
-    jc = build_job_context(stack.settings, stack.sessions, stack.api_redis, inline=inline)
-    await inline(staged(kind, "slot"))
+    inline, jc = await held_runner(stack, monkeypatch, backlog=4, release=release)
     async with transaction(jc.sessions) as session:
         message = await text(session, stack.account_id, phone=LEAD)
         account = await session.get(Account, stack.account_id)
