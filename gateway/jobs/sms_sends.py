@@ -31,7 +31,9 @@ takes no row lock: a text read while a row lock was held first and a contact loc
 could deadlock with a transaction that takes them the other way round (a play's takeover, a
 STOP). So one run of an account goes at a time (its job id; a follow-up waits for the run),
 and an account's burst is one worker's; accounts share the workers. A run that has sent for
-RUN_SECONDS hands on to a follow-up, well inside the job timeout.
+RUN_SECONDS hands on to a follow-up, well inside the job timeout. `send_these` reads only the
+texts its commit queued, in the same lock order: a run that reads them too waits on their
+contacts or finds them claimed, as an inline text's own job always could.
 """
 
 from __future__ import annotations
