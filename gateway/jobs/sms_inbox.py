@@ -6,7 +6,7 @@ first, each once, marked done in the transaction that acts on it). For each it d
 route once did: route it by the number it came in on, find the lead, write the message and its
 history, act on STOP/START/HELP (the ledger, the confirmation, the lead's plays), and hand any
 other text to the lead's running plays (`plays.reply` did that in a transaction and a job of its
-own per text).
+own per text). A batch reads its texts' leads in one statement, before the first text.
 
 A text taken alone, after its batch failed, has its reply go to the lead's plays by a
 `plays.reply` job of its own: should the plays be what fails, the text is still recorded, and
@@ -18,14 +18,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, tuple_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.claims import forget_old
 from gateway.clock import now
+from gateway.db import numbered, numbered_values
 from gateway.engine import lifecycle
 from gateway.engine.jobs import hand_reply
 from gateway.ids import new_id
@@ -81,20 +83,50 @@ async def take_inbox(ctx: dict[str, Any], inbox: str) -> int:
 
 @dataclass
 class _Batch:
-    """What a batch's texts share: the numbers they came in on (one lookup per number), and
-    whether a reply goes to the lead's plays in the batch's transaction (`replies_inline`) or
-    by a `plays.reply` job of its own."""
+    """What a batch's texts share: the numbers they came in on (one lookup per number), their
+    senders' leads (one read for the batch), and whether a reply goes to the lead's plays in
+    the batch's transaction (`replies_inline`) or by a `plays.reply` job of its own."""
 
     replies_inline: bool = True
     senders: dict[tuple[str, str], tuple[SenderNumber, Account] | None] = field(
         default_factory=dict
     )
+    # (account id, phone) -> the account's lead for the phone (None: no lead).
+    leads: dict[tuple[str, str], Lead | None] = field(default_factory=dict)
 
 
 async def _receive_all(session: AsyncSession, taken: Sequence[Taken], alone: bool) -> None:
     batch = _Batch(replies_inline=not alone)
+    await _read_leads(session, batch, taken)
     for text in taken:
         await _receive(session, batch, text)
+
+
+async def _read_leads(session: AsyncSession, batch: _Batch, taken: Sequence[Taken]) -> None:
+    """The leads of every routed text of the batch, in one read: an inbound text creates no
+    lead, so what the batch's texts find is what is here when the batch begins."""
+    wanted: dict[tuple[str, str], None] = {}
+    for text in taken:
+        found = await _sender(session, batch, text.params, _text(text.params, "To"))
+        if found is not None:
+            wanted[(found[1].id, _phone(_text(text.params, "From")))] = None
+    if not wanted:
+        return
+    batch.leads = dict.fromkeys(wanted)
+    params = {
+        **numbered_values("account_id", (account_id for account_id, _ in wanted)),
+        **numbered_values("phone", (phone for _, phone in wanted)),
+    }
+    for lead in (await session.exec(_leads_among(len(wanted)), params=params)).all():
+        batch.leads[(lead.account_id, lead.phone)] = lead
+
+
+def _phone(from_raw: str) -> str:
+    """The sender's phone as leads hold it."""
+    try:
+        return to_e164(from_raw)
+    except InvalidPhone:
+        return from_raw[:20]  # short codes and alphanumeric senders are kept as they came
 
 
 def _text(params: dict[str, Any], name: str) -> str:
@@ -141,11 +173,8 @@ async def _receive(session: AsyncSession, batch: _Batch, text: Taken) -> None:
         log.warning("inbound sms sid=%s to unregistered number %s: stored as a claim", sid, to)
         return
     _number, account = found
-    try:
-        phone = to_e164(from_raw)
-    except InvalidPhone:
-        phone = from_raw[:20]  # short codes and alphanumeric senders are kept as they came
-    lead = (await session.exec(_LEAD, params={"account_id": account.id, "phone": phone})).first()
+    phone = _phone(from_raw)
+    lead = batch.leads[(account.id, phone)]
     lead_id = lead.id if lead is not None else None
     body = _text(params, "Body")
     num_media = optional_count(params, "NumMedia", maximum=MAX_NUM_MEDIA) or 0
@@ -211,9 +240,16 @@ _SENDER = (
     .outerjoin(MessagingService, col(MessagingService.sid) == bindparam("service"))
     .where(col(SenderNumber.number) == bindparam("to"))
 )
-_LEAD = select(Lead).where(
-    col(Lead.account_id) == bindparam("account_id"), col(Lead.phone) == bindparam("phone")
-)
+
+
+@cache
+def _leads_among(count: int) -> Any:
+    """`_read_leads`' statement for `count` (account, phone) pairs, built once per count."""
+    pairs = zip(numbered("account_id", count), numbered("phone", count), strict=True)
+    among = [tuple_(account_id, phone) for account_id, phone in pairs]
+    return select(Lead).where(tuple_(col(Lead.account_id), col(Lead.phone)).in_(among))
+
+
 # Core, not the ORM's unit of work (its flush was a fifth of the old route's CPU), from a dict
 # of column values: building a `Message` object per text was a fifteenth of the job's CPU.
 _MESSAGES = Message.__table__  # type: ignore[attr-defined]

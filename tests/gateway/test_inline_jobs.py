@@ -553,8 +553,9 @@ async def test_a_claimed_text_that_waited_too_long_is_reconciled_not_sent_from_h
 
 async def test_a_batch_of_replies_sends_the_plays_next_texts_together(stack: Stack) -> None:
     """Three leads answer at once: the worker's `sms.inbox` takes their replies in one batch,
-    reading the account's webhook subscriptions once for the replies' activities, and its
-    inline runner sends the three plays' next texts as one job, recorded in one statement."""
+    reading their leads in one statement and the account's webhook subscriptions once for the
+    replies' activities, and its inline runner sends the three plays' next texts as one job,
+    recorded in one statement."""
     await publish(stack)
     for phone in PHONES:
         created = await stack.api.post("/v1/plays", json=play_body(phone))
@@ -570,5 +571,7 @@ async def test_a_batch_of_replies_sends_the_plays_next_texts_together(stack: Sta
     assert sum("twilio_sid=coalesce(messages.twilio_sid, CASE" in s for s in seen) == 1
     # `activity_webhooks`' read of the account's subscriptions, once for the batch.
     assert sum("webhook_subscriptions.enabled =" in s for s in seen) == 1
+    # The inbox's read of the texts' leads, once for the batch.
+    assert sum("WHERE (leads.account_id, leads.phone) IN" in s for s in seen) == 1
     for phone in PHONES:
         assert len(stack.creates(To=phone)) == 2  # each lead's next question, once
