@@ -15,6 +15,7 @@ from arq.constants import default_queue_name
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
+from gateway.db import SessionFactory
 from gateway.job_context import as_ctx
 from gateway.jobs import sms_inbox
 from gateway.models import Message, MessageEvent, OptOutEvent, WebhookClaim
@@ -178,3 +179,25 @@ async def test_when_the_plays_fail_each_text_is_still_recorded_and_its_reply_owe
     async with stack.sessions() as session:
         query = select(Message.dispatched_at).where(Message.direction == "inbound")
         assert (await session.exec(query)).all() == [None, None]  # owed to the plays
+
+
+@pytest.mark.parametrize("count", [1, 2, sms_inbox.BATCH])
+async def test_a_batchs_leads_are_read_by_their_unique_index(
+    sessions: SessionFactory, count: int
+) -> None:
+    """SQLite read the whole leads table for a row-value `IN` of (account, phone) pairs: the
+    batch's read must look each pair up by the leads' unique index, whatever the batch's size."""
+    async with sessions() as session:
+        connection = await session.connection()
+        if connection.dialect.name != "sqlite":
+            pytest.skip("SQLite's planner")
+        sql = str(sms_inbox._leads_among(count).compile(dialect=connection.dialect))
+        plan = await connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {sql}", ("x",) * sql.count("?")
+        )
+        steps = [row[3] for row in plan]
+    searches = [s for s in steps if not s.startswith(("MULTI-INDEX OR", "INDEX "))]
+    assert (
+        searches
+        == ["SEARCH leads USING INDEX sqlite_autoindex_leads_2 (account_id=? AND phone=?)"] * count
+    ), steps
