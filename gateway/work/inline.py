@@ -78,12 +78,8 @@ class _Job:
 class Inline:
     """A session factory's hand-off (`gateway.work.bind`) that runs inline kinds itself, at most
     `limit` at a time with up to `backlog` more waiting their turn, and hands everything else to
-    Redis.
-
-    Items one commit staged due now for the same drain (`Kind.batched_by`, as the texts a batch
-    of replies queued for an account) run as one job when the drain does work `together`: one
-    transaction gates and claims them all, and one records what Twilio answered, where a job
-    each took two transactions of its own. One item alone runs its own job, as before."""
+    Redis. Items one commit staged due now for one drain (`Kind.batched_by`) run as one job,
+    its `together` work (see the module); one item alone runs its own job."""
 
     def __init__(self, redis: ArqRedis, limit: int, *, timeout: float, backlog: int = 0) -> None:
         self.redis = redis
