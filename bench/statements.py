@@ -41,7 +41,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -55,9 +55,11 @@ from gateway import clock
 from gateway.app import create_app
 from gateway.settings import SANDBOX_PATH, Settings, load_settings
 from gateway.sqlite_driver import OneTripConnection
+from gateway.work.sweep import SWEEP_JOB
 from gateway.worker import build_worker
 
 ROUNDS = 20  # worker bursts per phase, at most: each ends when its queue is empty
+DAY = timedelta(days=1, seconds=1)  # past the example playbook's `reengagement.after`
 FIRST_TEXT = ("POST /v1/plays", "job plays.advance", "job sms.send", "job sms.sends")
 
 UNIT: contextvars.ContextVar[str] = contextvars.ContextVar("unit", default="(setup)")
@@ -154,13 +156,17 @@ async def served(app: ASGIApp, port: int) -> AsyncIterator[None]:
         await task
 
 
-async def work(settings: Settings, redis_url: str, sandbox: httpx.AsyncClient) -> None:
+async def work(
+    settings: Settings, redis_url: str, sandbox: httpx.AsyncClient, *, sweep: bool = False
+) -> None:
     """Run the worker in bursts, letting the sandbox deliver what it owes between them, until a
-    burst finds nothing to do."""
+    burst finds nothing to do. `sweep`: the first burst begins with the sweep (`work.sweep`),
+    which finds the work that came due by the clock."""
     for _ in range(ROUNDS):
         await sandbox.post(f"{SANDBOX_PATH}/_sandbox/settle", json={})
         worker = build_worker(settings, redis_url, burst=True, handle_signals=False)
-        worker.cron_jobs = []
+        worker.cron_jobs = [c for c in worker.cron_jobs if sweep and c.name == SWEEP_JOB]
+        sweep = False
         worker.functions = {
             name: dataclasses.replace(fn, coroutine=counted_job(name, fn.coroutine))
             for name, fn in worker.functions.items()
@@ -218,6 +224,13 @@ async def measure(args: argparse.Namespace) -> None:
                 sent.raise_for_status()
             await work(settings, run.queue_url, sandbox)
             replied = time.process_time() - replied
+            reply_counts = COUNTS.taken()
+            # A day later each play's re-engagement text is due (the example playbook's
+            # `reengagement.after`): timed work, which the sweep finds, as a drip's next step.
+            clock.set_clock(lambda: datetime.now(UTC) + shift + DAY)
+            due = time.process_time()
+            await work(settings, run.queue_url, sandbox, sweep=True)
+            due = time.process_time() - due
         planned = plans(settings.database) if args.plans else []
     clock.set_clock(None)
     db = support.database_label(args.database_url)
@@ -227,8 +240,10 @@ async def measure(args: argparse.Namespace) -> None:
         f"CPU per new lead of this one process (the gateway, its sandbox, the webhook receiver "
         f"and the client together; to compare builds): {cpu * 1000 / args.leads:.1f} ms"
     )
-    report('each lead replies "yes"', COUNTS, args.leads)
+    report('each lead replies "yes"', reply_counts, args.leads)
     print(f"CPU per reply of this one process (as above): {replied * 1000 / args.leads:.1f} ms")
+    report("a day later, each play's re-engagement text comes due", COUNTS, args.leads)
+    print(f"CPU per play come due of this one process (as above): {due * 1000 / args.leads:.1f} ms")
     for line in planned:
         print(line)
     if args.show:
