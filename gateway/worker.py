@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 # The job modules register their jobs (`@job`) when imported: every one is imported here.
 import gateway.engine.jobs
 import gateway.jobs.email_send
+import gateway.jobs.plays_advance
 import gateway.jobs.sms_inbox
 import gateway.jobs.sms_send
 import gateway.jobs.sms_sends

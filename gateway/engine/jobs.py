@@ -1,6 +1,6 @@
-"""The engine's jobs: `plays.advance` (run what is due) and `plays.reply` (a lead's text), with
-the due queries by which the sweep re-finds them after a Redis flush. Each runs under the lead's
-contact lock, so a reply and a timed step of the same lead never interleave."""
+"""The engine's `plays.reply` job (a lead's text, to its running plays), with the due query by
+which the sweep re-finds it after a Redis flush. It runs under the lead's contact lock, so a
+reply and a timed step of the same lead (`gateway.jobs.plays_advance`) never interleave."""
 
 from __future__ import annotations
 
@@ -14,36 +14,18 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
-from gateway.contact_lock import lock_contact, reread
+from gateway.contact_lock import lock_contact
 from gateway.db import UTCDateTime, transaction
 from gateway.engine.replies import on_reply
-from gateway.engine.stepper import run_due
 from gateway.job_context import job_context
 from gateway.leads import lead_of_message
 from gateway.models import Direction, Lead, Message, Play, PlayState
-from gateway.work import PLAY_ADVANCE, PLAY_REPLY, job, stage
+from gateway.work import PLAY_REPLY, job
 
 log = logging.getLogger(__name__)
 
 # An inbound text's own job normally runs within a second; past this the sweep re-sends it.
 REPLY_GRACE = timedelta(seconds=30)
-
-
-async def due_plays(
-    session: AsyncSession, moment: datetime, limit: int
-) -> Sequence[tuple[str, str]]:
-    """The sweep's question: running plays whose time has come."""
-    query = (
-        select(Play.id)
-        .where(
-            Play.state == PlayState.RUNNING,
-            col(Play.paused).is_(False),
-            col(Play.due_at) <= moment,
-        )
-        .order_by(col(Play.due_at))
-        .limit(limit)
-    )
-    return [(PLAY_ADVANCE.job_id(i), i) for i in (await session.exec(query)).all()]
 
 
 async def due_replies(
@@ -61,31 +43,6 @@ async def due_replies(
         .limit(limit)
     )
     return [(PLAY_REPLY.job_id(i), i) for i in (await session.exec(query)).all()]
-
-
-# `advance`'s read: the play and its lead (of the play's account), built once.
-_PLAY_AND_LEAD = (
-    select(Play, Lead)
-    .join(Lead, col(Lead.id) == col(Play.lead_id))
-    .where(Play.id == bindparam("play_id"), col(Lead.account_id) == col(Play.account_id))
-)
-
-
-@job(PLAY_ADVANCE, due=due_plays, inline=True)
-async def advance(ctx: dict[str, Any], play_id: str) -> str:
-    """Run a play's due steps (arq job `plays.advance`)."""
-    jc = job_context(ctx)
-    async with transaction(jc.sessions, brief=True) as session:
-        found = (await session.exec(_PLAY_AND_LEAD, params={"play_id": play_id})).first()
-        if found is None or found[0].state != PlayState.RUNNING:
-            return "not running"
-        play, lead = found
-        await lock_contact(session, play.account_id, lead.phone)
-        await reread(session, play)
-        queued = await run_due(session, play, lead)
-        if play.state == PlayState.RUNNING and not play.paused and play.due_at is not None:
-            stage(session, PLAY_ADVANCE, play_id, at=play.due_at)  # its next step
-    return f"{len(queued)} queued"
 
 
 @job(PLAY_REPLY, due=due_replies, inline=True)

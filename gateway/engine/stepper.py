@@ -239,20 +239,18 @@ async def _reengage(
     if policy is None or play.reengagements_sent >= policy.max:
         play.due_at = None
         return []
-    message = await send_text(
-        session,
-        play,
-        lead,
-        fill(policy.text, playbook, play, lead),
-        step_id=play.step_id,
-        reason="reengagement",
-    )
+    body = fill(policy.text, playbook, play, lead)
+    # The play moves on before its text is queued, as a step's does: the text's INSERT writes
+    # the play's changes first, in one UPDATE (after it, each change was an UPDATE of its own).
     play.reengagements_sent += 1
+    more = play.reengagements_sent < policy.max
+    play.due_at = now() + policy.after if more else None
+    message = await send_text(
+        session, play, lead, body, step_id=play.step_id, reason="reengagement"
+    )
     await record_activity(
         session, play, ActivityType.EVENT, "reengagement_sent", f"#{play.reengagements_sent}"
     )
-    more = play.reengagements_sent < policy.max
-    play.due_at = now() + policy.after if more else None
     return [message]
 
 

@@ -577,3 +577,31 @@ async def test_a_batch_of_replies_sends_the_plays_next_texts_together(stack: Sta
     assert leads_read.count("leads.phone =") == len(PHONES)
     for phone in PHONES:
         assert len(stack.creates(To=phone)) == 2  # each lead's next question, once
+
+
+async def test_a_timed_steps_text_is_claimed_by_its_step_and_sent_once(stack: Stack) -> None:
+    """A day of silence: the play's re-engagement comes due. The `plays.advance` job gates and
+    claims its text in the step's own transaction, and its process sends it: the text is not
+    read again by a job of its own, and nothing goes through Redis to send it."""
+    await publish(stack)
+    created = await stack.api.post("/v1/plays", json=play_body())
+    assert created.status_code == 201, created.text
+    await stack.work()
+    assert len(stack.creates(To=LEAD)) == 1  # the first question
+    await stack.sandbox.advance(24 * 3600 + 60)  # the example's `reengagement.after`, passed
+    with statements() as seen:
+        await stack.work()
+    [_question, nudge] = [r.get("Body") for r in stack.creates(To=LEAD)]
+    assert "Still happy to help" in nudge
+    # `sender.prepare`'s read of a text by id, which a text's own job makes: none.
+    assert not any("FROM messages JOIN accounts" in s for s in seen)
+    # The play, moved on by the step, written in one UPDATE (its count and its next time).
+    [written] = [s for s in seen if s.lstrip().startswith("UPDATE plays SET") and "sent=" in s]
+    assert "due_at=" in written
+    async with stack.sessions() as session:
+        [message_id] = (
+            await session.exec(select(Message.id).where(col(Message.body) == nudge))
+        ).all()
+    assert (await history(stack, message_id))[:3] == ["queued", "sending", "accepted"]
+    await stack.work()  # a worker finds nothing to send again
+    assert len(stack.creates(To=LEAD)) == 2
