@@ -12,9 +12,11 @@ statements are the `POST`'s (`--inline-jobs 0` sends every job through the worke
 each counted by its name). Each lead is
 started with `POST /v1/plays` on the example playbook `examples/mortgage-qualification.yaml`;
 the worker runs until nothing is left (its first text, the status callbacks, the webhook
-deliveries); then each lead replies "yes" and the worker runs again. The gateway's clock (in
-this process) is set to noon in Los Angeles and the leads are Los Angeles numbers, so the gate
-lets every text go whatever the hour of the run.
+deliveries); then each lead replies "yes" and the worker runs again; then the clock moves a
+day on, past the playbook's `reengagement.after`, and the worker runs again, beginning with the
+sweep, which finds each play's re-engagement text due (timed work, as a drip's next step). The
+gateway's clock (in this process) is set to noon in Los Angeles and the leads are Los Angeles
+numbers, so the gate lets every text go whatever the hour of the run.
 
 A statement is anything the database driver is asked to execute (a BEGIN that SQLAlchemy sends
 as a statement is left out, so both backends count alike); a transaction is a COMMIT or a
@@ -23,9 +25,9 @@ Each is attributed to the web request (method and route, ids folded) or the job 
 sent it. Printed: per unit, its occurrences and statements and transactions per occurrence;
 then per lead, the first text (`POST /v1/plays` with what its process sent inline, and any
 `plays.advance` or `sms.send` job) and everything; and the CPU this one process spent per new
-lead, and per reply, to compare builds run one after the other. Counts do not depend on the
-machine's load; the goal of issue 14 is a play's first text in at most 8 statements and 2
-transactions.
+lead, per reply and per play come due, to compare builds run one after the other. Counts do
+not depend on the machine's load; the goal of issue 14 is a play's first text in at most 8
+statements and 2 transactions.
 """
 
 from __future__ import annotations

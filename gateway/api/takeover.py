@@ -181,7 +181,7 @@ async def post_resume(request: Request) -> JSONResponse:
             )
         await resume(session, playbook, play, body.step, body.by)
         public = await _detailed(session, play)
-        stage(session, PLAY_ADVANCE, play.id)
+        stage(session, PLAY_ADVANCE, play.id, batch=play.account_id)
     return JSONResponse(public.model_dump(mode="json"))
 
 

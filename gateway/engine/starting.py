@@ -102,5 +102,5 @@ async def start_play(
     if play.due_at is not None and play.due_at <= now():
         await run_due(session, play, lead)  # as the job would, under the caller's lock
     if play.state == PlayState.RUNNING and not play.paused and play.due_at is not None:
-        stage(session, PLAY_ADVANCE, play.id, at=play.due_at)  # its next step
+        stage(session, PLAY_ADVANCE, play.id, at=play.due_at, batch=play.account_id)  # next step
     return play

@@ -78,6 +78,15 @@ class Play(SQLModel, table=True):
             postgresql_where=text("state = 'running'"),
         ),
         Index("ix_plays_due", "state", "due_at"),
+        # An account's drain, in the order its plays come due (partial: see migration 0026).
+        Index(
+            "ix_plays_running_due",
+            "account_id",
+            "due_at",
+            "id",
+            sqlite_where=text("state = 'running'"),
+            postgresql_where=text("state = 'running'"),
+        ),
         Index("ix_plays_account_created", "account_id", "created_at", "id"),
         # GET /v1/plays filters, in its (created_at, id) order; the lead's also serves replies.
         Index("ix_plays_account_state", "account_id", "state", "created_at", "id"),

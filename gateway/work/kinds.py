@@ -61,7 +61,12 @@ SMS_SENDS = Kind("sms.sends", "sends", drains=True)  # by account
 SMS_SEND = Kind("sms.send", "sms", batched_by=SMS_SENDS)
 EMAIL_SEND = Kind("email.send", "email")
 WEBHOOK_DELIVER = Kind("webhooks.deliver", "webhook", drains=True)  # by subscription
-PLAY_ADVANCE = Kind("plays.advance", "play")
+# A play's due steps. Due now and handed to Redis (the sweep found it due, a process had no
+# room to run it inline), it goes as its account's `plays.due` drain, which runs the account's
+# due plays in batches; deferred (a step's delay, up to MAX_DEFER_SECONDS) or run inline, it is
+# a job of its own.
+PLAYS_DUE = Kind("plays.due", "plays", drains=True)  # by account
+PLAY_ADVANCE = Kind("plays.advance", "play", batched_by=PLAYS_DUE)
 PLAY_REPLY = Kind("plays.reply", "reply")
 SMS_INBOX = Kind("sms.inbox", "inbox", drains=True)  # inbound texts, appended by their webhook
 # Status callbacks, appended the same way. Nobody waits on one, and a lead's text brings two:
