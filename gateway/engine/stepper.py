@@ -240,8 +240,9 @@ async def _reengage(
         play.due_at = None
         return []
     body = fill(policy.text, playbook, play, lead)
-    # The play moves on before its text is queued, as a step's does: the text's INSERT writes
-    # the play's changes first, in one UPDATE (after it, each change was an UPDATE of its own).
+    # The play moves on before its text is queued, as a step's does: the session writes the
+    # play's changes before the text's INSERT, in one UPDATE (made after it, each change was
+    # written by an UPDATE of its own before the next statement).
     play.reengagements_sent += 1
     more = play.reengagements_sent < policy.max
     play.due_at = now() + policy.after if more else None

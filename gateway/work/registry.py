@@ -54,12 +54,13 @@ def job(
     """Register the decorated coroutine as the job that does `kind`.
 
     `due`: how the sweep finds the rows that owe this job (none: the job's work is never lost
-    with Redis, e.g. marking an API key used, or its drain's finds it, `Kind.batched_by`). `max_tries`: for jobs that wait by arq Retry
-    (a rate slot, an earlier delivery); their rows count the real attempts. `inline`: when
-    due now, run by the process whose commit staged it (`gateway.work.inline`), for the work a
-    lead waits on. `together`: for a drain (`Kind.drains`), how an inline runner does its work
-    for the rows one commit made due at once, together, rather than in a job of their own
-    each (`gateway.work.inline`)."""
+    with Redis, e.g. marking an API key used, or the due query of its drain finds it,
+    `Kind.batched_by`). `max_tries`: for jobs that wait by arq Retry (a rate slot, an earlier
+    delivery); their rows count the real attempts. `inline`: when due now, run by the process
+    whose commit staged it (`gateway.work.inline`), for the work a lead waits on. `together`:
+    for a drain (`Kind.drains`), how an inline runner does its work for the rows one commit
+    made due at once, together, rather than in a job of their own each
+    (`gateway.work.inline`)."""
 
     def register(function: JobFunction) -> JobFunction:
         known = _REGISTRY.get(kind.name)
