@@ -178,20 +178,16 @@ async def _advance_batch(jc: JobContext, account_id: str, after: tuple[datetime,
                 batch.outcomes[_outcome(queued)] += 1
                 texts += queued or 0
             if texts == 1:  # alone: claimed here (see the module)
-                await sms_send.claim_staged(session, rows[0][2])
+                account = rows[0][2]  # every play's: the batch is the account's
+                await sms_send.claim_staged(session, account)
     except Exception:
         if not batch.read:
             raise  # nothing was read: the database's trouble, and the job fails
         count = len(batch.read)
         log.exception("a batch of %d due plays failed; each goes to its own job", count)
         batch.outcomes = Counter({"left to its own job": count})
-        await handoff_to_redis(jc.redis, [_own_job(play_id) for play_id in batch.read])
+        await handoff_to_redis(jc.redis, [Staged.now(PLAY_ADVANCE, i) for i in batch.read])
     return batch
-
-
-def _own_job(play_id: str) -> Staged:
-    """A play's own `plays.advance` job, due now."""
-    return Staged(PLAY_ADVANCE, play_id, PLAY_ADVANCE.job_id(play_id), None)
 
 
 def _due_at(play: Play) -> datetime:

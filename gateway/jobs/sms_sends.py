@@ -158,11 +158,6 @@ def _what(outcome: str) -> str:
     return outcome.split(":", maxsplit=1)[0].split(" until ", maxsplit=1)[0]
 
 
-def _own_job(message_id: str) -> Staged:
-    """A text's own `sms.send` job, due now."""
-    return Staged(SMS_SEND, message_id, SMS_SEND.job_id(message_id), None)
-
-
 @dataclass
 class _Batch:
     read: list[str] = field(default_factory=list)  # the due texts read, by id
@@ -226,10 +221,10 @@ async def _claim(
         count = len(batch.read)
         log.exception("a batch of %d texts failed to claim; each goes to its own job", count)
         batch.claimed, batch.outcomes = [], Counter({"left to its own job": count})
-        await handoff_to_redis(jc.redis, [_own_job(message_id) for message_id in batch.read])
+        await handoff_to_redis(jc.redis, [Staged.now(SMS_SEND, i) for i in batch.read])
         return batch
     for message_id, retry in later:
-        await retry_later(jc.redis, _own_job(message_id), retry)
+        await retry_later(jc.redis, Staged.now(SMS_SEND, message_id), retry)
     return batch
 
 
@@ -270,7 +265,7 @@ async def _request(jc: JobContext, message: Message) -> MessageInstance | str:
     try:
         return await sms_send.request(jc, message)
     except Retry as retry:  # no answer (reconciled first), or a back-off: its own job, then
-        await retry_later(jc.redis, _own_job(message.id), retry)
+        await retry_later(jc.redis, Staged.now(SMS_SEND, message.id), retry)
         return "to be tried again"
     except Exception:
         # As a failed job: the row stays `sending`, and its own job, from the sweep, finds out

@@ -63,13 +63,19 @@ class Staged:
     # now (`in_redis`).
     batch: str | None = None
 
+    @classmethod
+    def now(cls, kind: Kind, argument: str) -> Staged:
+        """`kind(argument)`'s own job, due now (a drain hands a row it could not take in its
+        batch back to it)."""
+        return cls(kind, argument, kind.job_id(argument), None)
+
     def in_redis(self) -> Staged:
         """What goes to Redis for this item: its drain's job, when it has one (`batch`), is due
         now and was not begun; otherwise its own job, with nothing begun (a text claimed in
         its transaction is `sending`, which only its own job reconciles)."""
         drain = self.kind.batched_by
         if drain is not None and self.batch is not None and self.at is None and not self.then:
-            return Staged(drain, self.batch, drain.job_id(self.batch), None)
+            return Staged.now(drain, self.batch)
         return replace(self, then=None)
 
 
