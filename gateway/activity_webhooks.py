@@ -1,9 +1,10 @@
 """An activity's webhook deliveries, written in the activity's own transaction (the outbox's
 write half).
 
-`on_activity` runs inside whatever transaction records an activity (`gateway.engine.records`,
-the opt-out ledger's status changes): if that transaction rolls back, no delivery exists, and if
-it commits, every matching subscription is owed one, and its `webhooks.deliver` job (staged
+`record` keeps an activity to its transaction's commit (`gateway.engine.records`, the opt-out
+ledger's status changes), when it is written with the transaction's other activities and a
+pending delivery per matching subscription: if the transaction rolls back, neither exists, and
+if it commits, every matching subscription is owed one, and its `webhooks.deliver` job (staged
 here) goes to Redis. Below the channels, so the opt-out ledger can stage its own status
 changes; the webhooks channel delivers them.
 """
@@ -19,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway import webhook_policy as policy
 from gateway.clock import now
-from gateway.db import for_this_transaction
+from gateway.db import before_commit, for_this_transaction
 from gateway.ids import new_id
 from gateway.models import (
     Activity,
@@ -28,6 +29,7 @@ from gateway.models import (
     Lead,
     LedgerEvent,
     OptOutEvent,
+    Play,
     WebhookDelivery,
     WebhookSubscription,
 )
@@ -79,18 +81,58 @@ def new_delivery(
 _INSERT_DELIVERY = insert(WebhookDelivery.__table__)  # type: ignore[attr-defined]
 
 
-async def write_activity(session: AsyncSession, activity: Activity) -> None:
-    """Write `activity` now and set its id (the order activities are delivered in); the object
-    stays out of the session (`insert_row`)."""
-    await write_activities(session, [activity])
+# session.info key (`for_this_transaction`): the activities recorded in this transaction and not
+# yet written, each with the phone its deliveries keep their order within (`order_key`).
+_KEPT = "gateway.activity_webhooks.kept"
 
 
-async def write_activities(session: AsyncSession, activities: Sequence[Activity]) -> None:
-    """`write_activity` for several, in one INSERT whatever their count."""
-    await insert_rows(session, activities, by="public_id")
+def record(
+    session: AsyncSession,
+    activity: Activity,
+    phone: str | None = None,
+    *,
+    play: Play | None = None,
+) -> None:
+    """`activity` and its webhook deliveries, written when the transaction commits (or at
+    `write_kept`), with every other activity the transaction recorded: one INSERT of the
+    activities, one read of each account's subscriptions and one of its leads, one INSERT of
+    the deliveries, whatever their count. A batch of plays or replies recorded an activity or
+    two each, at four statements apiece. Their ids (the order they are delivered in) follow
+    the order they were recorded; their payloads show their leads as the transaction leaves
+    them. The object is not in the session; its id is set when it is written.
+
+    `play`: the activity's play as the session holds it, held here until the activity is
+    written, for its payload's look at the play's rep (the session's identity map holds an
+    unchanged object only weakly: let go, it is read again)."""
+    _kept(session).append((activity, phone, play))
+    before_commit(session, write_kept)
 
 
-# `on_activities`'s read (every activity's account asks it), built once.
+def kept(session: AsyncSession) -> list[Activity]:
+    """The activities this transaction recorded that are not written yet."""
+    return [activity for activity, _, _ in _kept(session)]
+
+
+# A kept activity: with its phone (`order_key`) and its play (held, see `record`).
+_Kept = tuple[Activity, str | None, Play | None]
+
+
+def _kept(session: AsyncSession) -> list[_Kept]:
+    return for_this_transaction(session, _KEPT, list)
+
+
+async def write_kept(session: AsyncSession) -> None:
+    """Write the activities recorded so far and their deliveries now: for a statement that
+    reads them (the play that the response shows)."""
+    taken = list(_kept(session))
+    if not taken:
+        return
+    _kept(session).clear()
+    await insert_rows(session, [activity for activity, _, _ in taken], by="public_id")
+    await _deliveries(session, taken)
+
+
+# `_deliveries`' read (every activity's account asks it), built once.
 _SUBSCRIBED = select(WebhookSubscription).where(
     WebhookSubscription.account_id == bindparam("account_id"),
     WebhookSubscription.enabled == True,  # noqa: E712 - SQL, not Python truth
@@ -98,8 +140,8 @@ _SUBSCRIBED = select(WebhookSubscription).where(
 
 
 # session.info key (`for_this_transaction`): the enabled subscriptions of each account whose
-# activities this transaction recorded. A batch of replies records an activity or more per
-# reply, mostly of one account, and nothing that records activities changes subscriptions.
+# activities this transaction wrote (`write_kept` may run more than once), and nothing that
+# records activities changes subscriptions.
 _READ = "gateway.activity_webhooks.subscriptions"
 
 
@@ -113,38 +155,26 @@ async def _subscriptions(session: AsyncSession, account_id: str) -> Sequence[Web
     return read[account_id]
 
 
-async def on_activity(
-    session: AsyncSession, activity: Activity, phone: str | None = None
-) -> list[WebhookDelivery]:
-    """`on_activities` for one activity."""
-    return await on_activities(session, [activity], phone)
-
-
-async def on_activities(
-    session: AsyncSession, activities: Sequence[Activity], phone: str | None = None
-) -> list[WebhookDelivery]:
-    """Write a pending delivery per enabled subscription that wants each activity (written by
-    `write_activities`): at once, by one Core INSERT, with one read of each account's
-    subscriptions a transaction and one of its leads whatever the count (a batch of texts
-    records its plays' activities together); the objects returned are not in the session."""
-    wanted: list[tuple[WebhookSubscription, Activity]] = []
-    for account_id in dict.fromkeys(a.account_id for a in activities):
+async def _deliveries(session: AsyncSession, written: Sequence[_Kept]) -> None:
+    """A pending delivery per enabled subscription that wants each written activity, by one
+    Core INSERT (not in the session), and each subscription's `webhooks.deliver` staged."""
+    wanted: list[tuple[WebhookSubscription, Activity, str | None]] = []
+    for account_id in dict.fromkeys(a.account_id for a, _, _ in written):
         subscriptions = await _subscriptions(session, account_id)
         wanted += [
-            (s, a)
-            for a in activities
+            (s, a, phone)
+            for a, phone, _ in written
             if a.account_id == account_id
             for s in subscriptions
             if wants(s, a)
         ]
     if not wanted:
-        return []
-    payloads = await build_payloads(session, list({a.public_id: a for _, a in wanted}.values()))
-    deliveries = [new_delivery(s, a, payloads[a.public_id], phone) for s, a in wanted]
+        return
+    payloads = await build_payloads(session, list({a.public_id: a for _, a, _ in wanted}.values()))
+    deliveries = [new_delivery(s, a, payloads[a.public_id], phone) for s, a, phone in wanted]
     await session.exec(_INSERT_DELIVERY, params=[column_values(d) for d in deliveries])
-    for subscription_id in dict.fromkeys(s.id for s, _ in wanted):
+    for subscription_id in dict.fromkeys(s.id for s, _, _ in wanted):
         stage(session, WEBHOOK_DELIVER, subscription_id)
-    return deliveries
 
 
 async def on_ledger_event(session: AsyncSession, row: OptOutEvent) -> Activity | None:
@@ -180,6 +210,5 @@ async def on_ledger_event(session: AsyncSession, row: OptOutEvent) -> Activity |
         note=f"{row.channel} {row.source}"[:2000],
         created_at=row.received_at,
     )
-    await write_activity(session, activity)
-    await on_activity(session, activity, row.phone)
+    record(session, activity, row.phone)
     return activity

@@ -212,6 +212,7 @@ async def transaction(
             if turn is not None:
                 session.info[_SERIALIZED] = True  # SQLite's BEGIN IMMEDIATE: `serialized`
             yield session
+            await _settle(session)
             await session.commit()
         except BaseException:
             session.info.pop(STAGED, None)
@@ -308,6 +309,36 @@ def for_this_transaction(session: AsyncSession, key: str, new: Callable[[], _Not
         noted = new()
         session.info[key] = (transaction, noted)
     return cast(_Noted, noted)
+
+
+# session.info key (`for_this_transaction`): what the transaction owes before it commits.
+_BEFORE_COMMIT = "gateway.db.before_commit"
+BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
+
+
+def before_commit(session: AsyncSession, settle: BeforeCommit) -> None:
+    """`settle(session)` is awaited once before the session's transaction commits, however
+    often it was asked for (`transaction()` does it, in the transaction: should it raise, the
+    transaction rolls back). For rows kept to the commit whose writing needs awaited reads
+    (an activity's webhook deliveries), which `commit_rows`' synchronous hook cannot do."""
+    owed: dict[BeforeCommit, None] = for_this_transaction(session, _BEFORE_COMMIT, dict)
+    owed[settle] = None
+
+
+async def _settle(session: AsyncSession) -> None:
+    owed: dict[BeforeCommit, None] = for_this_transaction(session, _BEFORE_COMMIT, dict)
+    while owed:  # a settle may owe another
+        settle = next(iter(owed))
+        del owed[settle]
+        await settle(session)
+
+
+@event.listens_for(Session, "before_commit")
+def _unsettled(session: Session) -> None:
+    """A commit by any other way than `transaction()` would lose what was owed: refuse it."""
+    made_in, owed = session.info.get(_BEFORE_COMMIT, (_NOTHING_YET, None))
+    if owed and made_in is session.get_transaction():
+        raise RuntimeError(f"committed outside gateway.db.transaction() with {len(owed)} owed")
 
 
 def serialized(session: AsyncSession) -> bool:

@@ -1,8 +1,9 @@
 """The webhook body: exactly the fields customers integrate against, fixed when the activity
-happens so that every retry and replay sends the same bytes.
+is recorded so that every retry and replay sends the same bytes.
 
 Below the channels: an activity's deliveries are staged with their payload in the activity's
-own transaction (`gateway.activity_webhooks`), wherever it is recorded.
+own transaction (`gateway.activity_webhooks`), wherever it is recorded, as that transaction
+commits: the lead in the payload is the lead as the transaction leaves it.
 """
 
 from __future__ import annotations

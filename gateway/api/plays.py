@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway import playbook_versions
+from gateway import activity_webhooks, playbook_versions
 from gateway.clock import Instant, now
 from gateway.contact_lock import lock_contact
 from gateway.db import conflict_insert, transaction
@@ -221,6 +221,7 @@ async def _with_next_action(session: AsyncSession, play: Play) -> PlayPublic:
 
 async def _detailed(session: AsyncSession, play: Play) -> PlayPublic:
     public = await _with_next_action(session, play)
+    await activity_webhooks.write_kept(session)  # what this transaction recorded, shown too
     activities = (
         await session.exec(
             select(Activity).where(Activity.play_id == play.id).order_by(col(Activity.id))

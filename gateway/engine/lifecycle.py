@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.gate import Channel, GateDecision
-from gateway import playbook_versions
+from gateway import activity_webhooks, playbook_versions
 from gateway.clock import now
 from gateway.contact_lock import lock_contact, reread
 from gateway.db import numbered, numbered_values, rows_of
@@ -54,6 +54,10 @@ NO_EVIDENCE_LOG = "no_consent_evidence"
 
 
 async def has_activity(session: AsyncSession, play_id: str, label: str) -> bool:
+    """Whether the play has an activity labelled `label`: written, or recorded in this
+    transaction and kept to its commit."""
+    if any(a.play_id == play_id and a.label == label for a in activity_webhooks.kept(session)):
+        return True
     query = select(Activity.id).where(Activity.play_id == play_id, Activity.label == label)
     return (await session.exec(query.limit(1))).first() is not None
 

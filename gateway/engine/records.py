@@ -7,8 +7,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway import play_log_rows
-from gateway.activity_webhooks import on_activities, write_activities
+from gateway import activity_webhooks, play_log_rows
 from gateway.clock import now
 from gateway.db import for_this_transaction
 from gateway.engine import rep_notices
@@ -20,8 +19,9 @@ from gateway.rows import fresh
 async def record_activity(
     session: AsyncSession, play: Play, type_: ActivityType, label: str, note: str | None = None
 ) -> Activity:
-    """An event or outcome of `play`, in the play's transaction (its webhook deliveries too);
-    the object returned is not in the session (`write_activity`)."""
+    """An event or outcome of `play`, in the play's transaction (its webhook deliveries too),
+    written when it commits (`activity_webhooks.record`); the object returned is not in the
+    session."""
     [activity] = await record_activities(session, [(play, type_, label, note)])
     return activity
 
@@ -31,8 +31,7 @@ Recorded = tuple[Play, ActivityType, str, str | None]
 
 
 async def record_activities(session: AsyncSession, entries: Sequence[Recorded]) -> list[Activity]:
-    """`record_activity` for several (a batch of texts' plays), with one INSERT of the
-    activities and one of their deliveries whatever the count."""
+    """`record_activity` for several."""
     activities = [
         fresh(
             Activity,
@@ -47,11 +46,9 @@ async def record_activities(session: AsyncSession, entries: Sequence[Recorded]) 
         )
         for play, type_, label, note in entries
     ]
-    await write_activities(session, activities)
-    for play, type_, label, note in entries:
+    for activity, (play, type_, label, note) in zip(activities, entries, strict=True):
+        activity_webhooks.record(session, activity, play=play)
         log(session, play, "activity", None, type=str(type_), label=label, note=note)
-    await on_activities(session, activities)
-    for play, _, label, _ in entries:
         if label == "talk_to_human":
             # The lead wants a person: the assigned rep hears of it now, not when a call rings.
             await rep_notices.notify_assigned_rep(session, play, "talk_to_human")

@@ -77,7 +77,7 @@ class WebhookDelivery(SQLModel, table=True):
     order_key: str | None = Field(default=None, max_length=60)
     label: str = Field(max_length=64)
     status: DeliveryStatus = Field(sa_column=Column(String(10), nullable=False))
-    # The JSON body, fixed when the activity happened: every retry and replay sends these bytes.
+    # The JSON body, fixed when the activity was recorded: every retry and replay sends these bytes.
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     attempts: int = Field(default=0, description="tries since queued or last replayed")
     total_attempts: int = 0

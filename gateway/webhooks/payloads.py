@@ -1,5 +1,5 @@
 """The webhook body as it is sent (`encode`), and the test tool's sample; the body itself is
-`gateway.webhook_payloads.WebhookPayload`, built when the activity happens."""
+`gateway.webhook_payloads.WebhookPayload`, built when the activity is recorded."""
 
 from __future__ import annotations
 

@@ -1,0 +1,123 @@
+"""Activities kept to their transaction's commit (`gateway.activity_webhooks.record`): written
+together, in the order they were recorded, with their deliveries; gone with a rollback; seen by
+`has_activity` before they are written; refused a commit that would lose them."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import col, select
+from starlette.testclient import TestClient
+
+from gateway.db import SessionFactory, transaction
+from gateway.engine.lifecycle import has_activity
+from gateway.engine.records import record_activity
+from gateway.models import Activity, ActivityType, Play, WebhookDelivery
+from tests.support.sql import statements
+from tests.support.tenants import Tenant
+from tests.support.webhook_endpoint import WebhookEndpoint
+
+from .conftest import deliveries, new_play, subscribe
+
+
+async def test_a_transactions_activities_are_written_at_its_commit_together_and_in_order(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, receiver: WebhookEndpoint
+) -> None:
+    subscribe(client, tenant, receiver.url + "/a")
+    subscribe(client, tenant, receiver.url + "/b")
+    plays = [await new_play(sessions, tenant.account_id, f"+1415555{i:04d}") for i in range(4)]
+    recorded: list[Activity] = []
+    async with transaction(sessions) as session:
+        with statements("activities") as written_early:
+            for play in plays:
+                for label in ("started", "interested", "qualified"):
+                    recorded.append(await record_activity(session, play, ActivityType.EVENT, label))
+        assert written_early == []  # nothing written while the batch runs
+        assert all(a.id is None for a in recorded)
+    # The commit wrote them: their ids follow the order they were recorded in.
+    ids = [a.id for a in recorded]
+    assert None not in ids and ids == sorted(ids)  # type: ignore[type-var]
+    async with sessions() as session:
+        rows = (await session.exec(select(Activity).order_by(col(Activity.id)))).all()
+    assert [(a.play_id, a.label) for a in rows] == [(a.play_id, a.label) for a in recorded]
+
+    # One delivery per subscription and activity, each play's in its order.
+    owed = await deliveries(sessions)
+    assert len(owed) == 2 * len(recorded)
+    for play in plays:
+        labels = [d.label for d in owed if d.order_key == play.id]
+        assert labels == ["started", "started", "interested", "interested"] + ["qualified"] * 2
+
+
+async def test_kept_activities_cost_one_statement_of_each_kind_however_many_plays(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, receiver: WebhookEndpoint
+) -> None:
+    subscribe(client, tenant, receiver.url + "/a")
+    plays = [await new_play(sessions, tenant.account_id, f"+1415555{i:04d}") for i in range(6)]
+    with statements() as seen:
+        async with transaction(sessions) as session:
+            for play in plays:
+                await record_activity(session, play, ActivityType.EVENT, "started")
+                await record_activity(session, play, ActivityType.OUTCOME, "qualified")
+    activities = [s for s in seen if s.startswith("INSERT INTO activities")]
+    delivered = [s for s in seen if s.startswith("INSERT INTO webhook_deliveries")]
+    leads = [s for s in seen if s.startswith("SELECT leads.")]
+    assert (len(activities), len(delivered), len(leads)) == (1, 1, 1)
+    assert len(await deliveries(sessions)) == 12
+
+
+async def test_a_rollback_leaves_neither_the_activities_nor_their_deliveries(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, receiver: WebhookEndpoint
+) -> None:
+    subscribe(client, tenant, receiver.url + "/a")
+    play = await new_play(sessions, tenant.account_id)
+    with pytest.raises(RuntimeError, match="the step failed"):
+        async with transaction(sessions) as session:
+            await record_activity(session, play, ActivityType.EVENT, "started")
+            raise RuntimeError("the step failed")
+    async with sessions() as session:
+        assert (await session.exec(select(Activity))).all() == []
+        assert (await session.exec(select(WebhookDelivery))).all() == []
+    # The session's next transaction owes nothing of the one rolled back.
+    async with transaction(sessions) as session:
+        await record_activity(session, play, ActivityType.EVENT, "interested")
+    assert [d.label for d in await deliveries(sessions)] == ["interested"]
+
+
+async def test_has_activity_sees_what_this_transaction_recorded_before_it_is_written(
+    sessions: SessionFactory, tenant: Tenant
+) -> None:
+    play = await new_play(sessions, tenant.account_id)
+    other = await new_play(sessions, tenant.account_id, "+14155550999")
+    async with transaction(sessions) as session:
+        assert not await has_activity(session, play.id, "qualified")
+        await record_activity(session, play, ActivityType.OUTCOME, "qualified")
+        assert await has_activity(session, play.id, "qualified")
+        assert not await has_activity(session, other.id, "qualified")
+        assert not await has_activity(session, play.id, "completed")
+    async with transaction(sessions) as session:  # and once written, by its read
+        assert await has_activity(session, play.id, "qualified")
+
+
+async def test_a_commit_outside_transaction_that_would_lose_activities_is_refused(
+    sessions: SessionFactory, tenant: Tenant
+) -> None:
+    play = await new_play(sessions, tenant.account_id)
+    async with sessions() as session:
+        fetched = await session.get(Play, play.id)
+        assert fetched is not None
+        await record_activity(session, fetched, ActivityType.EVENT, "started")
+        with pytest.raises(RuntimeError, match=r"outside gateway\.db\.transaction\(\)"):
+            await session.commit()
+        await session.rollback()
+    async with sessions() as session:
+        assert (await session.exec(select(Activity))).all() == []
+
+
+async def test_stopping_a_play_shows_the_activity_its_own_transaction_recorded(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant
+) -> None:
+    play = await new_play(sessions, tenant.account_id)
+    response = client.post(f"/v1/plays/{play.id}/stop", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    labels = [a["label"] for a in response.json()["activities"]]
+    assert labels == ["stopped"]
