@@ -59,7 +59,10 @@ async def has_activity(session: AsyncSession, play_id: str, label: str) -> bool:
     if any(a.play_id == play_id and a.label == label for a in activity_webhooks.kept(session)):
         return True
     query = select(Activity.id).where(Activity.play_id == play_id, Activity.label == label)
-    return (await session.exec(query.limit(1))).first() is not None
+    # Nothing pending in the session changes the answer (activities are kept to the commit):
+    # without the autoflush, a play's changes before and after go in one UPDATE, not two.
+    with session.no_autoflush:
+        return (await session.exec(query.limit(1))).first() is not None
 
 
 async def on_gate_decision(

@@ -93,6 +93,8 @@ class _Batch:
     )
     # (account id, phone) -> the account's lead for the phone (None: no lead).
     leads: dict[tuple[str, str], Lead | None] = field(default_factory=dict)
+    # The texts marked dispatched, as `_DISPATCHED`'s parameters: one execution for the batch.
+    dispatched: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def _receive_all(session: AsyncSession, taken: Sequence[Taken], alone: bool) -> None:
@@ -100,6 +102,8 @@ async def _receive_all(session: AsyncSession, taken: Sequence[Taken], alone: boo
     await _read_leads(session, batch, taken)
     for text in taken:
         await _receive(session, batch, text)
+    if batch.dispatched:
+        await session.exec(_DISPATCHED, params=batch.dispatched)
 
 
 async def _read_leads(session: AsyncSession, batch: _Batch, taken: Sequence[Taken]) -> None:
@@ -222,7 +226,7 @@ async def _receive(session: AsyncSession, batch: _Batch, text: Taken) -> None:
             "moment": now(),
             "play_id": heard_by[0] if heard_by else None,  # shown with the play's messages
         }
-        await session.exec(_DISPATCHED, params=dispatched)
+        batch.dispatched.append(dispatched)  # nothing in the batch reads it meanwhile
     log.info(
         "inbound sms sid=%s account=%s lead=%s keyword=%s%s",
         sid,

@@ -57,7 +57,12 @@ async def queue_message(
     )
     # Written now by Core statements built once, not by the unit of work at the next flush:
     # about a fifth of its CPU per row (gateway.rows.insert_row).
-    await insert_row(session, message)
+    if session.new:
+        await session.flush()  # the play or lead it names, when this transaction made them
+    # Changes to rows already written (a play moved on to this step) wait for the next flush,
+    # so that a batch of plays' moves go out together, not one UPDATE before each text.
+    with session.no_autoflush:
+        await insert_row(session, message)
     note_event(session, message.id, MessageStatus.QUEUED, detail=reason)
     stage(session, SMS_SEND, message.id, at=send_after, batch=account_id)
     # Held for `queued_here` (the session's identity map holds an unchanged row only weakly).

@@ -124,3 +124,23 @@ async def test_a_paused_play_is_not_due(stack: Stack) -> None:
         assert await plays_advance.due(session, now(), 100) == []
     await stack.api_redis.flushdb()
     assert await run_drain(stack) == "none due"
+
+
+async def test_a_batchs_plays_are_moved_and_their_activities_written_one_statement_a_kind(
+    stack: Stack,
+) -> None:
+    to = phones(plays_advance.BATCH)
+    play_ids = await started(stack, to)
+    await stack.api_redis.flushdb()
+    with statements() as seen:
+        await run_drain(stack)
+    # Each play's move (its next due time, its count of nudges) waits for the session's next
+    # flush, and its activity for the commit: the batch's go out together.
+    moved = [s for s in seen if s.startswith("UPDATE plays SET due_at") and "reengagements" in s]
+    written = [s for s in seen if s.startswith("INSERT INTO activities")]
+    assert (len(moved), len(written)) == (1, 1), seen
+    await stack.work()
+    for phone, play_id in zip(to, play_ids, strict=True):
+        assert NUDGE in texts_to(stack, phone)[1]
+        assert await labels(stack, play_id) == ["started", "reengagement_sent"]
+        assert (await play_row(stack, play_id)).reengagements_sent == 1

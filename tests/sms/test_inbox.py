@@ -22,7 +22,9 @@ from gateway.models import Message, MessageEvent, OptOutEvent, WebhookClaim
 from gateway.work import SMS_INBOX
 from gateway.work.sweep import sweep
 from gateway.worker import opened_job_context
+from tests.engine.test_plays import begin, publish
 from tests.support.claims import pending_keys, watched_takes
+from tests.support.sql import statements
 from tests.support.stack import OUR_NUMBER, Stack
 
 
@@ -201,3 +203,26 @@ async def test_a_batchs_leads_are_read_by_their_unique_index(
         searches
         == ["SEARCH leads USING INDEX sqlite_autoindex_leads_2 (account_id=? AND phone=?)"] * count
     ), steps
+
+
+async def test_a_batch_of_replies_moves_each_play_once_and_marks_the_texts_in_one_execution(
+    stack: Stack,
+) -> None:
+    leads = [f"+1415555{7100 + n:04d}" for n in range(5)]
+    await publish(stack, "mortgage-qualification")
+    plays = [await begin(stack, "mortgage-qualification", phone) for phone in leads]
+    await stack.work()  # each lead's first question
+    for n, phone in enumerate(leads):
+        await _append(stack, 100 + n, body="Yes!", phone=phone)
+    with statements() as seen:
+        assert await _take(stack) == len(leads)
+    # A reply's play is written once (the time of the lead's reply with the step it moved
+    # to), and the batch's texts are marked handed to their plays by one execution.
+    moves = [s for s in seen if s.startswith("UPDATE plays SET")]
+    marks = [s for s in seen if s.startswith("UPDATE messages SET play_id")]
+    assert (len(moves), len(marks)) == (len(leads), 1), seen
+    async with stack.sessions() as session:
+        query = select(Message.play_id, Message.dispatched_at).where(Message.direction == "inbound")
+        handed = (await session.exec(query)).all()
+    assert sorted(play_id or "" for play_id, _ in handed) == sorted(plays)
+    assert all(at is not None for _, at in handed)
