@@ -25,7 +25,7 @@ from gateway.worker import opened_job_context
 from tests.engine.test_plays import begin, publish
 from tests.support.claims import pending_keys, watched_takes
 from tests.support.sql import statements
-from tests.support.stack import OUR_NUMBER, Stack
+from tests.support.stack import OUR_NUMBER, Hooks, Stack
 
 
 def _sid(n: int) -> str:
@@ -226,3 +226,22 @@ async def test_a_batch_of_replies_moves_each_play_once_and_marks_the_texts_in_on
         handed = (await session.exec(query)).all()
     assert sorted(play_id or "" for play_id, _ in handed) == sorted(plays)
     assert all(at is not None for _, at in handed)
+
+
+async def test_a_batchs_payloads_show_each_lead_as_the_batch_left_it(
+    stack: Stack, hooks: Hooks
+) -> None:
+    """Activities are written, with their payloads, when their transaction commits: a reply
+    and the lead's STOP taken in one batch both show the lead opted out (README, "The
+    payload")."""
+    lead = "+14155557200"
+    await publish(stack, "mortgage-qualification")
+    play_id = await begin(stack, "mortgage-qualification", lead)
+    await stack.work()
+    await _append(stack, 200, body="Yes!", phone=lead)
+    await _append(stack, 201, body="STOP", phone=lead)
+    assert await _take(stack) == 2  # one batch
+    await stack.work()
+    [replied] = hooks.of(play_id, "interested")
+    [ended] = hooks.of(play_id, "opted_out")
+    assert replied["lead_opted_out"] is True and ended["lead_opted_out"] is True
