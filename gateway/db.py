@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -13,6 +13,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import (
     BindParameter,
     Connection,
+    CursorResult,
     Engine,
     Row,
     bindparam,
@@ -290,9 +291,24 @@ async def first_row(
 
 
 def _first_row(session: Session, statement: Any, params: dict[str, Any]) -> Row[Any] | None:
+    return _core_execute(session, statement, params).first()
+
+
+async def all_rows(
+    session: AsyncSession, statement: Any, params: dict[str, Any]
+) -> Sequence[Row[Any]]:
+    """`first_row`, every row."""
+    return await session.run_sync(_all_rows, statement, params)
+
+
+def _all_rows(session: Session, statement: Any, params: dict[str, Any]) -> Sequence[Row[Any]]:
+    return _core_execute(session, statement, params).all()
+
+
+def _core_execute(session: Session, statement: Any, params: dict[str, Any]) -> CursorResult[Any]:
     if session.new or session.dirty or session.deleted:
         session.flush()
-    return session.connection().execute(statement, params).first()
+    return session.connection().execute(statement, params)
 
 
 _Noted = TypeVar("_Noted")

@@ -102,11 +102,16 @@ async def gate_and_claim(
     message_id: str,
     loaded: sender.Loaded | None = None,
     numbers: Sequence[SenderNumber] | None = None,
+    *,
+    claims: list[sender.Claim] | None = None,
 ) -> Message | str:
     """`_prepare` in the caller's transaction: the claimed row, or why not (what the gate
-    decided goes to the text's play, a deferral is staged). `loaded`, `numbers`: what the
-    caller read of the text and its account's senders (`sender.prepare`)."""
-    prepared = await sender.prepare(jc, session, message_id, loaded=loaded, numbers=numbers)
+    decided goes to the text's play, a deferral is staged). `loaded`, `numbers`, `claims`:
+    what the caller read of the text and its account's senders, and the batch's claims it
+    makes together (`sender.prepare`)."""
+    prepared = await sender.prepare(
+        jc, session, message_id, loaded=loaded, numbers=numbers, claims=claims
+    )
     if prepared.failed is not None:
         await lifecycle.on_text(session, prepared.failed, "failed")
     if prepared.gate is not None:

@@ -198,6 +198,7 @@ async def _claim(
             await lock_contacts(session, account_id, (row[0].lead_phone for row in rows))
             # The account's senders, once for the batch: each text picks among them.
             numbers = await account_numbers(session, account_id)
+            claims: list[sender.Claim] = []  # claimed together, after the loop
             leads: set[str] = set()
             for message, account, lead in rows:
                 if message.lead_phone in leads:  # the lead's earlier text is in this batch
@@ -209,12 +210,17 @@ async def _claim(
                 # between texts, the process's requests get their turn.
                 await asyncio.sleep(0)
                 outcome = await _gate_and_claim(
-                    jc, session, (message, account, lead), numbers, later
+                    jc, session, (message, account, lead), numbers, later, claims=claims
                 )
                 if isinstance(outcome, Message):
                     batch.claimed.append(outcome)
                 else:
                     batch.outcomes[_what(outcome)] += 1
+            won = await sender.claim_all(session, claims)
+            lost = len(batch.claimed) - len(won)
+            if lost:
+                batch.claimed = [m for m in batch.claimed if m.id in won]
+                batch.outcomes["claimed elsewhere"] += lost
     except Exception:
         if not batch.read:
             raise  # nothing was read: the database's trouble, and the job fails
@@ -234,10 +240,14 @@ async def _gate_and_claim(
     loaded: tuple[Message, Account, Lead | None],
     numbers: Sequence[SenderNumber],
     later: list[tuple[str, Retry]],
+    *,
+    claims: list[sender.Claim],
 ) -> Message | str:
     message_id = loaded[0].id
     try:
-        return await sms_send.gate_and_claim(jc, session, message_id, loaded, numbers)
+        return await sms_send.gate_and_claim(
+            jc, session, message_id, loaded, numbers, claims=claims
+        )
     except Retry as retry:  # the lead's earlier text goes first: nothing was written
         later.append((message_id, retry))
         return "behind an earlier text"

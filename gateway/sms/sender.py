@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any, cast
 
 from arq import Retry
-from sqlalchemy import and_, bindparam, func, update
+from sqlalchemy import and_, bindparam, case, func, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -25,7 +25,7 @@ from compliance.notice import NOTICE_INTERVAL
 from gateway import gate, optouts
 from gateway.clock import now
 from gateway.contact_lock import lock_contact
-from gateway.db import UTCDateTime, among, first_row
+from gateway.db import UTCDateTime, all_rows, among, numbered
 from gateway.job_context import JobContext
 from gateway.lead_number import NUMBERS_ORDER, known_number, pick
 from gateway.leads import lead_of_message
@@ -100,13 +100,16 @@ async def prepare(
     *,
     loaded: Loaded | None = None,
     numbers: Sequence[SenderNumber] | None = None,
+    claims: list[Claim] | None = None,
 ) -> Prepared:
     """Gate and claim the message under the contact lock, in the job's transaction.
 
     `loaded`: the text, its account and its lead, as the transaction that queued the text holds
     them (`gateway.jobs.sms_send.claim_staged`) or a batch read them; otherwise they are read.
     `numbers`: the account's sender numbers, as a batch read them in this transaction
-    (`gateway.lead_number.account_numbers`); otherwise they are read with the gate's facts."""
+    (`gateway.lead_number.account_numbers`); otherwise they are read with the gate's facts.
+    `claims`: a batch's texts to claim together; a text the gate allows goes there, and its
+    result is the row as it will be once the caller has claimed it (`claim_all`)."""
     # The row with its account and lead in one statement: the facts the gate reads after the
     # contact lock (the ledger, consent, spacing) are asked under it, below.
     found = loaded or (await session.exec(_TO_SEND, params={"message_id": message_id})).first()
@@ -207,8 +210,7 @@ async def prepare(
             if notice.failure is not None:
                 await _finish(session, message, MessageStatus.FAILED, notice.failure)
                 return Prepared("too long", gate=noted)
-            claimed = await _claim(
-                session,
+            claim = _to_claim(
                 message,
                 sender,
                 decision.validity_period,
@@ -219,7 +221,11 @@ async def prepare(
                 if sender.status == SenderStatus.OK
                 else sender_status.SENDER_UNAVAILABLE,
             )
-            return Prepared(claimed, gate=noted)
+            if claims is not None:
+                claims.append(claim)  # the caller claims its batch's texts together
+                return Prepared(message, gate=noted)
+            won = await claim_all(session, [claim])
+            return Prepared(message if won else "claimed elsewhere", gate=noted)
     return Prepared(f"deferred until {deferred_until.isoformat()}", deferred_until, gate=noted)
 
 
@@ -233,8 +239,17 @@ async def _rate_slot(jc: JobContext, message: Message, sender: SenderNumber) -> 
     return await jc.rate_limiter.reserve(sender.number, rate)
 
 
-async def _claim(
-    session: AsyncSession,
+@dataclass(frozen=True)
+class Claim:
+    """A text the gate allowed, with what its claim writes (`_CLAIM_WRITES`' parameters and its
+    notice columns): claimed by `claim_all`, alone or with its batch's other texts."""
+
+    message: Message
+    params: dict[str, Any]
+    notice: frozenset[str]
+
+
+def _to_claim(
     message: Message,
     sender: SenderNumber,
     validity_period: int | None,
@@ -242,34 +257,52 @@ async def _claim(
     *,
     notice: dict[str, Any],
     gate_reason: str | None = None,
-) -> Message | str:
-    """queued -> sending, by compare-and-set: of two runs, one wins (with its notice columns).
-
-    The winner's `message` (the session's object) is set to what the UPDATE wrote, as loaded:
-    the values are ours but the attempts, which come back from the UPDATE itself (RETURNING).
-    Reading the whole row back made the ORM load a 35-column object again for every text."""
+) -> Claim:
     params = {
-        "message_id": message.id,
         "from_number": sender.number,
         "moment": moment,
         "validity_period": validity_period,
         "gate_reason": gate_reason,
         **notice,
     }
-    claimed = await first_row(session, _claim_statement(frozenset(notice)), params)
-    if claimed is None:
-        return "claimed elsewhere"
-    written = {column: params[param] for column, param in _CLAIM_WRITES.items()}
-    written.update(notice, status=MessageStatus.SENDING, attempts=claimed.attempts)
-    for name, value in written.items():
-        set_committed_value(message, name, value)
-    note_event(session, message.id, MessageStatus.SENDING)
-    return message
+    return Claim(message, params, frozenset(notice))
+
+
+async def claim_all(session: AsyncSession, claims: Sequence[Claim]) -> set[str]:
+    """queued -> sending, by compare-and-set: of two runs, one wins each text (with its notice
+    columns); returns the ids this one won. One UPDATE ... RETURNING for the texts that share
+    their notice columns (a drain's batch: one statement, not one a text).
+
+    A winner's `message` (the session's object) is set to what the UPDATE wrote, as loaded:
+    the values are ours but the attempts, which come back from the UPDATE itself (RETURNING).
+    Reading the whole row back made the ORM load a 35-column object again for every text."""
+    won: set[str] = set()
+    groups: dict[frozenset[str], list[Claim]] = {}
+    for one in claims:
+        groups.setdefault(one.notice, []).append(one)
+    for notice, group in groups.items():
+        params: dict[str, Any] = {}
+        for n, one in enumerate(group):
+            params[f"id_{n}"] = one.message.id
+            params.update({f"{name}_{n}": value for name, value in one.params.items()})
+        rows = await all_rows(session, _claim_statement(len(group), notice), params)
+        attempts: dict[str, int] = {row.id: row.attempts for row in rows}
+        for one in group:
+            if one.message.id not in attempts:
+                continue
+            written = {column: one.params[param] for column, param in _CLAIM_WRITES.items()}
+            written.update({name: one.params[name] for name in notice})
+            written.update(status=MessageStatus.SENDING, attempts=attempts[one.message.id])
+            for name, value in written.items():
+                set_committed_value(one.message, name, value)
+            note_event(session, one.message.id, MessageStatus.SENDING)
+            won.add(one.message.id)
+    return won
 
 
 # What the claim writes from its parameters: column -> parameter. The UPDATE and the values
-# `_claim` sets on the session's text are both made from it (and from the notice columns, the
-# status and the attempts), so they cannot drift apart.
+# `claim_all` sets on the session's text are both made from it (and from the notice columns,
+# the status and the attempts), so they cannot drift apart.
 _CLAIM_WRITES = {
     "from_number": "from_number",
     "attempt_started_at": "moment",
@@ -280,20 +313,33 @@ _CLAIM_WRITES = {
 
 
 @cache
-def _claim_statement(notice: frozenset[str]) -> Any:
-    """`_claim`'s UPDATE ... RETURNING attempts, built once per set of notice columns (each
-    written from the parameter of its name)."""
+def _claim_statement(count: int, notice: frozenset[str]) -> Any:
+    """`claim_all`'s UPDATE ... RETURNING id, attempts for `count` texts, built once per count
+    and set of notice columns: each row's values by a CASE on its id (parameters `id_<n>` and
+    `<name>_<n>`, where the name is `_CLAIM_WRITES`' parameter or the notice column's)."""
     table = Message.__table__  # type: ignore[attr-defined]
     writes = {**_CLAIM_WRITES, **{name: name for name in notice}}
+
+    def each(column: str, param: str) -> Any:
+        typed = table.c[column].type
+        if count == 1:
+            return bindparam(f"{param}_0", type_=typed)
+        return case(
+            *(
+                (table.c.id == bindparam(f"id_{n}"), bindparam(f"{param}_{n}", type_=typed))
+                for n in range(count)
+            )
+        )
+
     return (
         update(table)
-        .where(table.c.id == bindparam("message_id"), table.c.status == MessageStatus.QUEUED)
+        .where(table.c.id.in_(numbered("id", count)), table.c.status == MessageStatus.QUEUED)
         .values(
             status=MessageStatus.SENDING,
             attempts=table.c.attempts + 1,
-            **{column: bindparam(param) for column, param in writes.items()},
+            **{column: each(column, param) for column, param in writes.items()},
         )
-        .returning(table.c.attempts)
+        .returning(table.c.id, table.c.attempts)
     )
 
 

@@ -242,3 +242,34 @@ async def test_a_follow_up_waits_for_the_accounts_run(stack: Stack) -> None:
     assert await statuses(stack, [message_id]) == ["queued"]
     await stack.api_redis.delete(in_progress_key_prefix + run_id)
     assert await run_drain(stack, follow_up) == "1 sent"
+
+
+async def test_a_batchs_texts_are_claimed_in_one_statement_and_a_text_taken_meanwhile_is_not(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch gates its texts one by one, then claims those the gate allowed in one UPDATE,
+    by compare-and-set: a text another run claimed after this one gated it is left to that
+    run (here, a fault: the text is moved to `sending` once gated)."""
+    to = phones(5)
+    ids = await queue(stack, to)
+    await stack.api_redis.flushdb()
+    prepare = sender.prepare
+
+    async def taken_meanwhile(*args: Any, **kwargs: Any) -> sender.Prepared:
+        prepared = await prepare(*args, **kwargs)
+        session, message_id = args[1], args[2]
+        if message_id == ids[3]:
+            moved = update(Message).where(col(Message.id) == message_id)
+            await session.exec(moved.values(status=MessageStatus.SENDING))
+        return prepared
+
+    monkeypatch.setattr(sender, "prepare", taken_meanwhile)
+    with statements("messages.attempts +") as claims:
+        outcome = await run_drain(stack)
+    assert len(claims) == 1, claims
+    counted = dict(part.split(" ", 1)[::-1] for part in outcome.split(", "))
+    assert counted == {"sent": "4", "claimed elsewhere": "1"}
+    assert sorted(c.get("To") for c in stack.creates()) == sorted(to[:3] + to[4:])
+    assert await statuses(stack, ids) == ["accepted"] * 3 + ["sending", "accepted"]
+    assert (await history(stack, ids[0]))[:3] == ["queued", "sending", "accepted"]
+    assert await history(stack, ids[3]) == ["queued"]  # its claimer writes its history
