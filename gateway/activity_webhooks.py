@@ -104,6 +104,9 @@ def record(
     `play`: the activity's play as the session holds it, held here until the activity is
     written, for its payload's look at the play's rep (the session's identity map holds an
     unchanged object only weakly: let go, it is read again)."""
+    if not session.in_transaction():
+        # Begun now, so that what is kept belongs to the transaction that will commit it.
+        session.sync_session.begin()
     _kept(session).append((activity, phone, play))
     before_commit(session, write_kept)
 
