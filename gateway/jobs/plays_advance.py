@@ -11,7 +11,7 @@ statement, in one order (as every transaction holding several does), and runs th
 one transaction, where a play each took a job and a transaction of its own. A batch that fails
 (a bug on odd data) hands each of its plays to its own job, so that one play's trouble holds up
 only that play. One run of an account goes at a time (its job id; a follow-up waits for it);
-a run that has worked for RUN_SECONDS hands on to a follow-up, well inside the job timeout.
+a run that has worked for `runs.RUN_SECONDS` hands on to a follow-up (`gateway.work.runs`).
 
 A text a play's own job queues is gated and claimed in the step's transaction when this
 process sends it (`sms_send.claim_staged`, as `POST /v1/plays` does for a lead's first text):
@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, literal_column, tuple_
@@ -43,17 +42,13 @@ from gateway.engine.stepper import run_due
 from gateway.job_context import JobContext, job_context
 from gateway.jobs import sms_send
 from gateway.models import Account, Lead, Play, PlayState
-from gateway.work import PLAY_ADVANCE, PLAYS_DUE, job, stage
-from gateway.work.staging import Staged, again, handoff_to_redis, wait_for_run
+from gateway.work import PLAY_ADVANCE, PLAYS_DUE, job, runs, stage
+from gateway.work.staging import Staged, handoff_to_redis
 
 log = logging.getLogger(__name__)
 
 # Plays per batch: one read, one lock statement, one transaction for their steps.
 BATCH = 16
-# A run that has worked for this long hands on to a follow-up job (`work.staging.again`).
-RUN_SECONDS = 20.0
-# Where a run's reading begins: before any play.
-_START = (datetime(1970, 1, 1, tzinfo=UTC), "")
 
 
 async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
@@ -120,31 +115,23 @@ async def advance_due(ctx: dict[str, Any], account_id: str) -> str:
     `plays.due`); returns what came of them, for the log."""
     jc = job_context(ctx)
     # A follow-up while the account's run is running would read the same plays and wait on
-    # their contacts, to find them done: it comes back once that run has ended.
-    await wait_for_run(jc.redis, ctx, PLAYS_DUE, account_id)
-    started = time.monotonic()
-    after = _START
-    outcomes: Counter[str] = Counter()
-    while True:
-        batch = await _advance_batch(jc, account_id, after)
-        outcomes.update(batch.outcomes)
-        if len(batch.read) < BATCH:
-            break
-        after = batch.after
-        if time.monotonic() - started > RUN_SECONDS:
-            await again(jc.redis, PLAYS_DUE, account_id)
-            break
-    return ", ".join(f"{n} {what}" for what, n in outcomes.items()) or "none due"
+    # their contacts, to find them done: it comes back once that run has ended (`runs`).
+
+    async def one_batch(after: runs.Cursor) -> _Batch:
+        return await _advance_batch(jc, account_id, after)
+
+    outcomes = await runs.run_batches(jc.redis, ctx, PLAYS_DUE, account_id, one_batch, size=BATCH)
+    return runs.summary(outcomes)
 
 
 @dataclass
 class _Batch:
     read: list[str] = field(default_factory=list)  # the due plays read, by id
-    after: tuple[datetime, str] = _START  # the last one read (due_at, id)
+    after: runs.Cursor = runs.START  # the last one read (due_at, id)
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
-async def _advance_batch(jc: JobContext, account_id: str, after: tuple[datetime, str]) -> _Batch:
+async def _advance_batch(jc: JobContext, account_id: str, after: runs.Cursor) -> _Batch:
     """Read the account's next due plays after `after` and run their steps, in one
     transaction; should it fail, each goes to its own job (see the module)."""
     batch = _Batch()

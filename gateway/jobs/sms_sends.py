@@ -31,7 +31,7 @@ takes no row lock: a text read while a row lock was held first and a contact loc
 could deadlock with a transaction that takes them the other way round (a play's takeover, a
 STOP). So one run of an account goes at a time (its job id; a follow-up waits for the run),
 and an account's burst is one worker's; accounts share the workers. A run that has sent for
-RUN_SECONDS hands on to a follow-up, well inside the job timeout. `send_these` reads only the
+`runs.RUN_SECONDS` hands on to a follow-up (`gateway.work.runs`). `send_these` reads only the
 texts its commit queued, in the same lock order: a run that reads them too waits on their
 contacts or finds them claimed, as an inline text's own job always could.
 """
@@ -40,11 +40,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -64,8 +63,8 @@ from gateway.lead_number import account_numbers
 from gateway.leads import lead_of_message
 from gateway.models import Account, Direction, Lead, Message, MessageStatus, SenderNumber
 from gateway.sms import sender
-from gateway.work import SMS_SEND, SMS_SENDS, job
-from gateway.work.staging import Staged, again, handoff_to_redis, retry_later, wait_for_run
+from gateway.work import SMS_SEND, SMS_SENDS, job, runs
+from gateway.work.staging import Staged, handoff_to_redis, retry_later
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +72,6 @@ log = logging.getLogger(__name__)
 # one transaction to record them. Gating and claiming holds SQLite's write lock for about a
 # millisecond a text, so a batch keeps a new lead's transaction waiting a few dozen at most.
 BATCH = 16
-# A run that has sent for this long hands on to a follow-up job (`work.staging.again`).
-RUN_SECONDS = 20.0
-# Where a run's reading begins: before any text.
-_START = (datetime(1970, 1, 1, tzinfo=UTC), "")
 
 
 async def due(session: AsyncSession, moment: datetime, limit: int) -> Sequence[tuple[str, str]]:
@@ -107,7 +102,7 @@ async def send_these(ctx: dict[str, Any], account_id: str, message_ids: Sequence
         outcomes.update(batch.outcomes)
         if batch.claimed:
             outcomes.update(await _send(jc, batch.claimed))
-    return _summary(outcomes)
+    return runs.summary(outcomes)
 
 
 # A follow-up's waits for the account's run to end are arq Retries; the rows count the texts'
@@ -118,39 +113,28 @@ async def send_due(ctx: dict[str, Any], account_id: str) -> str:
     `sms.sends`); returns what became of them, for the log."""
     jc = job_context(ctx)
     # A follow-up while the account's run is running would read the same texts and wait on
-    # its contacts, to find them claimed: it comes back once that run has ended.
-    await wait_for_run(jc.redis, ctx, SMS_SENDS, account_id)
-    started = time.monotonic()
-    after = _START
-    outcomes: Counter[str] = Counter()
-    sending: asyncio.Task[Counter[str]] | None = None  # the previous batch's requests
+    # its contacts, to find them claimed: it comes back once that run has ended (`runs`).
+    sending: list[asyncio.Task[Counter[str]]] = []  # the previous batch's requests
+
+    async def one_batch(after: runs.Cursor) -> _Batch:
+        # Each batch's requests go while the next batch is claimed.
+        batch = await _claim(jc, account_id, after)
+        if sending:
+            batch.outcomes.update(await sending.pop())
+        if batch.claimed:
+            sending.append(asyncio.create_task(_send(jc, batch.claimed)))
+        return batch
+
     try:
-        while True:
-            batch = await _claim(jc, account_id, after)
-            outcomes.update(batch.outcomes)
-            if sending is not None:
-                outcomes.update(await sending)
-                sending = None
-            if batch.claimed:
-                sending = asyncio.create_task(_send(jc, batch.claimed))
-            if len(batch.read) < BATCH:
-                break
-            after = batch.after
-            if time.monotonic() - started > RUN_SECONDS:
-                await again(jc.redis, SMS_SENDS, account_id)
-                break
-        if sending is not None:
-            outcomes.update(await sending)
-            sending = None
+        outcomes = await runs.run_batches(
+            jc.redis, ctx, SMS_SENDS, account_id, one_batch, size=BATCH
+        )
+        if sending:
+            outcomes.update(await sending.pop())
     finally:
-        if sending is not None:  # cancelled: its claimed texts are reconciled by their jobs
-            sending.cancel()
-    return _summary(outcomes)
-
-
-def _summary(outcomes: Counter[str]) -> str:
-    """What became of a run's texts, for the log."""
-    return ", ".join(f"{n} {what}" for what, n in outcomes.items()) or "none due"
+        for task in sending:  # cancelled: its claimed texts are reconciled by their jobs
+            task.cancel()
+    return runs.summary(outcomes)
 
 
 def _what(outcome: str) -> str:
@@ -161,7 +145,7 @@ def _what(outcome: str) -> str:
 @dataclass
 class _Batch:
     read: list[str] = field(default_factory=list)  # the due texts read, by id
-    after: tuple[datetime, str] = _START  # the last one read (created_at, id)
+    after: runs.Cursor = runs.START  # the last one read (created_at, id)
     claimed: list[Message] = field(default_factory=list)  # to send now
     outcomes: Counter[str] = field(default_factory=Counter)  # what became of the others
 
@@ -169,7 +153,7 @@ class _Batch:
 async def _claim(
     jc: JobContext,
     account_id: str,
-    after: tuple[datetime, str] = _START,
+    after: runs.Cursor = runs.START,
     *,
     these: Sequence[str] = (),
 ) -> _Batch:

@@ -6,6 +6,7 @@
 - `registry`: `@job(kind, due=...)` beside each job function; the worker runs what registered.
 - `sweep`: the one cron that re-finds owed work by each kind's due query.
 - `owed`: how the sweep enqueues many jobs at once without doubling a live one.
+- `runs`: a drain's run, batch by batch, one an argument at a time.
 """
 
 from gateway.work.kinds import (
