@@ -12,11 +12,15 @@ deferral is logged) is the engine's: `gateway.engine.lifecycle.on_gate_decision`
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypedDict, Unpack
 
-from sqlalchemy import BindParameter, bindparam, func, literal
+from sqlalchemy import BindParameter, bindparam, func, literal, literal_column, union_all
+from sqlalchemy import select as core_select
+from sqlalchemy.sql import visitors
+from sqlalchemy.types import NullType
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select as SqlModelSelect
@@ -28,7 +32,7 @@ from compliance.gate import Channel, GateDecision, GateRequest, Purpose
 from gateway import playbook_versions
 from gateway.account_settings import ComplianceSettings, compliance_settings
 from gateway.clock import now
-from gateway.db import among, first_row
+from gateway.db import all_rows, among, first_row
 from gateway.models import (
     Account,
     Consent,
@@ -124,23 +128,84 @@ async def gather(
     """`decide`'s facts, without the decision: for a caller that asks its own questions in the
     same statement (`also`) and looks at their answers before it asks the rules. Deciding reads
     nothing more, so the decision is `compliance.gate.decide(gathered.request)`."""
+    ask = Ask(phone, channel, purpose, also, contact)
+    plan = _plan(account.id, ask)
+    return await _gathered(session, account, ask, plan, await _facts(session, plan))
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One contact's question to `gather_many`: `gather`'s arguments."""
+
+    phone: str
+    channel: Channel
+    purpose: Purpose
+    also: Also | None = None
+    contact: Contact = field(default_factory=Contact)
+
+
+async def gather_many(
+    session: AsyncSession, account: Account, asks: Sequence[Ask]
+) -> list[Gathered]:
+    """`gather` for several of the account's contacts (a batch of texts), in their order: the
+    questions of one shape (the same kind of contact and `Also.key`) in one statement, where
+    they would be one a contact. The facts are per phone, so a batch's contacts are as many
+    phones; an `Also` with `rows` is asked alone (a batch reads its rows once itself)."""
+    plans = [_plan(account.id, ask) for ask in asks]
+    facts = await _facts_many(session, plans)
+    return [
+        await _gathered(session, account, ask, plan, found)
+        for ask, plan, found in zip(asks, plans, facts, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What `_facts` asks about one contact: its statement's shape and its parameters."""
+
+    at: datetime
+    consent: bool  # the consent facts (not for replies, confirmations and email)
+    shape: tuple[bool, _RuleBy, bool, str | None]  # `_FACTS_QUERIES`' key
+    params: dict[str, Any]
+    also: Also | None
+
+
+def _plan(account_id: str, ask: Ask) -> _Plan:
+    contact = ask.contact
     at = contact.get("at") or now()
+    play = contact.get("play")
+    # Spare the consent facts for replies, confirmations and email; the rest in one query.
+    wants_consent = consent.applies(ask.channel, ask.purpose)
+    last_inbound = rules.uses_last_inbound(ask.channel, ask.purpose)
+    also = ask.also
+    params: dict[str, Any] = {"account_id": account_id, "phone": ask.phone}
+    if also is not None:
+        params.update(also.params)
+    rule: _RuleBy = None
+    if wants_consent and isinstance(play, str):
+        rule, params["play_id"] = "play", play
+    elif (
+        wants_consent
+        and isinstance(play, Play)
+        and play.account_id == account_id  # the play's rule, if the play is the account's
+        and play.source_rule_id is not None
+    ):
+        rule, params["rule_id"] = "rule", play.source_rule_id
+    shape = (wants_consent, rule, last_inbound, also.key if also is not None else None)
+    return _Plan(at, wants_consent, shape, params, also)
+
+
+async def _gathered(
+    session: AsyncSession, account: Account, ask: Ask, plan: _Plan, facts: _Facts
+) -> Gathered:
+    """The gate's question about `ask`'s contact, from its `facts` and what is asked apart
+    from them (the contacts toward a cap, an email's facts)."""
+    contact, phone, channel, purpose, at = ask.contact, ask.phone, ask.channel, ask.purpose, plan.at
     lead, play = contact.get("lead"), contact.get("play")
     settings = compliance_settings(account)
     state = lead.state if lead is not None else None
     postal_code = lead.postal_code if lead is not None else None
-    # Spare the consent facts for replies, confirmations and email; the rest in one query.
-    wants_consent = consent.applies(channel, purpose)
-    facts = await _facts(
-        session,
-        account.id,
-        phone,
-        consent=wants_consent,
-        play=play if wants_consent else None,
-        last_inbound=rules.uses_last_inbound(channel, purpose),
-        also=also,
-    )
-    max_age = _consent_age(settings, facts.rule_id, facts.rule_settings) if wants_consent else None
+    max_age = _consent_age(settings, facts.rule_id, facts.rule_settings) if plan.consent else None
     contacts: list[datetime] = []
     if rules.counts_contacts(channel, purpose, phone, state, postal_code):
         contacts = await initiated_contacts(session, account.id, phone, at)
@@ -185,49 +250,104 @@ class _Facts:
     rows: tuple[Any, ...] = ()  # its `rows`, read
 
 
-async def _facts(
-    session: AsyncSession,
-    account_id: str,
-    phone: str,
-    *,
-    consent: bool,
-    play: Play | str | None,
-    last_inbound: bool,
-    also: Also | None = None,
-) -> _Facts:
+def _query(plan: _Plan) -> tuple[SqlModelSelect[Any], tuple[str, ...]]:
+    built = _FACTS_QUERIES.get(plan.shape)
+    if built is None:
+        consent_, rule, last_inbound, _ = plan.shape
+        built = _FACTS_QUERIES[plan.shape] = _facts_query(consent_, rule, last_inbound, plan.also)
+    return built
+
+
+def _found(names: tuple[str, ...], found: Sequence[Any], rows: tuple[Any, ...] = ()) -> _Facts:
+    facts = dict(zip(names, found[: len(names)], strict=True))
+    return _Facts(**facts, also=tuple(found[len(names) :]), rows=rows)
+
+
+async def _facts(session: AsyncSession, plan: _Plan) -> _Facts:
     """The phone's ledger status, and as asked its latest consent, its play's source rule,
     when the lead last texted and the caller's `also`: one SELECT of scalar subqueries (one
     round trip a send), each scoped by the account."""
-    params: dict[str, Any] = {"account_id": account_id, "phone": phone}
-    if also is not None:
-        params.update(also.params)
-    rule: _RuleBy = None
-    if consent and isinstance(play, str):
-        rule, params["play_id"] = "play", play
-    elif (
-        consent
-        and isinstance(play, Play)
-        and play.account_id == account_id  # the play's rule, if the play is the account's
-        and play.source_rule_id is not None
-    ):
-        rule, params["rule_id"] = "rule", play.source_rule_id
-    shape = (consent, rule, last_inbound, also.key if also is not None else None)
-    built = _FACTS_QUERIES.get(shape)
-    if built is None:
-        built = _FACTS_QUERIES[shape] = _facts_query(consent, rule, last_inbound, also)
-    query, names = built
-    rows: tuple[Any, ...] = ()
-    found: Any
+    query, names = _query(plan)
+    also = plan.also
     if also is not None and also.rows is not None:
         # Model objects: loaded by the ORM, into the session as any read of them would be.
-        every = (await session.exec(query, params=params)).all()
+        every = (await session.exec(query, params=plan.params)).all()
         rows = tuple(row[-1] for row in every if row[-1] is not None)
-        found = every[0][:-1]  # outer-joined to one row: there is always one
-    else:
-        found = await first_row(session, query, params)  # scalar subqueries: always one row
-        assert found is not None
-    facts = dict(zip(names, found[: len(names)], strict=True))
-    return _Facts(**facts, also=tuple(found[len(names) :]), rows=rows)
+        return _found(names, every[0][:-1], rows)  # outer-joined to one row: always one
+    found = await first_row(session, query, plan.params)  # scalar subqueries: always one row
+    assert found is not None
+    return _found(names, found)
+
+
+async def _facts_many(session: AsyncSession, plans: Sequence[_Plan]) -> list[_Facts]:
+    """`_facts` for each plan: those of one shape (more than one, no `rows`) in one SELECT of
+    the same scalar subqueries, correlated to a row of parameters per contact."""
+    facts: list[_Facts | None] = [None] * len(plans)
+    shapes: dict[tuple[bool, _RuleBy, bool, str | None], list[int]] = {}
+    for index, plan in enumerate(plans):
+        if plan.also is not None and plan.also.rows is not None:
+            facts[index] = await _facts(session, plan)
+        else:
+            shapes.setdefault(plan.shape, []).append(index)
+    for indexes in shapes.values():
+        if len(indexes) == 1:
+            facts[indexes[0]] = await _facts(session, plans[indexes[0]])
+            continue
+        first = plans[indexes[0]]
+        query, names = _query(first)
+        # The parameters every contact shares (the account) once; the rest a row each.
+        per_row = tuple(sorted(name for name in first.params if name != "account_id"))
+        many = _batched(first.shape, query, per_row, len(indexes))
+        params: dict[str, Any] = {"account_id": first.params["account_id"]}
+        for number, index in enumerate(indexes):
+            params.update({f"{name}_{number}": plans[index].params[name] for name in per_row})
+        found = await all_rows(session, many, params)
+        for index, row in zip(indexes, found, strict=True):  # in the contacts' order (`k`)
+            facts[index] = _found(names, row[:-1])
+    return [found for found in facts if found is not None]
+
+
+# `_facts_many`'s statements: a shape's statement over `count` contacts, built once each (a
+# batch holds at most `gateway.jobs.sms_sends.BATCH`).
+_BATCHED: dict[tuple[Any, tuple[str, ...], int], Any] = {}
+
+
+def _batched(shape: Any, single: Any, per_row: tuple[str, ...], count: int) -> Any:
+    """`single` (a SELECT of scalar subqueries about one contact) asked of `count` contacts:
+    its parameters named in `per_row` become columns of a derived table with a row per contact
+    (`name_0`, `name_1`, ... bound), which the subqueries correlate to; one row per contact,
+    in their order, with the contact's index last."""
+    key = (shape, per_row, count)
+    built = _BATCHED.get(key)
+    if built is not None:
+        return built
+    types: dict[str, Any] = {}
+    for element in visitors.iterate(single):
+        # The type a comparison gave the parameter (a timestamp's, a string's), for its column.
+        if (
+            isinstance(element, BindParameter)
+            and element.key in per_row
+            and isinstance(types.get(element.key, NullType()), NullType)
+        ):
+            types[element.key] = element.type
+    rows = []
+    for number in range(count):
+        columns: list[Any] = [
+            bindparam(f"{name}_{number}", type_=types.get(name)).label(name) for name in per_row
+        ]
+        rows.append(core_select(*columns, literal_column(str(number)).label("k")))
+    contacts = union_all(*rows).subquery("contact")
+
+    def to_column(element: Any, **_: Any) -> Any:
+        if isinstance(element, BindParameter) and element.key in per_row:
+            return contacts.c[element.key]
+        return None
+
+    no_options: dict[str, Any] = {}
+    traversed: Any = visitors.replacement_traverse(single, no_options, to_column)
+    built = traversed.add_columns(contacts.c.k).select_from(contacts).order_by(contacts.c.k)
+    _BATCHED[key] = built
+    return built
 
 
 # How `_facts` finds the play's source rule: by the play's id, by the rule's id, or not at all.

@@ -104,13 +104,14 @@ async def gate_and_claim(
     numbers: Sequence[SenderNumber] | None = None,
     *,
     claims: list[sender.Claim] | None = None,
+    asked: sender.Asked | None = None,
 ) -> Message | str:
     """`_prepare` in the caller's transaction: the claimed row, or why not (what the gate
     decided goes to the text's play, a deferral is staged). `loaded`, `numbers`, `claims`:
     what the caller read of the text and its account's senders, and the batch's claims it
-    makes together (`sender.prepare`)."""
+    makes together, and the gate's facts it asked for the batch (`sender.prepare`)."""
     prepared = await sender.prepare(
-        jc, session, message_id, loaded=loaded, numbers=numbers, claims=claims
+        jc, session, message_id, loaded=loaded, numbers=numbers, claims=claims, asked=asked
     )
     if prepared.failed is not None:
         await lifecycle.on_text(session, prepared.failed, "failed")

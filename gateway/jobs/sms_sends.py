@@ -182,19 +182,22 @@ async def _claim(
             await lock_contacts(session, account_id, (row[0].lead_phone for row in rows))
             # The account's senders, once for the batch: each text picks among them.
             numbers = await account_numbers(session, account_id)
-            claims: list[sender.Claim] = []  # claimed together, after the loop
-            leads: set[str] = set()
+            firsts: dict[str, sender.Loaded] = {}  # a lead's first text in the batch
             for message, account, lead in rows:
-                if message.lead_phone in leads:  # the lead's earlier text is in this batch
+                if message.lead_phone in firsts:  # the lead's earlier text is in this batch
                     later.append((message.id, Retry(defer=sender.EARLIER_TEXT_POLL_SECONDS)))
                     batch.outcomes["behind an earlier text"] += 1
-                    continue
-                leads.add(message.lead_phone)
+                else:
+                    firsts[message.lead_phone] = (message, account, lead)
+            # The gate's facts about them all, under their locks, in one statement.
+            asked = await sender.ask_batch(session, rows[0][1], list(firsts.values()), now())
+            claims: list[sender.Claim] = []  # claimed together, after the loop
+            for loaded in firsts.values():
                 # A brief transaction's statements run on the event loop's thread on SQLite:
                 # between texts, the process's requests get their turn.
                 await asyncio.sleep(0)
                 outcome = await _gate_and_claim(
-                    jc, session, (message, account, lead), numbers, later, claims=claims
+                    jc, session, loaded, numbers, later, claims=claims, asked=asked
                 )
                 if isinstance(outcome, Message):
                     batch.claimed.append(outcome)
@@ -226,11 +229,12 @@ async def _gate_and_claim(
     later: list[tuple[str, Retry]],
     *,
     claims: list[sender.Claim],
+    asked: dict[str, sender.Asked],
 ) -> Message | str:
     message_id = loaded[0].id
     try:
         return await sms_send.gate_and_claim(
-            jc, session, message_id, loaded, numbers, claims=claims
+            jc, session, message_id, loaded, numbers, claims=claims, asked=asked[message_id]
         )
     except Retry as retry:  # the lead's earlier text goes first: nothing was written
         later.append((message_id, retry))

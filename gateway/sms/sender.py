@@ -101,6 +101,7 @@ async def prepare(
     loaded: Loaded | None = None,
     numbers: Sequence[SenderNumber] | None = None,
     claims: list[Claim] | None = None,
+    asked: Asked | None = None,
 ) -> Prepared:
     """Gate and claim the message under the contact lock, in the job's transaction.
 
@@ -109,7 +110,9 @@ async def prepare(
     `numbers`: the account's sender numbers, as a batch read them in this transaction
     (`gateway.lead_number.account_numbers`); otherwise they are read with the gate's facts.
     `claims`: a batch's texts to claim together; a text the gate allows goes there, and its
-    result is the row as it will be once the caller has claimed it (`claim_all`)."""
+    result is the row as it will be once the caller has claimed it (`claim_all`).
+    `asked`: the gate's facts about the text, as a batch asked them under its contact locks
+    (`ask_batch`); otherwise they are asked here."""
     # The row with its account and lead in one statement: the facts the gate reads after the
     # contact lock (the ledger, consent, spacing) are asked under it, below.
     found = loaded or (await session.exec(_TO_SEND, params={"message_id": message_id})).first()
@@ -120,7 +123,7 @@ async def prepare(
         return Prepared(IN_FLIGHT)
     if message.status != MessageStatus.QUEUED:
         return Prepared(f"already {message.status}")
-    moment = now()
+    moment = asked.at if asked is not None else now()
     # A reserved rate slot was waited for by arq's own (wall) clock; anything else is due
     # when its time has come by ours.
     early = message.send_after is not None and message.send_after > moment
@@ -128,17 +131,11 @@ async def prepare(
         return Prepared("not due")
     await lock_contact(session, account.id, message.lead_phone)
     # The gate's facts, the lead's other texts and the number it knows, in one statement.
-    gathered = await gate.gather(
-        session,
-        account,
-        message.lead_phone,
-        channel="sms",
-        purpose=cast(GatePurpose, str(message.purpose)),
-        lead=lead,
-        play=message.play_id,
-        at=moment,
-        also=_lead_texts(message, moment, with_numbers=numbers is None),
-    )
+    if asked is None:
+        ask = _ask(message, lead, moment, with_numbers=numbers is None)
+        gathered = (await gate.gather_many(session, account, [ask]))[0]
+    else:
+        gathered = asked.gathered
     if numbers is None:
         numbers = gathered.rows  # the account's numbers, read in the same statement
     due_now, earliest, last_notice, known = gathered.also
@@ -372,6 +369,36 @@ async def _finish(session: AsyncSession, message: Message, status: MessageStatus
     message.error_message = why[:500]
     session.add(message)
     note_event(session, message.id, status, detail=why[:500])
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The gate's facts about a text of a batch, asked with the others' (`ask_batch`)."""
+
+    at: datetime  # the moment they were asked for
+    gathered: gate.Gathered
+
+
+async def ask_batch(
+    session: AsyncSession, account: Account, loaded: Sequence[Loaded], moment: datetime
+) -> dict[str, Asked]:
+    """The gate's facts and the lead's other texts for a batch's texts (one a lead, their
+    contacts locked), by id: in one statement, where `prepare` would ask one a text. The
+    batch reads the account's numbers itself."""
+    asks = [_ask(message, lead, moment, with_numbers=False) for message, _, lead in loaded]
+    gathered = await gate.gather_many(session, account, asks)
+    return {row[0].id: Asked(moment, facts) for row, facts in zip(loaded, gathered, strict=True)}
+
+
+def _ask(message: Message, lead: Lead | None, moment: datetime, *, with_numbers: bool) -> gate.Ask:
+    """The gate's question about a text, with `_lead_texts` beside it."""
+    return gate.Ask(
+        message.lead_phone,
+        "sms",
+        cast(GatePurpose, str(message.purpose)),
+        _lead_texts(message, moment, with_numbers=with_numbers),
+        {"lead": lead, "play": message.play_id, "at": moment},
+    )
 
 
 def _lead_texts(message: Message, moment: datetime, *, with_numbers: bool) -> gate.Also:

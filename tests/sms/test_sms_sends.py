@@ -17,12 +17,21 @@ from arq.constants import default_queue_name, in_progress_key_prefix
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from gateway import gate
+from gateway import gate, optouts
 from gateway.clock import now
 from gateway.db import transaction
 from gateway.job_context import as_ctx
 from gateway.jobs import sms_send, sms_sends
-from gateway.models import Message, MessageEvent, MessageStatus, Purpose
+from gateway.models import (
+    Channel,
+    Consent,
+    LedgerEvent,
+    LedgerSource,
+    Message,
+    MessageEvent,
+    MessageStatus,
+    Purpose,
+)
 from gateway.sms import sender
 from gateway.sms.outbox import queue_message
 from gateway.sms.sender import BACKOFF
@@ -104,6 +113,79 @@ async def test_an_accounts_due_texts_go_in_batches_each_once(stack: Stack) -> No
     assert all(str(c.get("Body")).endswith("Reply STOP to opt out.") for c in stack.creates())
 
 
+async def test_a_batchs_gate_facts_are_asked_together_as_each_alone_would_find_them(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch asks the gate about its texts in one statement a kind of text (the facts
+    correlated to a row of parameters per text): each text's facts are what its own statement
+    finds, whatever the phone's history."""
+    to = phones(6)
+    await queue(stack, to[:3], body="first")  # a number each knows, a notice each got
+    await stack.work()
+    await stack.say("what is this about", to[5])  # it wrote to us: a reply's grace
+    ahead = (await queue(stack, [to[4]], body="later"))[0]
+    async with transaction(stack.sessions) as session:
+        await optouts.record(
+            session,
+            account_id=stack.account_id,
+            phone=to[2],
+            event=LedgerEvent.OPT_OUT,
+            channel=Channel.SMS,
+            source=LedgerSource.API,
+        )
+        session.add(
+            Consent(
+                id="cns_batch",
+                account_id=stack.account_id,
+                phone=to[3],
+                captured_at=now() - timedelta(days=2),
+            )
+        )
+        await session.exec(  # an earlier text that waits an hour: the next one waits as long
+            update(Message)
+            .where(col(Message.id) == ahead)
+            .values(send_after=now() + timedelta(hours=1), gate_reason="quiet_hours")
+        )
+    await queue(stack, to[:5], body="second")
+    async with transaction(stack.sessions) as session:  # a reply: a kind of its own
+        await queue_message(
+            session,
+            account_id=stack.account_id,
+            phone=to[5],
+            body="a reply",
+            purpose=Purpose.REPLY,
+            reason="test",
+        )
+    await stack.api_redis.flushdb()
+    asked: list[tuple[list[Any], int, list[Any]]] = []  # (together, statements, alone)
+    gather_many = gate.gather_many
+
+    async def and_alone(session: Any, account: Any, asks: Any) -> Any:
+        with statements("FROM opt_out_events") as ledger_reads:
+            together = await gather_many(session, account, asks)
+        alone = [(await gather_many(session, account, [ask]))[0] for ask in asks]
+        asked.append((together, len(ledger_reads), alone))
+        return together
+
+    monkeypatch.setattr(gate, "gather_many", and_alone)
+    outcome = await run_drain(stack)
+    counted = dict(part.split(" ", 1)[::-1] for part in outcome.split(", "))
+    assert counted == {"sent": "4", "blocked": "1", "behind an earlier text": "1"}, outcome
+    [(together, reads, alone)] = asked
+    assert reads == 2  # the initiated texts' statement, the reply's
+    assert together == alone
+    requests = [gathered.request for gathered in together]
+    assert [r.phone for r in requests] == to
+    assert [r.opted_out for r in requests] == [False, False, True, False, False, False]
+    assert [r.last_inbound_at is not None for r in requests] == [False] * 5 + [True]
+    assert [r.consent_captured_at is not None for r in requests[:5]] == [False] * 3 + [True, False]
+    # The lead's other texts: whether one is ahead, the last notice, the number it knows.
+    _, earliest, last_notice, known = zip(*(gathered.also for gathered in together), strict=True)
+    assert [at is not None for at in earliest] == [False] * 4 + [True, False]
+    assert [at is not None for at in last_notice] == [True] * 3 + [False] * 3
+    assert [number is not None for number in known] == [True] * 3 + [False] * 2 + [True]
+
+
 async def test_a_leads_texts_leave_in_their_order(stack: Stack) -> None:
     others = phones(3)
     ids = await queue(stack, [LEAD, *others, LEAD, LEAD], body="to Ann")
@@ -135,14 +217,14 @@ async def test_a_batch_that_fails_to_claim_hands_each_text_to_its_own_job(
 ) -> None:
     to = phones(4)
     bad = to[2]
-    gather = gate.gather
+    gather_many = gate.gather_many
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
-        if args[2] == bad:
+        if any(ask.phone == bad for ask in args[2]):
             raise RuntimeError("the gate broke on this lead's data")
-        return await gather(*args, **kwargs)
+        return await gather_many(*args, **kwargs)
 
-    monkeypatch.setattr(gate, "gather", broken)
+    monkeypatch.setattr(gate, "gather_many", broken)
     ids = await queue(stack, to)
     await stack.api_redis.flushdb()
     with caplog.at_level(logging.ERROR, logger="gateway.jobs.sms_sends"):
