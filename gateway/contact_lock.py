@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BindParameter, Insert, bindparam
+from sqlalchemy import BindParameter, Insert, ScalarSelect, bindparam
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -54,6 +54,34 @@ async def lock_contacts(session: AsyncSession, account_id: str, phones: Iterable
     with session.no_autoflush:
         await session.exec(_touch(dialect_of(session), len(wanted)), params=params)
     held.update((account_id, phone) for phone in wanted)
+
+
+async def taking(session: AsyncSession, account_id: str, phone: str) -> bool:
+    """Whether the caller's next statement is to take (account, phone)'s lock itself, by
+    `lock_column`: on PostgreSQL, when this transaction holds it not yet. From here it counts
+    as held, so the caller runs that statement next (if it fails, so does the transaction, and
+    what it held with it). Elsewhere the lock is `lock_contact`'s, taken here: SQLite writes
+    nothing in a WITH (and under `transaction()` needs no lock at all)."""
+    if dialect_of(session) != "postgresql":
+        await lock_contact(session, account_id, phone)
+        return False
+    held: set[tuple[str, str]] = for_this_transaction(session, _HELD, set)
+    if (account_id, phone) in held:
+        return False
+    held.add((account_id, phone))
+    return True
+
+
+@cache
+def lock_column(dialect: str) -> ScalarSelect[str]:
+    """The contact's lock as a value in a caller's INSERT of a row about the contact (a new
+    lead's): a scalar subquery of the lock's upsert, in a WITH of its own, that gives the
+    contact's phone. The database runs it to have the value, so the lock is taken before the
+    caller's row is written, as `lock_contact` before the caller's statement would, in one
+    statement instead of two. Its parameters are `account_id` and `phone_0`."""
+    table = ContactLock.__table__  # type: ignore[attr-defined]
+    touch = _touch(dialect, 1).returning(table.c.phone).cte("contact_lock")
+    return select(touch.c.phone).scalar_subquery()
 
 
 @cache

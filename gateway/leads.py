@@ -22,6 +22,7 @@ from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from compliance.zones import normalize_state
+from gateway import contact_lock
 from gateway.clock import Instant, now
 from gateway.db import conflict_insert, dialect_insert, dialect_of, rows_of
 from gateway.errors import ApiError
@@ -223,16 +224,17 @@ _FIELDS = ("first_name", "last_name", "email", "state", "postal_code")  # a requ
 
 
 @cache
-def _upsert(dialect: str, fields: tuple[str, ...], also: Any = None) -> Any:
+def _upsert(dialect: str, fields: tuple[str, ...], also: Any = None, locking: bool = False) -> Any:
     """`upsert_lead`'s statement for the fields a request gives, built once per dialect (and
-    `also` column): its parameters are `id`, `account_id`, `phone`, `moment` and the fields'."""
+    `also` column, and whether it takes the contact lock): its parameters are `id`,
+    `account_id`, `phone`, `moment` and the fields' (`locking`: `phone_0` for `phone`)."""
     insert = dialect_insert(dialect, Lead)
     excluded = insert.excluded  # built anew on every access
     moment: BindParameter[datetime] = bindparam("moment")
     upsert = insert.values(
         id=bindparam("id"),
         account_id=bindparam("account_id"),
-        phone=bindparam("phone"),
+        phone=contact_lock.lock_column(dialect) if locking else bindparam("phone"),
         additional_info={},
         phone_status=PhoneStatus.OK,
         created_at=moment,
@@ -282,9 +284,16 @@ async def upsert_lead(session: AsyncSession, account_id: str, lead_in: LeadCreat
 
 
 async def upsert_lead_asking(
-    session: AsyncSession, account_id: str, lead_in: LeadCreate, also: Also | None
+    session: AsyncSession,
+    account_id: str,
+    lead_in: LeadCreate,
+    also: Also | None,
+    *,
+    lock: bool = False,
 ) -> tuple[Lead, Any]:
-    """`upsert_lead`, with the answer to `also` (None without one)."""
+    """`upsert_lead`, with the answer to `also` (None without one). `lock`: hold the contact's
+    lock (`gateway.contact_lock`) from before the row is written, as `lock_contact` first
+    would: on PostgreSQL, by the upsert itself (one statement fewer a lead)."""
     moment = now()
     given = {name: getattr(lead_in, name) for name in _FIELDS if getattr(lead_in, name) is not None}
     # Created, or updated with the fields given, and read back: one statement. Concurrent
@@ -298,7 +307,11 @@ async def upsert_lead_asking(
     }
     if also is not None:
         params.update(also.params)
-    upsert = _upsert(dialect_of(session), tuple(given), None if also is None else also.column)
+    locking = lock and await contact_lock.taking(session, account_id, lead_in.phone)
+    if locking:
+        params["phone_0"] = lead_in.phone
+    also_column = None if also is None else also.column
+    upsert = _upsert(dialect_of(session), tuple(given), also_column, locking)
     found = (await session.exec(upsert, params=params)).one()
     lead: Lead = found[0]
     if lead.id == params["id"]:  # ours: the row was created, not found

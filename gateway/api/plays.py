@@ -27,7 +27,6 @@ from starlette.routing import Route
 
 from gateway import activity_webhooks, playbook_versions
 from gateway.clock import Instant, now
-from gateway.contact_lock import lock_contact
 from gateway.db import conflict_insert, transaction
 from gateway.engine import rep_notices
 from gateway.engine.records import end, record_activity
@@ -309,8 +308,7 @@ async def create_play(request: Request) -> JSONResponse:
             if repeated is not None:
                 return repeated
         # The play's first step runs in this transaction under the contact lock: taken before
-        # the lead's row is written, in the order the jobs take them.
-        await lock_contact(session, account.id, body.lead.phone)
+        # the lead's row is written, in the order the jobs take them (by the upsert itself).
         # The playbook's latest version is asked with the lead's upsert (one statement fewer
         # per lead): a refusal below raises, and the transaction's rollback undoes the lead's
         # row and the key's claim, so a refused request still changes nothing.
@@ -319,6 +317,7 @@ async def create_play(request: Request) -> JSONResponse:
             account.id,
             body.lead,
             Also(playbook_versions.LATEST_VERSION, {"playbook_id": body.playbook_id}),
+            lock=True,
         )
         if version is None:
             raise ApiError(404, "not_found", "no such playbook", "playbook_id")
@@ -475,9 +474,10 @@ async def create_lead(request: Request) -> JSONResponse:
         if rule is None:
             lead = await upsert_lead(session, account.id, lead_in)
         else:
-            await lock_contact(session, account.id, lead_in.phone)
             latest = Also(playbook_versions.LATEST_VERSION, {"playbook_id": rule.playbook_id})
-            lead, version = await upsert_lead_asking(session, account.id, lead_in, latest)
+            lead, version = await upsert_lead_asking(
+                session, account.id, lead_in, latest, lock=True
+            )
         rep = await assign_rep(session, rule) if rule is not None else None
         play: Play | None = None
         if rule is not None:

@@ -5,11 +5,15 @@ nothing at all."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from sqlmodel import select
 
 from gateway.contact_lock import lock_contact, lock_contacts
 from gateway.db import SessionFactory, transaction
 from gateway.ids import new_id
+from gateway.leads import LeadCreate, upsert_lead_asking
 from gateway.models import ContactLock, Lead
 from tests.conftest import TEST_DATABASE_URL
 from tests.support.sql import statements
@@ -70,3 +74,50 @@ async def test_a_batch_locks_its_contacts_in_one_statement(sessions: SessionFact
             select(ContactLock.phone, ContactLock.touches).where(ContactLock.account_id == ACCOUNT)
         )
         assert sorted(touched.all()) == [(ANN, 1), (BOB, 1), (carl, 1)]
+
+
+async def test_a_leads_upsert_takes_its_contacts_lock_before_its_row(
+    sessions: SessionFactory,
+) -> None:
+    """`upsert_lead_asking(lock=True)`: on PostgreSQL the lock's upsert is a WITH of the lead's,
+    whose phone it gives, so it is taken first, in the same statement; SQLite's WITH writes
+    nothing, so there it is a statement of its own, first. Once taken, it is held."""
+    tenant = await new_tenant(sessions, "Acme")
+    with statements("INSERT INTO") as seen:
+        async with sessions() as session, session.begin():
+            lead, _ = await upsert_lead_asking(
+                session, tenant.account_id, LeadCreate(phone=ANN), None, lock=True
+            )
+            await lock_contact(session, tenant.account_id, ANN)  # held: nothing sent
+    assert lead.phone == ANN
+    if TEST_DATABASE_URL is None:
+        assert [s.split("(")[0].split()[-1] for s in seen] == ["contact_locks", "leads"]
+    else:
+        [statement] = seen
+        assert statement.index("INSERT INTO contact_locks") < statement.index("INSERT INTO leads")
+    async with sessions() as session:
+        touched = await session.exec(
+            select(ContactLock.touches).where(ContactLock.account_id == tenant.account_id)
+        )
+        assert touched.all() == [1]
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="a row lock of PostgreSQL's")
+async def test_the_lock_a_leads_upsert_takes_holds_another_transaction_back(
+    sessions: SessionFactory,
+) -> None:
+    tenant = await new_tenant(sessions, "Acme")
+    order: list[str] = []
+
+    async def another() -> None:
+        async with sessions() as session, session.begin():
+            await lock_contact(session, tenant.account_id, ANN)
+            order.append("another has the contact")
+
+    async with sessions() as session, session.begin():
+        await upsert_lead_asking(session, tenant.account_id, LeadCreate(phone=ANN), None, lock=True)
+        waiting = asyncio.create_task(another())
+        await asyncio.sleep(0.5)
+        order.append("the upsert's transaction ends")
+    await asyncio.wait_for(waiting, 10)
+    assert order == ["the upsert's transaction ends", "another has the contact"]
