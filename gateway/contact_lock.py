@@ -13,7 +13,15 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BindParameter, Insert, ScalarSelect, bindparam
+from sqlalchemy import (
+    BindParameter,
+    Insert,
+    ScalarSelect,
+    String,
+    bindparam,
+    literal_column,
+    union_all,
+)
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -87,19 +95,29 @@ def lock_column(dialect: str) -> ScalarSelect[str]:
 @cache
 def _touch(dialect: str, count: int) -> Insert:
     """`lock_contacts`' upsert of `count` phones (`phone_0`, ...), built once per dialect and
-    count. Its rows are written, and locked, in the order given."""
+    count. Its rows are written, and locked, in the order given.
+
+    On PostgreSQL the rows are a SELECT (a UNION ALL past one row), not a VALUES list:
+    SQLAlchemy keys no statement with a VALUES list of several rows for its compiled cache,
+    so one would be compiled anew at every execution (as the lock's first form was, about a
+    millisecond a time). SQLite's parser needs a WHERE in an upsert's SELECT, and SQLite
+    writes here only outside `transaction()` (tests): the list will do there."""
     table = ContactLock.__table__  # type: ignore[attr-defined]
-    account_id: BindParameter[str] = bindparam("account_id")
-    rows = [
-        {"account_id": account_id, "phone": phone, "touches": 1}
-        for phone in numbered("phone", count)
-    ]
-    return (
-        dialect_insert(dialect, ContactLock)
-        .values(rows)
-        .on_conflict_do_update(
-            index_elements=["account_id", "phone"], set_={"touches": table.c.touches + 1}
+    account_id: BindParameter[str] = bindparam("account_id", type_=String)
+    phones = numbered("phone", count)
+    insert = dialect_insert(dialect, ContactLock)
+    if dialect == "postgresql":
+        one: list[Any] = [
+            select(account_id, bindparam(p.key, type_=String), literal_column("1")) for p in phones
+        ]
+        rows: Any = one[0] if count == 1 else union_all(*one)
+        insert = insert.from_select(["account_id", "phone", "touches"], rows)
+    else:
+        insert = insert.values(
+            [{"account_id": account_id, "phone": phone, "touches": 1} for phone in phones]
         )
+    return insert.on_conflict_do_update(
+        index_elements=["account_id", "phone"], set_={"touches": table.c.touches + 1}
     )
 
 

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from sqlmodel import select
 
-from gateway.contact_lock import lock_contact, lock_contacts
+from gateway.contact_lock import _touch, lock_column, lock_contact, lock_contacts
 from gateway.db import SessionFactory, transaction
 from gateway.ids import new_id
 from gateway.leads import LeadCreate, upsert_lead_asking
@@ -121,3 +121,12 @@ async def test_the_lock_a_leads_upsert_takes_holds_another_transaction_back(
         order.append("the upsert's transaction ends")
     await asyncio.wait_for(waiting, 10)
     assert order == ["the upsert's transaction ends", "another has the contact"]
+
+
+def test_the_locks_statements_are_compiled_once() -> None:
+    """SQLAlchemy's compiled cache keys no INSERT with a VALUES list of several rows: on
+    PostgreSQL, where every transaction that sends or starts a play runs it, the lock's
+    upsert is a SELECT instead, so that it has a key (one compile, not one an execution)."""
+    for count in (1, 2, 16):
+        assert _touch("postgresql", count)._generate_cache_key() is not None
+    assert lock_column("postgresql")._generate_cache_key() is not None
