@@ -240,6 +240,29 @@ async def test_a_brief_unit_waits_for_another_processs_writer_on_the_thread(
     assert count == 2
 
 
+async def test_a_brief_unit_begins_on_the_loop_once_another_processs_short_write_ends(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """A lock held for less than BEGIN_POLL_FOR: the BEGIN is tried again on the loop's thread
+    until it is free (the busy handler's next try could be tens of milliseconds later), so
+    the unit makes no trip to the driver's thread at all."""
+    other = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(sqlite_driver.BEGIN_POLL_FOR / 5, other.commit)
+    sessions = session_factory(engine)
+    async with transaction(sessions, brief=True) as session:
+        connection = await session.connection()
+        trips = await _trips(connection)
+        await connection.execute(text("INSERT INTO t (v) VALUES ('a')"))
+        other_waited = other.in_transaction is False  # the other's write had ended first
+    other.close()
+    assert other_waited
+    assert trips.count == 0  # BEGIN and INSERT on the loop's thread
+    async with engine.connect() as connection:
+        count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one()
+    assert count == 1
+
+
 async def test_a_unit_of_work_not_said_brief_makes_a_trip_per_statement(
     engine: AsyncEngine,
 ) -> None:
