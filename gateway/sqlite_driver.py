@@ -18,7 +18,8 @@ the hand-off itself, so they run on the event loop's thread (the
 connection is opened with `check_same_thread=False`; SQLAlchemy never uses one connection from
 two tasks at once, and the connection's mutex keeps the thread idle meanwhile). Its BEGIN runs
 there too when the lock is free, with the busy handler off; when another process (a worker
-beside the web) holds the lock, it waits its turn on the thread, in the busy handler. Reads
+beside the web) holds the lock, it is tried again there every millisecond for a while
+(`BEGIN_POLL_SECONDS`), and past that waits its turn on the thread, in the busy handler. Reads
 alone (`gateway.db.read_alone`: an API key's lookup) run there too, with no BEGIN at all (each
 is its own read transaction, which takes no lock), and in WAL mode a reader waits on no writer
 (the checkpoints here are PASSIVE, which block no reader). Any rollback runs on the loop's
