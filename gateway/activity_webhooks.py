@@ -34,7 +34,12 @@ from gateway.models import (
     WebhookSubscription,
 )
 from gateway.rows import column_values, fresh, insert_rows
-from gateway.webhook_payloads import build_payloads
+from gateway.webhook_payloads import (
+    FoundLeads,
+    build_payloads,
+    enabled_subscription,
+    with_subscriptions,
+)
 from gateway.work import WEBHOOK_DELIVER, stage
 
 
@@ -135,11 +140,8 @@ async def write_kept(session: AsyncSession) -> None:
     await _deliveries(session, taken)
 
 
-# `_deliveries`' read (every activity's account asks it), built once.
-_SUBSCRIBED = select(WebhookSubscription).where(
-    WebhookSubscription.account_id == bindparam("account_id"),
-    WebhookSubscription.enabled == True,  # noqa: E712 - SQL, not Python truth
-)
+# `_deliveries`' read of an account's subscriptions when none of its activities has a lead.
+_SUBSCRIBED = select(WebhookSubscription).where(enabled_subscription(bindparam("account_id")))
 
 
 # session.info key (`for_this_transaction`): the enabled subscriptions of each account whose
@@ -148,32 +150,36 @@ _SUBSCRIBED = select(WebhookSubscription).where(
 _READ = "gateway.activity_webhooks.subscriptions"
 
 
-async def _subscriptions(session: AsyncSession, account_id: str) -> Sequence[WebhookSubscription]:
-    """The account's enabled subscriptions, read once a transaction."""
-    read: dict[str, Sequence[WebhookSubscription]] = for_this_transaction(session, _READ, dict)
-    if account_id not in read:
-        read[account_id] = (
-            await session.exec(_SUBSCRIBED, params={"account_id": account_id})
-        ).all()
-    return read[account_id]
-
-
 async def _deliveries(session: AsyncSession, written: Sequence[_Kept]) -> None:
     """A pending delivery per enabled subscription that wants each written activity, by one
-    Core INSERT (not in the session), and each subscription's `webhooks.deliver` staged."""
+    Core INSERT (not in the session), and each subscription's `webhooks.deliver` staged. An
+    account's subscriptions are read once a transaction, with its activities' leads the first
+    time (one statement, not two)."""
+    read: dict[str, Sequence[WebhookSubscription]] = for_this_transaction(session, _READ, dict)
+    leads: dict[str, FoundLeads] = {}  # the leads read with the subscriptions, by account
     wanted: list[tuple[WebhookSubscription, Activity, str | None]] = []
     for account_id in dict.fromkeys(a.account_id for a, _, _ in written):
-        subscriptions = await _subscriptions(session, account_id)
+        if account_id not in read:
+            lead_ids = [a.lead_id for a, _, _ in written if a.account_id == account_id]
+            ids = list(dict.fromkeys(i for i in lead_ids if i is not None))
+            if ids:
+                read[account_id], leads[account_id] = await with_subscriptions(
+                    session, account_id, ids
+                )
+            else:
+                params = {"account_id": account_id}
+                read[account_id] = (await session.exec(_SUBSCRIBED, params=params)).all()
         wanted += [
             (s, a, phone)
             for a, phone, _ in written
             if a.account_id == account_id
-            for s in subscriptions
+            for s in read[account_id]
             if wants(s, a)
         ]
     if not wanted:
         return
-    payloads = await build_payloads(session, list({a.public_id: a for _, a, _ in wanted}.values()))
+    activities = list({a.public_id: a for _, a, _ in wanted}.values())
+    payloads = await build_payloads(session, activities, leads)
     deliveries = [new_delivery(s, a, payloads[a.public_id], phone) for s, a, phone in wanted]
     await session.exec(_INSERT_DELIVERY, params=[column_values(d) for d in deliveries])
     for subscription_id in dict.fromkeys(s.id for s, _, _ in wanted):

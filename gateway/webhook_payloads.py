@@ -14,12 +14,21 @@ from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import bindparam
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, literal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.db import numbered, numbered_values
-from gateway.models import Activity, Lead, LeadOriginator, LedgerEvent, Play, Rep, ledger_status
+from gateway.models import (
+    Activity,
+    Lead,
+    LeadOriginator,
+    LedgerEvent,
+    Play,
+    Rep,
+    WebhookSubscription,
+    ledger_status,
+)
 
 
 class OriginatorField(BaseModel):
@@ -55,11 +64,18 @@ async def build_payload(session: AsyncSession, activity: Activity) -> dict[str, 
 
 
 async def build_payloads(
-    session: AsyncSession, activities: Sequence[Activity]
+    session: AsyncSession,
+    activities: Sequence[Activity],
+    read: dict[str, FoundLeads] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """`build_payload` of each activity, by its public id: their leads read in one statement
-    per account (a batch of texts records its plays' activities together)."""
-    leads = await _leads(session, activities)
+    per account (a batch of texts records its plays' activities together). `read`: the leads
+    of some accounts, as the caller read them in this transaction (`with_subscriptions`); the
+    others' are read here."""
+    read = read or {}
+    leads = await _leads(session, [a for a in activities if a.account_id not in read])
+    for found in read.values():
+        leads.update(found)
     payloads: dict[str, dict[str, Any]] = {}
     for activity in activities:
         lead, status, originators = leads.get((activity.account_id, activity.lead_id), _NO_LEAD)
@@ -93,6 +109,8 @@ async def build_payloads(
 # A lead as its payload shows it: the row, its phone's ledger status, its originators.
 _Found = tuple[Lead | None, str | None, list[OriginatorField]]
 _NO_LEAD: _Found = (None, None, [])
+# Leads by (account, lead id), as payloads show them.
+FoundLeads = dict[tuple[str, str | None], _Found]
 
 
 async def _leads(
@@ -104,15 +122,79 @@ async def _leads(
     for activity in activities:
         if activity.lead_id is not None:
             wanted.setdefault(activity.account_id, {})[activity.lead_id] = None
-    found: dict[tuple[str, str | None], _Found] = {}
+    found: FoundLeads = {}
     for account_id, lead_ids in wanted.items():
         params = {"account_id": account_id, **numbered_values("lead", lead_ids)}
         rows = (await session.exec(_leads_statement(len(lead_ids)), params=params)).all()
-        for lead, status, origin, key in rows:
-            _, _, originators = found.setdefault((account_id, lead.id), (lead, status, []))
-            if origin is not None and key is not None:
-                originators.append(OriginatorField(origin=origin, key=key))
+        for row in rows:
+            _found_row(found, account_id, row)
     return found
+
+
+def _found_row(found: FoundLeads, account_id: str, row: Sequence[Any]) -> None:
+    """A row of a lead (its status, one of its originators or none) into `found`."""
+    lead, status, origin, key = row
+    _, _, originators = found.setdefault((account_id, lead.id), (lead, status, []))
+    if origin is not None and key is not None:
+        originators.append(OriginatorField(origin=origin, key=key))
+
+
+async def with_subscriptions(
+    session: AsyncSession, account_id: str, lead_ids: Sequence[str]
+) -> tuple[list[WebhookSubscription], FoundLeads]:
+    """The account's enabled webhook subscriptions, and the leads `lead_ids` as their payloads
+    show them (`build_payloads`' `read`), in one statement where there were two: the
+    subscriptions outer-joined to the leads' rows, which repeat beside each subscription."""
+    params = {"account_id": account_id, **numbered_values("lead", lead_ids)}
+    rows = (await session.exec(_with_subscriptions(len(lead_ids)), params=params)).all()
+    subscriptions: dict[str, WebhookSubscription] = {}
+    found: FoundLeads = {}
+    for subscription, *lead_row in rows:
+        if subscription is not None:
+            subscriptions.setdefault(subscription.id, subscription)
+        # The leads' rows once: beside the first subscription (or beside none, when none).
+        first = next(iter(subscriptions), None)
+        if lead_row[0] is not None and (subscription is None or subscription.id == first):
+            _found_row(found, account_id, lead_row)
+    return list(subscriptions.values()), found
+
+
+def enabled_subscription(account_id: Any) -> ColumnElement[bool]:
+    """The join or filter of an account's enabled subscriptions."""
+    return and_(
+        col(WebhookSubscription.account_id) == account_id,
+        col(WebhookSubscription.enabled) == True,  # noqa: E712 - SQL, not Python truth
+    )
+
+
+@cache
+def _with_subscriptions(count: int) -> Any:
+    """`with_subscriptions`' read of `count` leads, built once per count: from one row, the
+    account's enabled subscriptions and, beside each, `_leads_statement`'s rows."""
+    account_id: BindParameter[str] = bindparam("account_id")
+    one = select(literal(1).label("one")).subquery("one")
+    columns: list[Any] = [
+        WebhookSubscription,
+        Lead,
+        ledger_status(account_id, col(Lead.phone)),
+        col(LeadOriginator.origin),
+        col(LeadOriginator.key),
+    ]
+    return (
+        select(*columns)
+        .select_from(one)
+        .outerjoin(WebhookSubscription, enabled_subscription(account_id))
+        .outerjoin(
+            Lead,
+            col(Lead.id).in_(numbered("lead", count)) & (col(Lead.account_id) == account_id),
+        )
+        .outerjoin(
+            LeadOriginator,
+            (col(LeadOriginator.lead_id) == col(Lead.id))
+            & (col(LeadOriginator.account_id) == col(Lead.account_id)),
+        )
+        .order_by(col(WebhookSubscription.id), col(LeadOriginator.id))
+    )
 
 
 @cache

@@ -321,7 +321,7 @@ async def test_a_batch_of_first_texts_starts_each_play_in_one_statement_a_kind(
 ) -> None:
     """A drain sends three plays' first texts in one batch (the tests' web process sends
     nothing inline): one statement claims `started` for the three plays, one writes their
-    activities, one reads the subscriptions, one the leads, one writes the deliveries. Each
+    activities, one reads the subscriptions with the leads, one writes the deliveries. Each
     webhook still carries its own lead; a play's second text finds it started, and no second
     `started` is recorded."""
     await publish_mortgage(stack)
@@ -347,9 +347,11 @@ async def test_a_batch_of_first_texts_starts_each_play_in_one_statement_a_kind(
 
     assert count("UPDATE plays SET started") == 1
     assert count("INSERT INTO activities") == 1
-    # The subscriptions an activity's account has (the deliveries' job reads its own by id).
-    assert count("FROM webhook_subscriptions", "webhook_subscriptions.enabled =") == 1
-    assert count("FROM leads LEFT OUTER JOIN lead_originators") == 1
+    # The subscriptions an activity's account has, with the activities' leads (the
+    # deliveries' job reads its own by id).
+    assert count("JOIN webhook_subscriptions", "webhook_subscriptions.enabled =") == 1
+    assert count("JOIN webhook_subscriptions", "JOIN leads", "JOIN lead_originators") == 1
+    assert count("FROM leads LEFT OUTER JOIN lead_originators") == 0
     assert count("INSERT INTO webhook_deliveries") == 1
     for play_id, name in plays.items():
         [started] = hooks.of(play_id, "started")

@@ -60,9 +60,52 @@ async def test_kept_activities_cost_one_statement_of_each_kind_however_many_play
                 await record_activity(session, play, ActivityType.OUTCOME, "qualified")
     activities = [s for s in seen if s.startswith("INSERT INTO activities")]
     delivered = [s for s in seen if s.startswith("INSERT INTO webhook_deliveries")]
-    leads = [s for s in seen if s.startswith("SELECT leads.")]
-    assert (len(activities), len(delivered), len(leads)) == (1, 1, 1)
+    # The account's subscriptions and the activities' leads: one read.
+    read = [s for s in seen if "JOIN webhook_subscriptions" in s or "FROM leads" in s]
+    assert (len(activities), len(delivered), len(read)) == (1, 1, 1)
+    assert "JOIN leads" in read[0]
     assert len(await deliveries(sessions)) == 12
+
+
+async def test_each_subscription_gets_the_lead_as_it_is_whatever_their_count(
+    client: TestClient, *, sessions: SessionFactory, tenant: Tenant, receiver: WebhookEndpoint
+) -> None:
+    """The read of the subscriptions with the leads repeats a lead's rows beside each
+    subscription: each payload still shows the lead's originators once each, and an account
+    with no subscription owes nothing."""
+    phones = ["+14155550301", "+14155550302"]
+    plays = [
+        await new_play(
+            sessions,
+            tenant.account_id,
+            phone,
+            lead={
+                "first_name": f"Lead {number}",
+                "originators": [
+                    {"origin": "crm", "key": f"c-{number}"},
+                    {"origin": "form", "key": f"f-{number}"},
+                ],
+            },
+        )
+        for number, phone in enumerate(phones)
+    ]
+    async with transaction(sessions) as session:  # no subscription yet
+        await record_activity(session, plays[0], ActivityType.EVENT, "started")
+    assert await deliveries(sessions) == []
+    for name in ("a", "b", "c"):
+        subscribe(client, tenant, f"{receiver.url}/{name}")
+    async with transaction(sessions) as session:
+        for play in plays:
+            await record_activity(session, play, ActivityType.EVENT, "interested")
+    owed = await deliveries(sessions)
+    assert len(owed) == 3 * len(plays)
+    for delivery in owed:
+        [number] = [n for n, play in enumerate(plays) if play.id == delivery.order_key]
+        assert delivery.payload["lead_first_name"] == f"Lead {number}"
+        assert delivery.payload["lead_originators"] == [
+            {"origin": "crm", "key": f"c-{number}"},
+            {"origin": "form", "key": f"f-{number}"},
+        ]
 
 
 async def test_a_rollback_leaves_neither_the_activities_nor_their_deliveries(
