@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Any, Literal, TypedDict, Unpack, cast
 
 from sqlalchemy import BindParameter, bindparam, func, literal, literal_column, union_all
 from sqlalchemy import select as core_select
@@ -128,9 +128,7 @@ async def gather(
     """`decide`'s facts, without the decision: for a caller that asks its own questions in the
     same statement (`also`) and looks at their answers before it asks the rules. Deciding reads
     nothing more, so the decision is `compliance.gate.decide(gathered.request)`."""
-    ask = Ask(phone, channel, purpose, also, contact)
-    plan = _plan(account.id, ask)
-    return await _gathered(session, account, ask, plan, await _facts(session, plan))
+    return (await gather_many(session, account, [Ask(phone, channel, purpose, also, contact)]))[0]
 
 
 @dataclass(frozen=True)
@@ -304,7 +302,7 @@ async def _facts_many(session: AsyncSession, plans: Sequence[_Plan]) -> list[_Fa
         found = await all_rows(session, many, params)
         for index, row in zip(indexes, found, strict=True):  # in the contacts' order (`k`)
             facts[index] = _found(names, row[:-1])
-    return [found for found in facts if found is not None]
+    return cast(list[_Facts], facts)  # each plan's, above
 
 
 # `_facts_many`'s statements: a shape's statement over `count` contacts, built once each (a

@@ -149,11 +149,11 @@ async def with_subscriptions(
     rows = (await session.exec(_with_subscriptions(len(lead_ids)), params=params)).all()
     subscriptions: dict[str, WebhookSubscription] = {}
     found: FoundLeads = {}
+    first: str | None = None  # the leads' rows are taken beside it (or beside none, when none)
     for subscription, *lead_row in rows:
         if subscription is not None:
             subscriptions.setdefault(subscription.id, subscription)
-        # The leads' rows once: beside the first subscription (or beside none, when none).
-        first = next(iter(subscriptions), None)
+            first = first or subscription.id
         if lead_row[0] is not None and (subscription is None or subscription.id == first):
             _found_row(found, account_id, lead_row)
     return list(subscriptions.values()), found
