@@ -21,7 +21,7 @@ from gateway.errors import ApiError
 from gateway.jobs import sms_send
 from gateway.models import Lead, Message, MessageEvent, MessageStatus, Purpose
 from gateway.phones import Phone
-from gateway.sms.outbox import queue_message
+from gateway.sms.outbox import hold_for_claim, queue_message
 from gateway.sms.status import note_event
 from gateway.state import app_state, current_account
 from gateway.work import SMS_SEND, stage
@@ -160,6 +160,7 @@ async def create_message(request: Request) -> JSONResponse:
                 )
             ).first()
         purpose = await _purpose(session, account.id, phone)
+        hold_for_claim(session)  # written by its claim below, or after its gate
         message = await queue_message(
             session,
             account_id=account.id,

@@ -54,6 +54,7 @@ from gateway.models import (
 from gateway.models.plays import LeadOriginator, origin_key
 from gateway.playbooks import Playbook
 from gateway.reps import assign_rep
+from gateway.sms.outbox import hold_for_claim
 from gateway.state import app_state, current_account
 
 from .next_action import NextAction, next_action
@@ -323,6 +324,8 @@ async def create_play(request: Request) -> JSONResponse:
             raise ApiError(404, "not_found", "no such playbook", "playbook_id")
         declared = await settings_declared(session, account.id, body.playbook_id, version)
         refuse_unknown(body.settings, declared, body.playbook_id)
+        # Its first text is claimed below, and written then, already `sending`.
+        hold_for_claim(session)
         try:
             play = await start_play(
                 session,

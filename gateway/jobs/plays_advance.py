@@ -42,6 +42,7 @@ from gateway.engine.stepper import run_due
 from gateway.job_context import JobContext, job_context
 from gateway.jobs import sms_send
 from gateway.models import Account, Lead, Play, PlayState
+from gateway.sms import outbox
 from gateway.work import PLAY_ADVANCE, PLAYS_DUE, job, runs, stage
 from gateway.work.staging import Staged, handoff_to_redis
 
@@ -87,6 +88,7 @@ async def advance(ctx: dict[str, Any], play_id: str) -> str:
         play, lead, account = found
         await lock_contact(session, play.account_id, lead.phone)
         await reread(session, play)
+        outbox.hold_for_claim(session)  # its texts are written by their claims below
         queued = await _run(session, play, lead)
         if queued:
             await sms_send.claim_staged(session, account)

@@ -33,7 +33,7 @@ from gateway.db import transaction
 from gateway.engine import lifecycle
 from gateway.job_context import JobContext, job_context
 from gateway.models import Account, Lead, Message, MessageStatus, SenderNumber
-from gateway.sms import errors, sender, sender_status
+from gateway.sms import errors, outbox, sender, sender_status
 from gateway.sms.outbox import queued_here
 from gateway.sms.status import Accepted, advance, advance_accepted
 from gateway.twilio_client import last_retry_after
@@ -155,14 +155,20 @@ async def claim_staged(session: AsyncSession, account: Account) -> set[str]:
         lead = await session.get(Lead, message.lead_id) if message.lead_id is not None else None
         if lead is not None and lead.account_id != message.account_id:
             lead = None  # as `sender.prepare` joins them: within the text's account
+        held = outbox.take_held(session, message)
         try:
             claimed = await gate_and_claim(jc, session, message_id, (message, account, lead))
         except Retry:
-            continue  # the lead's earlier text goes first: the job waits for it, as staged
+            claimed = None  # the lead's earlier text goes first: the job waits for it, as staged
         except RedisError:
             # The sender's rate slot could not be asked (Redis is away), which comes before
             # anything is written of the text: the job sends it, once Redis is back.
             log.warning("rate slot unavailable; message %s left to its job", message_id)
+            claimed = None
+        if held:
+            # Before the next text's gate, which asks about this one (the lead's texts ahead).
+            await outbox.write_held(session, message)
+        if claimed is None:
             continue
         decided.add(message_id)
         if isinstance(claimed, Message):

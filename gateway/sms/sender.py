@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any, cast
 
 from arq import Retry
-from sqlalchemy import and_, bindparam, case, func, update
+from sqlalchemy import and_, bindparam, case, func, inspect, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -41,6 +41,7 @@ from gateway.models import (
     SenderNumber,
     SenderStatus,
 )
+from gateway.rows import insert_row
 from gateway.sms import notice as sms_notice
 from gateway.sms import sender_status
 from gateway.sms.ratelimit import rate_for
@@ -268,7 +269,9 @@ def _to_claim(
 async def claim_all(session: AsyncSession, claims: Sequence[Claim]) -> set[str]:
     """queued -> sending, by compare-and-set: of two runs, one wins each text (with its notice
     columns); returns the ids this one won. One UPDATE ... RETURNING for the texts that share
-    their notice columns (a drain's batch: one statement, not one a text).
+    their notice columns (a drain's batch: one statement, not one a text). A text its
+    transaction held unwritten (`outbox.hold_for_claim`) is written claimed instead, by its
+    INSERT.
 
     A winner's `message` (the session's object) is set to what the UPDATE wrote, as loaded:
     the values are ours but the attempts, which come back from the UPDATE itself (RETURNING).
@@ -276,6 +279,13 @@ async def claim_all(session: AsyncSession, claims: Sequence[Claim]) -> set[str]:
     won: set[str] = set()
     groups: dict[frozenset[str], list[Claim]] = {}
     for one in claims:
+        if inspect(one.message).transient:
+            # Held unwritten by the transaction that queued it (`outbox.hold_for_claim`): no
+            # other can see it, so it is ours, written once as claimed.
+            _claimed(session, one, one.message.attempts + 1)
+            await insert_row(session, one.message)
+            won.add(one.message.id)
+            continue
         groups.setdefault(one.notice, []).append(one)
     for notice, group in groups.items():
         params: dict[str, Any] = {}
@@ -285,16 +295,20 @@ async def claim_all(session: AsyncSession, claims: Sequence[Claim]) -> set[str]:
         rows = await all_rows(session, _claim_statement(len(group), notice), params)
         attempts: dict[str, int] = {row.id: row.attempts for row in rows}
         for one in group:
-            if one.message.id not in attempts:
-                continue
-            written = {column: one.params[param] for column, param in _CLAIM_WRITES.items()}
-            written.update({name: one.params[name] for name in notice})
-            written.update(status=MessageStatus.SENDING, attempts=attempts[one.message.id])
-            for name, value in written.items():
-                set_committed_value(one.message, name, value)
-            note_event(session, one.message.id, MessageStatus.SENDING)
-            won.add(one.message.id)
+            if one.message.id in attempts:
+                _claimed(session, one, attempts[one.message.id])
+                won.add(one.message.id)
     return won
+
+
+def _claimed(session: AsyncSession, one: Claim, attempts: int) -> None:
+    """Set the session's text to what its claim wrote, as loaded, and note it `sending`."""
+    written = {column: one.params[param] for column, param in _CLAIM_WRITES.items()}
+    written.update({name: one.params[name] for name in one.notice})
+    written.update(status=MessageStatus.SENDING, attempts=attempts)
+    for name, value in written.items():
+        set_committed_value(one.message, name, value)
+    note_event(session, one.message.id, MessageStatus.SENDING)
 
 
 # What the claim writes from its parameters: column -> parameter. The UPDATE and the values

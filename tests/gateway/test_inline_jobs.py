@@ -17,6 +17,7 @@ import pytest
 from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.clock import now
 from gateway.db import transaction
@@ -24,7 +25,7 @@ from gateway.job_context import JobContext, as_ctx
 from gateway.jobs import sms_send
 from gateway.models import Account, Message, MessageEvent, MessageStatus
 from gateway.settings import Settings
-from gateway.sms import sender
+from gateway.sms import outbox, sender
 from gateway.work import SMS_SEND, SMS_SENDS, Kind, kinds, registry
 from gateway.work import inline as inline_jobs
 from gateway.work.inline import Inline
@@ -347,21 +348,55 @@ async def claimed_in_transaction(
 ) -> Message:
     """A text queued and claimed in one transaction, as `POST /v1/plays` does for a lead's
     first text; `close_first`: the runner shuts down before the commit hands it over."""
+    [message], _, _ = await queued_and_claimed(stack, inline, phone=phone, close_first=close_first)
+    return message
+
+
+async def queued_and_claimed(
+    stack: Stack,
+    inline: Inline,
+    *,
+    phone: str = LEAD,
+    close_first: bool = False,
+    held: bool = False,
+    count: int = 1,
+    before_claim: Callable[[AsyncSession], Awaitable[None]] | None = None,
+) -> tuple[list[Message], set[str], list[str]]:
+    """`count` texts to `phone` queued and claimed in one transaction: the texts, the ids the
+    claim decided, and the statements the transaction ran. `held`: held unwritten for their
+    claim (`outbox.hold_for_claim`), as `POST /v1/plays` holds a lead's first text;
+    `before_claim`: what else the transaction does before the claim."""
     jc = build_job_context(stack.settings, stack.sessions, stack.api_redis, inline=inline)
     try:
         async with transaction(jc.sessions) as session:
-            message = await text(session, stack.account_id, phone=phone)
+            # Read first, as the request's account is: a read between the texts and their
+            # claim would have the session write held texts first.
             account = await session.get(Account, stack.account_id)
             assert account is not None
-            await sms_send.claim_staged(session, account)
-            if close_first:
-                await inline.aclose(0)
-            # Nothing leaves before the commit.
-            assert stack.sandbox.record.requests("messages.create") == []
+            with statements() as seen:
+                if held:
+                    outbox.hold_for_claim(session)
+                messages = [
+                    await text(session, stack.account_id, phone=phone) for _ in range(count)
+                ]
+                if before_claim is not None:
+                    await before_claim(session)
+                decided = await sms_send.claim_staged(session, account)
+                if close_first:
+                    await inline.aclose(0)
+                # Nothing leaves before the commit.
+                assert stack.creates(To=phone) == []
+            written = list(seen)
         await inline.aclose(WAIT_SECONDS)
     finally:
         await close_job_context(jc)
-    return message
+    return messages, decided, written
+
+
+def writes_of_messages(seen: list[str]) -> list[str]:
+    """The INSERTs and UPDATEs of `messages` among `seen`, by their first words."""
+    words = [" ".join(s.split()[:3]) for s in seen]
+    return [w for w in words if w in ("INSERT INTO messages", "UPDATE messages SET")]
 
 
 async def test_a_text_claimed_in_its_transaction_is_sent_once_after_the_commit(
@@ -424,6 +459,87 @@ async def test_a_text_the_gate_blocks_in_its_transaction_is_done_with_no_job(
     assert await sms_jobs(stack) == []
 
 
+async def test_a_held_text_is_written_once_already_claimed_and_sent_once(
+    stack: Stack,
+) -> None:
+    """`POST /v1/plays` holds its lead's first text unwritten for its claim: one INSERT of the
+    row as claimed, where a text written `queued` is then claimed by an UPDATE."""
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    _, _, plain = await queued_and_claimed(stack, inline, phone=PHONES[0])
+    assert writes_of_messages(plain) == ["INSERT INTO messages", "UPDATE messages SET"]
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    [message], decided, seen = await queued_and_claimed(stack, inline, held=True)
+    assert decided == {message.id}
+    assert writes_of_messages(seen) == ["INSERT INTO messages"]
+    assert message.status == MessageStatus.SENDING
+    assert len(stack.creates(To=LEAD)) == 1
+    assert await sms_jobs(stack) == []
+    assert await history(stack, message.id) == ["queued", "sending", "accepted"]
+    async with stack.sessions() as session:
+        row = await session.get(Message, message.id)
+        assert row is not None
+        assert (row.attempts, row.from_number) == (1, OUR_NUMBER)
+    await stack.work()  # a worker finds nothing to send again
+    assert len(stack.creates(To=LEAD)) == 1
+
+
+async def test_a_held_text_the_gate_blocks_is_written_blocked(stack: Stack) -> None:
+    await stack.say("STOP")
+    before = len(stack.sandbox.record.requests("messages.create"))  # the STOP's confirmation
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    [message], decided, seen = await queued_and_claimed(stack, inline, held=True)
+    assert decided == {message.id}
+    assert writes_of_messages(seen) == ["INSERT INTO messages"]
+    assert (await statuses(stack))[LEAD] == MessageStatus.BLOCKED
+    assert await history(stack, message.id) == ["queued", "blocked"]
+    assert len(stack.sandbox.record.requests("messages.create")) == before
+    assert await sms_jobs(stack) == []
+
+
+async def test_a_held_text_behind_the_leads_earlier_one_waits_for_it(stack: Stack) -> None:
+    """Two texts to one lead held in one transaction: the first is written, claimed, before
+    the second's gate, which finds it ahead and leaves the second to its job."""
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    [first, second], decided, _ = await queued_and_claimed(stack, inline, held=True, count=2)
+    assert decided == {first.id}
+    async with stack.sessions() as session:
+        rows = await session.exec(select(Message.id, Message.status))
+        assert dict(rows.all()) == {first.id: MessageStatus.ACCEPTED, second.id: "queued"}
+    assert await sms_jobs(stack) == [SMS_SEND.job_id(second.id)]
+    await stack.work()
+    bodies = [r.get("Body") for r in stack.creates(To=LEAD)]
+    assert [b.startswith("hello") for b in bodies] == [True, True]
+
+
+async def test_a_statement_before_the_claim_finds_a_held_text_written(stack: Stack) -> None:
+    """Whatever the transaction asks before the claim sees the held text: the session writes
+    it first (then the claim is an UPDATE, as for any text already written)."""
+    found: list[str] = []
+
+    async def ask(session: AsyncSession) -> None:
+        found.extend((await session.exec(select(Message.id))).all())
+
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    [message], decided, seen = await queued_and_claimed(stack, inline, held=True, before_claim=ask)
+    assert found == [message.id]
+    assert decided == {message.id}
+    assert writes_of_messages(seen) == ["INSERT INTO messages", "UPDATE messages SET"]
+    assert len(stack.creates(To=LEAD)) == 1
+    assert await history(stack, message.id) == ["queued", "sending", "accepted"]
+
+
+async def test_a_held_text_whose_claim_rolls_back_leaves_nothing(stack: Stack) -> None:
+    async def refuse(session: AsyncSession) -> None:
+        raise RuntimeError("refused later in the request")
+
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+    with pytest.raises(RuntimeError, match="refused later"):
+        await queued_and_claimed(stack, inline, held=True, before_claim=refuse)
+    assert await statuses(stack) == {}
+    assert stack.creates(To=LEAD) == []
+    assert await sms_jobs(stack) == []
+
+
 async def test_with_no_inline_runner_a_text_is_left_to_its_accounts_drain(stack: Stack) -> None:
     # A process that sends nothing itself (INLINE_JOBS=0) claims nothing: a worker does.
     async with transaction(stack.sessions) as session:
@@ -456,12 +572,16 @@ async def test_a_one_off_text_is_claimed_by_its_request_and_sent_once(stack: Sta
 
 async def test_a_posted_leads_first_text_is_claimed_by_the_post(stack: Stack) -> None:
     await publish(stack)
-    created = await stack.api.post("/v1/plays", json=play_body())
+    with statements() as seen:
+        created = await stack.api.post("/v1/plays", json=play_body())
     assert created.status_code == 201, created.text
     # Claimed when the POST committed: never `queued` once the answer is out.
     async with stack.sessions() as session:
         [status] = (await session.exec(select(Message.status))).all()
     assert status != MessageStatus.QUEUED
+    # Written once, already claimed (`outbox.hold_for_claim`): no claim's UPDATE.
+    assert writes_of_messages(seen)[0] == "INSERT INTO messages"
+    assert not any("attempt_started_at=" in s for s in seen if "UPDATE messages" in s)
 
 
 class _RedisAway:
@@ -480,6 +600,7 @@ async def test_with_redis_away_a_request_leaves_its_text_to_the_job(stack: Stack
     inline.start(as_ctx(dataclasses.replace(jc, rate_limiter=_RedisAway())))
     try:
         async with transaction(jc.sessions) as session:
+            outbox.hold_for_claim(session)  # held, and written as it stands, still queued
             message = await text(session, stack.account_id, phone=LEAD)
             account = await session.get(Account, stack.account_id)
             assert account is not None
@@ -490,6 +611,7 @@ async def test_with_redis_away_a_request_leaves_its_text_to_the_job(stack: Stack
     finally:
         await close_job_context(jc)
     assert await history(stack, message.id) == ["queued"]
+    assert (await statuses(stack))[LEAD] == MessageStatus.QUEUED
 
 
 async def claimed_behind(
