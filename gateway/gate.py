@@ -287,7 +287,12 @@ async def _facts_many(session: AsyncSession, plans: Sequence[_Plan]) -> list[_Fa
             facts[index] = await _facts(session, plan)
         else:
             shapes.setdefault(plan.shape, []).append(index)
-    for indexes in shapes.values():
+    chunks = [
+        every[start : start + MANY_AT_MOST]
+        for every in shapes.values()
+        for start in range(0, len(every), MANY_AT_MOST)
+    ]
+    for indexes in chunks:
         if len(indexes) == 1:
             facts[indexes[0]] = await _facts(session, plans[indexes[0]])
             continue
@@ -305,8 +310,13 @@ async def _facts_many(session: AsyncSession, plans: Sequence[_Plan]) -> list[_Fa
     return cast(list[_Facts], facts)  # each plan's, above
 
 
-# `_facts_many`'s statements: a shape's statement over `count` contacts, built once each (a
-# batch holds at most `gateway.jobs.sms_sends.BATCH`).
+# The most contacts `_facts_many` asks about in one statement: a batch's (a drain's batch holds
+# at most `gateway.jobs.sms_sends.BATCH`). More are asked in several, so that neither a
+# statement's size nor the count of statements built and kept (`_BATCHED`, one per shape and
+# count) grows with a caller's list.
+MANY_AT_MOST = 16
+
+# `_facts_many`'s statements: a shape's statement over `count` contacts, built once each.
 _BATCHED: dict[tuple[Any, tuple[str, ...], int], Any] = {}
 
 

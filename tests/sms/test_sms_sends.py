@@ -113,12 +113,20 @@ async def test_an_accounts_due_texts_go_in_batches_each_once(stack: Stack) -> No
     assert all(str(c.get("Body")).endswith("Reply STOP to opt out.") for c in stack.creates())
 
 
+@pytest.mark.parametrize(
+    ("at_most", "statements_asked"),
+    [
+        (gate.MANY_AT_MOST, 2),  # the five initiated texts' statement, the reply's
+        (2, 4),  # the initiated texts two by two (2, 2, 1), the reply's
+    ],
+)
 async def test_a_batchs_gate_facts_are_asked_together_as_each_alone_would_find_them(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, at_most: int, statements_asked: int
 ) -> None:
     """The batch asks the gate about its texts in one statement a kind of text (the facts
-    correlated to a row of parameters per text): each text's facts are what its own statement
-    finds, whatever the phone's history."""
+    correlated to a row of parameters per text), of at most `gate.MANY_AT_MOST` texts: each
+    text's facts are what its own statement finds, whatever the phone's history."""
+    monkeypatch.setattr(gate, "MANY_AT_MOST", at_most)
     to = phones(6)
     await queue(stack, to[:3], body="first")  # a number each knows, a notice each got
     await stack.work()
@@ -172,7 +180,7 @@ async def test_a_batchs_gate_facts_are_asked_together_as_each_alone_would_find_t
     counted = dict(part.split(" ", 1)[::-1] for part in outcome.split(", "))
     assert counted == {"sent": "4", "blocked": "1", "behind an earlier text": "1"}, outcome
     [(together, reads, alone)] = asked
-    assert reads == 2  # the initiated texts' statement, the reply's
+    assert reads == statements_asked
     assert together == alone
     requests = [gathered.request for gathered in together]
     assert [r.phone for r in requests] == to
