@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import bindparam
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway import commit_rows
 from gateway import webhook_policy as policy
 from gateway.clock import now
 from gateway.db import before_commit, for_this_transaction
@@ -83,7 +84,7 @@ def new_delivery(
     )
 
 
-_INSERT_DELIVERY = insert(WebhookDelivery.__table__)  # type: ignore[attr-defined]
+_DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
 
 
 # session.info key (`for_this_transaction`): the activities recorded in this transaction and not
@@ -101,7 +102,8 @@ def record(
     """`activity` and its webhook deliveries, written when the transaction commits (or at
     `write_kept`), with every other activity the transaction recorded: one INSERT of the
     activities, one read of each account's subscriptions and one of its leads, one INSERT of
-    the deliveries, whatever their count. A batch of plays or replies recorded an activity or
+    the deliveries (at the commit, with the transaction's other rows of record: on PostgreSQL
+    in their statement), whatever their count. A batch of plays or replies recorded an activity or
     two each, at four statements apiece. Their ids (the order they are delivered in) follow
     the order they were recorded; their payloads show their leads as the transaction leaves
     them. The object is not in the session; its id is set when it is written.
@@ -130,8 +132,8 @@ def _kept(session: AsyncSession) -> list[_Kept]:
 
 
 async def write_kept(session: AsyncSession) -> None:
-    """Write the activities recorded so far and their deliveries now: for a statement that
-    reads them (the play that the response shows)."""
+    """Write the activities recorded so far now, and keep their deliveries for the commit: for
+    a statement that reads the activities (the play that the response shows)."""
     taken = list(_kept(session))
     if not taken:
         return
@@ -151,10 +153,10 @@ _READ = "gateway.activity_webhooks.subscriptions"
 
 
 async def _deliveries(session: AsyncSession, written: Sequence[_Kept]) -> None:
-    """A pending delivery per enabled subscription that wants each written activity, by one
-    Core INSERT (not in the session), and each subscription's `webhooks.deliver` staged. An
-    account's subscriptions are read once a transaction, with its activities' leads the first
-    time (one statement, not two)."""
+    """A pending delivery per enabled subscription that wants each written activity, kept for
+    the commit (`commit_rows`, not in the session), and each subscription's `webhooks.deliver`
+    staged. An account's subscriptions are read once a transaction, with its activities' leads
+    the first time (one statement, not two)."""
     read: dict[str, Sequence[WebhookSubscription]] = for_this_transaction(session, _READ, dict)
     leads: dict[str, FoundLeads] = {}  # the leads read with the subscriptions, by account
     wanted: list[tuple[WebhookSubscription, Activity, str | None]] = []
@@ -180,8 +182,11 @@ async def _deliveries(session: AsyncSession, written: Sequence[_Kept]) -> None:
         return
     activities = list({a.public_id: a for _, a, _ in wanted}.values())
     payloads = await build_payloads(session, activities, leads)
-    deliveries = [new_delivery(s, a, payloads[a.public_id], phone) for s, a, phone in wanted]
-    await session.exec(_INSERT_DELIVERY, params=[column_values(d) for d in deliveries])
+    # Written at the commit with the transaction's other rows of record (on PostgreSQL in one
+    # statement with them, gateway/commit_rows.py): nothing reads them before.
+    for subscription, activity, phone in wanted:
+        delivery = new_delivery(subscription, activity, payloads[activity.public_id], phone)
+        commit_rows.add(session, _DELIVERIES, column_values(delivery), order="subscription_id")
     for subscription_id in dict.fromkeys(s.id for s, _, _ in wanted):
         stage(session, WEBHOOK_DELIVER, subscription_id)
 

@@ -1,6 +1,7 @@
-"""Rows of record written together when their transaction commits: the play log's entries and
-the messages' history. A transaction's rows of one table go in one multi-row INSERT, not one
-statement (and, for an ORM object, one unit-of-work flush) each.
+"""Rows of record written together when their transaction commits: the play log's entries, the
+messages' history and the webhooks' deliveries. A transaction's rows of one table go in one
+multi-row INSERT, not one statement (and, for an ORM object, one unit-of-work flush) each; on
+PostgreSQL, the rows of all its tables in one statement (`_together`).
 
 Each row is kept on the session (`add`) and written when the session commits, after its flush
 of everything else (so the plays and messages the rows name exist by then), table by table in
@@ -14,9 +15,11 @@ message's history in the response that created it). A rollback drops them with t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, Table, event
+from sqlalchemy import Executable, Insert, Table, bindparam, event, func, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -72,9 +75,55 @@ def _write(session: Session) -> None:
         return
     session.flush()
     connection = session.connection()
-    for kept in pending.values():
-        for statement, rows in _runs(kept):
-            connection.execute(statement, rows)
+    runs = [run for kept in pending.values() for run in _runs(kept)]
+    if connection.dialect.name == "postgresql" and len(runs) > 1:
+        together = _together(runs)
+        if together is not None:
+            connection.execute(*together)
+            return
+    for statement, rows in runs:
+        connection.execute(statement, rows)
+
+
+def _together(
+    runs: list[tuple[Executable, list[dict[str, Any]]]],
+) -> tuple[Executable, dict[str, Any]] | None:
+    """On PostgreSQL, runs of plain INSERTs into several tables as one statement, with its
+    parameters: one round trip where there would be one a table (a lead's first text keeps the
+    play's log and the text's history, and its acceptance those and its webhooks' deliveries).
+    None when a run has a statement of its own, or rows that differ in their columns.
+
+    Each table's rows are a data-modifying `WITH` (or the last, the statement itself), its
+    values an array a column from which `unnest` makes the rows, in their order: a statement
+    of one shape whatever the count of rows, built once. The tables' rows name none of each
+    other's, so the order in which PostgreSQL writes the tables does not matter."""
+    shape: list[tuple[Table, tuple[str, ...]]] = []
+    for statement, rows in runs:
+        table = statement.table if isinstance(statement, Insert) else None
+        if not isinstance(table, Table) or statement is not insert_into(table):
+            return None  # a statement of its own (an entry written only if new)
+        columns = tuple(rows[0])
+        if any(tuple(row) != columns for row in rows):
+            return None
+        shape.append((table, columns))
+    params = {
+        f"{n}_{column}": [row[column] for row in rows]
+        for n, (_, rows) in enumerate(runs)
+        for column in rows[0]
+    }
+    return _unnested(tuple(shape)), params
+
+
+@cache
+def _unnested(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Executable:
+    """`_together`'s statement for tables of these columns (parameters `<n>_<column>`, arrays)."""
+    inserts = []
+    for n, (table, columns) in enumerate(shape):
+        arrays = [bindparam(f"{n}_{c}", type_=postgresql.ARRAY(table.c[c].type)) for c in columns]
+        rows = func.unnest(*arrays).table_valued(*columns).render_derived()
+        inserts.append(insert(table).from_select(columns, select(*rows.c)))
+    *first, last = inserts
+    return last.add_cte(*(one.cte(f"w{n}") for n, one in enumerate(first)))
 
 
 def _runs(kept: _Kept) -> list[tuple[Executable, list[dict[str, Any]]]]:

@@ -197,3 +197,55 @@ async def test_a_rollback_drops_a_messages_noted_history(sessions: SessionFactor
         note_event(session, message.id, "kept")
         await session.commit()
     assert await _history(sessions, message.id) == ["queued", "kept"]
+
+
+async def test_on_postgresql_the_tables_rows_are_one_statement_in_their_order(
+    sessions: SessionFactory,
+) -> None:
+    """PostgreSQL writes the rows of every table in one statement (a `WITH` a table over arrays
+    of their values): each table's rows in the order kept, their nulls and JSON as they were.
+    SQLite writes a statement a table; a table whose rows have a statement of their own (an
+    entry written only if new) makes PostgreSQL do so too."""
+    tenant = await new_tenant(sessions, "Acme")
+    lead, play = _new_play(tenant.account_id)
+    postgres = sessions.kw["bind"].dialect.name == "postgresql"
+    with statements() as seen:
+        async with transaction(sessions) as session:
+            session.add_all([lead, play])
+            message = await _queue(session, lead, play.id)
+            log_by_id(session, play.id, "message", "ask", why={"nested": [1, None], "n": 2})
+            note_event(session, message.id, "failed", error_code=30003)
+            log_by_id(session, play.id, "skipped", None)
+            note_event(session, message.id, "retry", detail="try again")
+    writes = [s for s in seen if "INSERT INTO play_log" in s or "INSERT INTO message_events" in s]
+    assert len(writes) == (1 if postgres else 2)
+    assert await _entries(sessions, play.id) == [
+        ("message", {"why": {"nested": [1, None], "n": 2}}),
+        ("skipped", {}),
+    ]
+    async with sessions() as session:
+        query = (
+            select(MessageEvent.status, MessageEvent.error_code, MessageEvent.detail)
+            .where(MessageEvent.message_id == message.id)
+            .order_by(col(MessageEvent.id))
+        )
+        assert (await session.exec(query)).all() == [
+            ("queued", None, "play"),
+            ("failed", 30003, None),
+            ("retry", None, "try again"),
+        ]
+
+    _, other = _new_play(tenant.account_id)
+    other.lead_id, other.playbook_id = lead.id, "another"  # the lead's second running play
+    with statements() as seen:
+        async with transaction(sessions) as session:
+            session.add(other)
+            message = await _queue(session, lead, other.id)
+            _allowed_once_then_message(session, other.id)
+    writes = [s for s in seen if "INSERT INTO play_log" in s or "INSERT INTO message_events" in s]
+    assert len(writes) == 4  # the history; the log's entries, then the one if new, then one
+    assert [kind for kind, _ in await _entries(sessions, other.id)] == [
+        "allowed",
+        "no_evidence",
+        "message",
+    ]
