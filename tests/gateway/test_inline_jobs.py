@@ -528,6 +528,25 @@ async def test_a_statement_before_the_claim_finds_a_held_text_written(stack: Sta
     assert await history(stack, message.id) == ["queued", "sending", "accepted"]
 
 
+async def test_a_held_text_the_runner_has_no_room_for_is_written_queued_for_its_drain(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner had room when the text was held, and none by its claim (others took it
+    meanwhile): nothing is claimed in the transaction, the session writes the text `queued`
+    at its commit, and it is sent once, as any text staged to send now."""
+    inline = Inline(stack.api_redis, 4, timeout=JOB_TIMEOUT)
+
+    async def fill(session: AsyncSession) -> None:
+        monkeypatch.setattr(inline, "room_for_one", lambda: None)
+
+    [message], decided, seen = await queued_and_claimed(stack, inline, held=True, before_claim=fill)
+    assert decided == set()
+    assert writes_of_messages(seen) == []  # held until the commit wrote it
+    await stack.work()
+    assert len(stack.creates(To=LEAD)) == 1
+    assert (await history(stack, message.id))[:3] == ["queued", "sending", "accepted"]
+
+
 async def test_a_held_text_whose_claim_rolls_back_leaves_nothing(stack: Stack) -> None:
     async def refuse(session: AsyncSession) -> None:
         raise RuntimeError("refused later in the request")
