@@ -8,10 +8,11 @@ import pytest
 from sqlmodel import col, select
 from starlette.testclient import TestClient
 
-from gateway.db import SessionFactory, transaction
+from gateway.db import SessionFactory, numbered_values, transaction
 from gateway.engine.lifecycle import has_activity
 from gateway.engine.records import record_activity
 from gateway.models import Activity, ActivityType, Play, WebhookDelivery
+from gateway.webhook_payloads import _with_subscriptions
 from tests.support.sql import statements
 from tests.support.tenants import Tenant
 from tests.support.webhook_endpoint import WebhookEndpoint
@@ -107,6 +108,13 @@ async def test_each_subscription_gets_the_lead_as_it_is_whatever_their_count(
             {"origin": "crm", "key": f"c-{number}"},
             {"origin": "form", "key": f"f-{number}"},
         ]
+    # The leads' rows stand beside the first subscription only, not beside each: the other
+    # two subscriptions a row each, then the two leads' two originators each.
+    lead_ids = numbered_values("lead", [play.lead_id for play in plays])
+    params = {"account_id": tenant.account_id, **lead_ids}
+    async with sessions() as session:
+        rows = (await session.exec(_with_subscriptions(len(plays)), params=params)).all()
+    assert len(rows) == 2 + 2 * 2
 
 
 async def test_a_rollback_leaves_neither_the_activities_nor_their_deliveries(
